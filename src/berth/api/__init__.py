@@ -1,0 +1,1 @@
+"""gRPC edge: decode a request, call one service, encode the reply."""

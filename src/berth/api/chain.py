@@ -1,0 +1,124 @@
+"""The one ordered chain every RPC passes through: request context, size limit, authentication,
+logging and error mapping. Servicers stay thin because of it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from berth.api.caller import Caller, current_caller
+from berth.errors import BerthError
+
+log = logging.getLogger("berth.api")
+
+TASK_ID_HEADER = "x-berth-task-id"
+TASK_SECRET_HEADER = "x-berth-task-secret"
+
+
+class Authenticator(Protocol):
+    async def client(self, token_id: str, token_secret: str) -> str | None:
+        """Returns the token's environment scope ('' for any) or None when the pair is not valid."""
+
+    async def container(self, task_id: str, secret: str) -> bool: ...
+
+
+# RPCs a process may call before it has credentials.
+_UNAUTHENTICATED_RPCS = frozenset({"ClientHello", "TokenFlowCreate", "TokenFlowWait"})
+
+
+async def _authenticate(auth: Authenticator, rpc: str, metadata: Mapping[str, Any]) -> Caller:
+    request_id = secrets.token_hex(6)
+    task_id = metadata.get(TASK_ID_HEADER)
+    if task_id:
+        if not await auth.container(str(task_id), str(metadata.get(TASK_SECRET_HEADER, ""))):
+            raise GRPCError(Status.UNAUTHENTICATED, "Container credentials are not valid for this task")
+        return Caller(request_id, rpc, task_id=str(task_id))
+    token_id, token_secret = metadata.get("x-modal-token-id"), metadata.get("x-modal-token-secret")
+    if not token_id or not token_secret:
+        if rpc in _UNAUTHENTICATED_RPCS:
+            return Caller(request_id, rpc)
+        raise GRPCError(Status.UNAUTHENTICATED, "Token missing. Run `eval \"$(berth env)\"` to configure a token.")
+    scope = await auth.client(str(token_id), str(token_secret))
+    if scope is None:
+        raise GRPCError(
+            Status.UNAUTHENTICATED, "Token is not valid: it is unknown, revoked or has the wrong secret."
+        )
+    return Caller(request_id, rpc, token_id=str(token_id), environment=scope or None)
+
+
+def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
+    if isinstance(exc, GRPCError):
+        return exc
+    if isinstance(exc, BerthError):
+        return GRPCError(exc.status, exc.message)
+    log.exception("request %s (%s) failed", caller.request_id, caller.rpc)
+    return GRPCError(Status.INTERNAL, f"Internal error in {caller.rpc} (request id {caller.request_id})")
+
+
+UnaryImpl = Callable[[Any, Caller], Awaitable[Message]]
+StreamImpl = Callable[[Any, Caller], AsyncIterator[Message]]
+
+
+def wrap(
+    rpc: str, impl: UnaryImpl | StreamImpl, auth: Authenticator, max_request_bytes: int
+) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+    streaming = inspect.isasyncgenfunction(impl)
+
+    async def handler(stream: Stream[Any, Any]) -> None:
+        started = time.monotonic()
+        caller = await _authenticate(auth, rpc, stream.metadata or {})
+        token = current_caller.set(caller)
+        try:
+            request = await stream.recv_message()
+            if request is not None and request.ByteSize() > max_request_bytes:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"{rpc} request of {request.ByteSize()} bytes exceeds the limit of {max_request_bytes}",
+                )
+            if streaming:
+                async for reply in impl(request, caller):  # type: ignore[union-attr]
+                    await stream.send_message(reply)
+            else:
+                await stream.send_message(await impl(request, caller))  # type: ignore[misc]
+        except Exception as exc:
+            raise _map_error(caller, exc) from exc
+        finally:
+            current_caller.reset(token)
+            log.debug("%s %s %.1f ms", caller.request_id, rpc, (time.monotonic() - started) * 1000)
+
+    return handler
+
+
+def unimplemented(rpc: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+    async def handler(stream: Stream[Any, Any]) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, f"Berth does not implement {rpc} yet")
+
+    return handler
+
+
+def build_mapping(
+    generated: Mapping[str, Handler], servicer: object, auth: Authenticator, max_request_bytes: int
+) -> dict[str, Handler]:
+    """Serve every RPC of the generated service: ours through the chain, the rest as UNIMPLEMENTED."""
+    mapping: dict[str, Handler] = {}
+    for path, handler in generated.items():
+        rpc = path.rsplit("/", 1)[1]
+        impl = getattr(servicer, rpc, None)
+        func = wrap(rpc, impl, auth, max_request_bytes) if impl else unimplemented(rpc)
+        if impl and inspect.isasyncgenfunction(impl) != (handler.cardinality == Cardinality.UNARY_STREAM):
+            raise TypeError(f"{rpc}: servicer cardinality does not match the generated service")
+        mapping[path] = Handler(func, handler.cardinality, handler.request_type, handler.reply_type)
+    return mapping
+
+
+def served_rpcs(servicer: object, generated: Mapping[str, Handler]) -> list[str]:
+    return sorted(p.rsplit("/", 1)[1] for p in generated if getattr(servicer, p.rsplit("/", 1)[1], None))

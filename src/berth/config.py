@@ -1,0 +1,64 @@
+"""Settings: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    http_port: int = 0  # 0: port + 1
+    runtime: str = "process"
+    # The address containers use to reach the server; the host end of the container network.
+    container_host: str = "127.0.0.1"
+    worker_slots: int = field(default_factory=lambda: _env_int("BERTH_WORKER_SLOTS", 16))
+    default_max_containers: int = field(default_factory=lambda: _env_int("BERTH_MAX_CONTAINERS", 8))
+    default_scaledown_s: int = field(default_factory=lambda: _env_int("BERTH_SCALEDOWN_SECONDS", 60))
+    max_object_bytes: int = 2 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def effective_http_port(self) -> int:
+        return self.http_port or self.port + 1
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "berth.db"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def task_dir(self) -> Path:
+        return self.data_dir / "tasks"
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.effective_http_port}"
+
+    @property
+    def container_server_url(self) -> str:
+        return f"http://{self.container_host}:{self.port}"
+
+    @property
+    def container_http_url(self) -> str:
+        return f"http://{self.container_host}:{self.effective_http_port}"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("BERTH_DATA_DIR", str(Path.home() / ".berth")))

@@ -1,0 +1,1 @@
+"""The HTTP side of the server: blob upload/download URLs and the health check."""

@@ -1,0 +1,116 @@
+"""The control loop: start containers for queued inputs, retire idle ones, enforce timeouts and
+stop ephemeral apps whose client went away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.scheduling.tasks import TaskInfo, TaskManager
+from berth.services.apps import AppService
+from berth.services.catalog import Catalog
+from berth.services.inputs import SCHEDULER_KEY, InputService
+from berth.services.notify import Notifier
+from berth.services.results import terminated, timed_out
+from berth.store.sqlite import SqliteStore
+
+log = logging.getLogger("berth.autoscaler")
+
+TICK_S = 0.5
+
+
+def max_containers(fn: api_pb2.Function, default: int) -> int:
+    return fn.autoscaler_settings.max_containers or fn.concurrency_limit or default
+
+
+def scaledown_window(fn: api_pb2.Function, default: int) -> float:
+    return float(fn.autoscaler_settings.scaledown_window or fn.task_idle_timeout_secs or default)
+
+
+def containers_needed(queued: int, tasks: list[TaskInfo], per_task: int) -> int:
+    """Containers to add so every queued input has a slot, counting free slots of live ones."""
+    free = sum(max(0, t.slots - t.inflight) for t in tasks if t.accepting)
+    return max(0, math.ceil((queued - free) / per_task))
+
+
+class Autoscaler:
+    def __init__(
+        self, store: SqliteStore, tasks: TaskManager, catalog: Catalog, apps: AppService, inputs: InputService,
+        notifier: Notifier, clock: Clock, worker_slots: int, default_max_containers: int, default_scaledown_s: int,
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._catalog = catalog
+        self._apps = apps
+        self._inputs = inputs
+        self._notifier = notifier
+        self._clock = clock
+        self._worker_slots = worker_slots
+        self._default_max = default_max_containers
+        self._default_scaledown = default_scaledown_s
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("autoscaler tick failed")
+            with self._notifier.listen(SCHEDULER_KEY) as waiter:
+                await waiter.wait(TICK_S)
+
+    async def tick(self) -> None:
+        await self._scale_up()
+        await self._retire_idle()
+        await self._enforce_timeouts()
+        await self._stop_silent_apps()
+
+    async def _scale_up(self) -> None:
+        for function_id, queued in (await self._store.queued_counts(self._clock.now())).items():
+            fn = await self._catalog.definition(function_id)
+            rec = await self._catalog.record(function_id)
+            if not await self._apps.is_running(rec.app_id):
+                await self._terminate_queued(function_id)
+                continue
+            live = [t for t in self._tasks.of_function(function_id) if t.accepting]
+            per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
+            want = containers_needed(queued, live, per_task)
+            room = min(max_containers(fn, self._default_max) - len(live), self._worker_slots - len(self._tasks.tasks))
+            for _ in range(max(0, min(want, room))):
+                try:
+                    await self._tasks.launch(function_id)
+                except Exception:
+                    log.exception("launching a container for %s failed", function_id)
+                    break
+
+    async def _terminate_queued(self, function_id: str) -> None:
+        for state in await self._store.queued_inputs_of_function(function_id):
+            await self._inputs.finish(state.input_id, None, terminated("App was stopped"), api_pb2.DATA_FORMAT_PICKLE)
+
+    async def _retire_idle(self) -> None:
+        now = self._clock.now()
+        for task in list(self._tasks.tasks.values()):
+            if task.state != "running" or task.inflight:
+                continue
+            fn = await self._catalog.definition(task.function_id)
+            if now - task.last_active > scaledown_window(fn, self._default_scaledown):
+                self._tasks.drain(task, "scaled down after idle window")
+
+    async def _enforce_timeouts(self) -> None:
+        for state in await self._store.expired_leases(self._clock.now()):
+            fn = await self._catalog.definition(state.function_id)
+            task = self._tasks.tasks.get(state.holder or "")
+            await self._inputs.finish(state.input_id, state.holder, timed_out(fn.timeout_secs), api_pb2.DATA_FORMAT_PICKLE)
+            if task is not None:
+                task.inflight = max(0, task.inflight - 1)
+                self._tasks.kill(task, f"input {state.input_id} timed out")
+
+    async def _stop_silent_apps(self) -> None:
+        for app_id in self._apps.silent_apps():
+            app = await self._store.get_app(app_id)
+            if app is not None and app.state == api_pb2.APP_STATE_EPHEMERAL:
+                log.info("stopping app %s: no heartbeat from its client", app_id)
+                await self._apps.stop(app_id)

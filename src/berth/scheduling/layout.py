@@ -1,0 +1,74 @@
+"""What a container is told about its world: ContainerArguments with a complete app layout,
+the files of its mounts and the environment from its secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modal_proto import api_pb2
+
+from berth.errors import NotFound
+from berth.services.apps import AppService
+from berth.services.blobs import LocalBlobStore
+from berth.services.catalog import Catalog, handle_metadata
+from berth.services.objects import ObjectService
+from berth.worker.spec import MountedFile
+
+
+@dataclass
+class BuiltArguments:
+    arguments: api_pb2.ContainerArguments
+    env: dict[str, str]
+    files: list[MountedFile]
+
+
+class LayoutBuilder:
+    def __init__(self, catalog: Catalog, apps: AppService, objects: ObjectService, blobs: LocalBlobStore) -> None:
+        self._catalog = catalog
+        self._apps = apps
+        self._objects = objects
+        self._blobs = blobs
+
+    async def app_layout(self, app_id: str, extra_ids: list[str]) -> api_pb2.AppLayout:
+        published = await self._apps.layout(app_id)
+        layout = api_pb2.AppLayout()
+        layout.function_ids.update(published.function_ids)
+        layout.class_ids.update(published.class_ids)
+        seen: set[str] = set()
+        for function_id in published.function_ids.values():
+            fn = await self._catalog.definition(function_id)
+            layout.objects.add(object_id=function_id, function_handle_metadata=handle_metadata(fn, app_id))
+            seen.add(function_id)
+        for class_id in published.class_ids.values():
+            md = await self._catalog.class_metadata(class_id)
+            layout.objects.add(object_id=class_id, class_handle_metadata=md)
+            seen.add(class_id)
+        for object_id in extra_ids:
+            if object_id not in seen:
+                seen.add(object_id)
+                layout.objects.append(await self._objects.layout_object(object_id))
+        return layout
+
+    async def container_arguments(self, function_id: str) -> BuiltArguments:
+        rec = await self._catalog.record(function_id)
+        fn = api_pb2.Function.FromString(rec.definition)
+        deps = [d.object_id for d in fn.object_dependencies]
+        args = api_pb2.ContainerArguments(
+            function_id=function_id,
+            app_id=rec.app_id,
+            function_def=fn,
+            serialized_params=rec.serialized_params,
+            environment_name="main",
+            app_layout=await self.app_layout(rec.app_id, deps),
+        )
+        env: dict[str, str] = {}
+        for secret_id in fn.secret_ids:
+            env.update(await self._objects.secret_env(secret_id))
+        files: list[MountedFile] = []
+        for mount_id in fn.mount_ids:
+            try:
+                mount_files = await self._objects.mount_files(mount_id)
+            except NotFound:
+                continue
+            files.extend(MountedFile(f.filename, self._blobs.cas_path(f.sha256_hex), f.mode) for f in mount_files)
+        return BuiltArguments(args, env, files)

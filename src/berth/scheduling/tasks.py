@@ -1,0 +1,176 @@
+"""The task registry: which containers exist, what each one holds, and what happens when one exits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.ids import new_id, new_secret
+from berth.scheduling.layout import LayoutBuilder
+from berth.services.inputs import SCHEDULER_KEY, InputService
+from berth.services.logs import LogBus
+from berth.services.notify import Notifier
+from berth.services.results import failure
+from berth.store.records import TaskRecord
+from berth.store.sqlite import SqliteStore
+from berth.worker.agent import LocalWorker
+from berth.worker.spec import TaskSpec
+
+log = logging.getLogger("berth.tasks")
+
+
+@dataclass
+class TaskInfo:
+    task_id: str
+    function_id: str
+    app_id: str
+    secret_hash: str
+    slots: int
+    created_at: float
+    state: str = "starting"  # starting → running → draining → stopped
+    inflight: int = 0
+    last_active: float = 0.0
+    first_input_at: float | None = None
+    init_failure: api_pb2.GenericResult | None = None
+    stop_reason: str | None = None
+    pending_cancels: set[str] = field(default_factory=set)
+
+    @property
+    def accepting(self) -> bool:
+        return self.state in ("starting", "running")
+
+
+def task_key(task_id: str) -> str:
+    return f"task:{task_id}"
+
+
+class TaskManager:
+    def __init__(
+        self, store: SqliteStore, worker: LocalWorker, inputs: InputService, layouts: LayoutBuilder,
+        logs: LogBus, notifier: Notifier, clock: Clock, server_url: str,
+    ) -> None:
+        self._store = store
+        self._worker = worker
+        self._inputs = inputs
+        self._layouts = layouts
+        self._logs = logs
+        self._notifier = notifier
+        self._clock = clock
+        self._server_url = server_url
+        self.tasks: dict[str, TaskInfo] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    def of_function(self, function_id: str) -> list[TaskInfo]:
+        return [t for t in self.tasks.values() if t.function_id == function_id]
+
+    def of_app(self, app_id: str) -> list[TaskInfo]:
+        return [t for t in self.tasks.values() if t.app_id == app_id]
+
+    def authenticate(self, task_id: str, secret: str) -> bool:
+        task = self.tasks.get(task_id)
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        return task is not None and hmac.compare_digest(task.secret_hash, digest)
+
+    async def launch(self, function_id: str) -> TaskInfo:
+        built = await self._layouts.container_arguments(function_id)
+        fn = built.arguments.function_def
+        task_id = new_id("ta")
+        secret = new_secret()
+        built.arguments.task_id = task_id
+        now = self._clock.now()
+        task = TaskInfo(
+            task_id, function_id, built.arguments.app_id, hashlib.sha256(secret.encode()).hexdigest(),
+            max(1, fn.max_concurrent_inputs), now, last_active=now,
+        )
+        spec = TaskSpec(
+            task_id=task_id, function_id=function_id, app_id=task.app_id,
+            container_arguments=built.arguments.SerializeToString(), server_url=self._server_url,
+            secret=secret, env=built.env, files=built.files,
+            memory_mb=fn.resources.memory_mb, cpu=fn.resources.milli_cpu / 1000,
+        )
+        self.tasks[task_id] = task
+        await self._store.put_task(TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now))
+        self._logs.task_state(task.app_id, task_id, function_id, api_pb2.TASK_STATE_CREATED)
+        try:
+            await self._worker.start(spec)
+        except Exception as exc:
+            log.exception("could not start task %s", task_id)
+            task.init_failure = failure(f"Could not start container: {exc}")
+            await self._on_exit_task(task, -1)
+            raise
+        return task
+
+    def mark_running(self, task: TaskInfo) -> None:
+        if task.state == "starting":
+            task.state = "running"
+            self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_ACTIVE)
+
+    def drain(self, task: TaskInfo, reason: str) -> None:
+        """Stop handing the task inputs; its next input poll answers with a kill switch."""
+        if not task.accepting:
+            return
+        task.state = "draining"
+        task.stop_reason = reason
+        self._notifier.notify(task_key(task.task_id))
+        self._spawn(self._stop_later(task.task_id, 10.0 if task.inflight == 0 else 30.0))
+
+    def kill(self, task: TaskInfo, reason: str) -> None:
+        task.state = "draining"
+        task.stop_reason = reason
+        self._worker.signal(task.task_id, signal.SIGKILL)
+
+    async def stop_app_tasks(self, app_id: str, reason: str) -> None:
+        for task in self.of_app(app_id):
+            self.drain(task, reason)
+        self._spawn(self._stop_soon([t.task_id for t in self.of_app(app_id)]))
+
+    async def _stop_soon(self, task_ids: list[str]) -> None:
+        await asyncio.gather(*(self._worker.stop(tid, 3.0) for tid in task_ids), return_exceptions=True)
+
+    async def _stop_later(self, task_id: str, grace_s: float) -> None:
+        await asyncio.sleep(grace_s)
+        await self._worker.stop(task_id, 5.0)
+
+    def _spawn(self, coro: object) -> None:
+        t = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def on_exit(self, spec: TaskSpec, code: int) -> None:
+        task = self.tasks.get(spec.task_id)
+        if task is not None:
+            await self._on_exit_task(task, code)
+
+    async def _on_exit_task(self, task: TaskInfo, code: int) -> None:
+        task.state = "stopped"
+        self.tasks.pop(task.task_id, None)
+        held = await self._store.inputs_held_by(task.task_id)
+        for state in held:
+            if task.init_failure is not None:
+                await self._inputs.finish(state.input_id, task.task_id, task.init_failure, api_pb2.DATA_FORMAT_PICKLE)
+            elif task.stop_reason is not None:
+                await self._inputs.release(state)
+            else:
+                msg = f"Container {task.task_id} exited with code {code} while running this input"
+                await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
+        if task.init_failure is not None and not self.of_function(task.function_id):
+            # The function cannot start: fail what waits for it rather than crash-loop forever.
+            for state in await self._store.queued_inputs_of_function(task.function_id):
+                await self._inputs.finish(state.input_id, None, task.init_failure, api_pb2.DATA_FORMAT_PICKLE)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
+        self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
+        self._notifier.notify(SCHEDULER_KEY)
+
+    async def shutdown(self) -> None:
+        for task in list(self.tasks.values()):
+            task.stop_reason = "server shutdown"
+        await self._worker.shutdown()
+        for t in list(self._background):
+            t.cancel()

@@ -1,0 +1,107 @@
+"""One Berth server process with its local worker: gRPC API, HTTP side and the control loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from grpclib.server import Server
+from modal_proto.api_grpc import ModalClientBase
+
+from berth.api.chain import build_mapping
+from berth.api.servicers import ModalServicer
+from berth.config import Settings
+from berth.ids import new_id, new_secret
+from berth.wiring import Services, build_services
+
+log = logging.getLogger("berth.server")
+
+
+class _GeneratedService(ModalClientBase):
+    """Only used to read the generated RPC table (paths, cardinalities, message types)."""
+
+
+_GeneratedService.__abstractmethods__ = frozenset()
+
+
+def generated_handlers() -> dict[str, Any]:
+    return dict(_GeneratedService().__mapping__())  # type: ignore[abstract]
+
+
+class _Grpc:
+    def __init__(self, services: Services) -> None:
+        self._mapping = build_mapping(
+            generated_handlers(), ModalServicer(services), services, services.settings.max_request_bytes
+        )
+
+    def __mapping__(self) -> dict[str, Any]:
+        return self._mapping
+
+
+def credentials_path(data_dir: Path) -> Path:
+    return data_dir / "credentials.json"
+
+
+def server_info_path(data_dir: Path) -> Path:
+    return data_dir / "server.json"
+
+
+async def ensure_token(services: Services) -> None:
+    """A fresh data dir gets one token; its secret is kept only in credentials.json (mode 0600)."""
+    path = credentials_path(services.settings.data_dir)
+    if path.exists():
+        return
+    token_id, secret = new_id("ak"), new_secret()
+    await services.store.add_token(token_id, hashlib.sha256(secret.encode()).hexdigest(), None, services.clock.now())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"token_id": token_id, "token_secret": secret}, f)
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services = await build_services(settings)
+    await ensure_token(services)
+    grpc_server = Server([_Grpc(services)])
+    await grpc_server.start(settings.host, settings.port)
+    runner = web.AppRunner(_http_app(services), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.effective_http_port).start()
+    autoscaler = asyncio.create_task(services.autoscaler.run())
+    server_info_path(settings.data_dir).write_text(
+        json.dumps({"server_url": settings.server_url, "http_url": settings.http_url, "pid": os.getpid()})
+    )
+    log.info("berth serving gRPC on %s, HTTP on %s (runtime: %s)", settings.server_url, settings.http_url,
+             settings.runtime)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("berth shutting down")
+        autoscaler.cancel()
+        await services.tasks.shutdown()
+        grpc_server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(grpc_server.wait_closed(), 3)
+        await runner.cleanup()
+        await services.store.close()
+        server_info_path(settings.data_dir).unlink(missing_ok=True)
+
+
+def _http_app(services: Services) -> web.Application:
+    from berth.http.app import build_http_app
+
+    return build_http_app(services.blobs)

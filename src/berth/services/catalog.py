@@ -1,0 +1,186 @@
+"""Function and class definitions: ids, handle metadata and the options of bound (parametrized) functions."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+from modal_proto import api_pb2
+
+from berth.errors import InvalidArgument, NotFound
+from berth.ids import new_id
+from berth.store.records import FunctionRecord
+from berth.store.sqlite import SqliteStore
+
+_PICKLE = [api_pb2.DATA_FORMAT_PICKLE]
+
+
+def copy_common_fields(src: Message, dst: Message) -> None:
+    """Copy every field that both messages declare with the same name and type."""
+    dst_fields = dst.DESCRIPTOR.fields_by_name
+    for field, value in src.ListFields():
+        other = dst_fields.get(field.name)
+        if other is None or other.type != field.type or other.is_repeated != field.is_repeated:
+            continue
+        if field.message_type is not None and other.message_type.full_name != field.message_type.full_name:
+            continue
+        target = getattr(dst, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(item, Message):
+                    target[key].CopyFrom(item)
+                else:
+                    target[key] = item
+        elif field.is_repeated:
+            target.extend(value)
+        elif field.message_type is not None:
+            target.CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def method_metadata(name: str, method: api_pb2.MethodDefinition) -> api_pb2.FunctionHandleMetadata:
+    return api_pb2.FunctionHandleMetadata(
+        function_name=method.function_name,
+        function_type=method.function_type,
+        is_method=True,
+        use_method_name=name,
+        web_url=method.web_url,
+        function_schema=method.function_schema,
+        supported_input_formats=list(method.supported_input_formats) or _PICKLE,
+        supported_output_formats=list(method.supported_output_formats) or _PICKLE,
+    )
+
+
+def handle_metadata(fn: api_pb2.Function, app_id: str) -> api_pb2.FunctionHandleMetadata:
+    md = api_pb2.FunctionHandleMetadata(
+        function_name=fn.function_name,
+        function_type=fn.function_type,
+        app_id=app_id,
+        is_method=fn.is_method,
+        web_url=fn.web_url,
+        function_schema=fn.function_schema,
+        class_parameter_info=fn.class_parameter_info,
+        supported_input_formats=list(fn.supported_input_formats) or _PICKLE,
+        supported_output_formats=list(fn.supported_output_formats) or _PICKLE,
+    )
+    for name, method in fn.method_definitions.items():
+        md.method_handle_metadata[name].CopyFrom(method_metadata(name, method))
+    return md
+
+
+def apply_options(fn: api_pb2.Function, options: api_pb2.FunctionOptions) -> api_pb2.Function:
+    """The definition of a function bound with `with_options`/`with_concurrency`/`with_batching`."""
+    out = api_pb2.Function()
+    out.CopyFrom(fn)
+    for name in ("resources", "retry_policy"):
+        if options.HasField(name):
+            getattr(out, name).CopyFrom(getattr(options, name))
+    for name in ("concurrency_limit", "timeout_secs", "task_idle_timeout_secs", "warm_pool_size",
+                 "max_concurrent_inputs", "target_concurrent_inputs", "batch_max_size", "batch_linger_ms"):
+        if options.HasField(name):
+            setattr(out, name, getattr(options, name))
+    if options.replace_secret_ids:
+        del out.secret_ids[:]
+        out.secret_ids.extend(options.secret_ids)
+    else:
+        out.secret_ids.extend(options.secret_ids)
+    if options.replace_volume_mounts:
+        del out.volume_mounts[:]
+        out.volume_mounts.extend(options.volume_mounts)
+    if options.HasField("concurrency_limit"):
+        out.autoscaler_settings.max_containers = options.concurrency_limit
+    if options.HasField("warm_pool_size"):
+        out.autoscaler_settings.min_containers = options.warm_pool_size
+    if options.HasField("task_idle_timeout_secs"):
+        out.autoscaler_settings.scaledown_window = options.task_idle_timeout_secs
+    if options.HasField("buffer_containers"):
+        out.autoscaler_settings.buffer_containers = options.buffer_containers
+    return out
+
+
+class Catalog:
+    """Function definitions, cached in memory (they never change once created, only get replaced)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._cache: dict[str, FunctionRecord] = {}
+
+    async def record(self, function_id: str) -> FunctionRecord:
+        rec = self._cache.get(function_id)
+        if rec is None:
+            rec = await self._store.get_function(function_id)
+            if rec is None:
+                raise NotFound(f"Function {function_id} not found")
+            self._cache[function_id] = rec
+        return rec
+
+    async def definition(self, function_id: str) -> api_pb2.Function:
+        rec = await self.record(function_id)
+        return api_pb2.Function.FromString(rec.definition)
+
+    async def precreate(self, req: api_pb2.FunctionPrecreateRequest) -> api_pb2.FunctionPrecreateResponse:
+        function_id = req.existing_function_id or new_id("fu")
+        fn = api_pb2.Function(
+            function_name=req.function_name,
+            function_type=req.function_type,
+            webhook_config=req.webhook_config,
+            function_schema=req.function_schema,
+            supported_input_formats=req.supported_input_formats,
+            supported_output_formats=req.supported_output_formats,
+        )
+        for name, method in req.method_definitions.items():
+            fn.method_definitions[name].CopyFrom(method)
+        return api_pb2.FunctionPrecreateResponse(function_id=function_id, handle_metadata=handle_metadata(fn, req.app_id))
+
+    async def create(self, req: api_pb2.FunctionCreateRequest) -> api_pb2.FunctionCreateResponse:
+        if req.HasField("function"):
+            fn = req.function
+        elif req.HasField("function_data") and req.function_data.ranked_functions:
+            fn = api_pb2.Function()
+            fn.CopyFrom(req.function_data.ranked_functions[0].function)
+            copy_common_fields(req.function_data, fn)
+        else:
+            raise InvalidArgument("FunctionCreate needs a function definition")
+        if not req.app_id:
+            raise InvalidArgument("FunctionCreate needs an app_id")
+        function_id = req.existing_function_id or new_id("fu")
+        tag = fn.function_name
+        rec = FunctionRecord(function_id, req.app_id, tag, fn.SerializeToString())
+        await self._store.put_function(rec)
+        self._cache[function_id] = rec
+        data = api_pb2.FunctionData(ranked_functions=[api_pb2.FunctionData.RankedFunction(rank=0, function=fn)])
+        copy_common_fields(fn, data)
+        return api_pb2.FunctionCreateResponse(
+            function_id=function_id, function=fn, handle_metadata=handle_metadata(fn, req.app_id), function_data=data
+        )
+
+    async def bind_params(self, req: api_pb2.FunctionBindParamsRequest) -> api_pb2.FunctionBindParamsResponse:
+        parent = await self.record(req.function_id)
+        options = req.function_options.SerializeToString() if req.HasField("function_options") else b""
+        existing = await self._store.find_bound_function(parent.function_id, req.serialized_params, options)
+        fn = api_pb2.Function.FromString(parent.definition)
+        if req.HasField("function_options"):
+            fn = apply_options(fn, req.function_options)
+        if existing is None:
+            existing = new_id("fu")
+            rec = FunctionRecord(
+                existing, parent.app_id, parent.tag, fn.SerializeToString(), parent.function_id,
+                req.serialized_params, options,
+            )
+            await self._store.put_function(rec)
+            self._cache[existing] = rec
+        return api_pb2.FunctionBindParamsResponse(
+            bound_function_id=existing, handle_metadata=handle_metadata(fn, parent.app_id)
+        )
+
+    async def create_class(self, req: api_pb2.ClassCreateRequest) -> api_pb2.ClassCreateResponse:
+        class_id = req.existing_class_id or new_id("cs")
+        md = api_pb2.ClassHandleMetadata()
+        await self._store.put_class(class_id, req.app_id, "", md.SerializeToString())
+        return api_pb2.ClassCreateResponse(class_id=class_id, handle_metadata=md)
+
+    async def class_metadata(self, class_id: str) -> api_pb2.ClassHandleMetadata:
+        row = await self._store.get_class(class_id)
+        if row is None:
+            raise NotFound(f"Class {class_id} not found")
+        return api_pb2.ClassHandleMetadata.FromString(row[1])
+

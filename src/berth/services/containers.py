@@ -1,0 +1,124 @@
+"""The in-container client's side: inputs out, outputs in, heartbeats with cancellations, task results.
+Every call is made as one task, and may only touch what that task holds."""
+
+from __future__ import annotations
+
+import time
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.errors import PermissionDenied
+from berth.scheduling.tasks import TaskInfo, TaskManager, task_key
+from berth.services.catalog import Catalog
+from berth.services.inputs import InputService, function_key
+from berth.services.notify import Notifier
+from berth.store.records import InputLease
+
+INPUT_POLL_S = 20.0
+HEARTBEAT_HOLD_S = 10.0
+
+
+class ContainerService:
+    def __init__(
+        self, tasks: TaskManager, inputs: InputService, catalog: Catalog, notifier: Notifier, clock: Clock
+    ) -> None:
+        self._tasks = tasks
+        self._inputs = inputs
+        self._catalog = catalog
+        self._notifier = notifier
+        self._clock = clock
+
+    def task(self, task_id: str | None) -> TaskInfo:
+        task = self._tasks.tasks.get(task_id or "")
+        if task is None:
+            raise PermissionDenied("This call must come from a running Berth container")
+        return task
+
+    async def get_inputs(self, task_id: str | None, req: api_pb2.FunctionGetInputsRequest) -> api_pb2.FunctionGetInputsResponse:
+        task = self.task(task_id)
+        if req.function_id and req.function_id != task.function_id:
+            raise PermissionDenied(f"Task {task.task_id} does not run function {req.function_id}")
+        self._tasks.mark_running(task)
+        limit = max(1, req.batch_max_size)
+        deadline = time.monotonic() + INPUT_POLL_S
+        leases: list[InputLease] = []
+        while task.accepting:
+            with self._notifier.listen(function_key(task.function_id), task_key(task.task_id)) as waiter:
+                leases = await self._inputs.claim(task.function_id, task.task_id, limit)
+                remaining = deadline - time.monotonic()
+                if leases or remaining <= 0:
+                    break
+                await waiter.wait(min(remaining, 1.0))
+        if leases and req.batch_max_size > 1 and len(leases) < limit and req.batch_linger_ms:
+            leases += await self._linger(task, limit - len(leases), req.batch_linger_ms / 1000)
+        if not task.accepting and not leases:
+            return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
+        now = self._clock.now()
+        task.inflight += len(leases)
+        task.last_active = now
+        if leases and task.first_input_at is None:
+            task.first_input_at = now
+        return api_pb2.FunctionGetInputsResponse(inputs=[self._item(lease) for lease in leases])
+
+    async def _linger(self, task: TaskInfo, want: int, linger_s: float) -> list[InputLease]:
+        deadline = time.monotonic() + linger_s
+        got: list[InputLease] = []
+        while len(got) < want and (remaining := deadline - time.monotonic()) > 0:
+            with self._notifier.listen(function_key(task.function_id)) as waiter:
+                await waiter.wait(remaining)
+            got += await self._inputs.claim(task.function_id, task.task_id, want - len(got))
+        return got
+
+    @staticmethod
+    def _item(lease: InputLease) -> api_pb2.FunctionGetInputsItem:
+        return api_pb2.FunctionGetInputsItem(
+            input_id=lease.input_id,
+            input=api_pb2.FunctionInput.FromString(lease.payload),
+            function_call_id=lease.call_id,
+            function_call_invocation_type=lease.invocation_type,  # type: ignore[arg-type]
+            retry_count=lease.attempt,
+            function_map_idx=lease.idx,
+        )
+
+    async def put_outputs(self, task_id: str | None, req: api_pb2.FunctionPutOutputsRequest) -> None:
+        task = self.task(task_id)
+        for item in req.outputs:
+            accepted = await self._inputs.finish(item.input_id, task.task_id, item.result, item.data_format)
+            if accepted:
+                task.inflight = max(0, task.inflight - 1)
+                task.pending_cancels.discard(item.input_id)
+        task.last_active = self._clock.now()
+
+    async def heartbeat(self, task_id: str | None) -> api_pb2.ContainerHeartbeatResponse:
+        """Held open for a while so a cancellation reaches the container within about a second."""
+        task = self.task(task_id)
+        deadline = time.monotonic() + HEARTBEAT_HOLD_S
+        while not task.pending_cancels and task.accepting and (remaining := deadline - time.monotonic()) > 0:
+            with self._notifier.listen(task_key(task.task_id)) as waiter:
+                await waiter.wait(min(remaining, 1.0))
+        resp = api_pb2.ContainerHeartbeatResponse()
+        if task.pending_cancels:
+            resp.cancel_input_event.input_ids.extend(sorted(task.pending_cancels))
+            task.pending_cancels.clear()
+        return resp
+
+    def cancel_inputs(self, running: list[tuple[str, str]], terminate: bool) -> None:
+        for input_id, holder in running:
+            task = self._tasks.tasks.get(holder)
+            if task is None:
+                continue
+            if terminate:
+                self._tasks.kill(task, "cancelled")
+            else:
+                task.pending_cancels.add(input_id)
+                self._notifier.notify(task_key(task.task_id))
+
+    async def task_result(self, task_id: str | None, req: api_pb2.TaskResultRequest) -> None:
+        task = self.task(task_id)
+        if req.result.status != api_pb2.GenericResult.GENERIC_STATUS_SUCCESS:
+            task.init_failure = req.result
+
+    async def dynamic_concurrency(self, task_id: str | None) -> int:
+        task = self.task(task_id)
+        return task.slots

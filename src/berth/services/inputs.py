@@ -1,0 +1,81 @@
+"""Input lifecycle: queue, lease, finish, retry or fail. Every transition is persisted first and
+then announced through the notifier, so a woken waiter always finds the new state."""
+
+from __future__ import annotations
+
+import logging
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.services.catalog import Catalog
+from berth.services.notify import Notifier
+from berth.services.results import RETRYABLE, retry_delay_s
+from berth.store.records import InputLease, InputState
+from berth.store.sqlite import SqliteStore
+
+log = logging.getLogger("berth.inputs")
+
+
+def function_key(function_id: str) -> str:
+    return f"fn:{function_id}"
+
+
+def call_key(call_id: str) -> str:
+    return f"call:{call_id}"
+
+
+SCHEDULER_KEY = "scheduler"
+
+
+class InputService:
+    def __init__(self, store: SqliteStore, catalog: Catalog, notifier: Notifier, clock: Clock) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._notifier = notifier
+        self._clock = clock
+
+    async def enqueue(self, call_id: str, function_id: str, items: list[tuple[str, int, str, bytes]]) -> None:
+        await self._store.add_inputs(call_id, function_id, items, self._clock.now())
+        self._notifier.notify(function_key(function_id))
+        self._notifier.notify(SCHEDULER_KEY)
+
+    async def claim(self, function_id: str, task_id: str, limit: int) -> list[InputLease]:
+        fn = await self._catalog.definition(function_id)
+        return await self._store.claim_inputs(
+            function_id, task_id, limit, self._clock.now(), float(fn.timeout_secs or 0) or None
+        )
+
+    async def finish(
+        self, input_id: str, holder: str | None, result: api_pb2.GenericResult, data_format: int
+    ) -> bool:
+        """Record an attempt's result. Failures with retries left go back to the queue instead.
+        Returns False when the holder no longer holds the input (a stale or foreign attempt)."""
+        state = await self._store.get_input(input_id)
+        if state is None or state.state == "done" or (holder is not None and state.holder != holder):
+            return False
+        if result.status in RETRYABLE and await self._retry(state):
+            return True
+        out = await self._store.finish_input(
+            input_id, holder, result.SerializeToString(), data_format, self._clock.now()
+        )
+        if out is not None:
+            self._notifier.notify(call_key(out.call_id))
+        return out is not None
+
+    async def _retry(self, state: InputState) -> bool:
+        fn = await self._catalog.definition(state.function_id)
+        if state.attempt >= fn.retry_policy.retries:
+            return False
+        attempt = state.attempt + 1
+        delay = retry_delay_s(fn.retry_policy, attempt)
+        log.info("retrying input %s (attempt %d) in %.1fs", state.input_id, attempt, delay)
+        await self._store.requeue_input(state.input_id, attempt, self._clock.now() + delay)
+        self._notifier.notify(SCHEDULER_KEY)
+        return True
+
+    async def release(self, state: InputState) -> None:
+        """Put a leased input back without counting an attempt (its container was stopped by us)."""
+        await self._store.requeue_input(state.input_id, state.attempt, 0)
+        self._notifier.notify(function_key(state.function_id))
+        self._notifier.notify(SCHEDULER_KEY)

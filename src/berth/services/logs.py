@@ -1,0 +1,70 @@
+"""Per-app log streams: container output and task states, replayable from an entry id."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from modal_proto import api_pb2
+
+from berth.services.notify import Notifier
+
+_KEEP_BATCHES = 5000
+
+
+@dataclass
+class _AppLog:
+    batches: deque[api_pb2.TaskLogsBatch] = field(default_factory=lambda: deque(maxlen=_KEEP_BATCHES))
+    next_entry: int = 1
+    done: bool = False
+
+
+class LogBus:
+    def __init__(self) -> None:
+        self._apps: dict[str, _AppLog] = {}
+        self._notifier = Notifier()
+
+    def _app(self, app_id: str) -> _AppLog:
+        return self._apps.setdefault(app_id, _AppLog())
+
+    def _append(self, app_id: str, batch: api_pb2.TaskLogsBatch) -> None:
+        log = self._app(app_id)
+        batch.entry_id = str(log.next_entry)
+        log.next_entry += 1
+        log.batches.append(batch)
+        self._notifier.notify(app_id)
+
+    def output(self, app_id: str, task_id: str, function_id: str, fd: int, data: str) -> None:
+        item = api_pb2.TaskLogs(data=data, file_descriptor=fd, timestamp=time.time())  # type: ignore[arg-type]
+        self._append(app_id, api_pb2.TaskLogsBatch(task_id=task_id, function_id=function_id, items=[item]))
+
+    def task_state(self, app_id: str, task_id: str, function_id: str, state: int) -> None:
+        item = api_pb2.TaskLogs(task_state=state, timestamp=time.time())  # type: ignore[arg-type]
+        self._append(app_id, api_pb2.TaskLogsBatch(task_id=task_id, function_id=function_id, items=[item]))
+
+    def app_done(self, app_id: str) -> None:
+        self._app(app_id).done = True
+        self._notifier.notify(app_id)
+
+    def reopen(self, app_id: str) -> None:
+        self._app(app_id).done = False
+
+    async def follow(self, app_id: str, last_entry_id: str, timeout: float) -> AsyncIterator[api_pb2.TaskLogsBatch]:
+        """Yield batches after last_entry_id until the app is done or `timeout` passes without one."""
+        log = self._app(app_id)
+        cursor = int(last_entry_id) if last_entry_id.isdigit() else 0
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._notifier.listen(app_id) as waiter:
+                fresh = [b for b in log.batches if int(b.entry_id) > cursor]
+                for batch in fresh:
+                    cursor = int(batch.entry_id)
+                    yield batch
+                if log.done:
+                    yield api_pb2.TaskLogsBatch(app_done=True, entry_id=str(cursor))
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await waiter.wait(remaining):
+                    return

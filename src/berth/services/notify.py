@@ -1,0 +1,49 @@
+"""Keyed wake-ups for long polls. A waiter registers before it checks the store, so a notification
+that lands between the check and the wait is not lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+
+class Waiter:
+    def __init__(self, fut: asyncio.Future[None]) -> None:
+        self._fut = fut
+
+    async def wait(self, timeout: float) -> bool:
+        if timeout <= 0:
+            return self._fut.done()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._fut), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    def notify(self, key: str) -> None:
+        for fut in self._waiters.pop(key, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    @contextlib.contextmanager
+    def listen(self, *keys: str) -> Iterator[Waiter]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(fut)
+        try:
+            yield Waiter(fut)
+        finally:
+            for key in keys:
+                bucket = self._waiters.get(key)
+                if bucket is not None:
+                    bucket.discard(fut)
+                    if not bucket:
+                        del self._waiters[key]
+            if not fut.done():
+                fut.cancel()

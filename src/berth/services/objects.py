@@ -1,0 +1,148 @@
+"""Mounts, images, secrets and blobs: the objects a function depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.errors import InvalidArgument, NotFound
+from berth.ids import new_id
+from berth.services.blobs import LocalBlobStore
+from berth.store.sqlite import SqliteStore
+
+# What EnvironmentGetOrCreate tells the client: it decides the Dockerfile commands the client sends.
+IMAGE_BUILDER_VERSION = "2025.06"
+_MAX_INLINE_FILE = 64 * 1024 * 1024
+
+
+def _mount_checksum(files: list[api_pb2.MountFile]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.filename):
+        h.update(f"{f.filename}\0{f.sha256_hex}\0{f.mode}\n".encode())
+    return h.hexdigest()
+
+
+class ObjectService:
+    def __init__(self, store: SqliteStore, blobs: LocalBlobStore, clock: Clock) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._clock = clock
+
+    # mounts
+    async def missing_files(self, hashes: list[str]) -> list[str]:
+        return [h for h in hashes if not self._blobs.has_file(h)]
+
+    async def put_file(self, req: api_pb2.MountPutFileRequest) -> bool:
+        if req.WhichOneof("data_oneof") == "data_blob_id":
+            data = self._blobs.read_blob(req.data_blob_id)
+        elif req.WhichOneof("data_oneof") == "data":
+            data = req.data
+        else:
+            return self._blobs.has_file(req.sha256_hex)
+        if len(data) > _MAX_INLINE_FILE and req.WhichOneof("data_oneof") == "data":
+            raise InvalidArgument("Mount file too large to send inline; upload it as a blob")
+        self._blobs.put_file(req.sha256_hex, data)
+        return True
+
+    async def mount_get_or_create(self, req: api_pb2.MountGetOrCreateRequest) -> api_pb2.MountGetOrCreateResponse:
+        files = list(req.files)
+        for f in files:
+            if not f.filename.startswith("/") or ".." in f.filename.split("/"):
+                raise InvalidArgument(f"Mount file path must be absolute and normalized: {f.filename!r}")
+            if not self._blobs.has_file(f.sha256_hex):
+                raise InvalidArgument(f"Mount file {f.filename} was not uploaded (sha256 {f.sha256_hex})")
+        checksum = _mount_checksum(files)
+        key = None
+        if req.deployment_name:
+            key = f"{req.namespace}/{req.environment_name}/{req.deployment_name}"
+            found = await self._store.object_by_key("mount", key)
+            if found is not None and not files:
+                return self._mount_response(found[0], found[1])
+        mount_id = new_id("mo")
+        body = api_pb2.MountGetOrCreateRequest(files=files).SerializeToString()
+        await self._store.put_object(
+            "mount", mount_id, body, self._clock.now(), key=key, name=req.deployment_name or None,
+            namespace=req.namespace, app_id=req.app_id or None,
+        )
+        return api_pb2.MountGetOrCreateResponse(
+            mount_id=mount_id, handle_metadata=api_pb2.MountHandleMetadata(content_checksum_sha256_hex=checksum)
+        )
+
+    def _mount_response(self, mount_id: str, body: bytes) -> api_pb2.MountGetOrCreateResponse:
+        files = list(api_pb2.MountGetOrCreateRequest.FromString(body).files)
+        md = api_pb2.MountHandleMetadata(content_checksum_sha256_hex=_mount_checksum(files))
+        return api_pb2.MountGetOrCreateResponse(mount_id=mount_id, handle_metadata=md)
+
+    async def mount_files(self, mount_id: str) -> list[api_pb2.MountFile]:
+        body = await self._store.get_object("mount", mount_id)
+        if body is None:
+            raise NotFound(f"Mount {mount_id} not found")
+        return list(api_pb2.MountGetOrCreateRequest.FromString(body).files)
+
+    # images
+    async def image_get_or_create(self, req: api_pb2.ImageGetOrCreateRequest) -> api_pb2.ImageGetOrCreateResponse:
+        """Records the image definition. The process runtime runs every image on the worker's own
+        Python, so the image counts as built at once; the OCI image builder replaces this."""
+        key = hashlib.sha256(req.image.SerializeToString(deterministic=True)).hexdigest()
+        found = await self._store.object_by_key("image", key)
+        if found is not None and not req.force_build:
+            image_id = found[0]
+        else:
+            image_id = req.existing_image_id or new_id("im")
+            await self._store.put_object(
+                "image", image_id, req.image.SerializeToString(), self._clock.now(), key=key
+            )
+        return api_pb2.ImageGetOrCreateResponse(
+            image_id=image_id,
+            result=api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS),
+            metadata=self.image_metadata(),
+        )
+
+    @staticmethod
+    def image_metadata() -> api_pb2.ImageMetadata:
+        v = sys.version_info
+        return api_pb2.ImageMetadata(
+            python_version_info=f"{v.major}.{v.minor}.{v.micro}", image_builder_version=IMAGE_BUILDER_VERSION,
+            workdir="/root",
+        )
+
+    # secrets
+    async def secret_get_or_create(self, req: api_pb2.SecretGetOrCreateRequest) -> api_pb2.SecretGetOrCreateResponse:
+        if req.deployment_name:
+            key = f"{req.environment_name}/{req.deployment_name}"
+            found = await self._store.object_by_key("secret", key)
+            if found is None and req.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED:
+                raise NotFound(f"Secret '{req.deployment_name}' not found")
+            if found is not None and req.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_OVERWRITE_IF_EXISTS:
+                env = api_pb2.SecretGetOrCreateRequest.FromString(found[1]).env_dict
+                missing = [k for k in req.required_keys if k not in env]
+                if missing:
+                    raise NotFound(f"Secret '{req.deployment_name}' is missing required keys: {', '.join(missing)}")
+                return api_pb2.SecretGetOrCreateResponse(secret_id=found[0])
+        else:
+            key = None
+        secret_id = new_id("st")
+        body = api_pb2.SecretGetOrCreateRequest(env_dict=req.env_dict).SerializeToString()
+        await self._store.put_object(
+            "secret", secret_id, body, self._clock.now(), key=key, name=req.deployment_name or None,
+            app_id=req.app_id or None,
+        )
+        return api_pb2.SecretGetOrCreateResponse(secret_id=secret_id)
+
+    async def secret_env(self, secret_id: str) -> dict[str, str]:
+        body = await self._store.get_object("secret", secret_id)
+        if body is None:
+            raise NotFound(f"Secret {secret_id} not found")
+        return dict(api_pb2.SecretGetOrCreateRequest.FromString(body).env_dict)
+
+    async def layout_object(self, object_id: str) -> api_pb2.Object:
+        if object_id.startswith("mo-"):
+            body = await self._store.get_object("mount", object_id)
+            if body is not None:
+                return api_pb2.Object(
+                    object_id=object_id, mount_handle_metadata=self._mount_response(object_id, body).handle_metadata
+                )
+        return api_pb2.Object(object_id=object_id)

@@ -1,0 +1,1 @@
+"""Storage behind narrow interfaces. Only this package imports database drivers."""

@@ -1,0 +1,88 @@
+"""Plain records the store hands out. Protobuf payloads stay as bytes; services decode them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class AppRecord:
+    app_id: str
+    name: str
+    description: str
+    state: int
+    environment: str
+    created_at: float
+    stopped_at: float | None = None
+
+
+@dataclass
+class FunctionRecord:
+    function_id: str
+    app_id: str
+    tag: str
+    definition: bytes  # api_pb2.Function
+    bound_from: str | None = None
+    serialized_params: bytes = b""
+    options: bytes = b""  # api_pb2.FunctionOptions
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    function_id: str
+    call_type: int
+    invocation_type: int
+    return_exceptions: bool
+    num_inputs: int
+    inputs_finished: bool
+    created_at: float
+
+
+@dataclass
+class InputLease:
+    """An input handed to a container: who holds it, until when, and which attempt this is."""
+
+    input_id: str
+    call_id: str
+    function_id: str
+    idx: int
+    payload: bytes  # api_pb2.FunctionInput
+    invocation_type: int
+    attempt: int
+    holder: str
+    deadline: float | None
+
+
+@dataclass
+class InputState:
+    input_id: str
+    call_id: str
+    function_id: str
+    idx: int
+    state: str
+    holder: str | None
+    attempt: int
+    payload: bytes
+
+
+@dataclass
+class OutputRecord:
+    seq: int
+    call_id: str
+    input_id: str
+    idx: int
+    result: bytes  # api_pb2.GenericResult
+    data_format: int
+    retry_count: int
+
+
+@dataclass
+class TaskRecord:
+    task_id: str
+    function_id: str
+    app_id: str
+    state: str
+    secret_hash: str
+    created_at: float
+    ended_at: float | None = None

@@ -1,0 +1,5 @@
+"""SQLite adapter: the embedded default store."""
+
+from berth.store.sqlite.store import SqliteStore
+
+__all__ = ["SqliteStore"]

@@ -1,0 +1,104 @@
+"""Schema of the embedded store. Statements are idempotent so opening a data dir twice is safe."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    environment TEXT,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS apps (
+    app_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    state INTEGER NOT NULL,
+    environment TEXT NOT NULL DEFAULT 'main',
+    created_at REAL NOT NULL,
+    stopped_at REAL
+);
+CREATE TABLE IF NOT EXISTS functions (
+    function_id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    definition BLOB NOT NULL,
+    bound_from TEXT,
+    serialized_params BLOB NOT NULL DEFAULT x'',
+    options BLOB NOT NULL DEFAULT x''
+);
+CREATE INDEX IF NOT EXISTS functions_app ON functions(app_id);
+CREATE TABLE IF NOT EXISTS classes (
+    class_id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    tag TEXT NOT NULL DEFAULT '',
+    metadata BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    object_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT,
+    namespace INTEGER NOT NULL DEFAULT 0,
+    environment TEXT NOT NULL DEFAULT '',
+    app_id TEXT,
+    key TEXT,
+    body BLOB NOT NULL DEFAULT x'',
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON objects(kind, key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    function_id TEXT NOT NULL,
+    call_type INTEGER NOT NULL,
+    invocation_type INTEGER NOT NULL,
+    return_exceptions INTEGER NOT NULL DEFAULT 0,
+    num_inputs INTEGER NOT NULL DEFAULT 0,
+    inputs_finished INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inputs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    input_id TEXT NOT NULL UNIQUE,
+    call_id TEXT NOT NULL,
+    function_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    method_name TEXT NOT NULL DEFAULT '',
+    payload BLOB NOT NULL,
+    state TEXT NOT NULL,
+    holder TEXT,
+    deadline REAL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inputs_queue ON inputs(function_id, state, seq);
+CREATE INDEX IF NOT EXISTS inputs_call ON inputs(call_id, state);
+CREATE INDEX IF NOT EXISTS inputs_holder ON inputs(holder) WHERE holder IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outputs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    input_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    result BLOB NOT NULL,
+    data_format INTEGER NOT NULL,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outputs_call ON outputs(call_id, seq);
+CREATE TABLE IF NOT EXISTS data_chunks (
+    call_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (call_id, direction, idx)
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    function_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    result BLOB
+);
+"""

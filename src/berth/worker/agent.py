@@ -1,0 +1,102 @@
+"""The local worker: prepares a task directory, starts the container on the configured runtime,
+pumps its stdout/stderr to the log sink and reports its exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.worker.runtime import Container, Runtime
+from berth.worker.spec import TaskSpec
+
+log = logging.getLogger("berth.worker")
+
+OutputSink = Callable[[TaskSpec, int, str], None]
+ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
+
+_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+@dataclass
+class _Running:
+    spec: TaskSpec
+    container: Container
+    watcher: asyncio.Task[None]
+
+
+class LocalWorker:
+    def __init__(self, runtime: Runtime, task_root: Path, on_output: OutputSink, on_exit: ExitSink) -> None:
+        self.runtime = runtime
+        self._root = task_root
+        self._on_output = on_output
+        self._on_exit = on_exit
+        self._running: dict[str, _Running] = {}
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def container_env(self, spec: TaskSpec, workdir: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
+        env.update(spec.env)
+        env.update(
+            {
+                "HOME": str(workdir / "root"),
+                "PYTHONUNBUFFERED": "1",
+                "PIP_CONFIG_FILE": "/dev/null",
+                "MODAL_SERVER_URL": spec.server_url,
+                "MODAL_IS_REMOTE": "1",
+                "MODAL_TASK_ID": spec.task_id,
+                "MODAL_CONTAINER_ARGUMENTS_PATH": str(workdir / "container_arguments.bin"),
+                "MODAL_CONFIG_PATH": str(workdir / "modal.toml"),
+                "MODAL_OVERRIDE_HEADERS": f"x-berth-task-id:{spec.task_id},x-berth-task-secret:{spec.secret}",
+            }
+        )
+        return env
+
+    async def start(self, spec: TaskSpec) -> None:
+        workdir = self._root / spec.task_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
+        container = await self.runtime.start(spec, workdir, self.container_env(spec, workdir))
+        watcher = asyncio.create_task(self._watch(spec, container, workdir))
+        self._running[spec.task_id] = _Running(spec, container, watcher)
+
+    async def _pump(self, spec: TaskSpec, stream: asyncio.StreamReader, fd: int) -> None:
+        while chunk := await stream.read(65536):
+            self._on_output(spec, fd, chunk.decode("utf-8", errors="replace"))
+
+    async def _watch(self, spec: TaskSpec, container: Container, workdir: Path) -> None:
+        await asyncio.gather(self._pump(spec, container.stdout, 1), self._pump(spec, container.stderr, 2))
+        code = await container.wait()
+        self._running.pop(spec.task_id, None)
+        try:
+            await self._on_exit(spec, code)
+        except Exception:
+            log.exception("exit handler for task %s failed", spec.task_id)
+        await self.runtime.cleanup(spec, workdir)
+
+    def signal(self, task_id: str, signum: int) -> None:
+        running = self._running.get(task_id)
+        if running is not None:
+            running.container.signal(signum)
+
+    async def stop(self, task_id: str, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL once the grace period passes."""
+        running = self._running.get(task_id)
+        if running is None:
+            return
+        running.container.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(running.watcher), grace_s)
+        except TimeoutError:
+            running.container.signal(signal.SIGKILL)
+            await asyncio.shield(running.watcher)
+
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)

@@ -1,0 +1,69 @@
+"""Process runtime (developer option, NO isolation): the container entrypoint runs as a plain
+subprocess of the worker, on the worker's own Python, with mounts laid out under the task directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from berth.worker.spec import TaskSpec
+
+
+class _ProcessContainer:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        self.stdout: asyncio.StreamReader = proc.stdout
+        self.stderr: asyncio.StreamReader = proc.stderr
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def signal(self, signum: int) -> None:
+        if self._proc.returncode is None:
+            try:
+                os.killpg(self._proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def host_path(workdir: Path, remote_path: str) -> Path:
+    """Where a container path lives on the host: /root/... is the task's cwd, the rest sits under fs/."""
+    parts = Path(remote_path).parts
+    if ".." in parts:
+        raise ValueError(f"Refusing mount path with '..': {remote_path}")
+    if parts[:2] == ("/", "root"):
+        return workdir / "root" / Path(*parts[2:]) if len(parts) > 2 else workdir / "root"
+    return workdir / "fs" / Path(*parts[1:])
+
+
+class ProcessRuntime:
+    name = "process"
+    isolated = False
+
+    async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
+        root = workdir / "root"
+        root.mkdir(parents=True, exist_ok=True)
+        for f in spec.files:
+            dest = host_path(workdir, f.remote_path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f.source, dest)
+            os.chmod(dest, f.mode & 0o7777 or 0o644)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "modal._container_entrypoint",
+            cwd=str(root),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        return _ProcessContainer(proc)
+
+    async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)

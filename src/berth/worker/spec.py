@@ -1,0 +1,27 @@
+"""What a worker needs to start one task container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class MountedFile:
+    remote_path: str  # absolute path inside the container, e.g. /root/app.py
+    source: Path  # content on the host (the content-addressed store)
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: str
+    function_id: str
+    app_id: str
+    container_arguments: bytes  # api_pb2.ContainerArguments
+    server_url: str
+    secret: str
+    env: dict[str, str] = field(default_factory=dict)
+    files: list[MountedFile] = field(default_factory=list)
+    memory_mb: int = 0
+    cpu: float = 0.0
