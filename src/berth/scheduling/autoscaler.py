@@ -21,6 +21,8 @@ from berth.store.sqlite import SqliteStore
 log = logging.getLogger("berth.autoscaler")
 
 TICK_S = 0.5
+# Wake-ups arrive with every enqueued batch; ticking at most this often keeps a big map cheap.
+MIN_TICK_INTERVAL_S = 0.05
 
 
 def max_containers(fn: api_pb2.Function, default: int) -> int:
@@ -61,6 +63,7 @@ class Autoscaler:
                 log.exception("autoscaler tick failed")
             with self._notifier.listen(SCHEDULER_KEY) as waiter:
                 await waiter.wait(TICK_S)
+            await asyncio.sleep(MIN_TICK_INTERVAL_S)
 
     async def tick(self) -> None:
         await self._scale_up()
@@ -78,17 +81,28 @@ class Autoscaler:
             live = [t for t in self._tasks.of_function(function_id) if t.accepting]
             per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
             want = containers_needed(queued, live, per_task)
-            room = min(max_containers(fn, self._default_max) - len(live), self._worker_slots - len(self._tasks.tasks))
-            for _ in range(max(0, min(want, room))):
+            fn_room = max_containers(fn, self._default_max) - len(live)
+            worker_room = self._worker_slots - len(self._tasks.tasks)
+            if min(want, fn_room) > worker_room:
+                self._evict_idle(function_id, min(want, fn_room) - worker_room)
+            for _ in range(max(0, min(want, fn_room, worker_room))):
                 try:
                     await self._tasks.launch(function_id)
                 except Exception:
                     log.exception("launching a container for %s failed", function_id)
                     break
 
+    def _evict_idle(self, for_function: str, count: int) -> None:
+        """Make room on a full worker by retiring idle containers of other functions, longest idle first."""
+        idle = [
+            t for t in self._tasks.tasks.values()
+            if t.function_id != for_function and t.state == "running" and t.inflight == 0
+        ]
+        for task in sorted(idle, key=lambda t: t.last_active)[:count]:
+            self._tasks.drain(task, "evicted to make room for queued inputs")
+
     async def _terminate_queued(self, function_id: str) -> None:
-        for state in await self._store.queued_inputs_of_function(function_id):
-            await self._inputs.finish(state.input_id, None, terminated("App was stopped"), api_pb2.DATA_FORMAT_PICKLE)
+        await self._inputs.fail_queued(function_id, terminated("The app was stopped before this input ran"))
 
     async def _retire_idle(self) -> None:
         now = self._clock.now()

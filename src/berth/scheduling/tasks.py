@@ -126,13 +126,16 @@ class TaskManager:
         task.stop_reason = reason
         self._worker.signal(task.task_id, signal.SIGKILL)
 
-    async def stop_app_tasks(self, app_id: str, reason: str) -> None:
-        for task in self.of_app(app_id):
+    async def stop_app_tasks(self, app_id: str, reason: str, grace_s: float = 3.0) -> None:
+        """Idle containers get a kill switch and run their exit hooks; busy ones get SIGTERM.
+        Returns once all have exited (SIGKILL after the grace period), so their last output is logged."""
+        tasks = self.of_app(app_id)
+        for task in tasks:
+            busy = task.inflight > 0
             self.drain(task, reason)
-        self._spawn(self._stop_soon([t.task_id for t in self.of_app(app_id)]))
-
-    async def _stop_soon(self, task_ids: list[str]) -> None:
-        await asyncio.gather(*(self._worker.stop(tid, 3.0) for tid in task_ids), return_exceptions=True)
+            if busy:
+                self._worker.signal(task.task_id, signal.SIGTERM)
+        await asyncio.gather(*(self._worker.stop_after(t.task_id, grace_s) for t in tasks), return_exceptions=True)
 
     async def _stop_later(self, task_id: str, grace_s: float) -> None:
         await asyncio.sleep(grace_s)
@@ -160,10 +163,6 @@ class TaskManager:
             else:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
-        if task.init_failure is not None and not self.of_function(task.function_id):
-            # The function cannot start: fail what waits for it rather than crash-loop forever.
-            for state in await self._store.queued_inputs_of_function(task.function_id):
-                await self._inputs.finish(state.input_id, None, task.init_failure, api_pb2.DATA_FORMAT_PICKLE)
         await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
         self._notifier.notify(SCHEDULER_KEY)

@@ -118,6 +118,8 @@ class ContainerService:
         task = self.task(task_id)
         if req.result.status != api_pb2.GenericResult.GENERIC_STATUS_SUCCESS:
             task.init_failure = req.result
+            # The function cannot start: fail what waits for it rather than crash-loop.
+            await self._inputs.fail_queued(task.function_id, req.result)
 
     async def dynamic_concurrency(self, task_id: str | None) -> int:
         task = self.task(task_id)

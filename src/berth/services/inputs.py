@@ -56,6 +56,8 @@ class InputService:
             return False
         if result.status in RETRYABLE and await self._retry(state):
             return True
+        if result.status == api_pb2.GenericResult.GENERIC_STATUS_TERMINATED and not result.exception:
+            result.exception = "The input was cancelled before it finished"
         out = await self._store.finish_input(
             input_id, holder, result.SerializeToString(), data_format, self._clock.now()
         )
@@ -73,6 +75,10 @@ class InputService:
         await self._store.requeue_input(state.input_id, attempt, self._clock.now() + delay)
         self._notifier.notify(SCHEDULER_KEY)
         return True
+
+    async def fail_queued(self, function_id: str, result: api_pb2.GenericResult) -> None:
+        for state in await self._store.queued_inputs_of_function(function_id):
+            await self.finish(state.input_id, None, result, api_pb2.DATA_FORMAT_PICKLE)
 
     async def release(self, state: InputState) -> None:
         """Put a leased input back without counting an attempt (its container was stopped by us)."""

@@ -98,5 +98,15 @@ class LocalWorker:
             running.container.signal(signal.SIGKILL)
             await asyncio.shield(running.watcher)
 
+    async def stop_after(self, task_id: str, grace_s: float) -> None:
+        """Wait up to grace_s for the task to exit by itself, then stop it."""
+        running = self._running.get(task_id)
+        if running is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(running.watcher), grace_s)
+        except TimeoutError:
+            await self.stop(task_id, 2.0)
+
     async def shutdown(self, grace_s: float = 5.0) -> None:
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS inputs (
 CREATE INDEX IF NOT EXISTS inputs_queue ON inputs(function_id, state, seq);
 CREATE INDEX IF NOT EXISTS inputs_call ON inputs(call_id, state);
 CREATE INDEX IF NOT EXISTS inputs_holder ON inputs(holder) WHERE holder IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inputs_deadline ON inputs(deadline) WHERE state='leased';
 CREATE TABLE IF NOT EXISTS outputs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,

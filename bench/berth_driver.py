@@ -1,0 +1,69 @@
+"""Berth side of the benchmark: drives a Berth server through the stock modal SDK.
+
+Run by bench/run.py with MODAL_SERVER_URL / MODAL_TOKEN_ID / MODAL_TOKEN_SECRET from `berth env`; it
+speaks the line protocol of bench/protocol.py.
+- cold: a fresh ephemeral app (`with app.run()`, so a new function and no warm container), timing its
+  first `.remote()`;
+- warm: sequential `.remote()` calls on one long-lived app run, after `warmup` untimed calls;
+- map: `probe.map(range(n))` on that same app run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from berth_app import app, probe
+from protocol import Message, cold_result, emit, map_result, serve, timed_calls
+
+
+class BerthDriver:
+    def __init__(self) -> None:
+        self._session: contextlib.ExitStack | None = None
+
+    def handle(self, command: Message) -> Message:
+        op = command["op"]
+        if op == "cold":
+            self.close()
+            return self.cold()
+        if self._session is None:
+            self._session = contextlib.ExitStack()
+            self._session.enter_context(app.run())
+        if op == "warm":
+            timed_calls(probe.remote, command.get("warmup", 0))
+            return {"op": op, "latencies_s": timed_calls(probe.remote, command["n"])}
+        if op == "map":
+            return self.map(command["n"])
+        raise ValueError(f"unknown op {op!r}")
+
+    def cold(self) -> Message:
+        with app.run():
+            called_at = time.time()
+            start = time.perf_counter()
+            pid, handled_at = probe.remote(0)
+            latency = time.perf_counter() - start
+            return cold_result(latency, called_at, pid, handled_at)
+
+    def map(self, n: int) -> Message:
+        started_at, start, cpu = time.time(), time.perf_counter(), time.process_time()
+        results = list(probe.map(range(n)))
+        total = time.perf_counter() - start
+        return map_result(n, started_at, total, time.process_time() - cpu, results)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+def main() -> None:
+    driver = BerthDriver()
+    emit({"op": "ready"})
+    try:
+        serve(driver.handle)
+    finally:
+        driver.close()
+
+
+if __name__ == "__main__":
+    main()

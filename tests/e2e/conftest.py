@@ -1,0 +1,116 @@
+"""End-to-end fixtures: a real `berth up` server with its local worker, and helpers that drive the
+unmodified modal CLI and SDK against it in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+APPS = Path(__file__).parent / "apps"
+
+
+def _free_port() -> int:
+    # The server takes PORT and PORT+1 (HTTP); pick a pair that is free now.
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+@dataclass
+class BerthServer:
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        out = subprocess.run(
+            [BIN / "berth", "env", "--data-dir", self.data_dir], capture_output=True, text=True, check=True
+        ).stdout
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+        for assignment in shlex.split(out.removeprefix("export ")):
+            key, _, value = assignment.partition("=")
+            env[key] = value
+        env["MODAL_CONFIG_PATH"] = str(self.data_dir / "client.toml")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> BerthServer:
+    port = _free_port()
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    env = {**os.environ, **(extra_env or {})}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [BIN / "berth", "up", "--data-dir", data_dir, "--port", str(port)], stdout=log, stderr=log, env=env
+        )
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"berth up exited: {log_path.read_text()}")
+        ok = subprocess.run([BIN / "berth", "status", "--data-dir", data_dir], capture_output=True)
+        if ok.returncode == 0:
+            return BerthServer(data_dir, port, proc, log_path)
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("berth up did not become ready")
+
+
+def stop_server(server: BerthServer) -> int:
+    server.proc.send_signal(signal.SIGINT)
+    return server.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    server = start_server(tmp_path_factory.mktemp("berth") / "data")
+    yield server
+    stop_server(server)
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cmd(berth: BerthServer, args: list[str], timeout: float = 300, env: dict[str, str] | None = None) -> Run:
+    proc = subprocess.run(
+        args, cwd=APPS, env={**berth.env, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def modal(berth: BerthServer, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Run:
+    return run_cmd(berth, [str(BIN / "modal"), *args], timeout=timeout, env=env)
+
+
+def python(berth: BerthServer, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Run:
+    return run_cmd(berth, [sys.executable, *args], timeout=timeout, env=env)
