@@ -84,6 +84,7 @@ def map_result(
     span = handled[j] - handled[i] if j > i else 0.0
     return {
         "op": "map",
+        "n": n,
         "total_s": total_s,
         "workers": len(pids),
         "client_cpu_s": client_cpu_s,

@@ -169,6 +169,17 @@ def _seconds_list(samples: list[Message], key: str) -> str:
     return ", ".join(f"{s[key]:.3f}" for s in samples if key in s) or "none"
 
 
+def map_detail_lines(m: Message) -> list[str]:
+    steady = f"{m['steady_rate']:,.0f} inputs/s" if m.get("steady_rate") else "n/a"
+    cpu_ms = (m["client_cpu_s"] + m["workers_cpu_s"]) / m["n"] * 1e3
+    return [
+        f"  - map: {m['total_s']:.2f} s over {m['workers']} worker processes; first input ran "
+        f"{m['first_handled_s']:.2f} s after the call; steady rate (10% to 90% of inputs done) {steady}",
+        f"  - map CPU: client {m['client_cpu_s']:.1f} s during the map, workers {m['workers_cpu_s']:.1f} s "
+        f"since they started; together {cpu_ms:.2f} ms per input",
+    ]
+
+
 def detail_lines(r: PeerResults) -> list[str]:
     """What sits behind the headline numbers for one peer."""
     lines = [f"- **{r.name}**"]
@@ -180,16 +191,15 @@ def detail_lines(r: PeerResults) -> list[str]:
                  f"{_seconds_list(r.cold, 'process_start_to_handled_s')}")
     lines.append(f"  - cold start, call to process start (scheduling), each trial [s]: "
                  f"{_seconds_list(r.cold, 'call_to_process_start_s')}")
+    if any("app_setup_s" in s for s in r.cold):
+        lines.append(f"  - `app.run()` before each cold call (app, function, mounts; not in the table) [s]: "
+                     f"{_seconds_list(r.cold, 'app_setup_s')}")
     if r.warm_s:
         mean_ms, min_ms, max_ms = (x * 1e3 for x in (statistics.mean(r.warm_s), min(r.warm_s), max(r.warm_s)))
         lines.append(f"  - warm round trips: {len(r.warm_s)} samples, mean {mean_ms:.2f} ms, "
                      f"min {min_ms:.2f} ms, max {max_ms:.2f} ms")
     for m in r.maps:
-        steady = f"{m['steady_rate']:,.0f} inputs/s" if m.get("steady_rate") else "n/a"
-        lines.append(f"  - map: {m['total_s']:.2f} s, handled by {m['workers']} distinct worker processes; "
-                     f"first input ran {m['first_handled_s']:.2f} s after the call; steady rate (10% to 90% "
-                     f"of inputs handled) {steady}; CPU: client {m['client_cpu_s']:.1f} s during the map, "
-                     f"workers {m['workers_cpu_s']:.1f} s since they started")
+        lines.extend(map_detail_lines(m))
     lines.extend(f"  - error: `{e}`" for e in r.errors)
     return lines
 
@@ -213,6 +223,9 @@ METHODOLOGY = """\
   calls), in {rounds} interleaved blocks; `.remote()` for Berth, `ray.get(f.remote(i))` for Ray.
 - **Map**: {inputs:,} trivial inputs, `list(f.map(range(n)))` for Berth,
   `ray.get([f.remote(i) for i in range(n)])` for Ray, timed from the client until every result is back.
+- **CPU** (in the details): the client's CPU time during the map, the worker processes' (containers'
+  or Ray workers') total CPU time since they started, and, for Berth, the server process's CPU time
+  during the map, all from `/proc`. Ray's own daemons (raylet, GCS) are not counted.
 - The VM has few cores and is shared: other processes (see the load average above) run alongside, so
   treat single numbers as noisy; the ratios in one run are more telling than absolute values.
 """

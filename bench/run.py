@@ -82,12 +82,17 @@ def run_workload(plan: Plan, peers: list[tuple[Peer, PeerResults]], server_pid: 
         log(f"map: {plan.map_inputs:,} inputs on {peer.name}")
         cpu_before = process_cpu_seconds(server_pid)
         results.record(peer.request({"op": "map", "n": plan.map_inputs}, MAP_TIMEOUT_S))
-        cpu_after = process_cpu_seconds(server_pid)
-        if peer.name == "Berth" and cpu_before is not None and cpu_after is not None:
-            used = cpu_after - cpu_before
-            notes.append(f"- Berth server process CPU during its map: {used:.1f} s "
-                         f"({used / plan.map_inputs * 1e3:.2f} ms per input)")
+        if peer.name == "Berth":
+            notes += cpu_note(cpu_before, process_cpu_seconds(server_pid), plan.map_inputs)
     return notes
+
+
+def cpu_note(before: float | None, after: float | None, inputs: int) -> list[str]:
+    if before is None or after is None:
+        return []
+    used = after - before
+    per_input_ms = used / inputs * 1e3
+    return [f"- Berth server process CPU during its map: {used:.1f} s ({per_input_ms:.2f} ms per input)"]
 
 
 def server_notes(log_path: Path) -> list[str]:
