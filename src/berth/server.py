@@ -25,7 +25,7 @@ from berth.wiring import Services, build_services
 log = logging.getLogger("berth.server")
 
 
-class _GeneratedService(ModalClientBase):
+class _GeneratedService(ModalClientBase):  # type: ignore[misc]
     """Only used to read the generated RPC table (paths, cardinalities, message types)."""
 
 
@@ -33,7 +33,7 @@ _GeneratedService.__abstractmethods__ = frozenset()
 
 
 def generated_handlers() -> dict[str, Any]:
-    return dict(_GeneratedService().__mapping__())  # type: ignore[abstract]
+    return dict(_GeneratedService().__mapping__())
 
 
 class _Grpc:
@@ -79,8 +79,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     server_info_path(settings.data_dir).write_text(
         json.dumps({"server_url": settings.server_url, "http_url": settings.http_url, "pid": os.getpid()})
     )
-    log.info("berth serving gRPC on %s, HTTP on %s (runtime: %s)", settings.server_url, settings.http_url,
-             settings.runtime)
+    log.info(
+        "berth serving gRPC on %s, HTTP on %s (runtime: %s)", settings.server_url, settings.http_url, settings.runtime
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -58,9 +58,7 @@ class Services:
     image_builder_version: str = IMAGE_BUILDER_VERSION
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
-        settings = api_pb2.EnvironmentSettings(
-            image_builder_version=self.image_builder_version, webhook_suffix="berth"
-        )
+        settings = api_pb2.EnvironmentSettings(image_builder_version=self.image_builder_version, webhook_suffix="berth")
         return api_pb2.EnvironmentGetOrCreateResponse(
             environment_id=f"en-{name}", metadata=api_pb2.EnvironmentMetadata(name=name, settings=settings)
         )
@@ -112,10 +110,32 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
 
     apps.on_stop = stop_app
     autoscaler = Autoscaler(
-        store, tasks, catalog, apps, inputs, notifier, clock, settings.worker_slots,
-        settings.default_max_containers, settings.default_scaledown_s,
+        store,
+        tasks,
+        catalog,
+        apps,
+        inputs,
+        notifier,
+        clock,
+        settings.worker_slots,
+        settings.default_max_containers,
+        settings.default_scaledown_s,
     )
     return Services(
-        settings, store, clock, notifier, logs, blobs, catalog, apps, objects, inputs, calls, layouts, tasks,
-        containers, worker, autoscaler,
+        settings,
+        store,
+        clock,
+        notifier,
+        logs,
+        blobs,
+        catalog,
+        apps,
+        objects,
+        inputs,
+        calls,
+        layouts,
+        tasks,
+        containers,
+        worker,
+        autoscaler,
     )

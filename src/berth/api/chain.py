@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -46,12 +46,10 @@ async def _authenticate(auth: Authenticator, rpc: str, metadata: Mapping[str, An
     if not token_id or not token_secret:
         if rpc in _UNAUTHENTICATED_RPCS:
             return Caller(request_id, rpc)
-        raise GRPCError(Status.UNAUTHENTICATED, "Token missing. Run `eval \"$(berth env)\"` to configure a token.")
+        raise GRPCError(Status.UNAUTHENTICATED, 'Token missing. Run `eval "$(berth env)"` to configure a token.')
     scope = await auth.client(str(token_id), str(token_secret))
     if scope is None:
-        raise GRPCError(
-            Status.UNAUTHENTICATED, "Token is not valid: it is unknown, revoked or has the wrong secret."
-        )
+        raise GRPCError(Status.UNAUTHENTICATED, "Token is not valid: it is unknown, revoked or has the wrong secret.")
     return Caller(request_id, rpc, token_id=str(token_id), environment=scope or None)
 
 
@@ -78,7 +76,10 @@ def wrap(
         caller = await _authenticate(auth, rpc, stream.metadata or {})
         token = current_caller.set(caller)
         try:
-            request = await stream.recv_message()
+            try:
+                request = await stream.recv_message()
+            except DecodeError as exc:
+                raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: request could not be decoded: {exc}") from exc
             if request is not None and request.ByteSize() > max_request_bytes:
                 raise GRPCError(
                     Status.RESOURCE_EXHAUSTED,

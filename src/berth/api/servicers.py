@@ -100,7 +100,9 @@ class FunctionRpcs:
     ) -> api_pb2.FunctionPrecreateResponse:
         return await self.s.catalog.precreate(req)
 
-    async def FunctionCreate(self, req: api_pb2.FunctionCreateRequest, caller: Caller) -> api_pb2.FunctionCreateResponse:
+    async def FunctionCreate(
+        self, req: api_pb2.FunctionCreateRequest, caller: Caller
+    ) -> api_pb2.FunctionCreateResponse:
         return await self.s.catalog.create(req)
 
     async def ClassCreate(self, req: api_pb2.ClassCreateRequest, caller: Caller) -> api_pb2.ClassCreateResponse:

@@ -25,8 +25,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = Settings(data_dir=_data_dir(args), host=args.host, port=args.port, runtime=args.runtime,
-                        container_host=args.host)
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+    settings = Settings(
+        data_dir=_data_dir(args), host=args.host, port=args.port, runtime=args.runtime, container_host=args.host
+    )
     try:
         asyncio.run(serve(settings))
     except OSError as exc:

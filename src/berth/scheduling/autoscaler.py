@@ -41,8 +41,17 @@ def containers_needed(queued: int, tasks: list[TaskInfo], per_task: int) -> int:
 
 class Autoscaler:
     def __init__(
-        self, store: SqliteStore, tasks: TaskManager, catalog: Catalog, apps: AppService, inputs: InputService,
-        notifier: Notifier, clock: Clock, worker_slots: int, default_max_containers: int, default_scaledown_s: int,
+        self,
+        store: SqliteStore,
+        tasks: TaskManager,
+        catalog: Catalog,
+        apps: AppService,
+        inputs: InputService,
+        notifier: Notifier,
+        clock: Clock,
+        worker_slots: int,
+        default_max_containers: int,
+        default_scaledown_s: int,
     ) -> None:
         self._store = store
         self._tasks = tasks
@@ -95,7 +104,8 @@ class Autoscaler:
     def _evict_idle(self, for_function: str, count: int) -> None:
         """Make room on a full worker by retiring idle containers of other functions, longest idle first."""
         idle = [
-            t for t in self._tasks.tasks.values()
+            t
+            for t in self._tasks.tasks.values()
             if t.function_id != for_function and t.state == "running" and t.inflight == 0
         ]
         for task in sorted(idle, key=lambda t: t.last_active)[:count]:
@@ -117,7 +127,9 @@ class Autoscaler:
         for state in await self._store.expired_leases(self._clock.now()):
             fn = await self._catalog.definition(state.function_id)
             task = self._tasks.tasks.get(state.holder or "")
-            await self._inputs.finish(state.input_id, state.holder, timed_out(fn.timeout_secs), api_pb2.DATA_FORMAT_PICKLE)
+            await self._inputs.finish(
+                state.input_id, state.holder, timed_out(fn.timeout_secs), api_pb2.DATA_FORMAT_PICKLE
+            )
             if task is not None:
                 task.inflight = max(0, task.inflight - 1)
                 self._tasks.kill(task, f"input {state.input_id} timed out")

@@ -53,8 +53,15 @@ def task_key(task_id: str) -> str:
 
 class TaskManager:
     def __init__(
-        self, store: SqliteStore, worker: LocalWorker, inputs: InputService, layouts: LayoutBuilder,
-        logs: LogBus, notifier: Notifier, clock: Clock, server_url: str,
+        self,
+        store: SqliteStore,
+        worker: LocalWorker,
+        inputs: InputService,
+        layouts: LayoutBuilder,
+        logs: LogBus,
+        notifier: Notifier,
+        clock: Clock,
+        server_url: str,
     ) -> None:
         self._store = store
         self._worker = worker
@@ -86,14 +93,25 @@ class TaskManager:
         built.arguments.task_id = task_id
         now = self._clock.now()
         task = TaskInfo(
-            task_id, function_id, built.arguments.app_id, hashlib.sha256(secret.encode()).hexdigest(),
-            max(1, fn.max_concurrent_inputs), now, last_active=now,
+            task_id,
+            function_id,
+            built.arguments.app_id,
+            hashlib.sha256(secret.encode()).hexdigest(),
+            max(1, fn.max_concurrent_inputs),
+            now,
+            last_active=now,
         )
         spec = TaskSpec(
-            task_id=task_id, function_id=function_id, app_id=task.app_id,
-            container_arguments=built.arguments.SerializeToString(), server_url=self._server_url,
-            secret=secret, env=built.env, files=built.files,
-            memory_mb=fn.resources.memory_mb, cpu=fn.resources.milli_cpu / 1000,
+            task_id=task_id,
+            function_id=function_id,
+            app_id=task.app_id,
+            container_arguments=built.arguments.SerializeToString(),
+            server_url=self._server_url,
+            secret=secret,
+            env=built.env,
+            files=built.files,
+            memory_mb=fn.resources.memory_mb,
+            cpu=fn.resources.milli_cpu / 1000,
         )
         self.tasks[task_id] = task
         await self._store.put_task(TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now))

@@ -15,10 +15,16 @@ from berth.store.sqlite import SqliteStore
 
 StopHook = Callable[[str], Awaitable[None]]
 
-_RUNNING = frozenset({
-    api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_DETACHED, api_pb2.APP_STATE_DEPLOYED,
-    api_pb2.APP_STATE_INITIALIZING, api_pb2.APP_STATE_DETACHED_DISCONNECTED, api_pb2.APP_STATE_UNSPECIFIED,
-})
+_RUNNING = frozenset(
+    {
+        api_pb2.APP_STATE_EPHEMERAL,
+        api_pb2.APP_STATE_DETACHED,
+        api_pb2.APP_STATE_DEPLOYED,
+        api_pb2.APP_STATE_INITIALIZING,
+        api_pb2.APP_STATE_DETACHED_DISCONNECTED,
+        api_pb2.APP_STATE_UNSPECIFIED,
+    }
+)
 # How long an ephemeral app lives without heartbeats (the client sends one every 15 s).
 HEARTBEAT_TIMEOUT_S = 60.0
 

@@ -34,7 +34,12 @@ def _cursor(last_entry_id: str) -> int:
 
 class CallService:
     def __init__(
-        self, store: SqliteStore, catalog: Catalog, inputs: InputService, notifier: Notifier, clock: Clock,
+        self,
+        store: SqliteStore,
+        catalog: Catalog,
+        inputs: InputService,
+        notifier: Notifier,
+        clock: Clock,
         max_object_bytes: int,
     ) -> None:
         self._store = store
@@ -58,8 +63,14 @@ class CallService:
         call_id = new_id("fc")
         unary = req.function_call_type == api_pb2.FUNCTION_CALL_TYPE_UNARY
         call = CallRecord(
-            call_id, req.function_id, req.function_call_type, req.function_call_invocation_type,
-            req.return_exceptions, 0, unary, self._clock.now(),
+            call_id,
+            req.function_id,
+            req.function_call_type,
+            req.function_call_invocation_type,
+            req.return_exceptions,
+            0,
+            unary,
+            self._clock.now(),
         )
         items = [self._check_input(i) for i in req.pipelined_inputs]
         await self._store.create_call(call)
@@ -113,8 +124,11 @@ class CallService:
         )
         for o in outs:
             resp.outputs.add(
-                idx=o.idx, input_id=o.input_id, result=api_pb2.GenericResult.FromString(o.result),
-                data_format=o.data_format, retry_count=o.retry_count,  # type: ignore[arg-type]
+                idx=o.idx,
+                input_id=o.input_id,
+                result=api_pb2.GenericResult.FromString(o.result),
+                data_format=o.data_format,
+                retry_count=o.retry_count,
             )
         if req.clear_on_success and call.call_type == api_pb2.FUNCTION_CALL_TYPE_UNARY:
             await self._store.delete_outputs([o.seq for o in outs])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from google.protobuf.message import Message
 from modal_proto import api_pb2
 
@@ -74,9 +76,17 @@ def apply_options(fn: api_pb2.Function, options: api_pb2.FunctionOptions) -> api
     for name in ("resources", "retry_policy"):
         if options.HasField(name):
             getattr(out, name).CopyFrom(getattr(options, name))
-    for name in ("concurrency_limit", "timeout_secs", "task_idle_timeout_secs", "warm_pool_size",
-                 "max_concurrent_inputs", "target_concurrent_inputs", "batch_max_size", "batch_linger_ms"):
-        if options.HasField(name):
+    for name in (
+        "concurrency_limit",
+        "timeout_secs",
+        "task_idle_timeout_secs",
+        "warm_pool_size",
+        "max_concurrent_inputs",
+        "target_concurrent_inputs",
+        "batch_max_size",
+        "batch_linger_ms",
+    ):
+        if cast(Any, options).HasField(name):
             setattr(out, name, getattr(options, name))
     if options.replace_secret_ids:
         del out.secret_ids[:]
@@ -115,7 +125,8 @@ class Catalog:
 
     async def definition(self, function_id: str) -> api_pb2.Function:
         rec = await self.record(function_id)
-        return api_pb2.Function.FromString(rec.definition)
+        fn: api_pb2.Function = api_pb2.Function.FromString(rec.definition)
+        return fn
 
     async def precreate(self, req: api_pb2.FunctionPrecreateRequest) -> api_pb2.FunctionPrecreateResponse:
         function_id = req.existing_function_id or new_id("fu")
@@ -129,7 +140,9 @@ class Catalog:
         )
         for name, method in req.method_definitions.items():
             fn.method_definitions[name].CopyFrom(method)
-        return api_pb2.FunctionPrecreateResponse(function_id=function_id, handle_metadata=handle_metadata(fn, req.app_id))
+        return api_pb2.FunctionPrecreateResponse(
+            function_id=function_id, handle_metadata=handle_metadata(fn, req.app_id)
+        )
 
     async def create(self, req: api_pb2.FunctionCreateRequest) -> api_pb2.FunctionCreateResponse:
         if req.HasField("function"):
@@ -163,8 +176,13 @@ class Catalog:
         if existing is None:
             existing = new_id("fu")
             rec = FunctionRecord(
-                existing, parent.app_id, parent.tag, fn.SerializeToString(), parent.function_id,
-                req.serialized_params, options,
+                existing,
+                parent.app_id,
+                parent.tag,
+                fn.SerializeToString(),
+                parent.function_id,
+                req.serialized_params,
+                options,
             )
             await self._store.put_function(rec)
             self._cache[existing] = rec
@@ -182,5 +200,5 @@ class Catalog:
         row = await self._store.get_class(class_id)
         if row is None:
             raise NotFound(f"Class {class_id} not found")
-        return api_pb2.ClassHandleMetadata.FromString(row[1])
-
+        md: api_pb2.ClassHandleMetadata = api_pb2.ClassHandleMetadata.FromString(row[1])
+        return md

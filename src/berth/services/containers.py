@@ -35,7 +35,9 @@ class ContainerService:
             raise PermissionDenied("This call must come from a running Berth container")
         return task
 
-    async def get_inputs(self, task_id: str | None, req: api_pb2.FunctionGetInputsRequest) -> api_pb2.FunctionGetInputsResponse:
+    async def get_inputs(
+        self, task_id: str | None, req: api_pb2.FunctionGetInputsRequest
+    ) -> api_pb2.FunctionGetInputsResponse:
         task = self.task(task_id)
         if req.function_id and req.function_id != task.function_id:
             raise PermissionDenied(f"Task {task.task_id} does not run function {req.function_id}")
@@ -84,6 +86,9 @@ class ContainerService:
     async def put_outputs(self, task_id: str | None, req: api_pb2.FunctionPutOutputsRequest) -> None:
         task = self.task(task_id)
         for item in req.outputs:
+            holder = await self._inputs.holder_of(item.input_id)
+            if holder is not None and holder != task.task_id:
+                raise PermissionDenied(f"Input {item.input_id} is not held by task {task.task_id}")
             accepted = await self._inputs.finish(item.input_id, task.task_id, item.result, item.data_format)
             if accepted:
                 task.inflight = max(0, task.inflight - 1)

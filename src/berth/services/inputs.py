@@ -46,9 +46,7 @@ class InputService:
             function_id, task_id, limit, self._clock.now(), float(fn.timeout_secs or 0) or None
         )
 
-    async def finish(
-        self, input_id: str, holder: str | None, result: api_pb2.GenericResult, data_format: int
-    ) -> bool:
+    async def finish(self, input_id: str, holder: str | None, result: api_pb2.GenericResult, data_format: int) -> bool:
         """Record an attempt's result. Failures with retries left go back to the queue instead.
         Returns False when the holder no longer holds the input (a stale or foreign attempt)."""
         state = await self._store.get_input(input_id)
@@ -75,6 +73,11 @@ class InputService:
         await self._store.requeue_input(state.input_id, attempt, self._clock.now() + delay)
         self._notifier.notify(SCHEDULER_KEY)
         return True
+
+    async def holder_of(self, input_id: str) -> str | None:
+        """The task that holds an input's lease now, if any."""
+        state = await self._store.get_input(input_id)
+        return state.holder if state is not None and state.state == "leased" else None
 
     async def fail_queued(self, function_id: str, result: api_pb2.GenericResult) -> None:
         for state in await self._store.queued_inputs_of_function(function_id):

@@ -64,8 +64,14 @@ class ObjectService:
         mount_id = new_id("mo")
         body = api_pb2.MountGetOrCreateRequest(files=files).SerializeToString()
         await self._store.put_object(
-            "mount", mount_id, body, self._clock.now(), key=key, name=req.deployment_name or None,
-            namespace=req.namespace, app_id=req.app_id or None,
+            "mount",
+            mount_id,
+            body,
+            self._clock.now(),
+            key=key,
+            name=req.deployment_name or None,
+            namespace=req.namespace,
+            app_id=req.app_id or None,
         )
         return api_pb2.MountGetOrCreateResponse(
             mount_id=mount_id, handle_metadata=api_pb2.MountHandleMetadata(content_checksum_sha256_hex=checksum)
@@ -92,9 +98,7 @@ class ObjectService:
             image_id = found[0]
         else:
             image_id = req.existing_image_id or new_id("im")
-            await self._store.put_object(
-                "image", image_id, req.image.SerializeToString(), self._clock.now(), key=key
-            )
+            await self._store.put_object("image", image_id, req.image.SerializeToString(), self._clock.now(), key=key)
         return api_pb2.ImageGetOrCreateResponse(
             image_id=image_id,
             result=api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS),
@@ -105,7 +109,8 @@ class ObjectService:
     def image_metadata() -> api_pb2.ImageMetadata:
         v = sys.version_info
         return api_pb2.ImageMetadata(
-            python_version_info=f"{v.major}.{v.minor}.{v.micro}", image_builder_version=IMAGE_BUILDER_VERSION,
+            python_version_info=f"{v.major}.{v.minor}.{v.micro}",
+            image_builder_version=IMAGE_BUILDER_VERSION,
             workdir="/root",
         )
 
@@ -116,7 +121,10 @@ class ObjectService:
             found = await self._store.object_by_key("secret", key)
             if found is None and req.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED:
                 raise NotFound(f"Secret '{req.deployment_name}' not found")
-            if found is not None and req.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_OVERWRITE_IF_EXISTS:
+            if (
+                found is not None
+                and req.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_OVERWRITE_IF_EXISTS
+            ):
                 env = api_pb2.SecretGetOrCreateRequest.FromString(found[1]).env_dict
                 missing = [k for k in req.required_keys if k not in env]
                 if missing:
@@ -127,7 +135,12 @@ class ObjectService:
         secret_id = new_id("st")
         body = api_pb2.SecretGetOrCreateRequest(env_dict=req.env_dict).SerializeToString()
         await self._store.put_object(
-            "secret", secret_id, body, self._clock.now(), key=key, name=req.deployment_name or None,
+            "secret",
+            secret_id,
+            body,
+            self._clock.now(),
+            key=key,
+            name=req.deployment_name or None,
             app_id=req.app_id or None,
         )
         return api_pb2.SecretGetOrCreateResponse(secret_id=secret_id)

@@ -25,6 +25,12 @@ from berth.store.sqlite.schema import SCHEMA
 
 _INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
 
+
+def _input_state(row: Sequence[Any]) -> InputState:
+    input_id, call_id, function_id, idx, state, holder, attempt, payload = row
+    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload))
+
+
 class SqliteStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -69,9 +75,7 @@ class SqliteStore:
         )
 
     async def token_hash(self, token_id: str) -> str | None:
-        row = self._one(
-            "SELECT secret_hash FROM tokens WHERE token_id=? AND revoked_at IS NULL", (token_id,)
-        )
+        row = self._one("SELECT secret_hash FROM tokens WHERE token_id=? AND revoked_at IS NULL", (token_id,))
         return str(row[0]) if row else None
 
     # apps
@@ -115,8 +119,17 @@ class SqliteStore:
 
     # generic named objects (mounts, images, ...)
     async def put_object(
-        self, kind: str, object_id: str, body: bytes, now: float, *, key: str | None = None,
-        name: str | None = None, namespace: int = 0, environment: str = "", app_id: str | None = None,
+        self,
+        kind: str,
+        object_id: str,
+        body: bytes,
+        now: float,
+        *,
+        key: str | None = None,
+        name: str | None = None,
+        namespace: int = 0,
+        environment: str = "",
+        app_id: str | None = None,
     ) -> None:
         self._write(
             "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?)",
@@ -135,8 +148,16 @@ class SqliteStore:
     async def create_call(self, call: CallRecord) -> None:
         self._write(
             "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?)",
-            (call.call_id, call.function_id, call.call_type, call.invocation_type, int(call.return_exceptions),
-             call.num_inputs, int(call.inputs_finished), call.created_at),
+            (
+                call.call_id,
+                call.function_id,
+                call.call_type,
+                call.invocation_type,
+                int(call.return_exceptions),
+                call.num_inputs,
+                int(call.inputs_finished),
+                call.created_at,
+            ),
         )
 
     async def get_call(self, call_id: str) -> CallRecord | None:
@@ -149,9 +170,7 @@ class SqliteStore:
         if num_inputs is None:
             self._write("UPDATE calls SET inputs_finished=1 WHERE call_id=?", (call_id,))
         else:
-            self._write(
-                "UPDATE calls SET inputs_finished=1, num_inputs=? WHERE call_id=?", (num_inputs, call_id)
-            )
+            self._write("UPDATE calls SET inputs_finished=1, num_inputs=? WHERE call_id=?", (num_inputs, call_id))
 
     async def add_inputs(
         self, call_id: str, function_id: str, items: Iterable[tuple[str, int, str, bytes]], now: float
@@ -200,16 +219,15 @@ class SqliteStore:
 
     async def get_input(self, input_id: str) -> InputState | None:
         row = self._one(f"SELECT {_INPUT_COLS} FROM inputs WHERE input_id=?", (input_id,))
-        return InputState(*row[:7], bytes(row[7])) if row else None
+        return _input_state(row) if row else None
 
     async def inputs_held_by(self, holder: str) -> list[InputState]:
         rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs WHERE holder=? AND state='leased'", (holder,))
-        return [InputState(*r[:7], bytes(r[7])) for r in rows]
+        return [_input_state(r) for r in rows]
 
     async def requeue_input(self, input_id: str, attempt: int, not_before: float) -> None:
         self._write(
-            "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=?, not_before=? "
-            "WHERE input_id=?",
+            "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=?, not_before=? WHERE input_id=?",
             (attempt, not_before, input_id),
         )
 
@@ -250,32 +268,27 @@ class SqliteStore:
         rows = self._all(
             f"SELECT {_INPUT_COLS} FROM inputs WHERE state='leased' AND deadline IS NOT NULL AND deadline<?", (now,)
         )
-        return [InputState(*r[:7], bytes(r[7])) for r in rows]
+        return [_input_state(r) for r in rows]
 
     async def open_inputs_of_call(self, call_id: str) -> list[InputState]:
         rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs WHERE call_id=? AND state!='done'", (call_id,))
-        return [InputState(*r[:7], bytes(r[7])) for r in rows]
+        return [_input_state(r) for r in rows]
 
     async def queued_inputs_of_function(self, function_id: str) -> list[InputState]:
-        rows = self._all(
-            f"SELECT {_INPUT_COLS} FROM inputs WHERE function_id=? AND state='queued'", (function_id,)
-        )
-        return [InputState(*r[:7], bytes(r[7])) for r in rows]
+        rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs WHERE function_id=? AND state='queued'", (function_id,))
+        return [_input_state(r) for r in rows]
 
     async def unfinished_count(self, call_id: str) -> int:
         row = self._one("SELECT count(*) FROM inputs WHERE call_id=? AND state!='done'", (call_id,))
         return int(row[0])
 
     # outputs
-    async def outputs_after(
-        self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
-    ) -> list[OutputRecord]:
-        sql = "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs WHERE call_id=? AND seq>?"
-        args: list[Any] = [call_id, cursor]
-        if idx_range is not None:
-            sql += " AND idx>=? AND idx<=?"
-            args += list(idx_range)
-        rows = self._all(sql + " ORDER BY seq LIMIT ?", [*args, limit])
+    async def outputs_after(self, call_id: str, cursor: int, limit: int) -> list[OutputRecord]:
+        rows = self._all(
+            "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
+            "WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (call_id, cursor, limit),
+        )
         return [OutputRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]
 
     async def delete_outputs(self, seqs: Sequence[int]) -> None:
@@ -301,8 +314,7 @@ class SqliteStore:
         self._write(
             "INSERT OR REPLACE INTO tasks(task_id, function_id, app_id, state, secret_hash, created_at, ended_at) "
             "VALUES (?,?,?,?,?,?,?)",
-            (task.task_id, task.function_id, task.app_id, task.state, task.secret_hash, task.created_at,
-             task.ended_at),
+            (task.task_id, task.function_id, task.app_id, task.state, task.secret_hash, task.created_at, task.ended_at),
         )
 
     async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
