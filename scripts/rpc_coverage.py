@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from berth.api.servicers import ModalServicer
+from berth.api.service import ModalServicer
 from berth.server import generated_handlers
 
 

@@ -17,7 +17,7 @@ from grpclib.server import Server
 from modal_proto.api_grpc import ModalClientBase
 
 from berth.api.chain import build_mapping
-from berth.api.servicers import ModalServicer
+from berth.api.service import ModalServicer
 from berth.config import Settings
 from berth.ids import new_id, new_secret
 from berth.wiring import Services, build_services

@@ -1,5 +1,6 @@
-"""The Modal API servicer: one thin method per RPC, each decoding, calling one service and encoding.
-Methods are grouped by RPC family; an RPC without a method here answers UNIMPLEMENTED."""
+"""Core RPC families of the Modal API: apps, objects, functions and containers. Each method decodes,
+calls one service and encodes. berth.api.service composes these with the other families; an RPC
+that no family serves answers UNIMPLEMENTED."""
 
 from __future__ import annotations
 
@@ -192,8 +193,3 @@ class ContainerRpcs:
         return api_pb2.FunctionGetDynamicConcurrencyResponse(
             concurrency=await self.s.containers.dynamic_concurrency(caller.task_id)
         )
-
-
-class ModalServicer(AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs):
-    def __init__(self, services: Services) -> None:
-        self.s = services

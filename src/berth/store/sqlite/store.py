@@ -48,6 +48,11 @@ class SqliteStore:
     async def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The shared connection, for the other SQLite stores of this package (one file, one writer)."""
+        return self._db
+
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, args).fetchone()
 

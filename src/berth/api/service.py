@@ -1,0 +1,11 @@
+"""The Modal API servicer, composed of one mixin per RPC family. Add a family here to serve it."""
+
+from __future__ import annotations
+
+from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
+from berth.wiring import Services
+
+
+class ModalServicer(AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs):
+    def __init__(self, services: Services) -> None:
+        self.s = services
