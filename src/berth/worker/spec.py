@@ -14,6 +14,15 @@ class MountedFile:
 
 
 @dataclass(frozen=True)
+class BindMount:
+    """A host directory presented at a path inside the container (volumes)."""
+
+    host_path: Path
+    container_path: str  # absolute, e.g. /root/vol
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     task_id: str
     function_id: str
@@ -23,5 +32,6 @@ class TaskSpec:
     secret: str
     env: dict[str, str] = field(default_factory=dict)
     files: list[MountedFile] = field(default_factory=list)
+    binds: list[BindMount] = field(default_factory=list)
     memory_mb: int = 0
     cpu: float = 0.0
