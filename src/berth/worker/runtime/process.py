@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from berth.worker.spec import TaskSpec
+from berth.worker.spec import BindMount, TaskSpec
 
 
 class _ProcessContainer:
@@ -40,6 +40,22 @@ def host_path(workdir: Path, remote_path: str) -> Path:
     return workdir / "fs" / Path(*parts[1:])
 
 
+def link_bind(workdir: Path, bind: BindMount) -> None:
+    """Without a mount namespace, a volume can only appear under /root (the task's cwd): as a symlink to
+    its host directory. Read-only is not enforced here; the OCI runtime bind-mounts it read-only."""
+    parts = Path(bind.container_path).parts
+    if parts[:2] != ("/", "root") or len(parts) < 3 or ".." in parts:
+        raise ValueError(
+            f"The process runtime can only mount volumes under /root, not at {bind.container_path}: it has no"
+            " mount namespace. Mount the volume at a path such as /root/vol, or use an OCI runtime."
+        )
+    link = workdir / "root" / Path(*parts[2:])
+    if os.path.lexists(link):
+        raise ValueError(f"Volume mount path {bind.container_path} collides with a file of the container")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(bind.host_path, link, target_is_directory=True)
+
+
 class ProcessRuntime:
     name = "process"
     isolated = False
@@ -52,6 +68,8 @@ class ProcessRuntime:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f.source, dest)
             os.chmod(dest, f.mode & 0o7777 or 0o644)
+        for bind in spec.binds:
+            link_bind(workdir, bind)
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
