@@ -24,6 +24,8 @@ class Settings:
     worker_slots: int = field(default_factory=lambda: _env_int("BERTH_WORKER_SLOTS", 16))
     default_max_containers: int = field(default_factory=lambda: _env_int("BERTH_MAX_CONTAINERS", 8))
     default_scaledown_s: int = field(default_factory=lambda: _env_int("BERTH_SCALEDOWN_SECONDS", 60))
+    # Fernet key that encrypts secret values at rest; unset: a key file under the data dir, made on first start.
+    secrets_key: str | None = field(default_factory=lambda: os.environ.get("BERTH_SECRETS_KEY") or None)
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 
@@ -42,6 +44,14 @@ class Settings:
     @property
     def task_dir(self) -> Path:
         return self.data_dir / "tasks"
+
+    @property
+    def volume_dir(self) -> Path:
+        return self.data_dir / "volumes"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.data_dir / "secrets.key"
 
     @property
     def server_url(self) -> str:
