@@ -105,4 +105,4 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 def _http_app(services: Services) -> web.Application:
     from berth.http.app import build_http_app
 
-    return build_http_app(services.blobs)
+    return build_http_app(services.blobs, services.state.volumes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
@@ -23,6 +23,7 @@ from berth.services.inputs import InputService
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import IMAGE_BUILDER_VERSION, ObjectService
+from berth.services.state import StateServices, build_state
 from berth.store.sqlite import SqliteStore
 from berth.worker.agent import LocalWorker
 from berth.worker.runtime import Runtime
@@ -56,6 +57,7 @@ class Services:
     worker: LocalWorker
     autoscaler: Autoscaler
     image_builder_version: str = IMAGE_BUILDER_VERSION
+    state: StateServices = field(init=False)
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
         settings = api_pb2.EnvironmentSettings(image_builder_version=self.image_builder_version, webhook_suffix="berth")
@@ -90,7 +92,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     objects = ObjectService(store, blobs, clock)
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
-    layouts = LayoutBuilder(catalog, apps, objects, blobs)
+    state = build_state(settings, store.connection, blobs, notifier, clock)
+    layouts = LayoutBuilder(catalog, apps, objects, blobs, state.secrets, state.volumes)
 
     def on_output(spec: TaskSpec, fd: int, text: str) -> None:
         logs.output(spec.app_id, spec.task_id, spec.function_id, fd, text)
@@ -121,7 +124,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.default_max_containers,
         settings.default_scaledown_s,
     )
-    return Services(
+    services = Services(
         settings,
         store,
         clock,
@@ -139,3 +142,5 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         worker,
         autoscaler,
     )
+    services.state = state
+    return services

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
+from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.wiring import Services
 
 
-class ModalServicer(AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs):
+class ModalServicer(
+    AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs, SecretRpcs, DictRpcs, QueueRpcs, VolumeRpcs
+):
     def __init__(self, services: Services) -> None:
         self.s = services

@@ -76,11 +76,6 @@ class ObjectRpcs:
     ) -> api_pb2.ImageGetOrCreateResponse:
         return await self.s.objects.image_get_or_create(req)
 
-    async def SecretGetOrCreate(
-        self, req: api_pb2.SecretGetOrCreateRequest, caller: Caller
-    ) -> api_pb2.SecretGetOrCreateResponse:
-        return await self.s.objects.secret_get_or_create(req)
-
     async def BlobCreate(self, req: api_pb2.BlobCreateRequest, caller: Caller) -> api_pb2.BlobCreateResponse:
         blob_id = self.s.blobs.new_blob_id()
         url = self.s.blob_url(blob_id, caller)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from berth.errors import BerthError, NotFound
+from berth.http.volumes import add_volume_routes
 from berth.services.blobs import LocalBlobStore
+from berth.services.volumes import VolumeService
 
 MAX_BLOB_BYTES = 5 * 1024**3
 
 
-def build_http_app(blobs: LocalBlobStore) -> web.Application:
+def build_http_app(blobs: LocalBlobStore, volumes: VolumeService | None = None) -> web.Application:
     async def put_blob(request: web.Request) -> web.Response:
         blob_id = request.match_info["blob_id"]
         try:
@@ -37,4 +39,6 @@ def build_http_app(blobs: LocalBlobStore) -> web.Application:
     app.router.add_put("/blobs/{blob_id}", put_blob)
     app.router.add_get("/blobs/{blob_id}", get_blob)
     app.router.add_get("/healthz", healthz)
+    if volumes is not None:
+        add_volume_routes(app, volumes)
     return app

@@ -1,9 +1,9 @@
 """What a container is told about its world: ContainerArguments with a complete app layout,
-the files of its mounts and the environment from its secrets."""
+the files of its mounts, the environment from its secrets and the volumes bound into it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
@@ -12,7 +12,9 @@ from berth.services.apps import AppService
 from berth.services.blobs import LocalBlobStore
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.objects import ObjectService
-from berth.worker.spec import MountedFile
+from berth.services.secrets import SecretService
+from berth.services.volumes import VolumeService
+from berth.worker.spec import BindMount, MountedFile
 
 
 @dataclass
@@ -20,14 +22,25 @@ class BuiltArguments:
     arguments: api_pb2.ContainerArguments
     env: dict[str, str]
     files: list[MountedFile]
+    binds: list[BindMount] = field(default_factory=list)
 
 
 class LayoutBuilder:
-    def __init__(self, catalog: Catalog, apps: AppService, objects: ObjectService, blobs: LocalBlobStore) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        apps: AppService,
+        objects: ObjectService,
+        blobs: LocalBlobStore,
+        secrets: SecretService,
+        volumes: VolumeService,
+    ) -> None:
         self._catalog = catalog
         self._apps = apps
         self._objects = objects
         self._blobs = blobs
+        self._secrets = secrets
+        self._volumes = volumes
 
     async def app_layout(self, app_id: str, extra_ids: list[str]) -> api_pb2.AppLayout:
         published = await self._apps.layout(app_id)
@@ -46,7 +59,10 @@ class LayoutBuilder:
         for object_id in extra_ids:
             if object_id not in seen:
                 seen.add(object_id)
-                layout.objects.append(await self._objects.layout_object(object_id))
+                if object_id.startswith("vo-"):
+                    layout.objects.append(await self._volumes.layout_object(object_id))
+                else:
+                    layout.objects.append(await self._objects.layout_object(object_id))
         return layout
 
     async def container_arguments(self, function_id: str) -> BuiltArguments:
@@ -63,7 +79,7 @@ class LayoutBuilder:
         )
         env: dict[str, str] = {}
         for secret_id in fn.secret_ids:
-            env.update(await self._objects.secret_env(secret_id))
+            env.update(await self._secrets.env(secret_id))
         files: list[MountedFile] = []
         for mount_id in fn.mount_ids:
             try:
@@ -71,4 +87,5 @@ class LayoutBuilder:
             except NotFound:
                 continue
             files.extend(MountedFile(f.filename, self._blobs.cas_path(f.sha256_hex), f.mode) for f in mount_files)
-        return BuiltArguments(args, env, files)
+        binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
+        return BuiltArguments(args, env, files, binds)

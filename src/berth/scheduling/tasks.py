@@ -110,6 +110,7 @@ class TaskManager:
             secret=secret,
             env=built.env,
             files=built.files,
+            binds=built.binds,
             memory_mb=fn.resources.memory_mb,
             cpu=fn.resources.milli_cpu / 1000,
         )

@@ -1,4 +1,4 @@
-"""Mounts, images, secrets and blobs: the objects a function depends on."""
+"""Mounts, images and blobs: the objects a function depends on (secrets live in services/secrets.py)."""
 
 from __future__ import annotations
 
@@ -113,43 +113,6 @@ class ObjectService:
             image_builder_version=IMAGE_BUILDER_VERSION,
             workdir="/root",
         )
-
-    # secrets
-    async def secret_get_or_create(self, req: api_pb2.SecretGetOrCreateRequest) -> api_pb2.SecretGetOrCreateResponse:
-        if req.deployment_name:
-            key = f"{req.environment_name}/{req.deployment_name}"
-            found = await self._store.object_by_key("secret", key)
-            if found is None and req.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED:
-                raise NotFound(f"Secret '{req.deployment_name}' not found")
-            if (
-                found is not None
-                and req.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_OVERWRITE_IF_EXISTS
-            ):
-                env = api_pb2.SecretGetOrCreateRequest.FromString(found[1]).env_dict
-                missing = [k for k in req.required_keys if k not in env]
-                if missing:
-                    raise NotFound(f"Secret '{req.deployment_name}' is missing required keys: {', '.join(missing)}")
-                return api_pb2.SecretGetOrCreateResponse(secret_id=found[0])
-        else:
-            key = None
-        secret_id = new_id("st")
-        body = api_pb2.SecretGetOrCreateRequest(env_dict=req.env_dict).SerializeToString()
-        await self._store.put_object(
-            "secret",
-            secret_id,
-            body,
-            self._clock.now(),
-            key=key,
-            name=req.deployment_name or None,
-            app_id=req.app_id or None,
-        )
-        return api_pb2.SecretGetOrCreateResponse(secret_id=secret_id)
-
-    async def secret_env(self, secret_id: str) -> dict[str, str]:
-        body = await self._store.get_object("secret", secret_id)
-        if body is None:
-            raise NotFound(f"Secret {secret_id} not found")
-        return dict(api_pb2.SecretGetOrCreateRequest.FromString(body).env_dict)
 
     async def layout_object(self, object_id: str) -> api_pb2.Object:
         if object_id.startswith("mo-"):

@@ -1,0 +1,37 @@
+"""The state services apps share (volumes, secrets, dicts, queues), built together on one state store."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from berth.clock import Clock
+from berth.config import Settings
+from berth.services.blobs import LocalBlobStore
+from berth.services.dicts import DictService
+from berth.services.notify import Notifier
+from berth.services.queues import QueueService
+from berth.services.secrets import SecretService, load_or_create_key
+from berth.services.volumes import VolumeService
+from berth.store.sqlite.state import SqliteStateStore
+
+
+@dataclass
+class StateServices:
+    volumes: VolumeService
+    secrets: SecretService
+    dicts: DictService
+    queues: QueueService
+
+
+def build_state(
+    settings: Settings, connection: sqlite3.Connection, blobs: LocalBlobStore, notifier: Notifier, clock: Clock
+) -> StateServices:
+    store = SqliteStateStore(connection)
+    key = load_or_create_key(settings.secrets_key, settings.secrets_key_path)
+    return StateServices(
+        volumes=VolumeService(store, blobs, clock, settings.volume_dir, settings.max_object_bytes),
+        secrets=SecretService(store, clock, key),
+        dicts=DictService(store, clock),
+        queues=QueueService(store, notifier, clock),
+    )
