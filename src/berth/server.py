@@ -19,6 +19,7 @@ from modal_proto.api_grpc import ModalClientBase
 from berth.api.chain import build_mapping
 from berth.api.service import ModalServicer
 from berth.config import Settings
+from berth.http.web import start_front_door
 from berth.ids import new_id, new_secret
 from berth.wiring import Services, build_services
 
@@ -70,12 +71,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = await build_services(settings)
     await ensure_token(services)
+    web_front_door = await start_front_door(services.web, settings.container_host)
     grpc_server = Server([_Grpc(services)])
     await grpc_server.start(settings.host, settings.port)
     runner = web.AppRunner(_http_app(services), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.effective_http_port).start()
     autoscaler = asyncio.create_task(services.autoscaler.run())
+    schedules = asyncio.create_task(services.schedules.run())
     server_info_path(settings.data_dir).write_text(
         json.dumps({"server_url": settings.server_url, "http_url": settings.http_url, "pid": os.getpid()})
     )
@@ -93,6 +96,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     finally:
         log.info("berth shutting down")
         autoscaler.cancel()
+        schedules.cancel()
+        await web_front_door.cleanup()
         await services.tasks.shutdown()
         grpc_server.close()
         with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.apps import AppService
 from berth.services.blobs import LocalBlobStore
@@ -24,7 +25,9 @@ from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import IMAGE_BUILDER_VERSION, ObjectService
 from berth.services.state import StateServices, build_state
+from berth.services.web import WebService
 from berth.store.sqlite import SqliteStore
+from berth.store.sqlite.web import WebStore
 from berth.worker.agent import LocalWorker
 from berth.worker.runtime import Runtime
 from berth.worker.spec import TaskSpec
@@ -57,6 +60,8 @@ class Services:
     worker: LocalWorker
     autoscaler: Autoscaler
     image_builder_version: str = IMAGE_BUILDER_VERSION
+    web: WebService = field(init=False)
+    schedules: ScheduleTrigger = field(init=False)
     state: StateServices = field(init=False)
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
@@ -143,4 +148,15 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         autoscaler,
     )
     services.state = state
+    wire_web(services)
     return services
+
+
+def wire_web(s: Services) -> None:
+    """The web front door and the schedule trigger; both see every definition through catalog hooks."""
+    web_store = WebStore(s.store.connection)
+    s.web = WebService(
+        web_store, s.store, s.apps, s.calls, s.containers, s.notifier, s.blobs, s.clock, s.settings.container_host
+    )
+    s.schedules = ScheduleTrigger(web_store, s.store, s.apps, s.inputs, s.notifier, s.clock)
+    s.catalog.definition_hooks += [s.schedules.register, s.web.assign_urls]

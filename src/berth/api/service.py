@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
+from berth.api.web_rpcs import WebRpcs
 from berth.wiring import Services
 
 
 class ModalServicer(
-    AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs, SecretRpcs, DictRpcs, QueueRpcs, VolumeRpcs
+    AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs, SecretRpcs, DictRpcs, QueueRpcs, VolumeRpcs, WebRpcs
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from google.protobuf.message import Message
@@ -13,6 +14,9 @@ from berth.store.records import FunctionRecord
 from berth.store.sqlite import SqliteStore
 
 _PICKLE = [api_pb2.DATA_FORMAT_PICKLE]
+# Called with (app_id, function_id, definition, final) before a definition is handed out; may fill in
+# server-assigned fields (web URLs) or refuse it (a malformed schedule). final=False at precreate.
+DefinitionHook = Callable[[str, str, api_pb2.Function, bool], Awaitable[None]]
 
 
 def copy_common_fields(src: Message, dst: Message) -> None:
@@ -113,6 +117,7 @@ class Catalog:
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self._cache: dict[str, FunctionRecord] = {}
+        self.definition_hooks: list[DefinitionHook] = []
 
     async def record(self, function_id: str) -> FunctionRecord:
         rec = self._cache.get(function_id)
@@ -140,6 +145,8 @@ class Catalog:
         )
         for name, method in req.method_definitions.items():
             fn.method_definitions[name].CopyFrom(method)
+        for hook in self.definition_hooks:
+            await hook(req.app_id, function_id, fn, False)
         return api_pb2.FunctionPrecreateResponse(
             function_id=function_id, handle_metadata=handle_metadata(fn, req.app_id)
         )
@@ -156,6 +163,8 @@ class Catalog:
         if not req.app_id:
             raise InvalidArgument("FunctionCreate needs an app_id")
         function_id = req.existing_function_id or new_id("fu")
+        for hook in self.definition_hooks:
+            await hook(req.app_id, function_id, fn, True)
         tag = fn.function_name
         rec = FunctionRecord(function_id, req.app_id, tag, fn.SerializeToString())
         await self._store.put_function(rec)

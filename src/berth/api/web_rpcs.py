@@ -1,0 +1,47 @@
+"""Container listing and stopping, which `modal serve` and `modal deploy --strategy recreate` use to
+retire the containers of the previous version, and `modal container list/stop` to manage them."""
+
+from __future__ import annotations
+
+import signal
+
+from google.protobuf import empty_pb2
+from modal_proto import api_pb2
+
+from berth.api.caller import Caller
+from berth.errors import NotFound
+from berth.wiring import Services
+
+
+class WebRpcs:
+    s: Services
+
+    async def TaskList(self, req: api_pb2.TaskListRequest, caller: Caller) -> api_pb2.TaskListResponse:
+        resp = api_pb2.TaskListResponse()
+        descriptions: dict[str, str] = {}
+        for task in list(self.s.tasks.tasks.values()):
+            if req.app_id and task.app_id != req.app_id:
+                continue
+            if task.app_id not in descriptions:
+                descriptions[task.app_id] = (await self.s.apps.get(task.app_id)).description
+            started = task.first_input_at or 0.0
+            resp.tasks.add(
+                task_id=task.task_id,
+                app_id=task.app_id,
+                app_description=descriptions[task.app_id],
+                enqueued_at=task.created_at,
+                started_at=started,
+            )
+        return resp
+
+    async def ContainerStop(self, req: api_pb2.ContainerStopRequest, caller: Caller) -> empty_pb2.Empty:
+        task = self.s.tasks.tasks.get(req.task_id)
+        if task is None:
+            if await self.s.store.get_task(req.task_id) is None:
+                raise NotFound(f"Container {req.task_id} not found")
+            return empty_pb2.Empty()  # already stopped
+        busy = task.inflight > 0
+        self.s.tasks.drain(task, "stopped by request")
+        if busy and not req.graceful:
+            self.s.worker.signal(task.task_id, signal.SIGTERM)
+        return empty_pb2.Empty()

@@ -1,0 +1,236 @@
+"""The web front door's HTTP side: one listening socket per endpoint, each request turned into an ASGI
+scope and a function call (berth.services.web), the app's ASGI messages streamed back as the response
+or as websocket frames. A client that goes away cancels its input."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from berth.errors import NotFound
+from berth.services.web import BODY_CHUNK_BYTES, Message, WebCall, WebService
+
+log = logging.getLogger("berth.http.web")
+
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te"})
+_AUTH_HEADERS = frozenset({b"modal-key", b"modal-secret"})
+# How long a cancelled call may take to report its result before its data is dropped anyway.
+_CLEANUP_WAIT_S = 60.0
+
+
+def build_scope(request: web.Request, kind: str) -> Message:
+    """The ASGI connection scope of a request, as an app behind Modal's front door sees it."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    headers = [(k.lower(), v) for k, v in request.raw_headers if k.lower() not in _AUTH_HEADERS]
+    scope: Message = {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": f"{request.version.major}.{request.version.minor}",
+        "scheme": "ws" if kind == "websocket" else "http",
+        "path": request.rel_url.path,
+        "raw_path": request.rel_url.raw_path.encode(),
+        "query_string": request.rel_url.raw_query_string.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": (peer[0], peer[1]) if peer else None,
+        "server": (sockname[0], sockname[1]) if sockname else None,
+    }
+    if kind == "http":
+        scope["method"] = request.method
+    else:
+        protocols = request.headers.get("Sec-WebSocket-Protocol", "")
+        scope["subprotocols"] = [p.strip() for p in protocols.split(",") if p.strip()]
+    return scope
+
+
+class WebFrontDoor:
+    """Implements berth.services.web.Listeners on aiohttp: every endpoint port shares one application."""
+
+    def __init__(self, service: WebService, host: str) -> None:
+        self._service = service
+        self._host = host
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._sites: dict[int, web.BaseSite] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def setup(self) -> None:
+        await self._runner.setup()
+
+    async def open(self, port: int) -> int:
+        if port in self._sites:
+            return port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, port))
+        except OSError:
+            sock.close()
+            raise
+        actual = int(sock.getsockname()[1])
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self._sites[actual] = site
+        return actual
+
+    async def cleanup(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        try:
+            endpoint = await self._service.resolve(int(sockname[1]) if sockname else 0)
+        except NotFound as exc:
+            return web.Response(status=404, text=exc.message + "\n")
+        if endpoint.requires_auth and not self._service.authorized(
+            request.headers.get("Modal-Key"), request.headers.get("Modal-Secret")
+        ):
+            return web.Response(
+                status=401, text="This endpoint requires proxy auth: send valid Modal-Key and Modal-Secret headers.\n"
+            )
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            kind = "websocket"
+        else:
+            kind = "http"
+        call = await self._service.open_call(endpoint, build_scope(request, kind))
+        try:
+            if kind == "websocket":
+                return await self._websocket(request, call)
+            return await self._http(request, call)
+        except (asyncio.CancelledError, ConnectionError):
+            if not call.responded:
+                self._spawn(self._abandon(call, kind))
+            else:
+                self._spawn(self._finish(call))
+            raise
+
+    async def _http(self, request: web.Request, call: WebCall) -> web.StreamResponse:
+        pump = asyncio.create_task(self._pump_body(request, call))
+        resp: web.StreamResponse | None = None
+        try:
+            async for msg in call.messages():
+                if msg["type"] == "http.response.start" and resp is None:
+                    resp = web.StreamResponse(status=msg["status"])
+                    for name, value in msg["headers"]:
+                        key = name.decode("latin-1")
+                        if key.lower() not in _HOP_BY_HOP:
+                            resp.headers.add(key, value.decode("latin-1"))
+                    await resp.prepare(request)
+                elif msg["type"] == "http.response.body" and resp is not None:
+                    if msg["body"]:
+                        await resp.write(msg["body"])
+                    if not msg["more_body"]:
+                        await resp.write_eof()
+                        call.responded = True
+                        break
+        finally:
+            pump.cancel()
+        if call.responded:
+            # The response is complete; the call's result follows on its own, then its data goes.
+            self._spawn(self._finish(call))
+            assert resp is not None
+            return resp
+        call.close()
+        if resp is None:
+            status = "no result" if call.result is None else api_status(call.result)
+            log.info("web call %s ended without a response (%s)", call.call_id, status)
+            return web.Response(status=500, text="Internal Server Error")
+        # The app failed mid-response: end the connection rather than pretend the body is complete.
+        if request.transport is not None:
+            request.transport.close()
+        return resp
+
+    async def _pump_body(self, request: web.Request, call: WebCall) -> None:
+        buffer = bytearray()
+        while True:
+            data = await request.content.read(BODY_CHUNK_BYTES - len(buffer))
+            if data:
+                buffer += data
+            if not data or len(buffer) >= BODY_CHUNK_BYTES:
+                await call.send({"type": "http.request", "body": bytes(buffer), "more_body": bool(data)})
+                buffer.clear()
+            if not data:
+                return
+
+    async def _websocket(self, request: web.Request, call: WebCall) -> web.StreamResponse:
+        await call.send({"type": "websocket.connect"})
+        ws: web.WebSocketResponse | None = None
+        reader: asyncio.Task[None] | None = None
+        try:
+            async for msg in call.messages():
+                kind = msg["type"]
+                if kind == "websocket.accept" and ws is None:
+                    sub = msg.get("subprotocol")
+                    ws = web.WebSocketResponse(protocols=(sub,) if sub else ())
+                    await ws.prepare(request)
+                    reader = asyncio.create_task(self._read_frames(ws, call))
+                elif kind == "websocket.send" and ws is not None:
+                    if msg["bytes"] is not None:
+                        await ws.send_bytes(msg["bytes"])
+                    else:
+                        await ws.send_str(msg["text"])
+                elif kind == "websocket.close":
+                    if ws is None:
+                        call.close()
+                        return web.Response(status=403, text="The app closed the websocket before accepting it")
+                    await ws.close(code=msg["code"], message=str(msg.get("reason", "")).encode())
+        finally:
+            if reader is not None:
+                reader.cancel()
+        call.close()
+        if ws is None:
+            return web.Response(status=500, text="Internal Server Error")
+        if not ws.closed:
+            await ws.close()
+        return ws
+
+    async def _read_frames(self, ws: web.WebSocketResponse, call: WebCall) -> None:
+        async for frame in ws:
+            if frame.type == WSMsgType.TEXT:
+                await call.send({"type": "websocket.receive", "text": frame.data})
+            elif frame.type == WSMsgType.BINARY:
+                await call.send({"type": "websocket.receive", "bytes": frame.data})
+        await call.send({"type": "websocket.disconnect", "code": ws.close_code or 1005})
+
+    async def _finish(self, call: WebCall) -> None:
+        try:
+            async with asyncio.timeout(_CLEANUP_WAIT_S):
+                async for _ in call.messages():
+                    pass
+        except TimeoutError:
+            pass
+        call.close()
+
+    async def _abandon(self, call: WebCall, kind: str) -> None:
+        """The client disconnected: tell the app, cancel the input, and drop the call's data once it ends."""
+        try:
+            await call.send({"type": "http.disconnect" if kind == "http" else "websocket.disconnect"})
+            await call.cancel()
+        except Exception:
+            log.exception("cancelling web call %s failed", call.call_id)
+        await self._finish(call)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def api_status(result: Any) -> str:
+    return f"status {int(result.status)}: {result.exception or 'no exception'}"
+
+
+async def start_front_door(service: WebService, host: str) -> WebFrontDoor:
+    front = WebFrontDoor(service, host)
+    await front.setup()
+    service.listeners = front
+    await service.start()
+    return front
