@@ -24,8 +24,18 @@ class Settings:
     worker_slots: int = field(default_factory=lambda: _env_int("BERTH_WORKER_SLOTS", 16))
     default_max_containers: int = field(default_factory=lambda: _env_int("BERTH_MAX_CONTAINERS", 8))
     default_scaledown_s: int = field(default_factory=lambda: _env_int("BERTH_SCALEDOWN_SECONDS", 60))
+    # How long finished calls, their outputs and app logs are kept (Modal keeps spawned results ~7 days).
+    retention_s: float = field(default_factory=lambda: _env_int("BERTH_RETENTION_DAYS", 7) * 86400.0)
+    # An ephemeral app whose client sends no heartbeat for this long is stopped (the client beats every 15 s).
+    app_heartbeat_timeout_s: float = field(default_factory=lambda: float(_env_int("BERTH_APP_HEARTBEAT_TIMEOUT", 60)))
     # Fernet key that encrypts secret values at rest; unset: a key file under the data dir, made on first start.
     secrets_key: str | None = field(default_factory=lambda: os.environ.get("BERTH_SECRETS_KEY") or None)
+    # Machine-wide cache of image layers and debootstrapped bases, shared by every server on the host.
+    image_cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("BERTH_IMAGE_CACHE", "/var/cache/berth")))
+    # CA bundle bind-mounted into containers and image builds (egress TLS may be intercepted).
+    ca_bundle: str = field(
+        default_factory=lambda: os.environ.get("BERTH_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    )
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -20,8 +19,7 @@ from berth.api.chain import build_mapping
 from berth.api.service import ModalServicer
 from berth.config import Settings
 from berth.http.web import start_front_door
-from berth.ids import new_id, new_secret
-from berth.wiring import Services, build_services
+from berth.wiring import Services, build_services, recover
 
 log = logging.getLogger("berth.server")
 
@@ -60,8 +58,7 @@ async def ensure_token(services: Services) -> None:
     path = credentials_path(services.settings.data_dir)
     if path.exists():
         return
-    token_id, secret = new_id("ak"), new_secret()
-    await services.store.add_token(token_id, hashlib.sha256(secret.encode()).hexdigest(), None, services.clock.now())
+    token_id, secret = await services.accounts.create_token()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"token_id": token_id, "token_secret": secret}, f)
@@ -71,12 +68,16 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = await build_services(settings)
     await ensure_token(services)
+    await recover(services)
     web_front_door = await start_front_door(services.web, settings.container_host)
     grpc_server = Server([_Grpc(services)])
-    await grpc_server.start(settings.host, settings.port)
+    # Containers on an isolated network reach the server at container_host (the bridge address).
+    extra_hosts = [settings.container_host] if settings.container_host not in (settings.host, "0.0.0.0", "::") else []
+    await grpc_server.start([settings.host, *extra_hosts], settings.port)
     runner = web.AppRunner(_http_app(services), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.effective_http_port).start()
+    for http_host in (settings.host, *extra_hosts):
+        await web.TCPSite(runner, http_host, settings.effective_http_port).start()
     autoscaler = asyncio.create_task(services.autoscaler.run())
     schedules = asyncio.create_task(services.schedules.run())
     server_info_path(settings.data_dir).write_text(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from modal_proto import api_pb2
 
@@ -15,30 +15,59 @@ from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
+from berth.services.accounts import AccountService
 from berth.services.apps import AppService
 from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.containers import ContainerService
+from berth.services.deployments import DeploymentService
+from berth.services.history import LogHistory
+from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
-from berth.services.objects import IMAGE_BUILDER_VERSION, ObjectService
+from berth.services.objects import ObjectService
 from berth.services.state import StateServices, build_state
 from berth.services.web import WebService
 from berth.store.sqlite import SqliteStore
+from berth.store.sqlite.deployments import DeploymentStore
 from berth.store.sqlite.web import WebStore
 from berth.worker.agent import LocalWorker
 from berth.worker.runtime import Runtime
 from berth.worker.spec import TaskSpec
 
+log = logging.getLogger("berth.wiring")
 
-def make_runtime(name: str) -> Runtime:
+
+def make_runtime(name: str, settings: Settings | None = None, images: ImageService | None = None) -> Runtime:
     if name == "process":
         from berth.worker.runtime.process import ProcessRuntime
 
         return ProcessRuntime()
-    raise ValueError(f"Unknown runtime {name!r}; available: process")
+    from berth.worker.runtime.factory import check_runtime_name, make_oci_runtime
+
+    check_runtime_name(name)
+    if settings is None or images is None:
+        raise ValueError(f"The {name} runtime needs the settings and the image service")
+    ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
+    return make_oci_runtime(name, settings.image_cache_dir, images.manifest, ca)
+
+
+def build_images(
+    settings: Settings,
+    store: SqliteStore,
+    clock: Clock,
+    blobs: LocalBlobStore,
+    objects: ObjectService,
+    state: StateServices,
+) -> ImageService:
+    from berth.worker.runtime.factory import image_backend
+
+    ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
+    backend = image_backend(settings.runtime, settings.image_cache_dir, settings.data_dir, ca)
+    builder, manifests = (backend.builder, backend.manifests) if backend else (None, None)
+    return ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, builder, manifests)
 
 
 @dataclass
@@ -59,10 +88,14 @@ class Services:
     containers: ContainerService
     worker: LocalWorker
     autoscaler: Autoscaler
+    accounts: AccountService
+    deployments: DeploymentService
+    log_history: LogHistory
     image_builder_version: str = IMAGE_BUILDER_VERSION
+    state: StateServices = field(init=False)
+    images: ImageService = field(init=False)
     web: WebService = field(init=False)
     schedules: ScheduleTrigger = field(init=False)
-    state: StateServices = field(init=False)
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
         settings = api_pb2.EnvironmentSettings(image_builder_version=self.image_builder_version, webhook_suffix="berth")
@@ -76,24 +109,34 @@ class Services:
 
     # Authenticator
     async def client(self, token_id: str, token_secret: str) -> str | None:
-        stored = await self.store.token_hash(token_id)
-        digest = hashlib.sha256(token_secret.encode()).hexdigest()
-        if stored is None or not hmac.compare_digest(stored, digest):
-            return None
-        return ""
+        return await self.accounts.verify(token_id, token_secret)
 
     async def container(self, task_id: str, secret: str) -> bool:
         return self.tasks.authenticate(task_id, secret)
+
+
+async def recover(services: Services) -> None:
+    """After a restart (clean or kill -9): no container of the previous process is alive, so their
+    leases go back to the queue, and clients of ephemeral apps get a heartbeat window to come back."""
+    released = await services.store.release_all_leases()
+    await services.store.end_stale_tasks(services.clock.now())
+    for app in await services.deployments.store.running_apps():
+        if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING):
+            services.apps.track(app.app_id)
+    if released:
+        log.info("requeued %d inputs held by containers of the previous server process", released)
 
 
 async def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     store = await SqliteStore.open(settings.db_path)
     notifier = Notifier()
-    logs = LogBus()
+    deployment_store = DeploymentStore(store.connection)
+    log_history = LogHistory(deployment_store)
+    logs = LogBus(log_history.record)
     blobs = LocalBlobStore(settings.blob_dir)
     catalog = Catalog(store)
-    apps = AppService(store, logs, clock, settings.http_url)
+    apps = AppService(store, logs, clock, settings.http_url, settings.app_heartbeat_timeout_s)
     objects = ObjectService(store, blobs, clock)
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
@@ -108,7 +151,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     async def on_exit(spec: TaskSpec, code: int) -> None:
         await holder["tasks"].on_exit(spec, code)
 
-    worker = LocalWorker(make_runtime(settings.runtime), settings.task_dir, on_output, on_exit)
+    images = build_images(settings, store, clock, blobs, objects, state)
+    worker = LocalWorker(make_runtime(settings.runtime, settings, images), settings.task_dir, on_output, on_exit)
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_server_url)
     holder["tasks"] = tasks
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)
@@ -117,6 +161,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         await tasks.stop_app_tasks(app_id, "app stopped")
 
     apps.on_stop = stop_app
+    accounts = AccountService(store, deployment_store, clock)
+    deployments = DeploymentService(store, deployment_store, apps, catalog, clock)
+    deployments.roll_over = tasks.roll_over
     autoscaler = Autoscaler(
         store,
         tasks,
@@ -128,6 +175,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.worker_slots,
         settings.default_max_containers,
         settings.default_scaledown_s,
+        settings.retention_s,
     )
     services = Services(
         settings,
@@ -146,8 +194,12 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         containers,
         worker,
         autoscaler,
+        accounts,
+        deployments,
+        log_history,
     )
     services.state = state
+    services.images = images
     wire_web(services)
     return services
 

@@ -92,3 +92,21 @@ def test_rpc_coverage_doc_is_current() -> None:
         [sys.executable, root / "scripts" / "rpc_coverage.py"], capture_output=True, text=True, check=True
     ).stdout
     assert fresh == (root / "docs" / "rpc-coverage.md").read_text(), "run `make coverage`"
+
+
+def test_every_served_rpc_is_annotated_with_the_generated_reply_type() -> None:
+    import typing
+
+    from berth.api.service import ModalServicer
+
+    for path, handler in generated_handlers().items():
+        rpc = path.rsplit("/", 1)[1]
+        impl = getattr(ModalServicer, rpc, None)
+        if impl is None:
+            continue
+        hints = typing.get_type_hints(impl)
+        reply = hints["return"]
+        if typing.get_origin(reply) is not None:  # AsyncIterator[Reply] for streaming RPCs
+            (reply,) = typing.get_args(reply)
+        assert reply is handler.reply_type, f"{rpc} returns {reply}, the service expects {handler.reply_type}"
+        assert hints["req"] is handler.request_type, f"{rpc} takes {hints['req']}, expected {handler.request_type}"

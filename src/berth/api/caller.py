@@ -13,6 +13,7 @@ class Caller:
     token_id: str | None = None
     task_id: str | None = None
     environment: str | None = None
+    client_version: str = ""
 
     @property
     def is_container(self) -> bool:

@@ -50,7 +50,19 @@ async def _authenticate(auth: Authenticator, rpc: str, metadata: Mapping[str, An
     scope = await auth.client(str(token_id), str(token_secret))
     if scope is None:
         raise GRPCError(Status.UNAUTHENTICATED, "Token is not valid: it is unknown, revoked or has the wrong secret.")
-    return Caller(request_id, rpc, token_id=str(token_id), environment=scope or None)
+    version = str(metadata.get("x-modal-client-version", ""))
+    return Caller(request_id, rpc, token_id=str(token_id), environment=scope or None, client_version=version)
+
+
+def _check_environment_scope(caller: Caller, request: Message | None) -> None:
+    """A token scoped to one environment may not name another one in any request."""
+    if caller.environment and request is not None and "environment_name" in request.DESCRIPTOR.fields_by_name:
+        requested = request.environment_name
+        if requested and requested != caller.environment:
+            raise GRPCError(
+                Status.PERMISSION_DENIED,
+                f"This token may only act in environment '{caller.environment}', not '{requested}'",
+            )
 
 
 def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
@@ -80,6 +92,7 @@ def wrap(
                 request = await stream.recv_message()
             except DecodeError as exc:
                 raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: request could not be decoded: {exc}") from exc
+            _check_environment_scope(caller, request)
             if request is not None and request.ByteSize() > max_request_bytes:
                 raise GRPCError(
                     Status.RESOURCE_EXHAUSTED,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
+from berth.api.image_rpcs import ImageRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.api.web_rpcs import WebRpcs
@@ -9,7 +11,18 @@ from berth.wiring import Services
 
 
 class ModalServicer(
-    AppRpcs, ObjectRpcs, FunctionRpcs, ContainerRpcs, SecretRpcs, DictRpcs, QueueRpcs, VolumeRpcs, WebRpcs
+    AppRpcs,
+    ObjectRpcs,
+    FunctionRpcs,
+    ContainerRpcs,
+    DeploymentRpcs,
+    AccountRpcs,
+    WebRpcs,
+    SecretRpcs,
+    DictRpcs,
+    QueueRpcs,
+    VolumeRpcs,
+    ImageRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

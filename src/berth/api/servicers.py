@@ -19,10 +19,11 @@ class AppRpcs:
     s: Services
 
     async def AppCreate(self, req: api_pb2.AppCreateRequest, caller: Caller) -> api_pb2.AppCreateResponse:
-        return await self.s.apps.create(req, req.environment_name or "main")
+        env = await self.s.accounts.require_environment(self.s.accounts.scope(req.environment_name, caller.environment))
+        return await self.s.apps.create(req, env)
 
     async def AppPublish(self, req: api_pb2.AppPublishRequest, caller: Caller) -> api_pb2.AppPublishResponse:
-        return await self.s.apps.publish(req)
+        return await self.s.deployments.publish(req, caller.client_version)
 
     async def AppHeartbeat(self, req: api_pb2.AppHeartbeatRequest, caller: Caller) -> empty_pb2.Empty:
         await self.s.apps.heartbeat(req.app_id)
@@ -45,11 +46,6 @@ class AppRpcs:
         async for batch in self.s.logs.follow(req.app_id, req.last_entry_id, min(req.timeout or 55.0, 55.0)):
             yield batch
 
-    async def EnvironmentGetOrCreate(
-        self, req: api_pb2.EnvironmentGetOrCreateRequest, caller: Caller
-    ) -> api_pb2.EnvironmentGetOrCreateResponse:
-        return self.s.environment(req.deployment_name or "main")
-
     async def ClientHello(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.ClientHelloResponse:
         return api_pb2.ClientHelloResponse(image_builder_version=self.s.image_builder_version)
 
@@ -70,11 +66,6 @@ class ObjectRpcs:
 
     async def MountPutFile(self, req: api_pb2.MountPutFileRequest, caller: Caller) -> api_pb2.MountPutFileResponse:
         return api_pb2.MountPutFileResponse(exists=await self.s.objects.put_file(req))
-
-    async def ImageGetOrCreate(
-        self, req: api_pb2.ImageGetOrCreateRequest, caller: Caller
-    ) -> api_pb2.ImageGetOrCreateResponse:
-        return await self.s.objects.image_get_or_create(req)
 
     async def BlobCreate(self, req: api_pb2.BlobCreateRequest, caller: Caller) -> api_pb2.BlobCreateResponse:
         blob_id = self.s.blobs.new_blob_id()

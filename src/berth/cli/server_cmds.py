@@ -18,6 +18,15 @@ def data_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.data_dir).expanduser().resolve() if args.data_dir else default_data_dir()
 
 
+def container_host(args: argparse.Namespace) -> str:
+    """Process containers share the host's network; OCI containers reach it through their bridge."""
+    if args.runtime == "process":
+        return str(args.host)
+    from berth.worker.network import HOST_IP
+
+    return HOST_IP
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from berth.server import serve
 
@@ -27,7 +36,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     logging.getLogger("hpack").setLevel(logging.WARNING)
     settings = Settings(
-        data_dir=data_dir_of(args), host=args.host, port=args.port, runtime=args.runtime, container_host=args.host
+        data_dir=data_dir_of(args),
+        host=args.host,
+        port=args.port,
+        runtime=args.runtime,
+        container_host=container_host(args),
     )
     try:
         asyncio.run(serve(settings))
@@ -80,7 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--data-dir")
     up.add_argument("--port", type=int, default=50051)
     up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--runtime", default="process", help="container runtime (process: no isolation)")
+    up.add_argument(
+        "--runtime",
+        default="process",
+        help="container runtime: process (developer option, NO isolation); crun, runc, runsc (isolated OCI)",
+    )
     up.add_argument("-v", "--verbose", action="store_true")
     up.set_defaults(func=cmd_up)
     status = sub.add_parser("status", help="exit 0 when the server on this data dir is serving")

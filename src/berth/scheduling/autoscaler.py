@@ -23,6 +23,7 @@ log = logging.getLogger("berth.autoscaler")
 TICK_S = 0.5
 # Wake-ups arrive with every enqueued batch; ticking at most this often keeps a big map cheap.
 MIN_TICK_INTERVAL_S = 0.05
+PRUNE_INTERVAL_S = 60.0
 
 
 def max_containers(fn: api_pb2.Function, default: int) -> int:
@@ -52,6 +53,7 @@ class Autoscaler:
         worker_slots: int,
         default_max_containers: int,
         default_scaledown_s: int,
+        retention_s: float,
     ) -> None:
         self._store = store
         self._tasks = tasks
@@ -63,6 +65,8 @@ class Autoscaler:
         self._worker_slots = worker_slots
         self._default_max = default_max_containers
         self._default_scaledown = default_scaledown_s
+        self._retention_s = retention_s
+        self._last_prune = 0.0
 
     async def run(self) -> None:
         while True:
@@ -79,6 +83,7 @@ class Autoscaler:
         await self._retire_idle()
         await self._enforce_timeouts()
         await self._stop_silent_apps()
+        await self._prune()
 
     async def _scale_up(self) -> None:
         for function_id, queued in (await self._store.queued_counts(self._clock.now())).items():
@@ -140,3 +145,15 @@ class Autoscaler:
             if app is not None and app.state == api_pb2.APP_STATE_EPHEMERAL:
                 log.info("stopping app %s: no heartbeat from its client", app_id)
                 await self._apps.stop(app_id)
+            elif app is not None and app.state == api_pb2.APP_STATE_INITIALIZING:
+                log.info("discarding app %s: its deploy was abandoned", app_id)
+                await self._apps.discard(app_id)
+
+    async def _prune(self) -> None:
+        now = self._clock.monotonic()
+        if now - self._last_prune < PRUNE_INTERVAL_S:
+            return
+        self._last_prune = now
+        pruned = await self._store.prune(self._clock.now() - self._retention_s)
+        if pruned:
+            log.info("pruned %d finished calls older than the retention period", pruned)

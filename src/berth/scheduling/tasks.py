@@ -34,6 +34,7 @@ class TaskInfo:
     secret_hash: str
     slots: int
     created_at: float
+    timeout_s: int = 300
     state: str = "starting"  # starting → running → draining → stopped
     inflight: int = 0
     last_active: float = 0.0
@@ -113,6 +114,7 @@ class TaskManager:
             binds=built.binds,
             memory_mb=fn.resources.memory_mb,
             cpu=fn.resources.milli_cpu / 1000,
+            image_id=fn.image_id,
         )
         self.tasks[task_id] = task
         await self._store.put_task(TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now))
@@ -131,14 +133,21 @@ class TaskManager:
             task.state = "running"
             self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_ACTIVE)
 
-    def drain(self, task: TaskInfo, reason: str) -> None:
-        """Stop handing the task inputs; its next input poll answers with a kill switch."""
+    def drain(self, task: TaskInfo, reason: str, busy_grace_s: float = 30.0) -> None:
+        """Stop handing the task inputs; its next input poll answers with a kill switch. A busy task
+        gets `busy_grace_s` to finish what it holds before it is stopped."""
         if not task.accepting:
             return
         task.state = "draining"
         task.stop_reason = reason
         self._notifier.notify(task_key(task.task_id))
-        self._spawn(self._stop_later(task.task_id, 10.0 if task.inflight == 0 else 30.0))
+        self._spawn(self._stop_later(task.task_id, 10.0 if task.inflight == 0 else busy_grace_s))
+
+    async def roll_over(self, app_id: str) -> None:
+        """After a redeploy: retire the app's containers once their in-flight inputs finish, so new
+        inputs start containers that run the new code."""
+        for task in self.of_app(app_id):
+            self.drain(task, "redeployed", busy_grace_s=float(task.timeout_s) + 10.0)
 
     def kill(self, task: TaskInfo, reason: str) -> None:
         task.state = "draining"

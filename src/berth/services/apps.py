@@ -25,12 +25,13 @@ _RUNNING = frozenset(
         api_pb2.APP_STATE_UNSPECIFIED,
     }
 )
-# How long an ephemeral app lives without heartbeats (the client sends one every 15 s).
-HEARTBEAT_TIMEOUT_S = 60.0
 
 
 class AppService:
-    def __init__(self, store: SqliteStore, logs: LogBus, clock: Clock, base_url: str) -> None:
+    def __init__(
+        self, store: SqliteStore, logs: LogBus, clock: Clock, base_url: str, heartbeat_timeout_s: float = 60.0
+    ) -> None:
+        self._heartbeat_timeout_s = heartbeat_timeout_s
         self._store = store
         self._logs = logs
         self._clock = clock
@@ -90,8 +91,12 @@ class AppService:
         if app.state == api_pb2.APP_STATE_DETACHED:
             app.state = api_pb2.APP_STATE_DETACHED_DISCONNECTED
             await self._store.put_app(app)
+            self._heartbeats.pop(app_id, None)
+            self._logs.release_followers(app_id)
             return
-        if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING, api_pb2.APP_STATE_UNSPECIFIED):
+        if app.state == api_pb2.APP_STATE_INITIALIZING:
+            await self.discard(app_id)
+        elif app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_UNSPECIFIED):
             await self.stop(app_id)
 
     async def stop(self, app_id: str) -> None:
@@ -104,9 +109,19 @@ class AppService:
             await self.on_stop(app_id)
         self._logs.app_done(app_id)
 
+    async def discard(self, app_id: str) -> None:
+        """An abandoned deploy leaves nothing behind: its containers stop and its records go."""
+        await self.stop(app_id)
+        await self._store.delete_app(app_id)
+        self._layouts.pop(app_id, None)
+
+    def track(self, app_id: str) -> None:
+        """Expect heartbeats from this app's client from now on (used after a restart)."""
+        self._heartbeats[app_id] = self._clock.monotonic()
+
     def silent_apps(self) -> list[str]:
         """Ephemeral apps whose client stopped sending heartbeats."""
-        cutoff = self._clock.monotonic() - HEARTBEAT_TIMEOUT_S
+        cutoff = self._clock.monotonic() - self._heartbeat_timeout_s
         silent = [app_id for app_id, seen in self._heartbeats.items() if seen < cutoff]
         for app_id in silent:
             del self._heartbeats[app_id]

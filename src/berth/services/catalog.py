@@ -73,6 +73,13 @@ def handle_metadata(fn: api_pb2.Function, app_id: str) -> api_pb2.FunctionHandle
     return md
 
 
+def function_data(fn: api_pb2.Function) -> api_pb2.FunctionData:
+    """The FunctionData view of a definition, which clients parse after create and lookup."""
+    data = api_pb2.FunctionData(ranked_functions=[api_pb2.FunctionData.RankedFunction(rank=0, function=fn)])
+    copy_common_fields(fn, data)
+    return data
+
+
 def apply_options(fn: api_pb2.Function, options: api_pb2.FunctionOptions) -> api_pb2.Function:
     """The definition of a function bound with `with_options`/`with_concurrency`/`with_batching`."""
     out = api_pb2.Function()
@@ -128,6 +135,10 @@ class Catalog:
             self._cache[function_id] = rec
         return rec
 
+    async def put(self, rec: FunctionRecord) -> None:
+        await self._store.put_function(rec)
+        self._cache[rec.function_id] = rec
+
     async def definition(self, function_id: str) -> api_pb2.Function:
         rec = await self.record(function_id)
         fn: api_pb2.Function = api_pb2.Function.FromString(rec.definition)
@@ -169,8 +180,7 @@ class Catalog:
         rec = FunctionRecord(function_id, req.app_id, tag, fn.SerializeToString())
         await self._store.put_function(rec)
         self._cache[function_id] = rec
-        data = api_pb2.FunctionData(ranked_functions=[api_pb2.FunctionData.RankedFunction(rank=0, function=fn)])
-        copy_common_fields(fn, data)
+        data = function_data(fn)
         return api_pb2.FunctionCreateResponse(
             function_id=function_id, function=fn, handle_metadata=handle_metadata(fn, req.app_id), function_data=data
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
@@ -19,12 +19,20 @@ class _AppLog:
     batches: deque[api_pb2.TaskLogsBatch] = field(default_factory=lambda: deque(maxlen=_KEEP_BATCHES))
     next_entry: int = 1
     done: bool = False
+    # Bumped when a detached app's client leaves: streams opened before it end, later ones follow on.
+    epoch: int = 0
+
+
+LogSink = Callable[[str, api_pb2.TaskLogsBatch], None]
 
 
 class LogBus:
-    def __init__(self) -> None:
+    """Live fan-out of an app's logs. Output (not state changes) also goes to `sink` for history."""
+
+    def __init__(self, sink: LogSink | None = None) -> None:
         self._apps: dict[str, _AppLog] = {}
         self._notifier = Notifier()
+        self._sink = sink
 
     def _app(self, app_id: str) -> _AppLog:
         return self._apps.setdefault(app_id, _AppLog())
@@ -38,7 +46,10 @@ class LogBus:
 
     def output(self, app_id: str, task_id: str, function_id: str, fd: int, data: str) -> None:
         item = api_pb2.TaskLogs(data=data, file_descriptor=fd, timestamp=time.time())  # type: ignore[arg-type]
-        self._append(app_id, api_pb2.TaskLogsBatch(task_id=task_id, function_id=function_id, items=[item]))
+        batch = api_pb2.TaskLogsBatch(task_id=task_id, function_id=function_id, items=[item])
+        self._append(app_id, batch)
+        if self._sink is not None:
+            self._sink(app_id, batch)
 
     def task_state(self, app_id: str, task_id: str, function_id: str, state: int) -> None:
         item = api_pb2.TaskLogs(task_state=state, timestamp=time.time())  # type: ignore[arg-type]
@@ -48,12 +59,15 @@ class LogBus:
         self._app(app_id).done = True
         self._notifier.notify(app_id)
 
-    def reopen(self, app_id: str) -> None:
-        self._app(app_id).done = False
+    def release_followers(self, app_id: str) -> None:
+        """End the streams that are open now (the detaching client's) without ending the app's log."""
+        self._app(app_id).epoch += 1
+        self._notifier.notify(app_id)
 
     async def follow(self, app_id: str, last_entry_id: str, timeout: float) -> AsyncIterator[api_pb2.TaskLogsBatch]:
         """Yield batches after last_entry_id until the app is done or `timeout` passes without one."""
         log = self._app(app_id)
+        epoch = log.epoch
         cursor = int(last_entry_id) if last_entry_id.isdigit() else 0
         deadline = time.monotonic() + timeout
         while True:
@@ -62,7 +76,7 @@ class LogBus:
                 for batch in fresh:
                     cursor = int(batch.entry_id)
                     yield batch
-                if log.done:
+                if log.done or log.epoch != epoch:
                     yield api_pb2.TaskLogsBatch(app_done=True, entry_id=str(cursor))
                     return
                 remaining = deadline - time.monotonic()

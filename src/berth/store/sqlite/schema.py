@@ -17,6 +17,29 @@ CREATE TABLE IF NOT EXISTS apps (
     created_at REAL NOT NULL,
     stopped_at REAL
 );
+CREATE INDEX IF NOT EXISTS apps_name ON apps(environment, name);
+CREATE TABLE IF NOT EXISTS deployments (
+    app_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    deployed_at REAL NOT NULL,
+    tag TEXT NOT NULL DEFAULT '',
+    client_version TEXT NOT NULL DEFAULT '',
+    rollback_version INTEGER NOT NULL DEFAULT 0,
+    commit_info BLOB NOT NULL DEFAULT x'',
+    snapshot BLOB NOT NULL,
+    PRIMARY KEY (app_id, version)
+);
+CREATE TABLE IF NOT EXISTS environments (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    batch BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, created_at);
 CREATE TABLE IF NOT EXISTS functions (
     function_id TEXT PRIMARY KEY,
     app_id TEXT NOT NULL,

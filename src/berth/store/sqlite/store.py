@@ -79,9 +79,24 @@ class SqliteStore:
             (token_id, secret_hash, environment, now),
         )
 
-    async def token_hash(self, token_id: str) -> str | None:
-        row = self._one("SELECT secret_hash FROM tokens WHERE token_id=? AND revoked_at IS NULL", (token_id,))
-        return str(row[0]) if row else None
+    async def token(self, token_id: str) -> tuple[str, str] | None:
+        """(secret hash, environment scope or '') of a live token."""
+        row = self._one(
+            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=? AND revoked_at IS NULL",
+            (token_id,),
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
+    async def tokens(self) -> list[tuple[str, str, float, float | None]]:
+        rows = self._all(
+            "SELECT token_id, coalesce(environment, ''), created_at, revoked_at FROM tokens ORDER BY created_at"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def revoke_token(self, token_id: str, now: float) -> bool:
+        return (
+            self._write("UPDATE tokens SET revoked_at=? WHERE token_id=? AND revoked_at IS NULL", (now, token_id)) == 1
+        )
 
     # apps
     async def put_app(self, app: AppRecord) -> None:
@@ -313,6 +328,38 @@ class SqliteStore:
             (call_id, direction, last_index),
         )
         return [(r[0], bytes(r[1])) for r in rows]
+
+    # recovery and retention
+    async def release_all_leases(self) -> int:
+        """At start-up no container of a previous process is alive: put their inputs back."""
+        return self._write("UPDATE inputs SET state='queued', holder=NULL, deadline=NULL WHERE state='leased'")
+
+    async def end_stale_tasks(self, now: float) -> None:
+        self._write("UPDATE tasks SET state='stopped', ended_at=? WHERE ended_at IS NULL", (now,))
+
+    async def prune(self, before: float) -> int:
+        """Forget finished calls (inputs, outputs, data), ended tasks and logs older than `before`."""
+        with self._tx():
+            old = [
+                r[0]
+                for r in self._all(
+                    "SELECT call_id FROM calls c WHERE created_at<? AND NOT EXISTS "
+                    "(SELECT 1 FROM inputs i WHERE i.call_id=c.call_id AND i.state!='done')",
+                    (before,),
+                )
+            ]
+            for table in ("inputs", "outputs", "data_chunks", "calls"):
+                self._db.executemany(f"DELETE FROM {table} WHERE call_id=?", [(c,) for c in old])
+            self._write("DELETE FROM tasks WHERE ended_at IS NOT NULL AND ended_at<?", (before,))
+            self._write("DELETE FROM logs WHERE created_at<?", (before,))
+        return len(old)
+
+    async def delete_app(self, app_id: str) -> None:
+        with self._tx():
+            self._write("DELETE FROM functions WHERE app_id=?", (app_id,))
+            self._write("DELETE FROM classes WHERE app_id=?", (app_id,))
+            self._write("DELETE FROM objects WHERE kind='layout' AND object_id=?", (app_id,))
+            self._write("DELETE FROM apps WHERE app_id=?", (app_id,))
 
     # tasks
     async def put_task(self, task: TaskRecord) -> None:

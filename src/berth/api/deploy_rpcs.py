@@ -1,0 +1,94 @@
+"""RPC families for deployments, lookups by name, app listing and history, environments and tokens."""
+
+from __future__ import annotations
+
+from google.protobuf import empty_pb2
+from modal_proto import api_pb2
+
+from berth.api.caller import Caller
+from berth.wiring import Services
+
+EMPTY = empty_pb2.Empty()
+
+
+class DeploymentRpcs:
+    s: Services
+
+    async def _env(self, requested: str, caller: Caller) -> str:
+        return await self.s.accounts.require_environment(self.s.accounts.scope(requested, caller.environment))
+
+    async def AppGetByDeploymentName(
+        self, req: api_pb2.AppGetByDeploymentNameRequest, caller: Caller
+    ) -> api_pb2.AppGetByDeploymentNameResponse:
+        env = await self._env(req.environment_name, caller)
+        return await self.s.deployments.by_name(env, req.name)
+
+    async def AppGetLifecycle(
+        self, req: api_pb2.AppGetLifecycleRequest, caller: Caller
+    ) -> api_pb2.AppGetLifecycleResponse:
+        return api_pb2.AppGetLifecycleResponse(lifecycle=await self.s.deployments.lifecycle(req.app_id))
+
+    async def FunctionGet(self, req: api_pb2.FunctionGetRequest, caller: Caller) -> api_pb2.FunctionGetResponse:
+        return await self.s.deployments.function_get(req, await self._env(req.environment_name, caller))
+
+    async def ClassGet(self, req: api_pb2.ClassGetRequest, caller: Caller) -> api_pb2.ClassGetResponse:
+        return await self.s.deployments.class_get(req, await self._env(req.environment_name, caller))
+
+    async def AppGetOrCreate(
+        self, req: api_pb2.AppGetOrCreateRequest, caller: Caller
+    ) -> api_pb2.AppGetOrCreateResponse:
+        return await self.s.deployments.get_or_create(req, await self._env(req.environment_name, caller))
+
+    async def AppList(self, req: api_pb2.AppListRequest, caller: Caller) -> api_pb2.AppListResponse:
+        env = await self._env(req.environment_name, caller)
+        return await self.s.deployments.list_apps(env, lambda app_id: len(self.s.tasks.of_app(app_id)))
+
+    async def AppDeploymentHistory(
+        self, req: api_pb2.AppDeploymentHistoryRequest, caller: Caller
+    ) -> api_pb2.AppDeploymentHistoryResponse:
+        return await self.s.deployments.history(req.app_id)
+
+    async def AppRollback(self, req: api_pb2.AppRollbackRequest, caller: Caller) -> api_pb2.AppRollbackResponse:
+        await self.s.deployments.rollback(req.app_id, req.version)
+        return api_pb2.AppRollbackResponse()
+
+    async def AppFetchLogs(self, req: api_pb2.AppFetchLogsRequest, caller: Caller) -> api_pb2.AppFetchLogsResponse:
+        await self.s.apps.get(req.app_id)
+        return await self.s.log_history.fetch(req, self.s.clock.now())
+
+    async def AppCountLogs(self, req: api_pb2.AppCountLogsRequest, caller: Caller) -> api_pb2.AppCountLogsResponse:
+        await self.s.apps.get(req.app_id)
+        return await self.s.log_history.count(req, self.s.clock.now())
+
+
+class AccountRpcs:
+    s: Services
+
+    async def EnvironmentCreate(self, req: api_pb2.EnvironmentCreateRequest, caller: Caller) -> empty_pb2.Empty:
+        await self.s.accounts.create_environment(req.name)
+        return EMPTY
+
+    async def EnvironmentList(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.EnvironmentListResponse:
+        return await self.s.accounts.list_environments()
+
+    async def EnvironmentDelete(self, req: api_pb2.EnvironmentDeleteRequest, caller: Caller) -> empty_pb2.Empty:
+        await self.s.accounts.delete_environment(req.name)
+        return EMPTY
+
+    async def EnvironmentGetOrCreate(
+        self, req: api_pb2.EnvironmentGetOrCreateRequest, caller: Caller
+    ) -> api_pb2.EnvironmentGetOrCreateResponse:
+        env = self.s.accounts.scope(req.deployment_name, caller.environment)
+        if req.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING and env not in (
+            await self.s.accounts.names()
+        ):
+            await self.s.accounts.create_environment(env)
+        return self.s.environment(await self.s.accounts.require_environment(env))
+
+    async def TokenInfoGet(self, req: api_pb2.TokenInfoGetRequest, caller: Caller) -> api_pb2.TokenInfoGetResponse:
+        return api_pb2.TokenInfoGetResponse(
+            token_id=caller.token_id or "", workspace_name="berth", workspace_id="ac-berth"
+        )
+
+    async def WorkspaceNameLookup(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.WorkspaceNameLookupResponse:
+        return api_pb2.WorkspaceNameLookupResponse(workspace_name="berth", username=caller.token_id or "")

@@ -1,0 +1,96 @@
+"""Tokens and environments: who may call, and the namespaces their named objects live in."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from modal._utils.name_utils import is_valid_environment_name
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from berth.ids import new_id, new_secret
+from berth.store.sqlite import SqliteStore
+from berth.store.sqlite.deployments import DeploymentStore
+
+DEFAULT_ENVIRONMENT = "main"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class AccountService:
+    def __init__(self, store: SqliteStore, deployments: DeploymentStore, clock: Clock) -> None:
+        self._store = store
+        self._deployments = deployments
+        self._clock = clock
+
+    # tokens: only a SHA-256 digest of each secret is stored
+    async def create_token(self, environment: str | None = None) -> tuple[str, str]:
+        if environment:
+            await self.require_environment(environment)
+        token_id, secret = new_id("ak"), new_secret()
+        await self._store.add_token(token_id, _digest(secret), environment or None, self._clock.now())
+        return token_id, secret
+
+    async def verify(self, token_id: str, secret: str) -> str | None:
+        """The token's environment scope ('' for all), or None when the pair is not valid."""
+        found = await self._store.token(token_id)
+        if found is None or not hmac.compare_digest(found[0], _digest(secret)):
+            return None
+        return found[1]
+
+    async def revoke_token(self, token_id: str) -> None:
+        if not await self._store.revoke_token(token_id, self._clock.now()):
+            raise NotFound(f"Token {token_id} not found or already revoked")
+
+    # environments
+    async def names(self) -> list[str]:
+        return [DEFAULT_ENVIRONMENT] + [
+            n for n, _ in await self._deployments.environments() if n != DEFAULT_ENVIRONMENT
+        ]
+
+    async def require_environment(self, name: str) -> str:
+        name = name or DEFAULT_ENVIRONMENT
+        if name not in await self.names():
+            raise NotFound(f"Environment '{name}' not found")
+        return name
+
+    async def create_environment(self, name: str) -> None:
+        if not is_valid_environment_name(name, allow_periods=False):
+            raise InvalidArgument(
+                f"Invalid Environment name: '{name}'.\n\nEnvironment names must be 1-64 characters, can only start "
+                "with alphanumeric characters, may contain only alphanumeric characters, dashes, and underscores, "
+                "and cannot start with 'en-'."
+            )
+        if name == DEFAULT_ENVIRONMENT or not await self._deployments.add_environment(name, self._clock.now()):
+            raise AlreadyExists(f"Environment '{name}' already exists")
+
+    async def delete_environment(self, name: str) -> None:
+        if name == DEFAULT_ENVIRONMENT:
+            raise InvalidArgument("The default environment 'main' cannot be deleted")
+        if not await self._deployments.delete_environment(name):
+            raise NotFound(f"Environment '{name}' not found")
+
+    async def list_environments(self) -> api_pb2.EnvironmentListResponse:
+        created = dict(await self._deployments.environments())
+        resp = api_pb2.EnvironmentListResponse()
+        for name in await self.names():
+            resp.items.add(
+                name=name,
+                environment_id=f"en-{name}",
+                default=name == DEFAULT_ENVIRONMENT,
+                created_at=created.get(name, 0.0),
+                webhook_suffix="berth",
+            )
+        return resp
+
+    @staticmethod
+    def scope(requested: str, token_scope: str | None) -> str:
+        """The environment a request acts in; a token scoped to one environment may act only there."""
+        env = requested or token_scope or DEFAULT_ENVIRONMENT
+        if token_scope and env != token_scope:
+            raise PermissionDenied(f"This token may only act in environment '{token_scope}', not '{env}'")
+        return env

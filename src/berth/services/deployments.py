@@ -1,0 +1,217 @@
+"""Deployed apps: publishing a version, looking objects up by app name, history and rollback."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+
+from modal._utils.name_utils import is_valid_object_name
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.errors import AlreadyExists, InvalidArgument, NotFound
+from berth.services.apps import AppService
+from berth.services.catalog import Catalog, function_data, handle_metadata
+from berth.store.records import FunctionRecord
+from berth.store.sqlite import SqliteStore
+from berth.store.sqlite.deployments import DeploymentRecord, DeploymentStore
+
+RollOver = Callable[[str], Awaitable[None]]
+
+
+def _check_name(name: str) -> None:
+    if not is_valid_object_name(name):
+        raise InvalidArgument(
+            f"Invalid App name: '{name}'.\n\nNames may contain only alphanumeric characters, dashes, periods, "
+            "and underscores, must be shorter than 64 characters, and cannot conflict with App ID strings."
+        )
+
+
+class DeploymentService:
+    def __init__(
+        self, store: SqliteStore, deployments: DeploymentStore, apps: AppService, catalog: Catalog, clock: Clock
+    ) -> None:
+        self._store = store
+        self._deployments = deployments
+        self.store = deployments
+        self._apps = apps
+        self._catalog = catalog
+        self._clock = clock
+        self.roll_over: RollOver | None = None
+
+    async def app_id_by_name(self, environment: str, name: str) -> str:
+        app = await self._deployments.deployed_app(environment, name)
+        return app.app_id if app else ""
+
+    async def by_name(self, environment: str, name: str) -> api_pb2.AppGetByDeploymentNameResponse:
+        resp = api_pb2.AppGetByDeploymentNameResponse(environment_name=environment)
+        app = await self._deployments.last_app_named(environment, name)
+        if app is None:
+            return resp
+        if app.state == api_pb2.APP_STATE_DEPLOYED:
+            resp.app_id = app.app_id
+        else:
+            resp.previous_app_id = app.app_id
+        resp.lifecycle.CopyFrom(await self.lifecycle(app.app_id))
+        return resp
+
+    async def lifecycle(self, app_id: str) -> api_pb2.AppLifecycle:
+        app = await self._apps.get(app_id)
+        history = await self._deployments.deployments(app_id)
+        lc = api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, created_by="berth")  # type: ignore[arg-type]
+        if history:
+            lc.deployed_at, lc.version, lc.deployed_by = history[-1].deployed_at, history[-1].version, "berth"
+        if app.stopped_at:
+            lc.stopped_at, lc.stopped_by = app.stopped_at, "berth"
+        return lc
+
+    async def publish(self, req: api_pb2.AppPublishRequest, client_version: str) -> api_pb2.AppPublishResponse:
+        if req.app_state != api_pb2.APP_STATE_DEPLOYED:
+            return await self._apps.publish(req)
+        _check_name(req.name)
+        app = await self._apps.get(req.app_id)
+        holder = await self._deployments.deployed_app(app.environment, req.name)
+        if holder is not None and holder.app_id != req.app_id:
+            raise AlreadyExists(f"App '{req.name}' is already deployed in environment '{app.environment}'")
+        was_deployed = app.state == api_pb2.APP_STATE_DEPLOYED
+        resp = await self._apps.publish(req)
+        history = await self._deployments.deployments(req.app_id)
+        await self._deployments.add_deployment(
+            DeploymentRecord(
+                req.app_id,
+                (history[-1].version if history else 0) + 1,
+                resp.deployed_at,
+                req.deployment_tag,
+                client_version,
+                0,
+                req.commit_info.SerializeToString(),
+                await self._snapshot(req.app_id),
+            )
+        )
+        if was_deployed and self.roll_over is not None:
+            await self.roll_over(req.app_id)
+        return resp
+
+    async def _snapshot(self, app_id: str) -> bytes:
+        layout = await self._apps.layout(app_id)
+        functions = {}
+        for function_id in layout.function_ids.values():
+            rec = await self._catalog.record(function_id)
+            functions[function_id] = base64.b64encode(rec.definition).decode()
+        body = {"layout": base64.b64encode(layout.SerializeToString()).decode(), "functions": functions}
+        return json.dumps(body).encode()
+
+    async def rollback(self, app_id: str, version: int) -> None:
+        history = await self._deployments.deployments(app_id)
+        if not history:
+            raise NotFound(f"App {app_id} has no deployments")
+        target = next((d for d in history if d.version == version), None) if version > 0 else None
+        if target is None and version <= 0 and len(history) >= 2:
+            target = history[version - 2] if -version < len(history) - 1 else None
+        if target is None:
+            raise NotFound(f"App {app_id} has no deployment version {version}")
+        snap = json.loads(target.snapshot)
+        layout = api_pb2.AppLayout.FromString(base64.b64decode(snap["layout"]))
+        app = await self._apps.get(app_id)
+        for function_id, definition in snap["functions"].items():
+            tag = next((t for t, fid in layout.function_ids.items() if fid == function_id), "")
+            await self._catalog.put(FunctionRecord(function_id, app_id, tag, base64.b64decode(definition)))
+        await self._apps.publish(
+            api_pb2.AppPublishRequest(
+                app_id=app_id,
+                name=app.name,
+                app_state=api_pb2.APP_STATE_DEPLOYED,
+                function_ids=layout.function_ids,
+                class_ids=layout.class_ids,
+            )
+        )
+        await self._deployments.add_deployment(
+            DeploymentRecord(
+                app_id,
+                history[-1].version + 1,
+                self._clock.now(),
+                target.tag,
+                target.client_version,
+                target.version,
+                target.commit_info,
+                target.snapshot,
+            )
+        )
+        if self.roll_over is not None:
+            await self.roll_over(app_id)
+
+    async def history(self, app_id: str) -> api_pb2.AppDeploymentHistoryResponse:
+        await self._apps.get(app_id)
+        records = await self._deployments.deployments(app_id)
+        resp = api_pb2.AppDeploymentHistoryResponse()
+        for rec in reversed(records):
+            resp.app_deployment_histories.add(
+                app_id=app_id,
+                version=rec.version,
+                deployed_at=rec.deployed_at,
+                tag=rec.tag,
+                client_version=rec.client_version,
+                rollback_version=rec.rollback_version,
+                rollback_allowed=True,
+                commit_info=api_pb2.CommitInfo.FromString(rec.commit_info),
+                deployed_by="berth",
+            )
+        if records:
+            resp.production_app_version = records[-1].version
+        return resp
+
+    async def _deployed(self, environment: str, app_name: str) -> api_pb2.AppLayout:
+        app = await self._deployments.deployed_app(environment, app_name)
+        if app is None:
+            raise NotFound(f"App '{app_name}' not found in environment '{environment}'")
+        return await self._apps.layout(app.app_id)
+
+    async def function_get(self, req: api_pb2.FunctionGetRequest, environment: str) -> api_pb2.FunctionGetResponse:
+        layout = await self._deployed(environment, req.app_name)
+        function_id = layout.function_ids.get(req.object_tag)
+        if function_id is None:
+            raise NotFound(f"Function '{req.object_tag}' not found in app '{req.app_name}'")
+        rec = await self._catalog.record(function_id)
+        fn = api_pb2.Function.FromString(rec.definition)
+        return api_pb2.FunctionGetResponse(
+            function_id=function_id, handle_metadata=handle_metadata(fn, rec.app_id), function=function_data(fn)
+        )
+
+    async def class_get(self, req: api_pb2.ClassGetRequest, environment: str) -> api_pb2.ClassGetResponse:
+        layout = await self._deployed(environment, req.app_name)
+        class_id = layout.class_ids.get(req.object_tag)
+        if class_id is None:
+            raise NotFound(f"Class '{req.object_tag}' not found in app '{req.app_name}'")
+        return api_pb2.ClassGetResponse(class_id=class_id, handle_metadata=await self._catalog.class_metadata(class_id))
+
+    async def list_apps(self, environment: str, running_tasks: Callable[[str], int]) -> api_pb2.AppListResponse:
+        resp = api_pb2.AppListResponse()
+        for app in await self._deployments.list_apps(environment):
+            resp.apps.add(
+                app_id=app.app_id,
+                description=app.name or app.description,
+                state=app.state,
+                created_at=app.created_at,
+                stopped_at=app.stopped_at or 0,
+                name=app.name,
+                n_running_tasks=running_tasks(app.app_id),
+            )
+        return resp
+
+    async def get_or_create(
+        self, req: api_pb2.AppGetOrCreateRequest, environment: str
+    ) -> api_pb2.AppGetOrCreateResponse:
+        _check_name(req.app_name)
+        app_id = await self.app_id_by_name(environment, req.app_name)
+        if app_id:
+            return api_pb2.AppGetOrCreateResponse(app_id=app_id)
+        if req.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING:
+            raise NotFound(f"App '{req.app_name}' not found in environment '{environment}'")
+        created = await self._apps.create(
+            api_pb2.AppCreateRequest(description=req.app_name, app_state=api_pb2.APP_STATE_DEPLOYED), environment
+        )
+        await self._apps.publish(
+            api_pb2.AppPublishRequest(app_id=created.app_id, name=req.app_name, app_state=api_pb2.APP_STATE_DEPLOYED)
+        )
+        return api_pb2.AppGetOrCreateResponse(app_id=created.app_id)
