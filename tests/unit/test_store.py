@@ -76,3 +76,17 @@ async def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     state = await reopened.get_input("in-9")
     assert state is not None and (state.state, state.payload) == ("queued", b"payload")
     await reopened.close()
+
+
+async def test_prune_forgets_only_finished_calls_older_than_the_cutoff(store: SqliteStore) -> None:
+    await _enqueue(store, 2)
+    await store.create_call(CallRecord("fc-old", "fu-1", 1, 1, False, 0, True, 0.0))
+    await store.add_inputs("fc-old", "fu-1", [("in-old", 0, "", b"p")], now=1.0)
+    for lease in await store.claim_inputs("fu-1", "ta-a", 5, now=2.0, timeout_s=None):
+        await store.finish_input(lease.input_id, "ta-a", b"r", 1, now=3.0)
+    await store.create_call(CallRecord("fc-open", "fu-1", 1, 1, False, 0, True, 0.0))
+    await store.add_inputs("fc-open", "fu-1", [("in-open", 0, "", b"p")], now=1.0)
+    assert await store.prune(before=10.0) == 2
+    assert await store.get_call("fc-old") is None and await store.get_call("fc-1") is None
+    assert await store.get_call("fc-open") is not None
+    assert await store.outputs_after("fc-old", 0, 10) == []
