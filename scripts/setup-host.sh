@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Prepares a Debian host for Berth's OCI runtime: installs the container tools and moves cgroup
+# controllers off the v2 hierarchy so crun accepts the v1 hybrid layout. Idempotent; needs root.
+# `berth doctor` checks the same things and `berth doctor --fix` runs the same repairs.
+set -euo pipefail
+
+PACKAGES=(crun runc debootstrap uidmap iproute2 iptables skopeo umoci tini ca-certificates)
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup-host: needs root (installs packages and mounts a cgroup hierarchy)" >&2
+    exit 1
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup-host: installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# crun refuses a hybrid hierarchy while cgroup2 still holds a controller (hugetlb on these machines).
+# Mount each such controller as its own v1 hierarchy under /sys/fs/cgroup/<name>.
+unified=/sys/fs/cgroup/unified
+if [ -r "$unified/cgroup.controllers" ]; then
+    for ctl in $(cat "$unified/cgroup.controllers"); do
+        if ! mountpoint -q "/sys/fs/cgroup/$ctl"; then
+            echo "setup-host: moving cgroup controller $ctl from cgroup2 to v1"
+            mkdir -p "/sys/fs/cgroup/$ctl"
+            mount -t cgroup -o "$ctl" cgroup "/sys/fs/cgroup/$ctl"
+        fi
+    done
+fi
+
+# Containers reach the internet through NAT on the host.
+sysctl -q -w net.ipv4.ip_forward=1 >/dev/null
+modprobe overlay 2>/dev/null || true
+modprobe br_netfilter 2>/dev/null || true
+echo "setup-host: ok"

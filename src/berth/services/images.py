@@ -1,0 +1,224 @@
+"""Images: ImageGetOrCreate and ImageJoinStreaming. An image definition is keyed by its content
+(commands, base image, copied files, build secrets); an unchanged one comes back at once, a new one is
+built in the background by the worker's image builder while the client follows the build log.
+A failed build is not recorded, so the next attempt builds again.
+
+Without an OCI runtime (the process runtime) there is nothing to build: every image runs on the
+worker's own Python, so an image counts as built as soon as it is defined."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.errors import BerthError, NotFound
+from berth.ids import new_id
+from berth.services.blobs import LocalBlobStore
+from berth.services.notify import Notifier
+from berth.store.sqlite import SqliteStore
+from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder
+from berth.worker.dockerfile import parse
+from berth.worker.layers import ImageManifest, ManifestStore
+
+log = logging.getLogger("berth.images")
+
+# What EnvironmentGetOrCreate tells the client: it decides the Dockerfile commands the client sends.
+IMAGE_BUILDER_VERSION = "2025.06"
+_JOIN_TIMEOUT_S = 55.0
+
+MountFiles = Callable[[str], Awaitable[list[api_pb2.MountFile]]]
+SecretEnv = Callable[[str], Awaitable[dict[str, str]]]
+
+
+@dataclass
+class _Build:
+    image_id: str
+    key: str
+    logs: list[str] = field(default_factory=list)
+    result: api_pb2.GenericResult | None = None
+    metadata: api_pb2.ImageMetadata | None = None
+    task: asyncio.Task[None] | None = None
+
+
+def _success() -> api_pb2.GenericResult:
+    return api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
+
+
+class ImageService:
+    def __init__(
+        self,
+        store: SqliteStore,
+        clock: Clock,
+        blobs: LocalBlobStore,
+        mount_files: MountFiles,
+        secret_env: SecretEnv,
+        builder: ImageBuilder | None = None,
+        manifests: ManifestStore | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._blobs = blobs
+        self._mount_files = mount_files
+        self._secret_env = secret_env
+        self._builder = builder
+        self._manifests = manifests
+        self._builds: dict[str, _Build] = {}  # image id → build in progress or just finished
+        self._building: dict[str, str] = {}  # content key → image id being built
+        self._notifier = Notifier()
+
+    def manifest(self, image_id: str) -> ImageManifest:
+        """The built layers of an image, for the OCI runtime."""
+        found = self._manifests.load(image_id) if self._manifests is not None else None
+        if found is None:
+            raise NotFound(f"Image {image_id} is not built on this worker")
+        return found
+
+    def metadata(self, manifest: ImageManifest | None = None) -> api_pb2.ImageMetadata:
+        if manifest is None:
+            v = sys.version_info
+            return api_pb2.ImageMetadata(
+                python_version_info=f"{v.major}.{v.minor}.{v.micro}",
+                image_builder_version=IMAGE_BUILDER_VERSION,
+                workdir="/root",
+            )
+        return api_pb2.ImageMetadata(
+            python_version_info=manifest.python_version,
+            image_builder_version=IMAGE_BUILDER_VERSION,
+            workdir=manifest.workdir,
+        )
+
+    async def _content_key(self, image: api_pb2.Image) -> str:
+        """Hash of what the image is made of; per-run ids (context mounts, secrets) are replaced by content."""
+        canonical = api_pb2.Image()
+        canonical.CopyFrom(image)
+        canonical.ClearField("context_mount_id")
+        canonical.ClearField("secret_ids")
+        h = hashlib.sha256(canonical.SerializeToString(deterministic=True))
+        if image.context_mount_id:
+            for f in sorted(await self._mount_files(image.context_mount_id), key=lambda f: f.filename):
+                h.update(f"{f.filename}:{f.sha256_hex}:{f.mode}\n".encode())
+        for secret_id in image.secret_ids:
+            env = await self._secret_env(secret_id)
+            h.update(repr(sorted(env.items())).encode())
+        return h.hexdigest()
+
+    async def get_or_create(self, req: api_pb2.ImageGetOrCreateRequest) -> api_pb2.ImageGetOrCreateResponse:
+        key = await self._content_key(req.image)
+        if self._builder is None:
+            return await self._define_only(req, key)
+        force = req.force_build or req.ignore_cache
+        if not force:
+            found = await self._store.object_by_key("image", key)
+            manifest = self._manifests.load(found[0]) if found and self._manifests else None
+            if found is not None and manifest is not None:
+                return api_pb2.ImageGetOrCreateResponse(
+                    image_id=found[0], result=_success(), metadata=self.metadata(manifest)
+                )
+            if key in self._building:
+                return api_pb2.ImageGetOrCreateResponse(image_id=self._building[key])
+        build = _Build(new_id("im"), key)
+        self._builds[build.image_id] = build
+        self._building[key] = build.image_id
+        build.task = asyncio.create_task(self._run_build(build, req, force))
+        return api_pb2.ImageGetOrCreateResponse(image_id=build.image_id)
+
+    async def _define_only(self, req: api_pb2.ImageGetOrCreateRequest, key: str) -> api_pb2.ImageGetOrCreateResponse:
+        found = await self._store.object_by_key("image", key)
+        if found is not None and not req.force_build:
+            image_id = found[0]
+        else:
+            image_id = new_id("im")
+            await self._store.put_object("image", image_id, req.image.SerializeToString(), self._clock.now(), key=key)
+        return api_pb2.ImageGetOrCreateResponse(image_id=image_id, result=_success(), metadata=self.metadata())
+
+    def _log(self, build: _Build, text: str) -> None:
+        build.logs.append(text)
+        self._notifier.notify(build.image_id)
+
+    async def _run_build(self, build: _Build, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> None:
+        assert self._builder is not None and self._manifests is not None
+        started = time.monotonic()
+        try:
+            request = await self._request(build.image_id, req, force)
+            manifest = await self._builder.build(request, lambda line: self._log(build, line))
+            manifest.key = build.key
+            self._manifests.save(manifest)
+            body = req.image.SerializeToString()
+            await self._store.put_object("image", build.image_id, body, self._clock.now(), key=build.key)
+            build.metadata = self.metadata(manifest)
+            self._log(build, f"Built image {build.image_id} in {time.monotonic() - started:.1f}s\n")
+            build.result = _success()
+        except (BuildFailed, BerthError) as exc:
+            message = str(exc)
+            self._log(build, f"\n{message}\n")
+            build.result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=message)
+        except Exception as exc:
+            log.exception("image build %s failed", build.image_id)
+            message = f"Image build failed: {type(exc).__name__}: {exc}"
+            build.result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=message)
+        finally:
+            self._building.pop(build.key, None)
+            self._notifier.notify(build.image_id)
+
+    async def _request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
+        image = req.image
+        plan = parse(list(image.dockerfile_commands))
+        base = None
+        for b in image.base_images:
+            if b.docker_tag == plan.base:
+                base = self.manifest(b.image_id)
+        if plan.base == "base" and base is None:
+            raise BuildFailed("FROM base, but the request names no built base image")
+        context: dict[str, Path] = {}
+        if image.context_mount_id:
+            for f in await self._mount_files(image.context_mount_id):
+                context[f.filename] = self._blobs.cas_path(f.sha256_hex)
+        for cf in image.context_files:
+            context[cf.filename] = self._context_file(cf.data)
+        env: dict[str, str] = {}
+        for secret_id in image.secret_ids:
+            env.update(await self._secret_env(secret_id))
+        return BuildRequest(image_id, plan, base, context, env, dict(image.build_args), force)
+
+    def _context_file(self, data: bytes) -> Path:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self._blobs.has_file(sha):
+            self._blobs.put_file(sha, data)
+        return self._blobs.cas_path(sha)
+
+    async def join(
+        self, image_id: str, last_entry_id: str, timeout: float
+    ) -> AsyncIterator[api_pb2.ImageJoinStreamingResponse]:
+        build = self._builds.get(image_id)
+        if build is None:
+            if await self._store.get_object("image", image_id) is None:
+                raise NotFound(f"Image {image_id} not found")
+            manifest = self._manifests.load(image_id) if self._manifests else None
+            yield api_pb2.ImageJoinStreamingResponse(result=_success(), metadata=self.metadata(manifest), eof=True)
+            return
+        cursor = int(last_entry_id) if last_entry_id.isdigit() else 0
+        deadline = time.monotonic() + min(timeout or _JOIN_TIMEOUT_S, _JOIN_TIMEOUT_S)
+        while True:
+            with self._notifier.listen(image_id) as waiter:
+                if cursor < len(build.logs):
+                    fd = api_pb2.FILE_DESCRIPTOR_STDOUT
+                    logs = [api_pb2.TaskLogs(data=line, file_descriptor=fd) for line in build.logs[cursor:]]
+                    cursor = len(build.logs)
+                    yield api_pb2.ImageJoinStreamingResponse(task_logs=logs, entry_id=str(cursor))
+                if build.result is not None:
+                    yield api_pb2.ImageJoinStreamingResponse(
+                        result=build.result, metadata=build.metadata, entry_id=str(cursor), eof=True
+                    )
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await waiter.wait(remaining):
+                    return

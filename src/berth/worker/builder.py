@@ -1,0 +1,309 @@
+"""The image builder: runs a parsed Dockerfile plan step by step on top of its base, one layer per
+RUN/COPY/WORKDIR, each keyed by a hash of everything that went into it (the layer below, the
+instruction, the environment, the copied files' contents). A cached layer is reused, a changed one
+is rebuilt along with everything above it. RUN steps run in a crun container with network."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import json
+import posixpath
+import shutil
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from berth.errors import FailedPrecondition
+from berth.worker import network
+from berth.worker.cgroups import ContainerCgroup
+from berth.worker.dockerfile import Plan, Step, expand
+from berth.worker.layers import ImageManifest, LayerStore
+from berth.worker.oci_config import Bind, ContainerConfig, build_config
+from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, resolve_base, run_logged
+from berth.worker.runtime.oci import STATE_ROOT, mount_overlay, nofile_limit, standard_binds, umount
+from berth.worker.tools import uv_binary
+
+LogFn = Callable[[str], None]
+MIN_FREE_BYTES = 512 * 1024 * 1024
+_TAIL_LINES = 30
+
+
+class BuildFailed(Exception):
+    """A build step failed; the message carries its output and exit code."""
+
+
+@dataclass
+class BuildRequest:
+    image_id: str
+    plan: Plan
+    base: ImageManifest | None  # for FROM base
+    context: dict[str, Path] = field(default_factory=dict)  # context path (/x/y) → host file
+    env: dict[str, str] = field(default_factory=dict)  # build-time env from secrets
+    build_args: dict[str, str] = field(default_factory=dict)
+    force: bool = False
+
+
+def _key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def copy_targets(srcs: list[str], dest: str, workdir: str, context: dict[str, Path]) -> list[tuple[str, Path]]:
+    """(container path, host file) for COPY srcs... dest from the build context, with Docker's rules:
+    a directory source copies its contents, a file lands at dest (or in it when dest ends with /)."""
+    dest = dest if dest.startswith("/") else posixpath.join(workdir, dest)
+    out: list[tuple[str, Path]] = []
+    for src in srcs:
+        norm = "/" + posixpath.normpath(src.lstrip("/")).lstrip("./") if src not in (".", "./", "/") else "/"
+        norm = posixpath.normpath(norm)
+        matched = False
+        for path, host in sorted(context.items()):
+            if path == norm:
+                into_dir = dest.endswith("/") or len(srcs) > 1
+                out.append((posixpath.join(dest, posixpath.basename(path)) if into_dir else dest, host))
+                matched = True
+            elif norm == "/" or path.startswith(norm.rstrip("/") + "/"):
+                rel = posixpath.relpath(path, norm)
+                out.append((posixpath.normpath(posixpath.join(dest, rel)), host))
+                matched = True
+        if not matched:
+            raise BuildFailed(f"COPY failed: {src} is not in the build context")
+    return out
+
+
+class ImageBuilder:
+    def __init__(self, runtime: str, rootfs: RootfsCache, layers: LayerStore, ca_bundle: Path | None) -> None:
+        self.runtime = runtime
+        self.rootfs = rootfs
+        self.layers = layers
+        self.ca_bundle = ca_bundle
+
+    async def build(self, req: BuildRequest, on_log: LogFn) -> ImageManifest:
+        state = await self._from(req, on_log)
+        args = dict(req.build_args)
+        for step in req.plan.steps:
+            state = await self._step(req, state, step, args, on_log)
+        return replace(state, image_id=req.image_id)
+
+    async def _from(self, req: BuildRequest, on_log: LogFn) -> ImageManifest:
+        tag = req.plan.base
+        if tag == "base":
+            if req.base is None:
+                raise BuildFailed("FROM base, but the base image is not built")
+            return replace(req.base, layers=list(req.base.layers), env=dict(req.base.env))
+        python_base = parse_python_base(tag)
+        if python_base is not None:
+            resolved = resolve_base(python_base)
+            if resolved.codename != python_base.codename:
+                on_log(f"Python {python_base.python_series} comes from Debian {resolved.codename}, not {tag}\n")
+            rootfs = await self.rootfs.ensure_base(resolved, on_log)
+            version = self.rootfs.python_version(resolved)
+            on_log(f"=> FROM {tag}: Debian {resolved.codename} with Python {version} (built from Debian packages)\n")
+            return ImageManifest(
+                "", str(rootfs), [], dict(BASE_ENV), "/root", [], version, _key("debootstrap", resolved.key)
+            )
+        return await self._pull(tag, on_log)
+
+    async def _pull(self, tag: str, on_log: LogFn) -> ImageManifest:
+        registry = tag.split("/")[0] if "/" in tag and ("." in tag.split("/")[0] or ":" in tag.split("/")[0]) else ""
+        registry = registry or "docker.io (Docker Hub)"
+        if shutil.which("skopeo") is None or shutil.which("umoci") is None:
+            raise BuildFailed(f"Cannot pull {tag} from {registry}: skopeo and umoci are not installed")
+        key = _key("registry", tag)
+        found = self.layers.get(key)
+        if found is None:
+            tmp = self.layers.new_tmp()
+            ref = tag if "/" in tag.split(":")[0] else f"docker.io/library/{tag}"
+            code = await run_logged(["skopeo", "copy", f"docker://{ref}", f"oci:{tmp / 'oci'}:img"], on_log)
+            if code != 0:
+                self.layers.discard(tmp)
+                raise BuildFailed(f"Cannot pull {tag}: the registry {registry} is not reachable from this machine")
+            code = await run_logged(["umoci", "unpack", "--image", f"{tmp / 'oci'}:img", str(tmp / "bundle")], on_log)
+            if code != 0:
+                self.layers.discard(tmp)
+                raise BuildFailed(f"Cannot unpack {tag} (umoci exit code {code})")
+            found = self.layers.commit(key, tmp)
+        env = dict(BASE_ENV)
+        config = json.loads((found / "bundle" / "config.json").read_text())
+        for item in config.get("process", {}).get("env", []):
+            k, _, v = item.partition("=")
+            env[k] = v
+        from berth.worker.rootfs import python_version_of
+
+        rootfs = found / "bundle" / "rootfs"
+        workdir = config.get("process", {}).get("cwd", "/") or "/"
+        return ImageManifest("", str(rootfs), [], env, workdir, [], python_version_of(rootfs), key)
+
+    async def _step(
+        self, req: BuildRequest, state: ImageManifest, step: Step, args: dict[str, str], on_log: LogFn
+    ) -> ImageManifest:
+        scope = {**args, **state.env}
+        if step.op == "ENV":
+            env = dict(state.env)
+            for pair in step.args:
+                k, _, v = pair.partition("=")
+                env[k] = expand(v, {**args, **env})
+            return replace(state, env=env, key=_key(state.key, "ENV", json.dumps(env, sort_keys=True)))
+        if step.op == "ARG":
+            name, _, default = step.args[0].partition("=")
+            args.setdefault(name, default)
+            return state
+        if step.op in ("CMD", "ENTRYPOINT"):
+            cmd = list(step.args[1:]) if step.args[0] == "exec" else ["/bin/sh", "-c", step.args[1]]
+            return replace(state, cmd=cmd)
+        if step.op == "WORKDIR":
+            workdir = posixpath.normpath(posixpath.join(state.workdir, expand(step.args[0], scope)))
+            key = _key(state.key, "WORKDIR", workdir)
+            layer = await self._layer(key, req.force, lambda d: _mkdirs(d, workdir))
+            return replace(state, workdir=workdir, layers=[*state.layers, str(layer)], key=key)
+        if step.op == "COPY":
+            return await self._copy(req, state, step, scope, on_log)
+        return await self._run(req, state, step, args, on_log)
+
+    async def _layer(self, key: str, force: bool, fill: Callable[[Path], None]) -> Path:
+        found = None if force else self.layers.get(key)
+        if found is not None:
+            return found
+        tmp = self.layers.new_tmp()
+        try:
+            await asyncio.to_thread(fill, tmp)
+        except OSError as exc:
+            self.layers.discard(tmp)
+            raise _disk_error(exc, self.layers.root) from exc
+        return self.layers.commit(key, tmp)
+
+    async def _copy(
+        self, req: BuildRequest, state: ImageManifest, step: Step, scope: dict[str, str], on_log: LogFn
+    ) -> ImageManifest:
+        srcs, dest = [expand(s, scope) for s in step.args[:-1]], expand(step.args[-1], scope)
+        source_image = step.option("from")
+        if source_image is not None:
+            if not source_image.startswith("ghcr.io/astral-sh/uv:") or srcs != ["/uv"]:
+                raise BuildFailed(f"COPY --from={source_image} is not supported (only the uv binary is): {step.text}")
+            version = source_image.rpartition(":")[2]
+            uv = await uv_binary(self.rootfs.root / "tools", version, on_log)
+            targets = [(dest if not dest.endswith("/") else dest + "uv", uv)]
+        else:
+            targets = copy_targets(srcs, dest, state.workdir, req.context)
+        digest = _key(*(f"{path}:{_file_hash(host)}" for path, host in targets))
+        key = _key(state.key, "COPY", step.text, digest)
+        on_log(f"=> {step.text}\n")
+        layer = await self._layer(key, req.force, lambda d: _place(d, targets))
+        return replace(state, layers=[*state.layers, str(layer)], key=key)
+
+    async def _run(
+        self, req: BuildRequest, state: ImageManifest, step: Step, args: dict[str, str], on_log: LogFn
+    ) -> ImageManifest:
+        secrets_digest = _key(json.dumps(req.env, sort_keys=True))
+        key = _key(state.key, "RUN", step.text, json.dumps(state.env, sort_keys=True), state.workdir, secrets_digest)
+        found = None if req.force else self.layers.get(key)
+        if found is not None:
+            on_log(f"=> {step.text} (cached)\n")
+            return replace(state, layers=[*state.layers, str(found)], key=key)
+        on_log(f"=> {step.text}\n")
+        free = shutil.disk_usage(self.layers.root).free
+        if free < MIN_FREE_BYTES:
+            raise BuildFailed(f"Out of disk: only {free // 2**20} MiB free in {self.layers.root}")
+        tmp = self.layers.new_tmp()
+        try:
+            await self._run_container(tmp, state, step, {**args, **state.env, **req.env}, on_log)
+            layer = await asyncio.to_thread(self._commit_upper, key, tmp)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+            raise
+        return replace(state, layers=[*state.layers, str(layer)], key=key)
+
+    def _commit_upper(self, key: str, tmp: Path) -> Path:
+        upper = tmp / "upper"
+        layer_tmp = self.layers.new_tmp()
+        layer_tmp.rmdir()
+        upper.rename(layer_tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return self.layers.commit(key, layer_tmp)
+
+    async def _run_container(
+        self, tmp: Path, state: ImageManifest, step: Step, env: dict[str, str], on_log: LogFn
+    ) -> None:
+        merged = tmp / "merged"
+        await asyncio.to_thread(mount_overlay, state.lower_dirs(), tmp / "upper", tmp / "work", merged)
+        cid = f"berth-build-{tmp.name}"
+        cgroup = ContainerCgroup(cid)
+        net = None
+        try:
+            (merged / state.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            hosts = tmp / "hosts"
+            hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+            cgroup.create(0)
+            net = await network.setup(cid)
+            argv = list(step.args[1:]) if step.args[0] == "exec" else ["/bin/sh", "-c", step.args[1]]
+            build_env = {
+                **env,
+                "PIP_CONFIG_FILE": "/dev/null",
+                "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+                "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+                "DEBIAN_FRONTEND": "noninteractive",
+                "HOME": "/root",
+            }
+            config = ContainerConfig(
+                args=argv,
+                env=build_env,
+                rootfs=str(merged),
+                cwd=state.workdir,
+                hostname="buildkit",
+                netns_path=net.netns_path,
+                cgroups_path=cgroup.container_path,
+                nofile=nofile_limit(),
+                binds=[*standard_binds(self.ca_bundle), Bind(str(hosts), "/etc/hosts")],
+            )
+            bundle = tmp / "bundle"
+            bundle.mkdir()
+            (bundle / "config.json").write_text(json.dumps(build_config(config)))
+            tail: deque[str] = deque(maxlen=_TAIL_LINES)
+
+            def log_line(line: str) -> None:
+                tail.append(line)
+                on_log(line)
+
+            argv_rt = [self.runtime, "--root", STATE_ROOT, "run", "--bundle", str(bundle), cid]
+            code = await run_logged(argv_rt, log_line)
+            if code != 0:
+                out = "".join(tail)
+                hint = "\nThe build ran out of disk space." if "No space left on device" in out else ""
+                raise BuildFailed(f"Build step failed with exit code {code}: {step.text}\n{out}{hint}")
+        finally:
+            await run_logged([self.runtime, "--root", STATE_ROOT, "delete", "--force", cid], lambda _: None)
+            if net is not None:
+                await network.teardown(net)
+            await asyncio.to_thread(umount, merged)
+            await asyncio.to_thread(cgroup.remove)
+
+
+def _mkdirs(root: Path, path: str) -> None:
+    (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+
+def _place(root: Path, targets: list[tuple[str, Path]]) -> None:
+    for path, host in targets:
+        dest = root / posixpath.normpath(path).lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(host, dest)
+
+
+def _disk_error(exc: OSError, where: Path) -> Exception:
+    if exc.errno == errno.ENOSPC:
+        return BuildFailed(f"Out of disk space while writing a layer under {where}")
+    return FailedPrecondition(f"Could not write a layer under {where}: {exc}")

@@ -1,0 +1,90 @@
+"""Image layers on disk, keyed by content, and the manifests that say which layers make an image.
+
+Layers live machine-wide (`<cache>/layers`), so every server on the host shares them: `index/<key>`
+is a symlink to the directory holding that layer's files. A rebuild (force_build) writes a new
+directory and swaps the link, so containers already running on the old one keep it.
+Manifests (image id → base + layers + config) belong to one server and live in its data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ImageManifest:
+    image_id: str
+    base: str  # host path of the base rootfs (the lowest layer)
+    layers: list[str] = field(default_factory=list)  # host paths, bottom to top
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/root"
+    cmd: list[str] = field(default_factory=list)
+    python_version: str = ""
+    key: str = ""  # content key of the top of the image
+
+    @property
+    def python_series(self) -> str:
+        return ".".join(self.python_version.split(".")[:2])
+
+    def lower_dirs(self) -> list[str]:
+        """overlayfs lowerdir order: top layer first."""
+        return [*reversed(self.layers), self.base]
+
+
+class LayerStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "index").mkdir(parents=True, exist_ok=True)
+        (root / "dirs").mkdir(parents=True, exist_ok=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> Path | None:
+        link = self.root / "index" / key
+        try:
+            target = link.resolve(strict=True)
+        except OSError:
+            return None
+        return target if target.is_dir() else None
+
+    def new_tmp(self) -> Path:
+        path = self.root / "tmp" / secrets.token_hex(8)
+        path.mkdir(parents=True)
+        return path
+
+    def commit(self, key: str, tmp: Path) -> Path:
+        final = self.root / "dirs" / f"{key}-{secrets.token_hex(4)}"
+        tmp.rename(final)
+        link = self.root / "index" / key
+        staged = self.root / "index" / f".{key}.{secrets.token_hex(4)}"
+        staged.symlink_to(final)
+        os.replace(staged, link)
+        return final
+
+    def discard(self, tmp: Path) -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ManifestStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def save(self, manifest: ImageManifest) -> None:
+        path = self.root / f"{manifest.image_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(manifest)))
+        os.replace(tmp, path)
+
+    def load(self, image_id: str) -> ImageManifest | None:
+        try:
+            data = json.loads((self.root / f"{image_id}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        manifest = ImageManifest(**data)
+        if not Path(manifest.base).is_dir() or not all(Path(p).is_dir() for p in manifest.layers):
+            return None  # a layer was removed from the cache: the image must be built again
+        return manifest

@@ -1,0 +1,234 @@
+"""Base root filesystems and the modal client for containers, built once per machine and cached.
+
+`debian_slim` asks for `python:<version>-slim-<codename>`, a Docker Hub image we cannot pull. We build
+the equivalent from Debian packages instead (debootstrap + the distribution's Python), so only the
+Python series Debian itself carries are available offline; anything else is refused by name.
+
+With image builder 2025.06 the modal client is not baked into images: containers get `/pkg`
+(modal, modal_proto, modal_version, synchronicity and a sitecustomize.py) and `/__modal/deps`
+(the client's dependencies for the image's Python), both bind-mounted read-only from this cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import importlib
+import logging
+import re
+import shutil
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.errors import FailedPrecondition
+
+log = logging.getLogger("berth.rootfs")
+
+# The Python series each Debian release carries, i.e. what debootstrap can give us without a registry.
+DEBIAN_PYTHONS = {"bookworm": "3.11", "trixie": "3.13"}
+BASE_PACKAGES = "python3,python3-pip,python3-venv,python-is-python3,ca-certificates"
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+MODAL_PACKAGES = ("modal", "modal_proto", "modal_version", "synchronicity")
+SITECUSTOMIZE = "import sys; sys.path.append('/__modal/deps')\n"
+
+LogFn = Callable[[str], None]
+_PY_TAG = re.compile(r"^(?:docker\.io/)?(?:library/)?python:(\d+)\.(\d+)(?:\.\d+)?(?:-slim)?-(\w+)$")
+
+
+@dataclass(frozen=True)
+class BaseRequest:
+    codename: str
+    python_series: str  # "3.11"
+
+    @property
+    def key(self) -> str:
+        return f"{self.codename}-py{self.python_series}"
+
+
+def parse_python_base(tag: str) -> BaseRequest | None:
+    """`python:3.11.12-slim-bookworm` → BaseRequest(bookworm, 3.11); None for tags that are not Python bases."""
+    m = _PY_TAG.match(tag)
+    if m is None:
+        return None
+    return BaseRequest(m.group(3), f"{m.group(1)}.{m.group(2)}")
+
+
+def resolve_base(req: BaseRequest) -> BaseRequest:
+    """The Debian release that carries the requested Python; never a different Python."""
+    available = ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
+    if DEBIAN_PYTHONS.get(req.codename) == req.python_series:
+        return req
+    for codename, series in DEBIAN_PYTHONS.items():
+        if series == req.python_series:
+            return BaseRequest(codename, series)
+    raise FailedPrecondition(
+        f"Python {req.python_series} is not available: without a container registry, Berth builds "
+        f"debian_slim from Debian packages, which carry only Python {available}. "
+        f"Use python_version= one of those."
+    )
+
+
+def debian_mirror() -> str:
+    """The first http(s) Debian mirror in the host's apt sources (deb.debian.org if none is found)."""
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            for line in path.read_text().splitlines():
+                m = re.search(r"(https?://\S*debian\S*)", line)
+                if m and "security" not in m.group(1) and not line.lstrip().startswith("#"):
+                    return m.group(1).rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+async def locked(path: Path, work: Callable[[], Awaitable[Path]]) -> Path:
+    """Run `work` holding an inter-process lock; the lock is taken in a thread so the loop keeps serving."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "w")  # noqa: SIM115 - held across awaits
+    try:
+        await asyncio.to_thread(fcntl.flock, f, fcntl.LOCK_EX)
+        return await work()
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+async def run_logged(argv: list[str], on_log: LogFn, env: dict[str, str] | None = None) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    while line := await proc.stdout.readline():
+        on_log(line.decode("utf-8", errors="replace"))
+    return await proc.wait()
+
+
+class RootfsCache:
+    """Machine-wide cache of debootstrapped bases and client packages under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def base_dir(self, req: BaseRequest) -> Path:
+        return self.root / "base" / req.key / "rootfs"
+
+    async def ensure_base(self, req: BaseRequest, on_log: LogFn) -> Path:
+        req = resolve_base(req)
+        rootfs = self.base_dir(req)
+        if (rootfs.parent / "ready").exists():
+            return rootfs
+
+        async def build() -> Path:
+            if (rootfs.parent / "ready").exists():
+                return rootfs
+            await self._debootstrap(req, rootfs, on_log)
+            return rootfs
+
+        return await locked(self.root / "locks" / f"base-{req.key}", build)
+
+    async def _debootstrap(self, req: BaseRequest, rootfs: Path, on_log: LogFn) -> None:
+        if shutil.which("debootstrap") is None:
+            raise FailedPrecondition(
+                "debootstrap is not installed; run `berth doctor --fix` (or scripts/setup-host.sh)"
+            )
+        tmp = rootfs.parent / "rootfs.tmp"
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        mirror = debian_mirror()
+        on_log(f"Building base {req.key} from Debian packages ({mirror}); this happens once per machine\n")
+        argv = ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", req.codename, str(tmp), mirror]
+        code = await run_logged(argv, on_log)
+        if code != 0:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+            raise FailedPrecondition(f"debootstrap of {req.codename} failed with exit code {code}")
+        for marker in tmp.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+            marker.unlink()  # like the python:slim images, pip may install into the system Python
+        for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
+        await asyncio.to_thread(shutil.rmtree, rootfs, True)
+        tmp.rename(rootfs)
+        (rootfs.parent / "ready").write_text(python_version_of(rootfs) + "\n")
+
+    def python_version(self, req: BaseRequest) -> str:
+        ready = self.base_dir(resolve_base(req)).parent / "ready"
+        with contextlib.suppress(OSError):
+            return ready.read_text().strip()
+        return req.python_series
+
+    async def ensure_client(self, python_series: str, on_log: LogFn) -> tuple[Path, Path]:
+        """(/pkg, /__modal/deps) host directories for containers running Python `python_series`."""
+        from importlib.metadata import version
+
+        modal_version = version("modal")
+
+        top = self.root / "client" / f"modal-{modal_version}-py{python_series}"
+        if (top / "ready").exists():
+            return top / "pkg", top / "deps"
+
+        async def build() -> Path:
+            if not (top / "ready").exists():
+                await self._build_client(top, python_series, modal_version, on_log)
+            return top
+
+        await locked(self.root / "locks" / f"client-{python_series}", build)
+        return top / "pkg", top / "deps"
+
+    async def _build_client(self, top: Path, series: str, version: str, on_log: LogFn) -> None:
+        await asyncio.to_thread(shutil.rmtree, top, True)
+        pkg, deps = top / "pkg", top / "deps"
+        pkg.mkdir(parents=True)
+        for name in MODAL_PACKAGES:
+            src = Path(importlib.import_module(name).__path__[0])
+            await asyncio.to_thread(
+                shutil.copytree, src, pkg / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        (pkg / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        on_log(f"Installing the modal {version} client's dependencies for Python {series}\n")
+        argv = [sys.executable, "-m", "pip", "install", "-q", "--target", str(deps), "--python-version", series]
+        argv += ["--only-binary=:all:", "--implementation", "cp"]
+        argv += ["--platform", "manylinux_2_36_x86_64", "--platform", "manylinux2014_x86_64", f"modal=={version}"]
+        code = await run_logged(argv, on_log)
+        if code != 0:
+            raise FailedPrecondition(f"Could not install the modal client's dependencies for Python {series}")
+        (top / "ready").write_text("ok\n")
+
+
+def python_version_of(rootfs: Path) -> str:
+    """The full version of the rootfs's python3, read from its stdlib directory and Debian's changelog."""
+    for lib in sorted(rootfs.glob("usr/lib/python3.*")):
+        if (lib / "os.py").exists():
+            series = lib.name.removeprefix("python")
+            doc = rootfs / f"usr/share/doc/python{series}-minimal/changelog.Debian.gz"
+            version = _debian_changelog_version(doc)
+            return version or series
+    return ""
+
+
+def _debian_changelog_version(path: Path) -> str:
+    import gzip
+
+    with contextlib.suppress(OSError):
+        with gzip.open(path, "rt") as f:
+            m = re.match(r"\S+ \((\d+\.\d+\.\d+)", f.readline())
+            if m:
+                return m.group(1)
+    return ""

@@ -1,0 +1,46 @@
+"""Which container runtimes exist and how the OCI ones are put together with the image builder."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.worker.builder import ImageBuilder
+from berth.worker.layers import LayerStore, ManifestStore
+from berth.worker.rootfs import RootfsCache
+from berth.worker.runtime.base import Runtime
+from berth.worker.runtime.oci import ImageResolver, OciRuntime, RuntimeUnavailable
+
+OCI_RUNTIMES = ("crun", "runc", "runsc")
+RUNTIMES = ("process", *OCI_RUNTIMES)
+
+
+@dataclass
+class ImageBackend:
+    """What the image service needs to build real images (None for the process runtime)."""
+
+    builder: ImageBuilder
+    manifests: ManifestStore
+
+
+def check_runtime_name(name: str) -> None:
+    if name not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {name!r}; available: {', '.join(RUNTIMES)}")
+    if name in OCI_RUNTIMES and shutil.which(name) is None:
+        raise RuntimeUnavailable(f"{name} is not installed; run `berth doctor --fix` (or scripts/setup-host.sh)")
+
+
+def image_backend(runtime: str, cache_dir: Path, data_dir: Path, ca_bundle: Path | None) -> ImageBackend | None:
+    if runtime not in OCI_RUNTIMES:
+        return None
+    check_runtime_name(runtime)
+    # Builds always run on crun or runc: runsc cannot commit an overlay upper dir the same way.
+    build_rt = runtime if runtime != "runsc" else (shutil.which("crun") or shutil.which("runc") or runtime)
+    builder = ImageBuilder(build_rt, RootfsCache(cache_dir), LayerStore(cache_dir / "layers"), ca_bundle)
+    return ImageBackend(builder, ManifestStore(data_dir / "images"))
+
+
+def make_oci_runtime(name: str, cache_dir: Path, images: ImageResolver, ca_bundle: Path | None) -> Runtime:
+    check_runtime_name(name)
+    return OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle)

@@ -1,0 +1,276 @@
+"""OCI runtime (crun by default, runc or runsc where installed): each container runs from its own
+overlayfs root over its image's layers, in fresh pid/mount/ipc/uts/net namespaces, with cgroup limits
+from the function's cpu= and memory=, on the berth0 bridge with NAT to the outside. The modal client
+comes from bind-mounted /pkg and /__modal/deps; the host CA bundle and resolv.conf are bind-mounted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from berth.worker import network
+from berth.worker.cgroups import ContainerCgroup
+from berth.worker.layers import ImageManifest
+from berth.worker.oci_config import Bind, ContainerConfig, build_config
+from berth.worker.rootfs import RootfsCache
+from berth.worker.spec import TaskSpec
+
+log = logging.getLogger("berth.oci")
+
+CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+STATE_ROOT = "/run/berth/oci"
+INNER = "/__berth"  # where a container finds its arguments file
+PIDS_LIMIT = 16384
+TINI = "/usr/bin/tini-static"
+OOM_EXIT = 137
+# Environment the worker passes that describes the host, not the container.
+_HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
+
+ImageResolver = Callable[[str], ImageManifest]
+
+
+class RuntimeUnavailable(RuntimeError):
+    pass
+
+
+def runtime_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeUnavailable(f"{name} is not installed; run `berth doctor --fix` (or scripts/setup-host.sh)")
+    return path
+
+
+def nofile_limit() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+
+
+@dataclass
+class Sandbox:
+    """The host-side pieces of one container, torn down together."""
+
+    container_id: str
+    bundle: Path
+    cgroup: ContainerCgroup
+    net: network.ContainerNet | None = None
+    mounted: list[Path] = field(default_factory=list)
+
+
+def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> None:
+    for d in (upper, work, merged):
+        d.mkdir(parents=True, exist_ok=True)
+    opts = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
+    out = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeUnavailable(f"cannot mount the container root (overlayfs): {out.stderr.strip()}")
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def standard_binds(ca_bundle: Path | None) -> list[Bind]:
+    binds = []
+    if ca_bundle is not None:
+        binds.append(Bind(str(ca_bundle), CA_PATH))
+    if Path("/etc/resolv.conf").exists():
+        binds.append(Bind(str(Path("/etc/resolv.conf").resolve()), "/etc/resolv.conf"))
+    return binds
+
+
+def write_hosts(rootfs: Path, hostname: str) -> None:
+    etc = rootfs / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n")
+
+
+class OciContainer:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, on_exit: Callable[[int], str | None], kill: Callable[[int], None]
+    ) -> None:
+        self._proc = proc
+        self._kill = kill
+        assert proc.stdout is not None and proc.stderr is not None
+        self.stdout: asyncio.StreamReader = proc.stdout
+        self.stderr = asyncio.StreamReader()
+        self._on_exit = on_exit
+        self._done = asyncio.ensure_future(self._relay(proc.stderr))
+
+    async def _relay(self, src: asyncio.StreamReader) -> int:
+        """Copy the container's stderr, then append why it died when the runtime knows (e.g. OOM)."""
+        while chunk := await src.read(65536):
+            self.stderr.feed_data(chunk)
+        code = await self._proc.wait()
+        note = self._on_exit(code)
+        if note:
+            self.stderr.feed_data(note.encode())
+        self.stderr.feed_eof()
+        return code
+
+    async def wait(self) -> int:
+        return await self._done
+
+    def signal(self, signum: int) -> None:
+        if self._proc.returncode is None:
+            self._kill(signum)
+
+
+class OciRuntime:
+    """Runs task containers with crun/runc. `images` maps an image id to its built layers."""
+
+    isolated = True
+
+    def __init__(self, name: str, rootfs: RootfsCache, images: ImageResolver, ca_bundle: Path | None) -> None:
+        self.name = name
+        self.binary = runtime_binary(name)
+        self._rootfs = rootfs
+        self._images = images
+        self._ca_bundle = ca_bundle
+        self._sandboxes: dict[str, Sandbox] = {}
+        self.oom_killed: set[str] = set()
+        self._background: set[asyncio.Future[None]] = set()
+        network.ensure_bridge()
+
+    def _command(self, *args: str) -> list[str]:
+        return [self.binary, "--root", STATE_ROOT, *args]
+
+    async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
+        image = self._images(spec.image_id)
+        cid = f"berth-{spec.task_id}"
+        sandbox = Sandbox(cid, workdir / "bundle", ContainerCgroup(cid))
+        self._sandboxes[spec.task_id] = sandbox
+        try:
+            binds = await self._prepare(spec, workdir, image, sandbox)
+            config = ContainerConfig(
+                args=[*self._init(binds), "python", "-m", "modal._container_entrypoint"],
+                env=self._env(spec, env, image),
+                rootfs=str(workdir / "merged"),
+                cwd=image.workdir or "/root",
+                hostname=spec.task_id,
+                netns_path=sandbox.net.netns_path if sandbox.net else None,
+                cgroups_path=sandbox.cgroup.container_path,
+                cpu=spec.cpu,
+                pids_limit=PIDS_LIMIT,
+                nofile=nofile_limit(),
+                binds=binds,
+            )
+            (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
+            proc = await asyncio.create_subprocess_exec(
+                *self._command("run", "--bundle", str(sandbox.bundle), cid),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except BaseException:
+            await self._teardown(sandbox)
+            raise
+
+        def on_exit(code: int) -> str | None:
+            if code == OOM_EXIT and sandbox.cgroup.oom_killed():
+                self.oom_killed.add(spec.task_id)
+                return (
+                    f"\nberth: container {spec.task_id} was OOM-killed: it exceeded its memory limit of "
+                    f"{spec.memory_mb} MiB\n"
+                )
+            return None
+
+        def kill(signum: int) -> None:
+            self._spawn(self._command("kill", cid, str(signum)))
+
+        return OciContainer(proc, on_exit, kill)
+
+    def _spawn(self, argv: list[str]) -> None:
+        async def run() -> None:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
+            await proc.wait()
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _prepare(self, spec: TaskSpec, workdir: Path, image: ImageManifest, sandbox: Sandbox) -> list[Bind]:
+        sandbox.bundle.mkdir(parents=True, exist_ok=True)
+        merged = workdir / "merged"
+        await asyncio.to_thread(mount_overlay, image.lower_dirs(), workdir / "upper", workdir / "work", merged)
+        sandbox.mounted.append(merged)
+        (merged / "root").mkdir(exist_ok=True)
+        write_hosts(merged, spec.task_id)
+        await asyncio.to_thread(self._place_files, spec, merged)
+        pkg, deps = await self._rootfs.ensure_client(image.python_series or "3.11", lambda line: log.info("%s", line))
+        sandbox.cgroup.create(spec.memory_mb)
+        sandbox.net = await network.setup(spec.task_id)
+        binds = standard_binds(self._ca_bundle)
+        binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
+        binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+        for b in getattr(spec, "binds", []):  # volumes, when the spec carries them
+            binds.append(Bind(str(b.source), b.remote_path, readonly=getattr(b, "read_only", False)))
+        return binds
+
+    @staticmethod
+    def _init(binds: list[Bind]) -> list[str]:
+        """tini as pid 1 where installed, so SIGTERM reaches the entrypoint and zombies are reaped."""
+        if Path(TINI).exists():
+            binds.append(Bind(TINI, f"{INNER}/init"))
+            return [f"{INNER}/init", "-s", "--"]
+        return []
+
+    @staticmethod
+    def _place_files(spec: TaskSpec, merged: Path) -> None:
+        for f in spec.files:
+            parts = Path(f.remote_path).parts
+            if ".." in parts or not f.remote_path.startswith("/"):
+                raise ValueError(f"Refusing mount path {f.remote_path!r}")
+            dest = merged / Path(*parts[1:])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f.source, dest)
+            os.chmod(dest, f.mode & 0o7777 or 0o644)
+
+    def _env(self, spec: TaskSpec, given: dict[str, str], image: ImageManifest) -> dict[str, str]:
+        env = dict(image.env)
+        env.update({k: v for k, v in given.items() if k not in _HOST_ONLY and k not in spec.env})
+        env.update(spec.env)
+        py_path = env.get("PYTHONPATH")
+        env.update(
+            {
+                "HOME": "/root",
+                "PYTHONPATH": f"/pkg:{py_path}" if py_path else "/pkg",
+                "MODAL_CONTAINER_ARGUMENTS_PATH": f"{INNER}/container_arguments.bin",
+                "MODAL_CONFIG_PATH": f"{INNER}/modal.toml",
+                "MODAL_IMAGE_ID": spec.image_id,
+                "SSL_CERT_FILE": CA_PATH,
+                "REQUESTS_CA_BUNDLE": CA_PATH,
+                "PIP_CONFIG_FILE": "/dev/null",
+            }
+        )
+        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        return env
+
+    async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
+        sandbox = self._sandboxes.pop(spec.task_id, None)
+        if sandbox is not None:
+            await self._teardown(sandbox)
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    async def _teardown(self, sandbox: Sandbox) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *self._command("delete", "--force", sandbox.container_id),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+        if sandbox.net is not None:
+            await network.teardown(sandbox.net)
+        for path in sandbox.mounted:
+            await asyncio.to_thread(umount, path)
+        await asyncio.to_thread(sandbox.cgroup.remove)
