@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 
 from modal_proto import api_pb2
 
@@ -13,8 +12,6 @@ from berth.ids import new_id
 from berth.services.blobs import LocalBlobStore
 from berth.store.sqlite import SqliteStore
 
-# What EnvironmentGetOrCreate tells the client: it decides the Dockerfile commands the client sends.
-IMAGE_BUILDER_VERSION = "2025.06"
 _MAX_INLINE_FILE = 64 * 1024 * 1024
 
 
@@ -87,32 +84,6 @@ class ObjectService:
         if body is None:
             raise NotFound(f"Mount {mount_id} not found")
         return list(api_pb2.MountGetOrCreateRequest.FromString(body).files)
-
-    # images
-    async def image_get_or_create(self, req: api_pb2.ImageGetOrCreateRequest) -> api_pb2.ImageGetOrCreateResponse:
-        """Records the image definition. The process runtime runs every image on the worker's own
-        Python, so the image counts as built at once; the OCI image builder replaces this."""
-        key = hashlib.sha256(req.image.SerializeToString(deterministic=True)).hexdigest()
-        found = await self._store.object_by_key("image", key)
-        if found is not None and not req.force_build:
-            image_id = found[0]
-        else:
-            image_id = req.existing_image_id or new_id("im")
-            await self._store.put_object("image", image_id, req.image.SerializeToString(), self._clock.now(), key=key)
-        return api_pb2.ImageGetOrCreateResponse(
-            image_id=image_id,
-            result=api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS),
-            metadata=self.image_metadata(),
-        )
-
-    @staticmethod
-    def image_metadata() -> api_pb2.ImageMetadata:
-        v = sys.version_info
-        return api_pb2.ImageMetadata(
-            python_version_info=f"{v.major}.{v.minor}.{v.micro}",
-            image_builder_version=IMAGE_BUILDER_VERSION,
-            workdir="/root",
-        )
 
     async def layout_object(self, object_id: str) -> api_pb2.Object:
         if object_id.startswith("mo-"):

@@ -35,3 +35,4 @@ class TaskSpec:
     binds: list[BindMount] = field(default_factory=list)
     memory_mb: int = 0
     cpu: float = 0.0
+    image_id: str = ""  # the function's image; OCI runtimes run on its built layers
