@@ -1,0 +1,30 @@
+"""Scheduled functions: a short modal.Period and a modal.Cron with a timezone. Each run prints a line
+and records its start time in a Dict, so tests can count runs from the logs or from the Dict."""
+
+import sys
+import time
+
+import modal
+
+app = modal.App("e2e-schedules")
+runs = modal.Dict.from_name("e2e-schedule-runs", create_if_missing=True)
+
+
+@app.function(schedule=modal.Period(seconds=3))
+def every_3s() -> None:
+    now = time.time()
+    runs.put(f"period-{now}", now)
+    print(f"period run at {now:.3f}")
+
+
+@app.function(schedule=modal.Cron("* * * * *", timezone="Asia/Kolkata"))
+def every_minute() -> None:
+    now = time.time()
+    runs.put(f"cron-{now}", now)
+    print(f"cron run at {now:.3f}")
+
+
+if __name__ == "__main__":
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 65
+    with modal.enable_output(), app.run():
+        time.sleep(seconds)
