@@ -59,13 +59,18 @@ class BerthServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> BerthServer:
+def start_server(
+    data_dir: Path, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None
+) -> BerthServer:
     port = _free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     env = {**os.environ, **(extra_env or {})}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [BIN / "berth", "up", "--data-dir", data_dir, "--port", str(port)], stdout=log, stderr=log, env=env
+            [BIN / "berth", "up", "--data-dir", data_dir, "--port", str(port), *(extra_args or [])],
+            stdout=log,
+            stderr=log,
+            env=env,
         )
     for _ in range(200):
         if proc.poll() is not None:
@@ -86,6 +91,16 @@ def stop_server(server: BerthServer) -> int:
 @pytest.fixture(scope="session")
 def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     server = start_server(tmp_path_factory.mktemp("berth") / "data")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def berth_oci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    """A server whose containers run isolated on crun (root, after scripts/setup-host.sh)."""
+    if os.geteuid() != 0:
+        pytest.skip("the crun runtime needs root")
+    server = start_server(tmp_path_factory.mktemp("berth-oci") / "data", extra_args=["--runtime", "crun"])
     yield server
     stop_server(server)
 

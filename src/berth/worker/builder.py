@@ -128,7 +128,8 @@ class ImageBuilder:
         if found is None:
             tmp = self.layers.new_tmp()
             ref = tag if "/" in tag.split(":")[0] else f"docker.io/library/{tag}"
-            code = await run_logged(["skopeo", "copy", f"docker://{ref}", f"oci:{tmp / 'oci'}:img"], on_log)
+            pull = ["skopeo", "--command-timeout", "60s", "copy", f"docker://{ref}", f"oci:{tmp / 'oci'}:img"]
+            code = await run_logged(pull, on_log)
             if code != 0:
                 self.layers.discard(tmp)
                 raise BuildFailed(f"Cannot pull {tag}: the registry {registry} is not reachable from this machine")

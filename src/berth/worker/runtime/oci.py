@@ -244,7 +244,8 @@ class OciRuntime:
         env.update(
             {
                 "HOME": "/root",
-                "PYTHONPATH": f"/pkg:{py_path}" if py_path else "/pkg",
+                # /root holds the app's automounted source, importable whatever the image's WORKDIR is.
+                "PYTHONPATH": f"/root:/pkg:{py_path}" if py_path else "/root:/pkg",
                 "MODAL_CONTAINER_ARGUMENTS_PATH": f"{INNER}/container_arguments.bin",
                 "MODAL_CONFIG_PATH": f"{INNER}/modal.toml",
                 "MODAL_IMAGE_ID": spec.image_id,

@@ -1,0 +1,75 @@
+"""Isolation on the crun runtime: a function sees its image's filesystem, not the host's; it has its
+own hostname, pid namespace and network; its memory limit is enforced."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import BIN, BerthServer, modal, python
+
+
+def _call(berth: BerthServer, app: str, fn: str, *args: object) -> object:
+    code = (
+        "import ast, sys; sys.path.insert(0, '.')\n"
+        f"from {app} import app, {fn}\n"
+        "with app.run():\n"
+        f"    print('RESULT=' + repr({fn}.remote(*{args!r})))\n"
+    )
+    run = python(berth, "-c", code, timeout=900)
+    assert run.returncode == 0, run.output
+    line = [x for x in run.stdout.splitlines() if x.startswith("RESULT=")][-1]
+    return ast.literal_eval(line.removeprefix("RESULT="))
+
+
+def test_function_sees_its_image_and_its_own_root_not_the_hosts(berth_oci: BerthServer) -> None:
+    seen = _call(berth_oci, "images_sklearn", "environment")
+    assert isinstance(seen, dict)
+    assert "bookworm" in str(seen["os_release"])  # the image's Debian, whatever the host runs
+    assert str(seen["python"]).startswith("3.11.2")  # Debian's Python, not the host venv's
+    assert seen["pid"] != os.getpid() and int(str(seen["pid"])) < 100  # its own pid namespace
+    assert str(seen["hostname"]).startswith("ta-")
+    assert seen["pip_config"] == "/dev/null"
+    assert seen["cwd"] == "/root"
+    host_only = [str(Path(__file__).resolve()), str(BIN / "berth"), "/work"]
+    visible = _call(berth_oci, "images_sklearn", "exists", host_only + ["/usr/local/lib/python3.11"])
+    assert visible == {**{p: False for p in host_only}, "/usr/local/lib/python3.11": True}
+    assert not Path("/berth-written-by-container").exists()  # its writes stay in its own root
+
+
+def test_image_packages_are_there_and_not_the_hosts(berth_oci: BerthServer) -> None:
+    # scikit-learn is in the image only: the host venv that runs the client lacks it.
+    assert subprocess.run([sys.executable, "-c", "import sklearn"], capture_output=True).returncode != 0
+    assert _call(berth_oci, "images_sklearn", "fit") > 900  # type: ignore[operator]
+
+
+def test_container_reaches_the_internet_through_its_own_network(berth_oci: BerthServer) -> None:
+    seen = _call(berth_oci, "isolation", "network")
+    assert seen == {"status": "200", "hostname": seen["hostname"]}  # type: ignore[index]
+
+
+def test_memory_limit_is_enforced_and_the_caller_is_told(berth_oci: BerthServer) -> None:
+    small = modal(berth_oci, "run", "isolation.py", "--mb", "16", timeout=600)
+    assert small.returncode == 0, small.output
+    assert "hog=16" in small.stdout
+    big = modal(berth_oci, "run", "isolation.py", "--mb", "512", timeout=600)
+    assert big.returncode != 0
+    assert "hog=512" not in big.stdout
+    assert "OOM-killed" in big.output
+    assert "exceeded its memory limit of 128 MiB" in big.output
+
+
+def test_containers_leave_no_namespaces_or_mounts_behind(berth_oci: BerthServer) -> None:
+    run = modal(berth_oci, "run", "isolation.py", "--mb", "8", timeout=600)
+    assert run.returncode == 0, run.output
+    # After the app stops its containers are gone: no netns, overlay mount or cgroup of theirs is left.
+    tasks_dir = berth_oci.data_dir / "tasks"
+    mounts = Path("/proc/mounts").read_text()
+    assert str(tasks_dir) not in mounts
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    leftover = [line for line in netns.splitlines() if line.startswith("berth-ta-")]
+    running = {p.name for p in tasks_dir.iterdir()} if tasks_dir.exists() else set()
+    assert all(line.split()[0].removeprefix("berth-") in running for line in leftover)
