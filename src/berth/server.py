@@ -100,6 +100,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         schedules.cancel()
         await web_front_door.cleanup()
         await services.tasks.shutdown()
+        await services.images.shutdown()
         grpc_server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(grpc_server.wait_closed(), 3)

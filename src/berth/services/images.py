@@ -140,6 +140,13 @@ class ImageService:
             await self._store.put_object("image", image_id, req.image.SerializeToString(), self._clock.now(), key=key)
         return api_pb2.ImageGetOrCreateResponse(image_id=image_id, result=_success(), metadata=self.metadata())
 
+    async def shutdown(self) -> None:
+        """Cancel running builds; their build containers are deleted as the cancellation unwinds."""
+        running = [b.task for b in self._builds.values() if b.task is not None and not b.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def _log(self, build: _Build, text: str) -> None:
         build.logs.append(text)
         self._notifier.notify(build.image_id)
@@ -171,6 +178,8 @@ class ImageService:
 
     async def _request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
         image = req.image
+        if image.HasField("build_function") or req.build_function_id:
+            raise BuildFailed("Image.run_function() is not supported by this Berth server yet")
         plan = parse(list(image.dockerfile_commands))
         base = None
         for b in image.base_images:

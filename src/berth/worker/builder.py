@@ -68,8 +68,7 @@ def copy_targets(srcs: list[str], dest: str, workdir: str, context: dict[str, Pa
     dest = dest if dest.startswith("/") else posixpath.join(workdir, dest)
     out: list[tuple[str, Path]] = []
     for src in srcs:
-        norm = "/" + posixpath.normpath(src.lstrip("/")).lstrip("./") if src not in (".", "./", "/") else "/"
-        norm = posixpath.normpath(norm)
+        norm = posixpath.normpath("/" + src.lstrip("/"))  # ".", "./a", "a" and "/a" are all context paths
         matched = False
         for path, host in sorted(context.items()):
             if path == norm:
