@@ -1,0 +1,103 @@
+"""Web endpoint URLs: stable across serve reloads, redeploys and server restarts; printed by serve and
+deploy the way Modal prints them; returned by get_web_url(); gone (404) once their app stops."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.e2e.conftest import APPS, BerthServer, modal, run_cmd, start_server, stop_server
+from tests.e2e.webserve import Serve
+
+
+def _app_copy(tmp: Path, version: str) -> Path:
+    target = tmp / "web_small.py"
+    target.write_text((APPS / "web_small.py").read_text().replace('VERSION = "v1"', f'VERSION = "{version}"'))
+    return target
+
+
+def _get(url: str) -> requests.Response:
+    return requests.get(url, timeout=120)
+
+
+def _eventually(url: str, expected: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = _get(url)
+        if last.status_code == 200 and last.json() == expected:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{url} never answered {expected!r}; last: {last.status_code if last else None}")
+
+
+def test_serve_reloads_on_file_change_and_keeps_the_url(berth: BerthServer, tmp_path: Path) -> None:
+    path = _app_copy(tmp_path, "v1")
+    serve = Serve(berth, str(path), cwd=tmp_path)
+    try:
+        serve.wait_for("Serving...", timeout=180)
+        url = serve.urls["version"]
+        assert _get(url).json() == "v1"
+        mark = len(serve.lines)
+        _app_copy(tmp_path, "v2")
+        serve.wait_for("Created Function version", timeout=120, after=mark)
+        _eventually(url, "v2")
+        assert serve.urls["version"] == url
+    finally:
+        out = serve.stop()
+    # The reload retired the v1 container through TaskList + ContainerStop (the recreate strategy).
+    assert "Terminating running containers" in out, out
+    # The app stopped with serve: its URL now answers 404 instead of running code.
+    assert _get(url).status_code == 404
+
+
+def test_unknown_url_gets_404(berth: BerthServer) -> None:
+    http_url = berth.env["MODAL_SERVER_URL"].rsplit(":", 1)
+    main_http = f"{http_url[0]}:{int(http_url[1]) + 1}"
+    assert requests.get(main_http + "/no-such-endpoint", timeout=30).status_code == 404
+
+
+def test_deploy_prints_urls_and_redeploy_keeps_them(berth: BerthServer, tmp_path: Path) -> None:
+    first = modal(berth, "deploy", str(_app_copy(tmp_path, "d1")), timeout=180)
+    assert first.returncode == 0, first.output
+    urls = [w for w in first.output.split() if w.startswith("http://") and "/apps/" not in w]
+    assert len(urls) == 2, first.output
+    assert "-dev" not in first.output
+    version_url, label_url = urls
+    assert _get(version_url).json() == "d1"
+    assert _get(label_url).json() == "labelled d1"
+    code = "import modal; print(modal.Function.from_name('e2e-web-small', 'version').get_web_url())"
+    looked_up = run_cmd(berth, [sys.executable, "-c", code], timeout=120)
+    assert looked_up.returncode == 0, looked_up.output
+    assert looked_up.stdout.strip().splitlines()[-1] == version_url
+
+    second = modal(berth, "deploy", str(_app_copy(tmp_path, "d2")), timeout=180)
+    assert second.returncode == 0, second.output
+    assert [w for w in second.output.split() if w.startswith("http://") and "/apps/" not in w] == urls
+    _eventually(version_url, "d2")
+    stopped = modal(berth, "app", "stop", "--yes", "e2e-web-small", timeout=120)
+    assert stopped.returncode == 0, stopped.output
+    assert _get(version_url).status_code == 404
+
+
+def test_url_survives_a_server_restart(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")
+    try:
+        serve = Serve(server, str(_app_copy(tmp_path, "r1")), cwd=tmp_path)
+        serve.wait_for("Serving...", timeout=180)
+        url = serve.urls["labelled"]
+        assert _get(url).json() == "labelled r1"
+        serve.stop()
+        assert stop_server(server) == 0
+        server = start_server(tmp_path / "data")
+        serve = Serve(server, str(_app_copy(tmp_path, "r2")), cwd=tmp_path)
+        serve.wait_for("Serving...", timeout=180)
+        assert serve.urls["labelled"] == url
+        assert _get(url).json() == "labelled r2"
+        serve.stop()
+    finally:
+        if server.proc.poll() is None:
+            stop_server(server)
