@@ -76,6 +76,18 @@ class Settings:
         return f"http://{self.container_host}:{self.port}"
 
     @property
+    def api_socket(self) -> Path:
+        return self.data_dir / "run" / "api.sock"
+
+    @property
+    def container_api_url(self) -> str:
+        """Where task containers call the API. Process-runtime containers share the host, so they use a
+        unix socket: far cheaper per call than loopback TCP. Paths over the sun_path limit fall back to TCP."""
+        if self.runtime == "process" and len(str(self.api_socket)) < 100:
+            return f"unix://{self.api_socket}"
+        return self.container_server_url
+
+    @property
     def container_http_url(self) -> str:
         return f"http://{self.container_host}:{self.effective_http_port}"
 

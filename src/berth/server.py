@@ -70,10 +70,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await ensure_token(services)
     await recover(services)
     web_front_door = await start_front_door(services.web, settings.container_host)
-    grpc_server = Server([_Grpc(services)])
+    handlers = [_Grpc(services)]
+    grpc_server = Server(handlers)
     # Containers on an isolated network reach the server at container_host (the bridge address).
     extra_hosts = [settings.container_host] if settings.container_host not in (settings.host, "0.0.0.0", "::") else []
     await grpc_server.start([settings.host, *extra_hosts], settings.port)
+    socket_server = await _start_socket_server(handlers, settings)
     runner = web.AppRunner(_http_app(services), access_log=None)
     await runner.setup()
     for http_host in (settings.host, *extra_hosts):
@@ -101,12 +103,25 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await web_front_door.cleanup()
         await services.tasks.shutdown()
         await services.images.shutdown()
-        grpc_server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(grpc_server.wait_closed(), 3)
+        for server in (grpc_server, socket_server):
+            if server is not None:
+                server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 3)
         await runner.cleanup()
         await services.store.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
+
+
+async def _start_socket_server(handlers: list[_Grpc], settings: Settings) -> Server | None:
+    """The same API on a unix socket, for containers that share the host (see Settings.container_api_url)."""
+    if not settings.container_api_url.startswith("unix://"):
+        return None
+    settings.api_socket.parent.mkdir(parents=True, exist_ok=True)
+    settings.api_socket.unlink(missing_ok=True)
+    server = Server(handlers)
+    await server.start(path=str(settings.api_socket))
+    return server
 
 
 def _http_app(services: Services) -> web.Application:

@@ -153,7 +153,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
 
     images = build_images(settings, store, clock, blobs, objects, state)
     worker = LocalWorker(make_runtime(settings.runtime, settings, images), settings.task_dir, on_output, on_exit)
-    tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_server_url)
+    tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)
 

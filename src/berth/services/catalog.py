@@ -124,6 +124,7 @@ class Catalog:
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self._cache: dict[str, FunctionRecord] = {}
+        self._parsed: dict[str, api_pb2.Function] = {}
         self.definition_hooks: list[DefinitionHook] = []
 
     async def record(self, function_id: str) -> FunctionRecord:
@@ -135,13 +136,20 @@ class Catalog:
             self._cache[function_id] = rec
         return rec
 
+    def _remember(self, rec: FunctionRecord) -> None:
+        self._cache[rec.function_id] = rec
+        self._parsed.pop(rec.function_id, None)
+
     async def put(self, rec: FunctionRecord) -> None:
         await self._store.put_function(rec)
-        self._cache[rec.function_id] = rec
+        self._remember(rec)
 
     async def definition(self, function_id: str) -> api_pb2.Function:
-        rec = await self.record(function_id)
-        fn: api_pb2.Function = api_pb2.Function.FromString(rec.definition)
+        """The parsed definition, shared and cached: callers must not modify it."""
+        fn = self._parsed.get(function_id)
+        if fn is None:
+            fn = api_pb2.Function.FromString((await self.record(function_id)).definition)
+            self._parsed[function_id] = fn
         return fn
 
     async def precreate(self, req: api_pb2.FunctionPrecreateRequest) -> api_pb2.FunctionPrecreateResponse:
@@ -178,8 +186,7 @@ class Catalog:
             await hook(req.app_id, function_id, fn, True)
         tag = fn.function_name
         rec = FunctionRecord(function_id, req.app_id, tag, fn.SerializeToString())
-        await self._store.put_function(rec)
-        self._cache[function_id] = rec
+        await self.put(rec)
         data = function_data(fn)
         return api_pb2.FunctionCreateResponse(
             function_id=function_id, function=fn, handle_metadata=handle_metadata(fn, req.app_id), function_data=data
@@ -203,8 +210,7 @@ class Catalog:
                 req.serialized_params,
                 options,
             )
-            await self._store.put_function(rec)
-            self._cache[existing] = rec
+            await self.put(rec)
         return api_pb2.FunctionBindParamsResponse(
             bound_function_id=existing, handle_metadata=handle_metadata(fn, parent.app_id)
         )
