@@ -118,10 +118,11 @@ class CallService:
                     break
         if not outs:
             outs = await self._store.outputs_after(call.call_id, cursor, limit)
-        resp = api_pb2.FunctionGetOutputsResponse(
-            last_entry_id=f"{outs[-1].seq if outs else cursor}-0",
-            num_unfinished_inputs=await self._store.unfinished_count(call.call_id),
-        )
+        resp = api_pb2.FunctionGetOutputsResponse(last_entry_id=f"{outs[-1].seq if outs else cursor}-0")
+        if not outs:
+            # Clients read this only from an empty reply (no outputs and nothing unfinished: expired);
+            # counting on every poll of a large map would cost a scan of its inputs each time.
+            resp.num_unfinished_inputs = await self._store.unfinished_count(call.call_id)
         for o in outs:
             resp.outputs.add(
                 idx=o.idx,

@@ -34,6 +34,8 @@ def _input_state(row: Sequence[Any]) -> InputState:
 class SqliteStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        # A call's invocation type never changes; claims look it up for every input.
+        self._invocation_types: dict[str, int] = {}
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -231,11 +233,14 @@ class SqliteStore:
         ]
 
     def _call_invocation_types(self, call_ids: set[str]) -> dict[str, int]:
-        if not call_ids:
-            return {}
-        marks = ",".join("?" * len(call_ids))
-        rows = self._all(f"SELECT call_id, invocation_type FROM calls WHERE call_id IN ({marks})", list(call_ids))
-        return {r[0]: r[1] for r in rows}
+        missing = [c for c in call_ids if c not in self._invocation_types]
+        if missing:
+            marks = ",".join("?" * len(missing))
+            rows = self._all(f"SELECT call_id, invocation_type FROM calls WHERE call_id IN ({marks})", missing)
+            if len(self._invocation_types) > 10_000:
+                self._invocation_types.clear()
+            self._invocation_types.update({r[0]: r[1] for r in rows})
+        return {c: self._invocation_types.get(c, 0) for c in call_ids}
 
     async def get_input(self, input_id: str) -> InputState | None:
         row = self._one(f"SELECT {_INPUT_COLS} FROM inputs WHERE input_id=?", (input_id,))
