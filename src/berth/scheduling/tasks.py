@@ -125,6 +125,9 @@ class TaskManager:
             log.exception("could not start task %s", task_id)
             task.init_failure = failure(f"Could not start container: {exc}")
             await self._on_exit_task(task, -1)
+            # A container that cannot start (e.g. a mount its runtime refuses) fails what waits for it
+            # rather than being relaunched forever.
+            await self._inputs.fail_queued(function_id, task.init_failure)
             raise
         return task
 

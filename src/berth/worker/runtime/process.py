@@ -68,8 +68,12 @@ class ProcessRuntime:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f.source, dest)
             os.chmod(dest, f.mode & 0o7777 or 0o644)
-        for bind in spec.binds:
-            link_bind(workdir, bind)
+        try:
+            for bind in spec.binds:
+                link_bind(workdir, bind)
+        except ValueError:
+            await self.cleanup(spec, workdir)
+            raise
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
