@@ -115,6 +115,7 @@ class WebFrontDoor:
     async def _http(self, request: web.Request, call: WebCall) -> web.StreamResponse:
         pump = asyncio.create_task(self._pump_body(request, call))
         resp: web.StreamResponse | None = None
+        written = 0
         try:
             async for msg in call.messages():
                 if msg["type"] == "http.response.start" and resp is None:
@@ -126,6 +127,9 @@ class WebFrontDoor:
                     await resp.prepare(request)
                 elif msg["type"] == "http.response.body" and resp is not None:
                     if msg["body"]:
+                        written += len(msg["body"])
+                        # A client that has the declared length may hang up before the final message.
+                        call.responded = resp.content_length is not None and written >= resp.content_length
                         await resp.write(msg["body"])
                     if not msg["more_body"]:
                         await resp.write_eof()
