@@ -90,16 +90,22 @@ def test_schedule_simple_example(berth: BerthServer, tmp_path: Path) -> None:
     assert len(lines) >= 10, proc.stdout
 
 
-def test_streamlit_example(berth: BerthServer, tmp_path: Path) -> None:
-    # The process runtime runs containers on the server's own Python, so streamlit must be installed there.
-    pytest.importorskip("streamlit")
+@pytest.mark.parametrize("runtime", ["process", "crun"])
+def test_streamlit_example(runtime: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if runtime == "process":
+        # The process runtime runs containers on the server's own Python: streamlit must be installed there.
+        pytest.importorskip("streamlit")
+        berth: BerthServer = request.getfixturevalue("berth")
+    else:
+        # crun builds the example's image (streamlit from PyPI) and gives the container its own eth0.
+        berth = request.getfixturevalue("berth_oci")
     _example(tmp_path, "10_integrations/streamlit/app.py")
     path = "10_integrations/streamlit/serve_streamlit.py"
     _example(tmp_path, path)
     serve = Serve(berth, path, cwd=tmp_path)
     try:
-        serve.wait_for("Serving...", timeout=180)
-        resp = requests.get(serve.urls["run"], timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
+        resp = requests.get(serve.urls["run"], timeout=300)
         assert resp.status_code == 200
         assert "<title>Streamlit</title>" in resp.text
     finally:
