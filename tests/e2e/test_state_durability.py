@@ -30,7 +30,8 @@ READ = """
 import json, modal
 d = modal.Dict.from_name("dur-dict")
 q = modal.Queue.from_name("dur-queue")
-r = {"dict": [d["k"], repr(d[("t", 1)]), d.len()], "queue": [q.get_many(10, timeout=5), q.get(partition="p", timeout=5)]}
+r = {"dict": [d["k"], repr(d[("t", 1)]), d.len()]}
+r["queue"] = [q.get_many(10, timeout=5), q.get(partition="p", timeout=5)]
 for version in (1, 2):
     vol = modal.Volume.from_name(f"dur-vol-v{version}")
     r[f"v{version}"] = b"".join(vol.read_file("dir/file.bin")) == b"persisted" * 1000
