@@ -102,3 +102,13 @@ def test_server_keeps_serving_after_failed_builds(berth_oci: BerthServer) -> Non
     run = modal(berth_oci, "run", "images_sklearn.py", timeout=1200)
     assert run.returncode == 0, run.output
     assert float(_result(run.stdout, "coef=")) > 900
+
+
+def test_force_build_rebuilds_the_layer_every_run(berth_oci: BerthServer) -> None:
+    stamps = []
+    for _ in range(2):
+        run = modal(berth_oci, "run", "images_force.py", timeout=600)
+        assert run.returncode == 0, run.output
+        assert "cat /proc/sys/kernel/random/uuid" in run.output  # the step ran again, not from the cache
+        stamps.append(_result(run.stdout, "stamp="))
+    assert stamps[0] != stamps[1]

@@ -213,8 +213,9 @@ class OciRuntime:
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
-        for b in getattr(spec, "binds", []):  # volumes, when the spec carries them
-            binds.append(Bind(str(b.source), b.remote_path, readonly=getattr(b, "read_only", False)))
+        for b in spec.binds:  # volumes
+            b.host_path.mkdir(parents=True, exist_ok=True)
+            binds.append(Bind(str(b.host_path), b.container_path, readonly=b.read_only))
         return binds
 
     @staticmethod
