@@ -15,6 +15,7 @@ from tests.e2e.conftest import APPS, BerthServer, modal, python, run_cmd, start_
 
 _PERIOD = re.compile(r"period run at (\d+\.\d+)")
 _CRON = re.compile(r"cron run at (\d+\.\d+)")
+_SLOW = re.compile(r"slow run starts at (\d+\.\d+) in pid (\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,15 @@ def test_cron_with_timezone_fires_at_the_minute_and_shows_in_the_logs(ephemeral_
     assert 1 <= len(times) <= 2, ephemeral_run
     for t in times:
         assert t % 60 < 15, f"cron run at second {t % 60:.1f} of its minute"
+
+
+def test_overlapping_runs_each_start_on_their_tick(ephemeral_run: str) -> None:
+    # A 9 s run on a 4 s period: every tick still starts its run, in another container if need be.
+    starts = sorted((float(t), pid) for t, pid in _SLOW.findall(ephemeral_run))
+    assert 12 <= len(starts) <= 17, ephemeral_run
+    gaps = [b[0] - a[0] for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) > 2.0 and max(gaps) < 6.5, gaps
+    assert len({pid for _, pid in starts}) >= 2
 
 
 def test_schedules_stop_with_the_ephemeral_app(berth: BerthServer, ephemeral_run: str) -> None:

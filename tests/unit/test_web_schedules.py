@@ -125,7 +125,6 @@ async def test_each_tick_fires_once_across_a_restart(tmp_path: Path) -> None:
     trigger = await _trigger(store, clock)
     fn = api_pb2.Function(function_name="f", schedule=period(seconds=10))
     await trigger.register("ap-1", "fu-1", fn, True)
-    await trigger.register("ap-1", "fu-1", fn, True)  # a re-create with the same schedule keeps its grid
     clock.t = 1035.0
     await _drain(trigger)
     await store.close()
@@ -139,6 +138,23 @@ async def test_each_tick_fires_once_across_a_restart(tmp_path: Path) -> None:
     assert [t.tick_at for t in ticks] == [1010.0, 1020.0, 1030.0, 1040.0]
     assert {t.state for t in ticks} == {"fired"}
     assert _inputs_per_call(store) == [1, 1, 1, 1]
+    await store.close()
+
+
+async def test_a_redeploy_restarts_a_period_but_not_a_cron_grid(tmp_path: Path) -> None:
+    clock = _Clock(1000.0)
+    store = await SqliteStore.open(tmp_path / "db.sqlite")
+    trigger = await _trigger(store, clock)
+    web = WebStore(store.connection)
+    await trigger.register("ap-1", "fu-1", api_pb2.Function(schedule=period(seconds=10)), True)
+    await trigger.register("ap-1", "fu-2", api_pb2.Function(schedule=cron("*/5 * * * *")), True)
+    clock.t = 1004.0
+    await trigger.register("ap-1", "fu-1", api_pb2.Function(schedule=period(seconds=10)), True)
+    await trigger.register("ap-1", "fu-2", api_pb2.Function(schedule=cron("*/5 * * * *")), True)
+    assert web.schedule("fu-1").next_tick == 1014.0  # type: ignore[union-attr]
+    assert web.schedule("fu-2").next_tick == 1200.0  # type: ignore[union-attr]
+    await trigger.register("ap-1", "fu-2", api_pb2.Function(), True)  # the schedule was removed
+    assert web.schedule("fu-2") is None
     await store.close()
 
 

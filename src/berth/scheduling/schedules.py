@@ -4,7 +4,8 @@ Each tick is claimed in the schedules table before its input is created, under a
 (function, tick time), so a tick runs at most once; a claimed tick whose input was not yet created
 (the server died in between) is completed on restart, and ticks that fell due while the server was
 down fire when it comes back, so none is lost. Runs that overlap behave as on Modal: every tick starts
-its own input, and the autoscaler starts containers for them up to the function's limits."""
+its own input, and the autoscaler starts containers for them up to the function's limits. As on Modal,
+re-creating a function (a redeploy, a `modal serve` reload) restarts a Period from that moment."""
 
 from __future__ import annotations
 
@@ -138,8 +139,8 @@ class ScheduleTrigger:
         if not final:
             return
         existing = self._ws.schedule(function_id)
-        if existing is not None and existing.spec == spec:
-            return
+        if existing is not None and existing.spec == spec and fn.schedule.WhichOneof("schedule_oneof") == "cron":
+            return  # a cron grid is fixed by the clock; only a redeploy of a Period restarts it (as on Modal)
         now = self._clock.now()
         self._ws.put_schedule(ScheduleRow(function_id, app_id, spec, now, next_tick(fn.schedule, now, now)))
         self._notifier.notify(SCHEDULES_KEY)
@@ -147,23 +148,31 @@ class ScheduleTrigger:
     async def run(self) -> None:
         await self.recover()
         while True:
+            fired = 0
             try:
-                await self.tick()
+                fired = await self.tick()
             except Exception:
                 log.exception("schedule trigger failed")
+            if fired:
+                await asyncio.sleep(0)
+                continue
+            # Nothing fired: sleep until the next tick, or a while if a due one cannot fire yet (its app
+            # has not published its layout), so such a schedule is polled, not spun on.
             earliest = self._ws.earliest_tick()
-            wait = MAX_SLEEP_S if earliest is None else min(MAX_SLEEP_S, max(0.0, earliest - self._clock.now()))
+            now = self._clock.now()
+            wait = MAX_SLEEP_S if earliest is None or earliest <= now else min(MAX_SLEEP_S, earliest - now)
             with self._notifier.listen(SCHEDULES_KEY) as waiter:
                 await waiter.wait(wait)
-            await asyncio.sleep(0)
 
     async def recover(self) -> None:
         """Finish ticks that were claimed but whose input was not created before the server stopped."""
         for tick in self._ws.pending_ticks():
             await self._create_input(tick)
 
-    async def tick(self) -> None:
+    async def tick(self) -> int:
+        """Fire the oldest due tick of every due schedule; returns how many fired."""
         now = self._clock.now()
+        fired = 0
         for row in self._ws.due_schedules(now):
             if not await self._apps.is_running(row.app_id):
                 self._ws.delete_schedule(row.function_id)
@@ -171,17 +180,20 @@ class ScheduleTrigger:
             layout = await self._apps.layout(row.app_id)
             if row.function_id not in layout.function_ids.values():
                 continue  # not published yet (or no longer part of the app)
-            await self._fire(row, now)
+            fired += await self._fire(row, now)
+        return fired
 
-    async def _fire(self, row: ScheduleRow, now: float) -> None:
+    async def _fire(self, row: ScheduleRow, now: float) -> int:
         schedule = api_pb2.Schedule.FromString(row.spec)
         due = overdue_tick(schedule, row.anchor, row.next_tick, now)
         if due != row.next_tick:
             log.warning("schedule of %s: skipped ticks older than the last %d", row.function_id, MAX_CATCH_UP_TICKS)
         tick = TickRow(row.function_id, due, new_id("fc"), new_id("in"), "pending")
-        if self._ws.record_tick(tick, next_tick(schedule, row.anchor, due)):
-            log.info("schedule tick of %s at %s", row.function_id, datetime.fromtimestamp(due, UTC).isoformat())
-            await self._create_input(tick)
+        if not self._ws.record_tick(tick, next_tick(schedule, row.anchor, due)):
+            return 0
+        log.info("schedule tick of %s at %s", row.function_id, datetime.fromtimestamp(due, UTC).isoformat())
+        await self._create_input(tick)
+        return 1
 
     async def _create_input(self, tick: TickRow) -> None:
         if await self._store.get_call(tick.call_id) is None:

@@ -1,6 +1,7 @@
 """Scheduled functions: a short modal.Period and a modal.Cron with a timezone. Each run prints a line
 and records its start time in a Dict, so tests can count runs from the logs or from the Dict."""
 
+import os
 import sys
 import time
 
@@ -22,6 +23,12 @@ def every_minute() -> None:
     now = time.time()
     runs.put(f"cron-{now}", now)
     print(f"cron run at {now:.3f}")
+
+
+@app.function(schedule=modal.Period(seconds=4))
+def slow_every_4s() -> None:
+    print(f"slow run starts at {time.time():.3f} in pid {os.getpid()}", flush=True)
+    time.sleep(9)
 
 
 if __name__ == "__main__":
