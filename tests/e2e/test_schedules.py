@@ -93,6 +93,8 @@ def test_deployed_schedule_loses_and_doubles_no_tick_across_a_server_restart(tmp
         server = start_server(tmp_path / "data")
         time.sleep(10)
         ticks = _ticks(tmp_path / "data")
+        logs = modal(server, "app", "logs", "e2e-deployed-schedule", timeout=120)
+        assert logs.returncode == 0 and "deployed tick ran" in logs.output, logs.output
         stopped = modal(server, "app", "stop", "--yes", "e2e-deployed-schedule", timeout=120)
         assert stopped.returncode == 0, stopped.output
     finally:

@@ -11,3 +11,4 @@ runs = modal.Dict.from_name("e2e-deployed-schedule-runs", create_if_missing=True
 @app.function(schedule=modal.Period(seconds=2))
 def tick() -> None:
     runs.put(f"run-{time.time()}", time.time())
+    print("deployed tick ran", flush=True)
