@@ -33,6 +33,7 @@ check: install
 bench: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/runtimes.py
 
 coverage: install
 	$(BIN)/python scripts/rpc_coverage.py > docs/rpc-coverage.md

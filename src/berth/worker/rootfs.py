@@ -209,6 +209,9 @@ class RootfsCache:
         code = await run_logged(argv, on_log)
         if code != 0:
             raise FailedPrecondition(f"Could not install the modal client's dependencies for Python {series}")
+        if f"{sys.version_info.major}.{sys.version_info.minor}" == series:
+            # Containers mount these read-only and could not write bytecode: compile once here.
+            await run_logged([sys.executable, "-m", "compileall", "-q", str(pkg), str(deps)], on_log)
         (top / "ready").write_text("ok\n")
 
 
