@@ -96,6 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument(
         "--runtime",
         default="process",
+        choices=["process", "crun", "runc", "runsc"],
         help="container runtime: process (developer option, NO isolation); crun, runc, runsc (isolated OCI)",
     )
     up.add_argument("-v", "--verbose", action="store_true")

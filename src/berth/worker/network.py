@@ -23,7 +23,7 @@ NETNS_DIR = Path("/var/run/netns")
 _LEASES = Path("/run/berth/net")
 
 
-class NetworkError(RuntimeError):
+class NetworkError(OSError):
     pass
 
 

@@ -37,7 +37,7 @@ _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_
 ImageResolver = Callable[[str], ImageManifest]
 
 
-class RuntimeUnavailable(RuntimeError):
+class RuntimeUnavailable(OSError):
     pass
 
 
