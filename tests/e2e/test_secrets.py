@@ -63,6 +63,8 @@ def test_modal_secret_cli_creates_lists_refuses_duplicates_overwrites_and_delete
     assert modal(berth, "secret", "create", name, "TOKEN=other", "NEW=1", "--force").returncode == 0
     deleted = modal(berth, "secret", "delete", name, "--yes")
     assert deleted.returncode == 0, deleted.output
+    missing = modal(berth, "secret", "delete", name, "--yes")
+    assert missing.returncode != 0 and f"Secret '{name}' not found" in missing.output
     assert name not in [row["name"] for row in json.loads(modal(berth, "secret", "list", "--json").stdout)]
 
 

@@ -29,6 +29,9 @@ from berth.worker.spec import BindMount
 
 BLOCK_SIZE = 8 * 1024 * 1024
 URL_TTL_S = 3600
+# Uploaded blocks are kept for dedupe while an upload may still refer to them, then collected.
+BLOCK_KEEP_S = 2 * URL_TTL_S
+BLOCK_GC_EVERY_S = 600.0
 LIST_BATCH = 100
 V1 = api_pb2.VOLUME_FS_VERSION_V1
 V2 = api_pb2.VOLUME_FS_VERSION_V2
@@ -62,6 +65,7 @@ class VolumeService:
         self._inline_limit = inline_limit
         # Signs block URLs; URLs handed out before a restart stop working, and clients ask again.
         self._url_key = secrets.token_bytes(32)
+        self._last_block_gc = 0.0
         self.objects = NamedObjects(store, clock, "volume", "Volume", "vo")
         self.objects.on_delete = self._remove_files
 
@@ -182,7 +186,10 @@ class VolumeService:
             for bi, block in enumerate(f.blocks):
                 if len(block.contents_sha256) != 32:
                     raise InvalidArgument(f"{f.path}: block {bi} has no valid sha256")
-                if not self.block_path(block.contents_sha256.hex()).exists():
+                path = self.block_path(block.contents_sha256.hex())
+                if path.exists():
+                    path.touch()  # in use again: keep it until this upload is done
+                else:
                     put_url = self._put_url(base_url, block.contents_sha256.hex())
                     missing.append(
                         api_pb2.VolumePutFiles2Response.MissingBlock(file_index=fi, block_index=bi, put_url=put_url)
@@ -195,7 +202,22 @@ class VolumeService:
             if target.stat().st_size != f.size:
                 target.unlink()
                 raise InvalidArgument(f"{f.path}: blocks add up to a size other than the declared {f.size} bytes")
+        await self._collect_blocks()
         return api_pb2.VolumePutFiles2Response()
+
+    async def _collect_blocks(self) -> None:
+        """Removes uploaded blocks nobody touched for BLOCK_KEEP_S: their files were assembled long ago."""
+        now = time.time()
+        if now - self._last_block_gc < BLOCK_GC_EVERY_S:
+            return
+        self._last_block_gc = now
+
+        def collect() -> None:
+            for entry in os.scandir(self._blocks):
+                if entry.stat().st_mtime < now - BLOCK_KEEP_S:
+                    Path(entry.path).unlink(missing_ok=True)
+
+        await asyncio.to_thread(collect)
 
     async def remove(self, volume_id: str, path: str, recursive: bool) -> None:
         vol = await self._dir(volume_id)
