@@ -230,3 +230,11 @@ def test_missing_volume_raises_not_found_unless_create_if_missing(berth: BerthSe
     )
     assert "NotFoundError: Volume 'e2e-vol-never-created' not found" in out
     assert out.strip().endswith("[]")
+
+
+def test_isolated_runtime_mounts_volumes_anywhere_and_enforces_read_only(berth_oci: BerthServer) -> None:
+    run = modal(berth_oci, "run", "vol_mounts_oci.py", timeout=900)
+    assert run.returncode == 0, run.output
+    assert "read-only={'read': 'written at /data', 'write': 'refused: Read-only file system'}" in run.stdout
+    assert "local-read=written at /data" in run.stdout
+    assert "intruder-listed=False" in run.stdout
