@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth.worker import network
+from modal_proto import api_pb2
+
+from berth.worker import gpu, network
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
@@ -53,6 +55,30 @@ def nofile_limit() -> int:
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int  # hard limit; 0 = none
+    cpu: float  # cores of CPU quota; 0 = none
+    gpu: tuple[str, int] | None
+
+
+def task_limits(spec: TaskSpec) -> Limits:
+    """memory=(request, limit) and cpu=(request, limit) enforce the limit; a single value is both."""
+    args = api_pb2.ContainerArguments.FromString(spec.container_arguments)
+    res = args.function_def.resources
+    gpu_config = res.gpu_config
+    return Limits(
+        memory_mb=res.memory_mb_max or spec.memory_mb,
+        cpu=(res.milli_cpu_max / 1000) if res.milli_cpu_max else spec.cpu,
+        gpu=gpu.requested(gpu_config.gpu_type, gpu_config.count),
+    )
+
+
+def device_entry(path: str) -> dict[str, object]:
+    rdev = os.stat(path).st_rdev
+    return {"path": path, "major": os.major(rdev), "minor": os.minor(rdev)}
+
+
 @dataclass
 class Sandbox:
     """The host-side pieces of one container, torn down together."""
@@ -60,6 +86,7 @@ class Sandbox:
     container_id: str
     bundle: Path
     cgroup: ContainerCgroup
+    limits: Limits
     net: network.ContainerNet | None = None
     mounted: list[Path] = field(default_factory=list)
 
@@ -137,6 +164,8 @@ class OciRuntime:
         self._sandboxes: dict[str, Sandbox] = {}
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[None]] = set()
+        self._gpus = gpu.detect()
+        self._gpus_in_use: dict[str, list[gpu.Gpu]] = {}
         network.ensure_bridge()
 
     def _command(self, *args: str) -> list[str]:
@@ -145,22 +174,25 @@ class OciRuntime:
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
         image = self._images(spec.image_id)
         cid = f"berth-{spec.task_id}"
-        sandbox = Sandbox(cid, workdir / "bundle", ContainerCgroup(cid))
+        sandbox = Sandbox(cid, workdir / "bundle", ContainerCgroup(cid), task_limits(spec))
+        gpus = self._take_gpus(spec.task_id, sandbox.limits.gpu)
         self._sandboxes[spec.task_id] = sandbox
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
+            binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
             config = ContainerConfig(
                 args=[*self._init(binds), "python", "-m", "modal._container_entrypoint"],
-                env=self._env(spec, env, image),
+                env={**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})},
                 rootfs=str(workdir / "merged"),
                 cwd=image.workdir or "/root",
                 hostname=spec.task_id,
                 netns_path=sandbox.net.netns_path if sandbox.net else None,
                 cgroups_path=sandbox.cgroup.container_path,
-                cpu=spec.cpu,
+                cpu=sandbox.limits.cpu,
                 pids_limit=PIDS_LIMIT,
                 nofile=nofile_limit(),
                 binds=binds,
+                devices=[device_entry(d) for d in gpu.container_devices(gpus)] if gpus else [],
             )
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
             proc = await asyncio.create_subprocess_exec(
@@ -171,6 +203,8 @@ class OciRuntime:
                 start_new_session=True,
             )
         except BaseException:
+            self._gpus_in_use.pop(spec.task_id, None)
+            self._sandboxes.pop(spec.task_id, None)
             await self._teardown(sandbox)
             raise
 
@@ -179,7 +213,7 @@ class OciRuntime:
                 self.oom_killed.add(spec.task_id)
                 return (
                     f"\nberth: container {spec.task_id} was OOM-killed: it exceeded its memory limit of "
-                    f"{spec.memory_mb} MiB\n"
+                    f"{sandbox.limits.memory_mb} MiB\n"
                 )
             return None
 
@@ -208,7 +242,7 @@ class OciRuntime:
         write_hosts(merged, spec.task_id)
         await asyncio.to_thread(self._place_files, spec, merged)
         pkg, deps = await self._rootfs.ensure_client(image.python_series or "3.11", lambda line: log.info("%s", line))
-        sandbox.cgroup.create(spec.memory_mb)
+        sandbox.cgroup.create(sandbox.limits.memory_mb)
         sandbox.net = await network.setup(spec.task_id)
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
@@ -258,7 +292,16 @@ class OciRuntime:
         env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         return env
 
+    def _take_gpus(self, task_id: str, request: tuple[str, int] | None) -> list[gpu.Gpu]:
+        if request is None:
+            return []
+        busy = {g.uuid for held in self._gpus_in_use.values() for g in held}
+        taken = gpu.assign(request[0], request[1], [g for g in self._gpus if g.uuid not in busy])
+        self._gpus_in_use[task_id] = taken
+        return taken
+
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
+        self._gpus_in_use.pop(spec.task_id, None)
         sandbox = self._sandboxes.pop(spec.task_id, None)
         if sandbox is not None:
             await self._teardown(sandbox)
