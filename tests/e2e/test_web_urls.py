@@ -46,6 +46,12 @@ def test_serve_reloads_on_file_change_and_keeps_the_url(berth: BerthServer, tmp_
         serve.wait_for("Created Function version", timeout=120, after=mark)
         _eventually(url, "v2")
         assert serve.urls["version"] == url
+        # A reload that drops an endpoint leaves its URL answering 404.
+        label_url = serve.urls["labelled"]
+        text = _app_copy(tmp_path, "v3").read_text()
+        path.write_text(text[: text.index("@app.function()\n@modal.fastapi_endpoint(label=")])
+        _eventually(url, "v3")
+        assert _get(label_url).status_code == 404
     finally:
         out = serve.stop()
     # The reload retired the v1 container through TaskList + ContainerStop (the recreate strategy).

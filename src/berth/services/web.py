@@ -234,6 +234,9 @@ class WebService:
         ep = self.web_store.endpoint_by_port(port)
         if ep is None or not await self.apps.is_running(ep.app_id):
             raise NotFound("No running app serves this web endpoint")
+        layout = await self.apps.layout(ep.app_id)
+        if layout.function_ids and ep.function_id not in layout.function_ids.values():
+            raise NotFound("This web endpoint is no longer part of its app")
         return ep
 
     def authorized(self, key: str | None, secret: str | None) -> bool:
