@@ -3,10 +3,12 @@ served on the host through an ephemeral Dict and Queue shared by spawned contain
 local mirror at a pinned commit into a scratch directory, never copied into this repository.
 
 The example's image installs beautifulsoup4. The process runtime runs containers on the server's own Python
-and installs no image packages, so the test skips unless that Python has bs4; with it, it must pass."""
+and installs no image packages, so that variant skips unless that Python has bs4. On crun the image is built
+with its packages, and the containers reach the host's site at 172.21.0.1, the host end of their network."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, modal
+from tests.e2e.conftest import BerthServer, Run, modal
 
 GIT_DIR = Path(os.environ.get("BERTH_EXAMPLES_GIT_DIR", "/work/.mirror/flower0wine+modal-examples/repo"))
 COMMIT = "537ff5d"
@@ -34,35 +36,48 @@ SITE = {
 }
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serve_site(tmp_path: Path, bind: str) -> Iterator[int]:
     root = tmp_path / "site"
     for name, body in SITE.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(f"<html><body>{body}</body></html>")
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer((bind, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
 
 
-def test_dicts_and_queues_example_crawls_every_page_of_a_static_site(
-    berth: BerthServer, site: str, tmp_path: Path
-) -> None:
+def run_example(server: BerthServer, url: str, tmp_path: Path) -> Run:
     if not GIT_DIR.exists():
         pytest.skip(f"no modal-examples mirror at {GIT_DIR}")
-    if importlib.util.find_spec("bs4") is None:
-        pytest.skip("the process runtime installs no image packages and the server's Python lacks beautifulsoup4")
     source = subprocess.run(["git", "--git-dir", str(GIT_DIR), "show", f"{COMMIT}:{EXAMPLE}"], capture_output=True)
     assert source.returncode == 0, source.stderr
     example = tmp_path / "dicts_and_queues.py"
     example.write_bytes(source.stdout)
-    run = modal(berth, "run", str(example), "--starting-url", site, timeout=300)
+    return modal(server, "run", str(example), "--starting-url", url, timeout=900)
+
+
+def test_dicts_and_queues_example_crawls_a_site_on_the_host_on_the_process_runtime(
+    berth: BerthServer, tmp_path: Path
+) -> None:
+    if importlib.util.find_spec("bs4") is None:
+        pytest.skip("the process runtime installs no image packages and the server's Python lacks beautifulsoup4")
+    with serve_site(tmp_path, "127.0.0.1") as port:
+        run = run_example(berth, f"http://127.0.0.1:{port}/", tmp_path)
+    assert run.returncode == 0, run.output
+    assert "Crawled 6 URLs" in run.output
+    assert "Failed to crawl" not in run.output
+
+
+def test_dicts_and_queues_example_crawls_a_site_on_the_host_on_crun(berth_oci: BerthServer, tmp_path: Path) -> None:
+    with serve_site(tmp_path, "0.0.0.0") as port:
+        run = run_example(berth_oci, f"http://172.21.0.1:{port}/", tmp_path)
     assert run.returncode == 0, run.output
     assert "Crawled 6 URLs" in run.output
     assert "Failed to crawl" not in run.output
