@@ -107,3 +107,20 @@ def test_url_survives_a_server_restart(tmp_path: Path) -> None:
     finally:
         if server.proc.poll() is None:
             stop_server(server)
+
+
+def test_server_stops_promptly_while_a_client_streams(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")
+    serve = Serve(server, "web_app.py")
+    try:
+        serve.wait_for("Serving...", timeout=180)
+        with requests.get(serve.urls["api"] + "/endless", params={"tag": "shutdown"}, stream=True, timeout=120) as r:
+            assert next(r.iter_lines()).startswith(b"tick")
+            started = time.monotonic()
+            assert stop_server(server) == 0
+            # A bound only against hanging: open streams must not hold the server for a minute.
+            assert time.monotonic() - started < 30
+    finally:
+        serve.stop()
+        if server.proc.poll() is None:
+            stop_server(server)

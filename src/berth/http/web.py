@@ -56,7 +56,7 @@ class WebFrontDoor:
         self._host = host
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         self._sites: dict[int, web.BaseSite] = {}
         self._background: set[asyncio.Task[None]] = set()
 
