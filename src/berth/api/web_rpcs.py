@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 
-from google.protobuf import empty_pb2
 from modal_proto import api_pb2
 
 from berth.api.caller import Caller
@@ -34,14 +33,14 @@ class WebRpcs:
             )
         return resp
 
-    async def ContainerStop(self, req: api_pb2.ContainerStopRequest, caller: Caller) -> empty_pb2.Empty:
+    async def ContainerStop(self, req: api_pb2.ContainerStopRequest, caller: Caller) -> api_pb2.ContainerStopResponse:
         task = self.s.tasks.tasks.get(req.task_id)
         if task is None:
             if await self.s.store.get_task(req.task_id) is None:
                 raise NotFound(f"Container {req.task_id} not found")
-            return empty_pb2.Empty()  # already stopped
+            return api_pb2.ContainerStopResponse()  # already stopped
         busy = task.inflight > 0
         self.s.tasks.drain(task, "stopped by request")
         if busy and not req.graceful:
             self.s.worker.signal(task.task_id, signal.SIGTERM)
-        return empty_pb2.Empty()
+        return api_pb2.ContainerStopResponse()
