@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import uuid
 
-from tests.e2e.conftest import BerthServer, modal, python
+from tests.e2e.conftest import BIN, BerthServer, modal, python
 
 
 def sdk(berth: BerthServer, code: str) -> str:
@@ -123,3 +124,43 @@ def test_modal_dict_cli_creates_lists_shows_clears_and_deletes(berth: BerthServe
     assert modal(berth, "dict", "delete", name, "--yes").returncode == 0
     gone = modal(berth, "dict", "get", name, "color")
     assert gone.returncode != 0 and "not found" in gone.output
+
+
+def test_named_dicts_live_in_their_environment_and_scoped_tokens_stay_in_theirs(berth: BerthServer) -> None:
+    env_name = f"dicts-{uuid.uuid4().hex[:6]}"
+    assert modal(berth, "environment", "create", env_name).returncode == 0
+    made = subprocess.run(
+        [str(BIN / "berth"), "token", "create", "--env", env_name, "--data-dir", str(berth.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    pairs = dict(line.split("=", 1) for line in made.stdout.split())
+    scoped = {"MODAL_TOKEN_ID": pairs["token_id"], "MODAL_TOKEN_SECRET": pairs["token_secret"]}
+    out = sdk(
+        berth,
+        f"""
+        import modal
+        modal.Dict.from_name("twin-dict", create_if_missing=True)["where"] = "main"
+        modal.Dict.from_name("twin-dict", environment_name={env_name!r}, create_if_missing=True)["where"] = "other"
+        print("main sees", modal.Dict.from_name("twin-dict")["where"])
+        print("other sees", modal.Dict.from_name("twin-dict", environment_name={env_name!r})["where"])
+        try:
+            modal.Dict.from_name("twin-dict", environment_name="no-such-env").len()
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """,
+    )
+    assert "main sees main" in out and "other sees other" in out
+    assert "NotFoundError Environment 'no-such-env' not found" in out
+    code = "import modal; print(modal.Dict.from_name('twin-dict', environment_name='main').len())"
+    refused = python(berth, "-c", code, env=scoped)
+    assert refused.returncode != 0 and f"may only act in environment '{env_name}'" in refused.output
+    inside = python(
+        berth,
+        "-c",
+        "import modal; print(modal.Dict.from_name('twin-dict')['where'])",
+        env={**scoped, "MODAL_ENVIRONMENT": env_name},
+    )
+    assert inside.returncode == 0 and inside.stdout.strip() == "other", inside.output

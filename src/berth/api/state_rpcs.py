@@ -4,6 +4,7 @@ calls one service and encodes."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from google.protobuf import empty_pb2
 from modal_proto import api_pb2
@@ -14,12 +15,20 @@ from berth.wiring import Services
 EMPTY = empty_pb2.Empty()
 
 
+async def scope(s: Services, req: Any, caller: Caller) -> None:
+    """Names resolve in the request's environment, which must exist and which the caller's token may use."""
+    req.environment_name = await s.accounts.require_environment(
+        s.accounts.scope(req.environment_name, caller.environment)
+    )
+
+
 class SecretRpcs:
     s: Services
 
     async def SecretGetOrCreate(
         self, req: api_pb2.SecretGetOrCreateRequest, caller: Caller
     ) -> api_pb2.SecretGetOrCreateResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.secrets.get_or_create(req)
 
     async def SecretGetInfo(self, req: api_pb2.SecretGetInfoRequest, caller: Caller) -> api_pb2.SecretGetInfoResponse:
@@ -30,6 +39,7 @@ class SecretRpcs:
         return EMPTY
 
     async def SecretList(self, req: api_pb2.SecretListRequest, caller: Caller) -> api_pb2.SecretListResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.secrets.list_secrets(req)
 
     async def SecretDelete(self, req: api_pb2.SecretDeleteRequest, caller: Caller) -> empty_pb2.Empty:
@@ -43,6 +53,7 @@ class DictRpcs:
     async def DictGetOrCreate(
         self, req: api_pb2.DictGetOrCreateRequest, caller: Caller
     ) -> api_pb2.DictGetOrCreateResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.dicts.get_or_create(req)
 
     async def DictGetById(self, req: api_pb2.DictGetByIdRequest, caller: Caller) -> api_pb2.DictGetByIdResponse:
@@ -53,6 +64,7 @@ class DictRpcs:
         return EMPTY
 
     async def DictList(self, req: api_pb2.DictListRequest, caller: Caller) -> api_pb2.DictListResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.dicts.list_dicts(req)
 
     async def DictDelete(self, req: api_pb2.DictDeleteRequest, caller: Caller) -> empty_pb2.Empty:
@@ -91,6 +103,7 @@ class QueueRpcs:
     async def QueueGetOrCreate(
         self, req: api_pb2.QueueGetOrCreateRequest, caller: Caller
     ) -> api_pb2.QueueGetOrCreateResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.queues.get_or_create(req)
 
     async def QueueGetById(self, req: api_pb2.QueueGetByIdRequest, caller: Caller) -> api_pb2.QueueGetByIdResponse:
@@ -101,6 +114,7 @@ class QueueRpcs:
         return EMPTY
 
     async def QueueList(self, req: api_pb2.QueueListRequest, caller: Caller) -> api_pb2.QueueListResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.queues.list_queues(req)
 
     async def QueueDelete(self, req: api_pb2.QueueDeleteRequest, caller: Caller) -> empty_pb2.Empty:
@@ -137,6 +151,7 @@ class VolumeRpcs:
     async def VolumeGetOrCreate(
         self, req: api_pb2.VolumeGetOrCreateRequest, caller: Caller
     ) -> api_pb2.VolumeGetOrCreateResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.volumes.get_or_create(req)
 
     async def VolumeGetById(self, req: api_pb2.VolumeGetByIdRequest, caller: Caller) -> api_pb2.VolumeGetByIdResponse:
@@ -147,6 +162,7 @@ class VolumeRpcs:
         return EMPTY
 
     async def VolumeList(self, req: api_pb2.VolumeListRequest, caller: Caller) -> api_pb2.VolumeListResponse:
+        await scope(self.s, req, caller)
         return await self.s.state.volumes.list_volumes(req)
 
     async def VolumeDelete(self, req: api_pb2.VolumeDeleteRequest, caller: Caller) -> empty_pb2.Empty:
