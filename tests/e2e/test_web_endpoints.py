@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 import requests
 
-from tests.e2e.conftest import BIN, BerthServer
+from tests.e2e.conftest import BIN, BerthServer, modal
 from tests.e2e.webserve import Serve
 
 ENDPOINTS = ("hello", "greet", "echo_json", "labelled", "fetch", "boom", "guarded", "pid", "api", "flask_app")
@@ -184,6 +185,16 @@ def test_endpoint_scales_up_from_zero_and_down_after_its_window(served: Serve) -
     assert requests.get(served.urls["pid"], timeout=120).json() == first
     time.sleep(15)  # scaledown_window=2, then the idle container drains and exits
     assert requests.get(served.urls["pid"], timeout=120).json() != first
+
+
+def test_modal_container_list_shows_the_containers_serving_the_app(berth: BerthServer, served: Serve) -> None:
+    requests.get(served.urls["Greeter.web"], timeout=120).raise_for_status()
+    app_id = re.search(r"/apps/(ap-\w+)", served.output).group(1)  # type: ignore[union-attr]
+    listed = modal(berth, "container", "list", "--app-id", app_id, "--json", timeout=120)
+    assert listed.returncode == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert rows and {row["app_id"] for row in rows} == {app_id}
+    assert all(row["container_id"].startswith("ta-") for row in rows)
 
 
 def test_served_urls_print_as_json_clean(served: Serve) -> None:
