@@ -90,7 +90,9 @@ def stop_server(server: BerthServer) -> int:
 
 @pytest.fixture(scope="session")
 def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    server = start_server(tmp_path_factory.mktemp("berth") / "data")
+    # BERTH_E2E_RUNTIME=crun runs the whole suite on isolated containers (default: the process runtime).
+    runtime = os.environ.get("BERTH_E2E_RUNTIME", "process")
+    server = start_server(tmp_path_factory.mktemp("berth") / "data", extra_args=["--runtime", runtime])
     yield server
     stop_server(server)
 
