@@ -35,7 +35,7 @@ if [ -r "$unified/cgroup.controllers" ]; then
 fi
 
 # Containers reach the internet through NAT on the host.
-sysctl -q -w net.ipv4.ip_forward=1 >/dev/null
+echo 1 > /proc/sys/net/ipv4/ip_forward
 modprobe overlay 2>/dev/null || true
 modprobe br_netfilter 2>/dev/null || true
 echo "setup-host: ok"
