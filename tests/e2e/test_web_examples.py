@@ -34,8 +34,10 @@ def _example(root: Path, path: str) -> Path:
 
 
 @pytest.fixture
-def served(berth: BerthServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
-    path = request.param
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
+    """`modal serve` of an example: param is its path, or (path, "crun") for isolated containers."""
+    path, runtime = request.param if isinstance(request.param, tuple) else (request.param, "process")
+    berth: BerthServer = request.getfixturevalue("berth" if runtime == "process" else "berth_oci")
     _example(tmp_path, path)
     serve = Serve(berth, path, cwd=tmp_path)
     try:
@@ -45,7 +47,9 @@ def served(berth: BerthServer, tmp_path: Path, request: pytest.FixtureRequest) -
         serve.stop()
 
 
-@pytest.mark.parametrize("served", ["07_web_endpoints/basic_web.py"], indirect=True)
+@pytest.mark.parametrize(
+    "served", ["07_web_endpoints/basic_web.py", ("07_web_endpoints/basic_web.py", "crun")], indirect=True
+)
 def test_basic_web_example(served: Serve) -> None:
     urls = served.urls
     assert requests.get(urls["hello"], timeout=120).json() == "Hello world!"
