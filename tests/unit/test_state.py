@@ -14,6 +14,8 @@ import pytest
 from modal_proto import api_pb2
 
 from berth.errors import InvalidArgument, NotFound
+from berth.services.notify import Notifier
+from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
 from berth.services.state_objects import EPHEMERAL_TTL_S, NamedObjects
 from berth.services.volume_fs import VolumeDir, relative
@@ -102,13 +104,37 @@ def test_process_runtime_refuses_mounts_outside_root(tmp_path: Path) -> None:
 
 
 async def test_a_full_partition_takes_no_part_of_a_put(store: SqliteStateStore) -> None:
-    assert await store.queue_push("qu-1", b"", [b"1", b"2"], 0.0, max_items=3)
-    assert not await store.queue_push("qu-1", b"", [b"3", b"4"], 0.0, max_items=3)
-    assert await store.queue_push("qu-1", b"p", [b"x"], 0.0, max_items=3)
+    assert await store.queue_push("qu-1", b"", [b"1", b"2"], 0.0, max_items=3, ttl_s=60)
+    assert not await store.queue_push("qu-1", b"", [b"3", b"4"], 0.0, max_items=3, ttl_s=60)
+    assert await store.queue_push("qu-1", b"p", [b"x"], 0.0, max_items=3, ttl_s=60)
     assert await store.queue_len("qu-1", b"") == 2
     assert await store.queue_pop("qu-1", b"", 10) == [b"1", b"2"]
     assert await store.queue_pop("qu-1", b"", 10) == []
     assert await store.queue_stats("qu-1") == (1, 1)
+
+
+async def test_a_partition_is_cleared_its_ttl_after_the_last_put(store: SqliteStateStore) -> None:
+    clock = FakeClock()
+    queues = QueueService(store, Notifier(), clock)
+    created = await queues.get_or_create(
+        api_pb2.QueueGetOrCreateRequest(object_creation_type=api_pb2.OBJECT_CREATION_TYPE_EPHEMERAL)
+    )
+    qid = created.queue_id
+    await queues.put(
+        api_pb2.QueuePutRequest(queue_id=qid, values=[b"short"], partition_key=b"s", partition_ttl_seconds=10)
+    )
+    await queues.put(api_pb2.QueuePutRequest(queue_id=qid, values=[b"default"]))
+    clock.t += 9
+    await queues.put(
+        api_pb2.QueuePutRequest(queue_id=qid, values=[b"again"], partition_key=b"s", partition_ttl_seconds=10)
+    )
+    clock.t += 9  # 18 s after the first put, 9 s after the last one
+    assert await queues.length(api_pb2.QueueLenRequest(queue_id=qid, partition_key=b"s")) == 2
+    clock.t += 2
+    assert await queues.length(api_pb2.QueueLenRequest(queue_id=qid, partition_key=b"s")) == 0
+    assert await queues.length(api_pb2.QueueLenRequest(queue_id=qid, total=True)) == 1
+    clock.t += 24 * 3600
+    assert await queues.get(api_pb2.QueueGetRequest(queue_id=qid, n_values=5)) == []
 
 
 async def test_skip_if_exists_writes_nothing_when_a_key_exists(store: SqliteStateStore) -> None:

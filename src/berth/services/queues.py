@@ -16,6 +16,9 @@ from berth.store.sqlite.state import SqliteStateStore, StateObject
 MAX_ITEM_BYTES = 1024 * 1024
 MAX_PARTITION_ITEMS = 5000
 MAX_PARTITION_KEY_BYTES = 64
+# A partition is cleared this long after its last put, unless the put asks for less (or more, up to a week).
+DEFAULT_PARTITION_TTL_S = 24 * 3600
+MAX_PARTITION_TTL_S = 7 * 24 * 3600
 # A get long-polls at most this long; the client loops for longer timeouts.
 MAX_POLL_S = 55.0
 NEXT_ITEMS_BATCH = 100
@@ -42,6 +45,11 @@ class QueueService:
         self._clock = clock
         self.objects = NamedObjects(store, clock, "queue", "Queue", "qu")
 
+    async def _live(self, queue_id: str) -> None:
+        """The queue exists; its expired partitions are cleared before anyone looks at it."""
+        await self.objects.require(queue_id)
+        await self._store.queue_expire(queue_id, self._clock.now())
+
     async def get_or_create(self, req: api_pb2.QueueGetOrCreateRequest) -> api_pb2.QueueGetOrCreateResponse:
         obj, _ = await self.objects.resolve(req.deployment_name, req.environment_name, req.object_creation_type)
         return api_pb2.QueueGetOrCreateResponse(queue_id=obj.object_id, metadata=_metadata(obj))
@@ -53,6 +61,7 @@ class QueueService:
     async def list_queues(self, req: api_pb2.QueueListRequest) -> api_pb2.QueueListResponse:
         infos = []
         for o in await self.objects.named(req.environment_name, req.pagination):
+            await self._store.queue_expire(o.object_id, self._clock.now())
             partitions, total = await self._store.queue_stats(o.object_id)
             if req.total_size_limit:
                 total = min(total, req.total_size_limit)
@@ -69,7 +78,7 @@ class QueueService:
         return api_pb2.QueueListResponse(queues=infos, environment_name=req.environment_name)
 
     async def put(self, req: api_pb2.QueuePutRequest) -> None:
-        await self.objects.require(req.queue_id)
+        await self._live(req.queue_id)
         partition = _check_partition(req.partition_key)
         values = list(req.values)
         for v in values:
@@ -77,7 +86,9 @@ class QueueService:
                 raise InvalidArgument(f"Queue item of {len(v)} bytes exceeds the limit of {MAX_ITEM_BYTES} bytes")
         if len(values) > MAX_PARTITION_ITEMS:
             raise InvalidArgument(f"Cannot put {len(values)} items at once; a partition holds {MAX_PARTITION_ITEMS}")
-        if not await self._store.queue_push(req.queue_id, partition, values, self._clock.now(), MAX_PARTITION_ITEMS):
+        ttl = min(req.partition_ttl_seconds or DEFAULT_PARTITION_TTL_S, MAX_PARTITION_TTL_S)
+        now = self._clock.now()
+        if not await self._store.queue_push(req.queue_id, partition, values, now, MAX_PARTITION_ITEMS, ttl):
             raise ResourceExhausted(f"Queue {req.queue_id} is full (at most {MAX_PARTITION_ITEMS} items per partition)")
         self._notifier.notify(queue_key(req.queue_id, partition))
 
@@ -86,7 +97,7 @@ class QueueService:
         n = max(1, req.n_values)
         deadline = self._clock.monotonic() + min(max(req.timeout, 0.0), MAX_POLL_S)
         while True:
-            await self.objects.require(req.queue_id)
+            await self._live(req.queue_id)
             with self._notifier.listen(queue_key(req.queue_id, partition)) as waiter:
                 values = await self._store.queue_pop(req.queue_id, partition, n)
                 remaining = deadline - self._clock.monotonic()
@@ -102,7 +113,7 @@ class QueueService:
             raise InvalidArgument(f"Invalid last_entry_id {req.last_entry_id!r}") from exc
         deadline = self._clock.monotonic() + min(max(req.item_poll_timeout, 0.0), MAX_POLL_S)
         while True:
-            await self.objects.require(req.queue_id)
+            await self._live(req.queue_id)
             with self._notifier.listen(queue_key(req.queue_id, partition)) as waiter:
                 rows = await self._store.queue_items_after(req.queue_id, partition, after, NEXT_ITEMS_BATCH)
                 remaining = deadline - self._clock.monotonic()
@@ -111,7 +122,7 @@ class QueueService:
                 await waiter.wait(remaining)
 
     async def length(self, req: api_pb2.QueueLenRequest) -> int:
-        await self.objects.require(req.queue_id)
+        await self._live(req.queue_id)
         partition = None if req.total else _check_partition(req.partition_key)
         return await self._store.queue_len(req.queue_id, partition)
 

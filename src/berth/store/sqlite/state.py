@@ -109,6 +109,7 @@ class SqliteStateStore:
         with self._tx():
             self._db.execute("DELETE FROM dict_entries WHERE dict_id=?", (object_id,))
             self._db.execute("DELETE FROM queue_items WHERE queue_id=?", (object_id,))
+            self._db.execute("DELETE FROM queue_partitions WHERE queue_id=?", (object_id,))
             self._db.execute("DELETE FROM state_objects WHERE object_id=?", (object_id,))
 
     async def expired_ephemeral(self, kind: str, before: float) -> list[StateObject]:
@@ -168,9 +169,10 @@ class SqliteStateStore:
         return self._queue_count(queue_id, partition)
 
     async def queue_push(
-        self, queue_id: str, partition: bytes, values: Sequence[bytes], now: float, max_items: int
+        self, queue_id: str, partition: bytes, values: Sequence[bytes], now: float, max_items: int, ttl_s: float
     ) -> bool:
-        """Appends all values, or none when that would take the partition past max_items."""
+        """Appends all values, or none when that would take the partition past max_items. The partition
+        then expires ttl_s after this put."""
         with self._tx():
             if self._queue_count(queue_id, partition) + len(values) > max_items:
                 return False
@@ -178,7 +180,22 @@ class SqliteStateStore:
                 "INSERT INTO queue_items(queue_id, partition, value, created_at) VALUES (?,?,?,?)",
                 [(queue_id, partition, v, now) for v in values],
             )
+            self._db.execute(
+                "INSERT OR REPLACE INTO queue_partitions(queue_id, partition, expires_at) VALUES (?,?,?)",
+                (queue_id, partition, now + ttl_s),
+            )
         return True
+
+    async def queue_expire(self, queue_id: str, now: float) -> None:
+        """Clears the partitions whose last put is older than their TTL."""
+        sql = "SELECT partition FROM queue_partitions WHERE queue_id=? AND expires_at<?"
+        expired = [bytes(p) for (p,) in self._db.execute(sql, (queue_id, now)).fetchall()]
+        if not expired:
+            return
+        with self._tx():
+            for p in expired:
+                self._db.execute("DELETE FROM queue_items WHERE queue_id=? AND partition=?", (queue_id, p))
+                self._db.execute("DELETE FROM queue_partitions WHERE queue_id=? AND partition=?", (queue_id, p))
 
     async def queue_pop(self, queue_id: str, partition: bytes, n: int) -> list[bytes]:
         with self._tx():

@@ -30,4 +30,10 @@ CREATE TABLE IF NOT EXISTS queue_items (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS queue_items_partition ON queue_items(queue_id, partition, seq);
+CREATE TABLE IF NOT EXISTS queue_partitions (
+    queue_id TEXT NOT NULL,
+    partition BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue_id, partition)
+);
 """
