@@ -51,7 +51,7 @@ def make_runtime(name: str, settings: Settings | None = None, images: ImageServi
     if settings is None or images is None:
         raise ValueError(f"The {name} runtime needs the settings and the image service")
     ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
-    return make_oci_runtime(name, settings.image_cache_dir, images.manifest, ca)
+    return make_oci_runtime(name, settings.image_cache_dir, images.manifest, ca, settings.task_dir)
 
 
 def build_images(

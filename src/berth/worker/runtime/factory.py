@@ -41,6 +41,11 @@ def image_backend(runtime: str, cache_dir: Path, data_dir: Path, ca_bundle: Path
     return ImageBackend(builder, ManifestStore(data_dir / "images"))
 
 
-def make_oci_runtime(name: str, cache_dir: Path, images: ImageResolver, ca_bundle: Path | None) -> Runtime:
+def make_oci_runtime(
+    name: str, cache_dir: Path, images: ImageResolver, ca_bundle: Path | None, task_root: Path | None = None
+) -> Runtime:
     check_runtime_name(name)
-    return OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle)
+    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle)
+    if task_root is not None:
+        runtime.remove_orphans(task_root)
+    return runtime

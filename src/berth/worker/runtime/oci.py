@@ -168,6 +168,23 @@ class OciRuntime:
         self._gpus_in_use: dict[str, list[gpu.Gpu]] = {}
         network.ensure_bridge()
 
+    def remove_orphans(self, task_root: Path) -> None:
+        """After a crash (kill -9) of this server, its task directories still hold containers, overlay
+        mounts, namespaces and cgroups. Nothing of a previous process is alive to use them: remove them."""
+        if not task_root.is_dir():
+            return
+        for workdir in task_root.iterdir():
+            task_id = workdir.name
+            cid = f"berth-{task_id}"
+            subprocess.run(self._command("delete", "--force", cid), capture_output=True)
+            netns, veth = network.names_for(task_id)
+            subprocess.run(["ip", "link", "del", veth], capture_output=True)
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+            umount(workdir / "merged")
+            ContainerCgroup(cid).remove()
+            shutil.rmtree(workdir, ignore_errors=True)
+            log.info("removed what was left of container %s", task_id)
+
     def _command(self, *args: str) -> list[str]:
         return [self.binary, "--root", STATE_ROOT, *args]
 
