@@ -208,3 +208,14 @@ def test_endpoint_keys_follow_modal_naming() -> None:
     assert endpoint_key("main", "My App", "WebApp.web", "", True) == "main/my-app-webapp-web-dev"
     assert endpoint_key("main", "my-app", "hello_world", "", False) == "main/my-app-hello-world"
     assert endpoint_key("dev", "my-app", "hello", "Custom_Label", False) == "dev/custom-label"
+
+
+async def test_pruning_forgets_old_fired_ticks_but_keeps_pending_ones(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "db.sqlite")
+    web = WebStore(store.connection)
+    web.record_tick(TickRow("fu-1", 10.0, "fc-a", "in-a", "fired"), 20.0)
+    web.record_tick(TickRow("fu-1", 20.0, "fc-b", "in-b", "pending"), 30.0)
+    web.record_tick(TickRow("fu-1", 30.0, "fc-c", "in-c", "fired"), 40.0)
+    assert web.prune_ticks(25.0) == 1
+    assert [(t.tick_at, t.state) for t in web.ticks("fu-1")] == [(20.0, "pending"), (30.0, "fired")]
+    await store.close()

@@ -9,6 +9,7 @@ from modal_proto import api_pb2
 
 from berth.api.caller import Caller
 from berth.errors import NotFound
+from berth.store.records import AppRecord
 from berth.wiring import Services
 
 
@@ -17,17 +18,20 @@ class WebRpcs:
 
     async def TaskList(self, req: api_pb2.TaskListRequest, caller: Caller) -> api_pb2.TaskListResponse:
         resp = api_pb2.TaskListResponse()
-        descriptions: dict[str, str] = {}
+        apps: dict[str, AppRecord] = {}
         for task in list(self.s.tasks.tasks.values()):
             if req.app_id and task.app_id != req.app_id:
                 continue
-            if task.app_id not in descriptions:
-                descriptions[task.app_id] = (await self.s.apps.get(task.app_id)).description
+            if task.app_id not in apps:
+                apps[task.app_id] = await self.s.apps.get(task.app_id)
+            app = apps[task.app_id]
+            if req.environment_name and app.environment != req.environment_name:
+                continue
             started = task.first_input_at or 0.0
             resp.tasks.add(
                 task_id=task.task_id,
                 app_id=task.app_id,
-                app_description=descriptions[task.app_id],
+                app_description=app.description,
                 enqueued_at=task.created_at,
                 started_at=started,
             )

@@ -36,6 +36,9 @@ SCHEDULES_KEY = "schedules"
 MAX_SLEEP_S = 1.0
 # Ticks missed while the server was down fire on restart, up to this many per schedule (older are skipped).
 MAX_CATCH_UP_TICKS = 100
+# Fired ticks are kept this long (for inspection), then pruned; pruning runs about this often.
+TICK_HISTORY_S = 86400.0
+PRUNE_EVERY_S = 3600.0
 _EMPTY_ARGS = pickle.dumps(((), {}), protocol=4)
 
 
@@ -147,7 +150,11 @@ class ScheduleTrigger:
 
     async def run(self) -> None:
         await self.recover()
+        pruned_at = 0.0
         while True:
+            if self._clock.now() - pruned_at > PRUNE_EVERY_S:
+                pruned_at = self._clock.now()
+                self._ws.prune_ticks(pruned_at - TICK_HISTORY_S)
             fired = 0
             try:
                 fired = await self.tick()

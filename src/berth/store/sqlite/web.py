@@ -171,6 +171,11 @@ class WebStore:
             "UPDATE schedule_ticks SET state='fired' WHERE function_id=? AND tick_at=?", (function_id, tick_at)
         )
 
+    def prune_ticks(self, before: float) -> int:
+        """Forget fired ticks older than `before`: a tick is never claimed again once its schedule moved past it."""
+        cur = self._db.execute("DELETE FROM schedule_ticks WHERE state='fired' AND tick_at<?", (before,))
+        return cur.rowcount
+
     def ticks(self, function_id: str) -> list[TickRow]:
         rows = self._db.execute(
             "SELECT * FROM schedule_ticks WHERE function_id=? ORDER BY tick_at", (function_id,)
