@@ -73,3 +73,51 @@ def test_containers_leave_no_namespaces_or_mounts_behind(berth_oci: BerthServer)
     leftover = [line for line in netns.splitlines() if line.startswith("berth-ta-")]
     running = {p.name for p in tasks_dir.iterdir()} if tasks_dir.exists() else set()
     assert all(line.split()[0].removeprefix("berth-") in running for line in leftover)
+
+
+def _task_ids(data_dir: Path) -> set[str]:
+    tasks_dir = data_dir / "tasks"
+    return {p.name for p in tasks_dir.iterdir()} if tasks_dir.exists() else set()
+
+
+def _task_traces(data_dir: Path, task_ids: set[str]) -> list[str]:
+    """Overlay mounts and network namespaces of these containers of the server on data_dir."""
+    mounts = [
+        line
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if any(str(data_dir / "tasks" / t) in line for t in task_ids)
+    ]
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
+    return mounts + [n for n in netns if n.split(" ")[0].removeprefix("berth-") in task_ids]
+
+
+def test_restart_after_kill_removes_what_the_dead_server_left(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("the crun runtime needs root")
+    from tests.e2e.conftest import APPS, start_server, stop_server
+
+    data = tmp_path / "data"
+    server = start_server(data, extra_args=["--runtime", "crun"])
+    client = subprocess.Popen(
+        [sys.executable, "isolation_sleeper.py"], cwd=APPS, env=server.env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert client.stdout is not None
+        for line in client.stdout:
+            if "SLEEPER-STARTED" in line:
+                break
+        old = _task_ids(data)
+        assert len(_task_traces(data, old)) == 2, "the running container has a mount and a namespace"
+        server.proc.kill()
+        server.proc.wait(timeout=30)
+        assert len(_task_traces(data, old)) == 2  # kill -9 leaves them behind
+    finally:
+        client.kill()
+        client.wait(timeout=30)
+    again = start_server(data, extra_args=["--runtime", "crun"])
+    try:
+        assert _task_traces(data, old) == []  # (the restarted server may run the input again, elsewhere)
+    finally:
+        stop_server(again)
