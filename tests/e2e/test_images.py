@@ -112,3 +112,13 @@ def test_force_build_rebuilds_the_layer_every_run(berth_oci: BerthServer) -> Non
         assert "cat /proc/sys/kernel/random/uuid" in run.output  # the step ran again, not from the cache
         stamps.append(_result(run.stdout, "stamp="))
     assert stamps[0] != stamps[1]
+
+
+def test_dockerfile_requirements_and_local_python_source_use_client_files(berth_oci: BerthServer) -> None:
+    run = modal(berth_oci, "run", "images_context.py", timeout=900)
+    assert run.returncode == 0, run.output
+    assert _result(run.stdout, "copy=") == "dockerfile-context-file"
+    assert _result(run.stdout, "greeting=") == "hello-from-dockerfile"
+    assert _result(run.stdout, "env=") == "hello-from-dockerfile"
+    assert _result(run.stdout, "six=") == "1.16.0"
+    assert _result(run.stdout, "pkg=") == "local-python-source"

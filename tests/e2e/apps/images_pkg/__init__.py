@@ -1,0 +1,1 @@
+VALUE = "local-python-source"
