@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.protobuf import empty_pb2, wrappers_pb2
+from google.protobuf import wrappers_pb2
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -73,9 +73,11 @@ async def test_unknown_ids_are_not_found(berth: BerthServer, channel: Channel) -
 
 async def test_unserved_rpc_is_unimplemented_and_named(berth: BerthServer, channel: Channel) -> None:
     stub = api_grpc.ModalClientStub(channel)
-    code, message = await status_of(lambda: stub.WorkspaceNameLookup(empty_pb2.Empty(), metadata=token_metadata(berth)))
+    code, message = await status_of(
+        lambda: stub.AppPromote(api_pb2.AppPromoteRequest(app_id="ap-x"), metadata=token_metadata(berth))
+    )
     assert code == Status.UNIMPLEMENTED
-    assert "WorkspaceNameLookup" in message
+    assert "AppPromote" in message
 
 
 async def test_undecodable_request_is_invalid_argument(berth: BerthServer, channel: Channel) -> None:

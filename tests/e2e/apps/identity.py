@@ -24,12 +24,15 @@ def intruder(other_function_id: str, other_input_id: str) -> list[str]:
     from grpclib.exceptions import GRPCError
     from modal_proto import api_grpc, api_pb2
 
-    url = os.environ["MODAL_SERVER_URL"].removeprefix("http://")
-    host, port = url.rsplit(":", 1)
+    url = os.environ["MODAL_SERVER_URL"]
     metadata = dict(kv.split(":", 1) for kv in os.environ["MODAL_OVERRIDE_HEADERS"].split(","))
 
     async def probe() -> list[str]:
-        channel = Channel(host, int(port))
+        if url.startswith("unix://"):
+            channel = Channel(path=url.removeprefix("unix://"))
+        else:
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            channel = Channel(host, int(port))
         stub = api_grpc.ModalClientStub(channel)
         out = []
         try:
