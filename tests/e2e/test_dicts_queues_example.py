@@ -66,6 +66,8 @@ def run_example(server: BerthServer, url: str, tmp_path: Path) -> Run:
 def test_dicts_and_queues_example_crawls_a_site_on_the_host_on_the_process_runtime(
     berth: BerthServer, tmp_path: Path
 ) -> None:
+    if os.environ.get("BERTH_E2E_RUNTIME", "process") != "process":
+        pytest.skip("the shared server is not on the process runtime; the crun variant covers this")
     if importlib.util.find_spec("bs4") is None:
         pytest.skip("the process runtime installs no image packages and the server's Python lacks beautifulsoup4")
     with serve_site(tmp_path, "127.0.0.1") as port:
