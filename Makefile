@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-unit test-e2e check bench coverage clean
+.PHONY: install host demo test test-unit test-e2e check bench coverage clean
 
 $(BIN)/berth: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,17 +13,21 @@ $(BIN)/berth: pyproject.toml
 
 install: $(BIN)/berth
 
+# Container tools and the cgroup fix the OCI runtime needs (idempotent; root).
+host:
+	bash scripts/setup-host.sh
+
 # Starts an embedded server and worker, runs a sample app with the stock modal CLI, stops.
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install
+test: install host
 	$(BIN)/pytest -q tests
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
 
-test-e2e: install
+test-e2e: install host
 	$(BIN)/pytest -q tests/e2e
 
 check: install
