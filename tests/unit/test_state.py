@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from modal_proto import api_pb2
 
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import AlreadyExists, InvalidArgument, NotFound
 from berth.services.notify import Notifier
 from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
@@ -183,3 +183,26 @@ async def test_secret_values_are_stored_encrypted(store: SqliteStateStore, tmp_p
     assert obj is not None and obj.body is not None and b"v4lue" not in obj.body
     assert await secrets.env(reply.secret_id) == {"K": "v4lue"}
     assert list(reply.metadata.keys) == ["K"]
+
+
+async def test_creation_types_follow_the_modal_api(store: SqliteStateStore) -> None:
+    dicts = NamedObjects(store, FakeClock(), "dict", "Dict", "di")
+    with pytest.raises(NotFound, match="Dict 'd' not found in environment 'main'"):
+        await dicts.resolve("d", "", api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED)
+    made, created = await dicts.resolve("d", "", api_pb2.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS)
+    assert created and made.object_id.startswith("di-")
+    with pytest.raises(AlreadyExists):
+        await dicts.resolve("d", "main", api_pb2.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS)
+    assert (await dicts.resolve("d", "main", api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED))[0] == made
+    other_env, created = await dicts.resolve("d", "dev", api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING)
+    assert created and other_env.object_id != made.object_id
+    with pytest.raises(InvalidArgument, match="need a name"):
+        await dicts.resolve("", "", api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING)
+    with pytest.raises(InvalidArgument, match="cannot have a name"):
+        await dicts.resolve("d", "", api_pb2.OBJECT_CREATION_TYPE_EPHEMERAL)
+    with pytest.raises(InvalidArgument, match="Invalid Dict name"):
+        await dicts.resolve("bad/name", "", api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING)
+    second, _ = await dicts.resolve("e", "", api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING)
+    with pytest.raises(AlreadyExists):
+        await dicts.rename(second.object_id, "d")
+    assert (await dicts.rename(second.object_id, "f")).name == "f"

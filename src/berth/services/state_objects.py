@@ -69,9 +69,12 @@ class NamedObjects:
         """The object a *GetOrCreate request names, creating it where its creation type says so.
         Returns (object, created)."""
         env = environment_of(environment)
-        if creation_type in (EPHEMERAL, OWNED_BY_APP) or not name:
-            if name or creation_type not in (EPHEMERAL, OWNED_BY_APP):
-                raise InvalidArgument(f"{self.label} lookups need a name; anonymous {self.label}s are ephemeral")
+        anonymous = creation_type in (EPHEMERAL, OWNED_BY_APP)
+        if anonymous and name:
+            raise InvalidArgument(f"An anonymous {self.label} cannot have a name ({name!r})")
+        if not anonymous and not name:
+            raise InvalidArgument(f"{self.label} lookups need a name")
+        if anonymous:
             await self.reap_expired()
             return await self._create(
                 None,
