@@ -164,6 +164,7 @@ class RootfsCache:
             marker.unlink()  # like the python:slim images, pip may install into the system Python
         for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
+        write_missing_records(tmp)
         await asyncio.to_thread(shutil.rmtree, rootfs, True)
         tmp.rename(rootfs)
         (rootfs.parent / "ready").write_text(python_version_of(rootfs) + "\n")
@@ -213,6 +214,26 @@ class RootfsCache:
             # Containers mount these read-only and could not write bytecode: compile once here.
             await run_logged([sys.executable, "-m", "compileall", "-q", str(pkg), str(deps)], on_log)
         (top / "ready").write_text("ok\n")
+
+
+def write_missing_records(rootfs: Path) -> None:
+    """Give Debian-installed Python packages the RECORD pip needs to upgrade them. The python:slim
+    images let `pip install --upgrade pip wheel` replace anything; Debian's packages ship without
+    RECORD, and newer pips refuse to uninstall them (trixie: wheel), failing debian_slim's own step."""
+    site = rootfs / "usr/lib/python3/dist-packages"
+    lists = list((rootfs / "var/lib/dpkg/info").glob("*.list"))
+    for info in site.glob("*.dist-info"):
+        if (info / "RECORD").exists():
+            continue
+        marker = f"/usr/lib/python3/dist-packages/{info.name}"
+        for listing in lists:
+            files = listing.read_text(errors="replace").splitlines()
+            if marker not in files:
+                continue
+            prefix = "/usr/lib/python3/dist-packages/"
+            owned = [f.removeprefix(prefix) for f in files if f.startswith(prefix) and (rootfs / f[1:]).is_file()]
+            (info / "RECORD").write_text("".join(f"{name},,\n" for name in owned) + f"{info.name}/RECORD,,\n")
+            break
 
 
 def python_version_of(rootfs: Path) -> str:
