@@ -119,6 +119,18 @@ def test_request_body_of_any_size_reaches_the_app(served: Serve, size: int) -> N
     assert resp.json() == {"bytes": size, "sha256": hashlib.sha256(body).hexdigest()}
 
 
+def test_slow_upload_reaches_the_app_as_it_arrives(served: Serve) -> None:
+    # The app must see the first bytes within Modal's 5 s first-message window, long before the body ends.
+    def body() -> Iterator[bytes]:
+        yield b"a" * 10
+        time.sleep(8)
+        yield b"b" * 10
+
+    resp = requests.post(served.urls["api"] + "/digest", data=body(), timeout=120)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"bytes": 20, "sha256": hashlib.sha256(b"a" * 10 + b"b" * 10).hexdigest()}
+
+
 @pytest.mark.parametrize("size", [256, 5 * 1024 * 1024, 60 * 1024 * 1024])
 def test_response_body_of_any_size_reaches_the_client(served: Serve, size: int) -> None:
     resp = requests.get(served.urls["api"] + "/big", params={"n": size}, timeout=300)

@@ -153,15 +153,21 @@ class WebFrontDoor:
         return resp
 
     async def _pump_body(self, request: web.Request, call: WebCall) -> None:
-        buffer = bytearray()
+        """Forward the body as it arrives: each message carries what is buffered now (up to a chunk), so
+        the first one reaches the app at once even when the client uploads slowly."""
+        content = request.content
         while True:
-            data = await request.content.read(BODY_CHUNK_BYTES - len(buffer))
-            if data:
-                buffer += data
-            if not data or len(buffer) >= BODY_CHUNK_BYTES:
-                await call.send({"type": "http.request", "body": bytes(buffer), "more_body": bool(data)})
-                buffer.clear()
-            if not data:
+            data = await content.read(BODY_CHUNK_BYTES)
+            buffer = bytearray(data)
+            while (
+                data
+                and len(buffer) < BODY_CHUNK_BYTES
+                and (more := content.read_nowait(BODY_CHUNK_BYTES - len(buffer)))
+            ):
+                buffer += more
+            done = not data or content.at_eof()
+            await call.send({"type": "http.request", "body": bytes(buffer), "more_body": not done})
+            if done:
                 return
 
     async def _websocket(self, request: web.Request, call: WebCall) -> web.StreamResponse:
