@@ -63,6 +63,7 @@ def test_cron_follows_its_timezone() -> None:
         cron("* * * *"),
         cron("0 0 * * * *"),
         cron("not a cron"),
+        cron("@reboot"),
         cron("* * * * *", "Mars/Olympus"),
         period(),
         period(seconds=-5),
@@ -74,9 +75,23 @@ def test_invalid_schedules_are_refused(schedule: api_pb2.Schedule) -> None:
         validate(schedule)
 
 
-@pytest.mark.parametrize("schedule", [cron("*/5 9-17 * * 1-5", "Europe/Berlin"), cron("0 0 1 JAN *"), period(days=1)])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        cron("*/5 9-17 * * 1-5", "Europe/Berlin"),
+        cron("0 0 1 JAN *"),
+        cron("0 0 L * *"),
+        cron("0 0 * * 5#3"),
+        cron("@daily", "Asia/Tokyo"),
+        period(days=1),
+    ],
+)
 def test_valid_schedules_are_accepted(schedule: api_pb2.Schedule) -> None:
     validate(schedule)
+
+
+def test_cron_shorthand_fires_like_its_expansion() -> None:
+    assert next_tick(cron("@hourly"), 0, ts("2026-06-01T10:20:00")) == ts("2026-06-01T11:00:00")
 
 
 def test_a_long_outage_replays_only_the_last_ticks() -> None:

@@ -39,6 +39,8 @@ MAX_CATCH_UP_TICKS = 100
 # Fired ticks are kept this long (for inspection), then pruned; pruning runs about this often.
 TICK_HISTORY_S = 86400.0
 PRUNE_EVERY_S = 3600.0
+# Cron's shorthands (crontab.guru's "@" strings); @reboot has no meaning for a schedule.
+_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 _EMPTY_ARGS = pickle.dumps(((), {}), protocol=4)
 
 
@@ -53,11 +55,12 @@ def validate(schedule: api_pb2.Schedule) -> None:
     """Raise InvalidArgument for a schedule that can never fire."""
     kind = schedule.WhichOneof("schedule_oneof")
     if kind == "cron":
-        cron = schedule.cron.cron_string
-        if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        cron = schedule.cron.cron_string.strip()
+        fields_ok = cron in _MACROS or len(cron.split()) == 5
+        if not fields_ok or not croniter.is_valid(cron):
             raise InvalidArgument(
                 f"Invalid cron string {cron!r}: expected 5 fields (minute hour day-of-month month day-of-week), "
-                "e.g. '0 9 * * 1-5'"
+                "e.g. '0 9 * * 1-5', or one of " + ", ".join(sorted(_MACROS))
             )
         _timezone(schedule.cron.timezone)
     elif kind == "period":
@@ -74,7 +77,7 @@ def next_tick(schedule: api_pb2.Schedule, anchor: float, after: float) -> float:
     if schedule.WhichOneof("schedule_oneof") == "cron":
         tz = _timezone(schedule.cron.timezone)
         start = datetime.fromtimestamp(after, tz)
-        return float(croniter(schedule.cron.cron_string, start).get_next(float))
+        return float(croniter(schedule.cron.cron_string.strip(), start).get_next(float))
     p = schedule.period
     if not (p.years or p.months):
         seconds = timedelta(
