@@ -51,11 +51,18 @@ def test_deployed_app_is_callable_by_name_from_other_processes(berth: BerthServe
 def test_redeploy_serves_new_code_without_failing_calls_in_flight(berth: BerthServer, tmp_path: Path) -> None:
     name = "rolling-app"
     _deploy(berth, _app_copy(tmp_path, "v1"), "--name", name)
-    inflight = subprocess.Popen(
-        [sys.executable, "-c", f"import modal; print(modal.Function.from_name('{name}', 'slow_version').remote(8))"],
-        env=berth.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    caller = (
+        "import time, modal\n"
+        f"call = modal.Function.from_name('{name}', 'slow_version').spawn(8, 'rolling-started')\n"
+        "flag = modal.Dict.from_name('rolling-started', create_if_missing=True)\n"
+        "while not flag.get('started'):\n    time.sleep(0.2)\n"
+        "print('STARTED', flush=True)\nprint(call.get(timeout=120))\n"
     )
-    time.sleep(4)  # the call is running in a v1 container
+    inflight = subprocess.Popen(
+        [sys.executable, "-c", caller], env=berth.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert inflight.stdout is not None
+    assert inflight.stdout.readline().strip() == "STARTED"  # the call now runs in a v1 container
     _deploy(berth, _app_copy(tmp_path, "v2"), "--name", name)
     out, err = inflight.communicate(timeout=120)
     assert inflight.returncode == 0, err

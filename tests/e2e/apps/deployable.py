@@ -15,7 +15,9 @@ def version() -> str:
 
 
 @app.function()
-def slow_version(seconds: float) -> str:
+def slow_version(seconds: float, started_flag: str = "") -> str:
+    if started_flag:  # tell the caller this attempt is running (a named modal.Dict)
+        modal.Dict.from_name(started_flag, create_if_missing=True)["started"] = True
     time.sleep(seconds)
     return VERSION
 
