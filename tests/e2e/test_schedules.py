@@ -15,7 +15,7 @@ from tests.e2e.conftest import APPS, BerthServer, modal, python, run_cmd, start_
 
 _PERIOD = re.compile(r"period run at (\d+\.\d+)")
 _CRON = re.compile(r"cron run at (\d+\.\d+)")
-_SLOW = re.compile(r"slow run starts at (\d+\.\d+) in pid (\d+)")
+_SLOW = re.compile(r"slow run starts at (\d+\.\d+) in container (\w+)")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ ENDPOINTS = ("hello", "greet", "echo_json", "labelled", "fetch", "boom", "guarde
 def served(berth: BerthServer) -> Iterator[Serve]:
     serve = Serve(berth, "web_app.py")
     try:
-        serve.wait_for("Serving...", timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
         missing = [name for name in (*ENDPOINTS, "Greeter.web") if name not in serve.urls]
         assert not missing, f"no URL printed for {missing}:\n{serve.output}"
         yield serve

@@ -12,7 +12,7 @@ from tests.e2e.webserve import Serve
 def test_web_server_endpoint_proxies_to_the_port_inside_the_container(berth: BerthServer) -> None:
     serve = Serve(berth, "web_server_app.py")
     try:
-        serve.wait_for("Serving...", timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
         url = serve.urls["files"]
         resp = requests.get(f"{url}/hello.txt", timeout=120)
         assert resp.status_code == 200, resp.text

@@ -38,7 +38,7 @@ def test_serve_reloads_on_file_change_and_keeps_the_url(berth: BerthServer, tmp_
     path = _app_copy(tmp_path, "v1")
     serve = Serve(berth, str(path), cwd=tmp_path)
     try:
-        serve.wait_for("Serving...", timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
         url = serve.urls["version"]
         assert _get(url).json() == "v1"
         mark = len(serve.lines)
@@ -93,14 +93,14 @@ def test_url_survives_a_server_restart(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data")
     try:
         serve = Serve(server, str(_app_copy(tmp_path, "r1")), cwd=tmp_path)
-        serve.wait_for("Serving...", timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
         url = serve.urls["labelled"]
         assert _get(url).json() == "labelled r1"
         serve.stop()
         assert stop_server(server) == 0
         server = start_server(tmp_path / "data")
         serve = Serve(server, str(_app_copy(tmp_path, "r2")), cwd=tmp_path)
-        serve.wait_for("Serving...", timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
         assert serve.urls["labelled"] == url
         assert _get(url).json() == "labelled r2"
         serve.stop()
@@ -113,7 +113,7 @@ def test_server_stops_promptly_while_a_client_streams(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data")
     serve = Serve(server, "web_app.py")
     try:
-        serve.wait_for("Serving...", timeout=180)
+        serve.wait_for("Serving...", timeout=1200)
         with requests.get(serve.urls["api"] + "/endless", params={"tag": "shutdown"}, stream=True, timeout=120) as r:
             assert next(r.iter_lines()).startswith(b"tick")
             started = time.monotonic()

@@ -1,13 +1,14 @@
 """Scheduled functions: a short modal.Period and a modal.Cron with a timezone. Each run prints a line
 and records its start time in a Dict, so tests can count runs from the logs or from the Dict."""
 
-import os
 import sys
 import time
+import uuid
 
 import modal
 
 app = modal.App("e2e-schedules")
+CONTAINER = uuid.uuid4().hex[:8]  # pids repeat across isolated containers' namespaces
 runs = modal.Dict.from_name("e2e-schedule-runs", create_if_missing=True)
 
 
@@ -27,7 +28,7 @@ def every_minute() -> None:
 
 @app.function(schedule=modal.Period(seconds=4))
 def slow_every_4s() -> None:
-    print(f"slow run starts at {time.time():.3f} in pid {os.getpid()}", flush=True)
+    print(f"slow run starts at {time.time():.3f} in container {CONTAINER}", flush=True)
     time.sleep(9)
 
 

@@ -2,15 +2,19 @@
 
 import asyncio
 import hashlib
-import os
 import time
 import urllib.request
+import uuid
 
 import modal
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 
-app = modal.App("e2e-web")
+# The process runtime ignores the image (its containers use the server's Python); crun builds it.
+image = modal.Image.debian_slim().uv_pip_install("fastapi[standard]", "flask")
+app = modal.App("e2e-web", image=image)
+# Identifies the container that serves a request (pids repeat across isolated containers' namespaces).
+CONTAINER = uuid.uuid4().hex
 
 
 @app.function()
@@ -59,8 +63,8 @@ def guarded():
 
 @app.function(scaledown_window=2)
 @modal.fastapi_endpoint()
-def pid() -> int:
-    return os.getpid()
+def pid() -> str:
+    return CONTAINER
 
 
 web_app = FastAPI()
@@ -110,7 +114,7 @@ async def endless(tag: str) -> StreamingResponse:
 async def overlap() -> dict:
     start = time.time()
     await asyncio.sleep(1.5)
-    return {"pid": os.getpid(), "start": start, "end": time.time()}
+    return {"pid": CONTAINER, "start": start, "end": time.time()}
 
 
 @web_app.websocket("/ws")

@@ -4,7 +4,7 @@ import modal
 
 VERSION = "v1"
 
-app = modal.App("e2e-web-small")
+app = modal.App("e2e-web-small", image=modal.Image.debian_slim().uv_pip_install("fastapi[standard]"))
 
 
 @app.function()
