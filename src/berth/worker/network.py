@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ HOST_IP = "172.21.0.1"
 SUBNET = ipaddress.ip_network("172.21.0.0/16")
 NETNS_DIR = Path("/var/run/netns")
 _LEASES = Path("/run/berth/net")
+_LEASE_GRACE_S = 60.0
 
 
 class NetworkError(OSError):
@@ -77,6 +79,16 @@ class ContainerNet:
         return str(NETNS_DIR / self.netns)
 
 
+def _stale(lease: Path) -> bool:
+    """A lease whose namespace is gone, and old enough that its owner is not still creating it."""
+    try:
+        owner = lease.read_text().strip()
+        age = time.time() - lease.stat().st_mtime
+    except OSError:
+        return False
+    return bool(owner) and age > _LEASE_GRACE_S and not (NETNS_DIR / owner).exists()
+
+
 def _lease_address(netns: str) -> str:
     """Reserve a free address across every process on the machine: one O_EXCL file per address."""
     _LEASES.mkdir(parents=True, exist_ok=True)
@@ -87,9 +99,8 @@ def _lease_address(netns: str) -> str:
         try:
             fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            owner = lease.read_text().strip() if lease.exists() else ""
-            if owner and not (NETNS_DIR / owner).exists():
-                lease.unlink(missing_ok=True)  # a namespace that is gone: reuse its address
+            if _stale(lease):
+                lease.unlink(missing_ok=True)  # its namespace is gone: reuse the address
                 return _lease_address(netns)
             continue
         with os.fdopen(fd, "w") as f:
