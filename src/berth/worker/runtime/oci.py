@@ -12,9 +12,11 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modal_proto import api_pb2
 
@@ -163,10 +165,23 @@ class OciRuntime:
         self._ca_bundle = ca_bundle
         self._sandboxes: dict[str, Sandbox] = {}
         self.oom_killed: set[str] = set()
-        self._background: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._gpus = gpu.detect()
         self._gpus_in_use: dict[str, list[gpu.Gpu]] = {}
         network.ensure_bridge()
+        self._prewarm_client()
+
+    def _prewarm_client(self) -> None:
+        """Install the modal client for the host's Python series now, not on the first container start
+        (where it took long enough for the autoscaler to start a second container for the same input)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        series = f"{sys.version_info.major}.{sys.version_info.minor}"
+        task = loop.create_task(self._rootfs.ensure_client(series, lambda line: log.debug("%s", line.rstrip())))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def remove_orphans(self, task_root: Path) -> None:
         """After a crash (kill -9) of this server, its task directories still hold containers, overlay
@@ -258,7 +273,9 @@ class OciRuntime:
         (merged / "root").mkdir(exist_ok=True)
         write_hosts(merged, spec.task_id)
         await asyncio.to_thread(self._place_files, spec, merged)
-        pkg, deps = await self._rootfs.ensure_client(image.python_series or "3.11", lambda line: log.info("%s", line))
+        pkg, deps = await self._rootfs.ensure_client(
+            image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
+        )
         sandbox.cgroup.create(sandbox.limits.memory_mb)
         sandbox.net = await network.setup(spec.task_id)
         binds = standard_binds(self._ca_bundle)
