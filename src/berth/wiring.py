@@ -44,6 +44,7 @@ def make_runtime(name: str, settings: Settings | None = None, images: ImageServi
     if name == "process":
         from berth.worker.runtime.process import ProcessRuntime
 
+        log.warning("runtime 'process': containers are plain subprocesses with NO isolation (developer option)")
         return ProcessRuntime()
     from berth.worker.runtime.factory import check_runtime_name, make_oci_runtime
 
