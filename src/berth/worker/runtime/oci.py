@@ -31,6 +31,15 @@ log = logging.getLogger("berth.oci")
 
 CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
 STATE_ROOT = "/run/berth/oci"
+# config.json carries the container's environment, secret values included: keep bundles in memory
+# (a private tmpfs), never on disk under the data dir.
+BUNDLE_ROOT = Path("/run/berth/bundles")
+
+
+def ensure_private_tmpfs(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(path):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=64m", "tmpfs", str(path)], check=True)
 INNER = "/__berth"  # where a container finds its arguments file
 PIDS_LIMIT = 16384
 TINI = "/usr/bin/tini-static"
@@ -169,6 +178,7 @@ class OciRuntime:
         self._gpus = gpu.detect()
         self._gpus_in_use: dict[str, list[gpu.Gpu]] = {}
         network.ensure_bridge()
+        ensure_private_tmpfs(BUNDLE_ROOT)
         self._prewarm_client()
 
     def _prewarm_client(self) -> None:
@@ -197,6 +207,7 @@ class OciRuntime:
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
             umount(workdir / "merged")
             ContainerCgroup(cid).remove()
+            shutil.rmtree(BUNDLE_ROOT / cid, ignore_errors=True)
             shutil.rmtree(workdir, ignore_errors=True)
             log.info("removed what was left of container %s", task_id)
 
@@ -206,7 +217,7 @@ class OciRuntime:
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
         image = self._images(spec.image_id)
         cid = f"berth-{spec.task_id}"
-        sandbox = Sandbox(cid, workdir / "bundle", ContainerCgroup(cid), task_limits(spec))
+        sandbox = Sandbox(cid, BUNDLE_ROOT / cid, ContainerCgroup(cid), task_limits(spec))
         gpus = self._take_gpus(spec.task_id, sandbox.limits.gpu)
         self._sandboxes[spec.task_id] = sandbox
         try:
@@ -353,3 +364,4 @@ class OciRuntime:
         for path in sandbox.mounted:
             await asyncio.to_thread(umount, path)
         await asyncio.to_thread(sandbox.cgroup.remove)
+        await asyncio.to_thread(shutil.rmtree, sandbox.bundle, True)
