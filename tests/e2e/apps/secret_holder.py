@@ -18,7 +18,7 @@ def hold(seconds: float, flag: str) -> str:
 
 if __name__ == "__main__":
     with app.run():
-        flag = "holder-" + sys.argv[1]
+        flag = sys.argv[2]
         call = hold.spawn(8, flag)
         while not modal.Dict.from_name(flag, create_if_missing=True).get("running"):
             time.sleep(0.2)
