@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import BerthServer
-from tests.e2e.webserve import Serve
+from tests.e2e.webserve import Serve, crun_server
 
 GIT_DIR = Path(os.environ.get("BERTH_EXAMPLES_GIT_DIR", "/work/.mirror/flower0wine+modal-examples/repo"))
 COMMIT = "537ff5d"
@@ -37,7 +37,7 @@ def _example(root: Path, path: str) -> Path:
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
     """`modal serve` of an example: param is its path, or (path, "crun") for isolated containers."""
     path, runtime = request.param if isinstance(request.param, tuple) else (request.param, "process")
-    berth: BerthServer = request.getfixturevalue("berth" if runtime == "process" else "berth_oci")
+    berth: BerthServer = request.getfixturevalue("berth") if runtime == "process" else crun_server(request)
     _example(tmp_path, path)
     serve = Serve(berth, path, cwd=tmp_path)
     try:
@@ -102,7 +102,7 @@ def test_streamlit_example(runtime: str, tmp_path: Path, request: pytest.Fixture
         berth: BerthServer = request.getfixturevalue("berth")
     else:
         # crun builds the example's image (streamlit from PyPI) and gives the container its own eth0.
-        berth = request.getfixturevalue("berth_oci")
+        berth = crun_server(request)
     _example(tmp_path, "10_integrations/streamlit/app.py")
     path = "10_integrations/streamlit/serve_streamlit.py"
     _example(tmp_path, path)

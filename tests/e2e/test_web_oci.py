@@ -3,14 +3,14 @@ from inside another isolated container."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 
-from tests.e2e.conftest import BerthServer
-from tests.e2e.webserve import Serve
+from tests.e2e.webserve import Serve, crun_server
 
 
-def test_endpoint_url_works_from_the_host_and_from_an_isolated_container(berth_oci: BerthServer) -> None:
-    serve = Serve(berth_oci, "web_oci.py")
+def test_endpoint_url_works_from_the_host_and_from_an_isolated_container(request: pytest.FixtureRequest) -> None:
+    serve = Serve(crun_server(request), "web_oci.py")
     try:
         serve.wait_for("Serving...", timeout=1200)
         hello = serve.urls["hello"]

@@ -3,12 +3,15 @@ prints (`Created Function NAME` then the URL, or `Cls.method -> URL` for class e
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.conftest import APPS, BIN, BerthServer
 
@@ -69,3 +72,13 @@ class Serve:
                 self.proc.wait()
         self._reader.join(timeout=10)
         return self.output
+
+
+def crun_server(request: pytest.FixtureRequest) -> BerthServer:
+    """A server on crun: the shared one when the suite already runs on crun (two crun servers on one host
+    would share its container state), else the dedicated berth_oci server."""
+    if os.environ.get("BERTH_E2E_RUNTIME", "process") == "crun":
+        server: BerthServer = request.getfixturevalue("berth")
+    else:
+        server = request.getfixturevalue("berth_oci")
+    return server
