@@ -19,6 +19,7 @@ log = logging.getLogger("berth.worker")
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 
+_DRAIN_S = 5.0
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
 
@@ -72,8 +73,13 @@ class LocalWorker:
             self._on_output(spec, fd, chunk.decode("utf-8", errors="replace"))
 
     async def _watch(self, spec: TaskSpec, container: Container, workdir: Path) -> None:
-        await asyncio.gather(self._pump(spec, container.stdout, 1), self._pump(spec, container.stderr, 2))
+        pumps = asyncio.gather(self._pump(spec, container.stdout, 1), self._pump(spec, container.stderr, 2))
         code = await container.wait()
+        container.exited()
+        try:  # the pipes close once leftovers are gone; never let a stray holder keep the task alive
+            await asyncio.wait_for(asyncio.shield(pumps), _DRAIN_S)
+        except TimeoutError:
+            pumps.cancel()
         self._running.pop(spec.task_id, None)
         try:
             await self._on_exit(spec, code)

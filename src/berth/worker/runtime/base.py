@@ -17,6 +17,9 @@ class Container(Protocol):
 
     def signal(self, signum: int) -> None: ...
 
+    def exited(self) -> None:
+        """Called once the main process has exited: end whatever it left running."""
+
 
 class Runtime(Protocol):
     name: str

@@ -160,6 +160,9 @@ class OciContainer:
         if self._proc.returncode is None:
             self._kill(signum)
 
+    def exited(self) -> None:
+        """Nothing to do: when a container's init exits, the kernel ends its whole pid namespace."""
+
 
 class OciRuntime:
     """Runs task containers with crun/runc. `images` maps an image id to its built layers."""

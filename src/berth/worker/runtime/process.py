@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -20,7 +21,14 @@ class _ProcessContainer:
         self.stderr: asyncio.StreamReader = proc.stderr
 
     async def wait(self) -> int:
-        return await self._proc.wait()
+        # Process.wait() also waits for the output pipes to close, which a leftover child can hold
+        # open forever; the return code is known as soon as the entrypoint itself has exited.
+        waiter = asyncio.ensure_future(self._proc.wait())
+        while not waiter.done() and self._proc.returncode is None:
+            await asyncio.wait({waiter}, timeout=0.2)
+        code = self._proc.returncode
+        assert code is not None
+        return code
 
     def signal(self, signum: int) -> None:
         if self._proc.returncode is None:
@@ -28,6 +36,14 @@ class _ProcessContainer:
                 os.killpg(self._proc.pid, signum)
             except ProcessLookupError:
                 pass
+
+    def exited(self) -> None:
+        # Children the entrypoint started (a web_server's process, say) would outlive it, holding ports
+        # and the output pipes: the container's session is one process group, end all of it.
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def host_path(workdir: Path, remote_path: str) -> Path:

@@ -1,0 +1,54 @@
+"""The local worker with the process runtime's container wrapper over a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from berth.worker.agent import LocalWorker
+from berth.worker.runtime.process import _ProcessContainer
+from berth.worker.spec import TaskSpec
+
+
+class _ShellRuntime:
+    """Starts a shell command instead of the modal entrypoint, the way ProcessRuntime starts it."""
+
+    name = "shell"
+    isolated = False
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+
+    async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", self.script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        return _ProcessContainer(proc)
+
+    async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
+        pass
+
+
+async def test_exit_is_reported_and_leftover_children_end_with_the_container(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    runtime = _ShellRuntime(f"sleep 300 & echo $! > {pid_file}; echo started; exit 3")
+    output: list[str] = []
+    exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_exit(spec: TaskSpec, code: int) -> None:
+        exited.set_result(code)
+
+    worker = LocalWorker(runtime, tmp_path, lambda spec, fd, text: output.append(text), on_exit)
+    await worker.start(TaskSpec("ta-1", "fu-1", "ap-1", b"", "unix:///nowhere", "secret"))
+    # The background child holds the output pipes open; the exit must be reported regardless.
+    assert await asyncio.wait_for(exited, 30) == 3
+    assert "started" in "".join(output)
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"child {child} outlived its container")
