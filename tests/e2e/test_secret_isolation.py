@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -11,11 +12,15 @@ from tests.e2e.conftest import APPS, BerthServer
 
 
 def _files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Files on disk under root holding needle. Container root filesystems mounted below root are the
+    containers' own view, not files Berth wrote, and they change while we walk: skip mount points."""
     found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not os.path.ismount(os.path.join(dirpath, d))]
+        for name in filenames:
+            path = Path(dirpath, name)
             try:
-                if needle in path.read_bytes():
+                if not path.is_symlink() and needle in path.read_bytes():
                     found.append(path)
             except OSError:
                 continue
