@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from berth.store.sqlite.connection import transaction
 from berth.store.sqlite.state_schema import STATE_SCHEMA
 
 _COLS = "object_id, kind, name, environment, ephemeral, app_id, version, body, created_at, heartbeat_at"
@@ -51,15 +52,8 @@ class SqliteStateStore:
         self._db = db
         db.executescript(STATE_SCHEMA)
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._db)
 
     # objects
     async def put(self, obj: StateObject) -> None:

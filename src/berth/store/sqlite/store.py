@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from berth.store.records import (
     OutputRecord,
     TaskRecord,
 )
+from berth.store.sqlite.connection import transaction
 from berth.store.sqlite.schema import SCHEMA
 
 _INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
@@ -64,15 +65,8 @@ class SqliteStore:
     def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self._db.execute(sql, args).rowcount
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._db)
 
     # tokens
     async def add_token(self, token_id: str, secret_hash: str, environment: str | None, now: float) -> None:
