@@ -3,16 +3,19 @@ unmodified modal CLI and SDK against it in subprocesses."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +134,15 @@ def modal(berth: BerthServer, *args: str, timeout: float = 300, env: dict[str, s
 
 def python(berth: BerthServer, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Run:
     return run_cmd(berth, [sys.executable, *args], timeout=timeout, env=env)
+
+
+def sdk(berth: BerthServer, code: str, timeout: float = 240) -> str:
+    """Run a snippet of SDK code (dedented) in a fresh client process; returns its stdout."""
+    run = python(berth, "-c", textwrap.dedent(code), timeout=timeout)
+    assert run.returncode == 0, run.output
+    return run.stdout
+
+
+def last_json(out: str) -> dict[str, Any]:
+    """The JSON object a snippet printed on its last line."""
+    return dict(json.loads(out.strip().splitlines()[-1]))

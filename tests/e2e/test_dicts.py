@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import uuid
 
-from tests.e2e.conftest import BIN, BerthServer, modal, python
-
-
-def sdk(berth: BerthServer, code: str) -> str:
-    run = python(berth, "-c", textwrap.dedent(code), timeout=180)
-    assert run.returncode == 0, run.output
-    return run.stdout
+from tests.e2e.conftest import BIN, BerthServer, modal, python, sdk
 
 
 def test_dict_api_stores_picklable_keys_and_values(berth: BerthServer) -> None:

@@ -4,20 +4,9 @@ that makes the client back off, many concurrent producers and consumers, the `mo
 from __future__ import annotations
 
 import json
-import textwrap
 import uuid
 
-from tests.e2e.conftest import BerthServer, modal, python
-
-
-def sdk(berth: BerthServer, code: str, timeout: float = 180) -> str:
-    run = python(berth, "-c", textwrap.dedent(code), timeout=timeout)
-    assert run.returncode == 0, run.output
-    return run.stdout
-
-
-def last_json(out: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+from tests.e2e.conftest import BerthServer, last_json, modal, sdk
 
 
 def test_queue_api_is_fifo_per_partition(berth: BerthServer) -> None:

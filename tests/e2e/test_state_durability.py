@@ -6,10 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import textwrap
 from pathlib import Path
 
-from tests.e2e.conftest import BerthServer, modal, python, start_server, stop_server
+from tests.e2e.conftest import modal, sdk, start_server, stop_server
 
 WRITE = """
 import io, modal
@@ -62,12 +61,6 @@ try:
 except Exception as exc:
     print(type(exc).__name__, exc)
 """
-
-
-def sdk(server: BerthServer, code: str) -> str:
-    run = python(server, "-c", textwrap.dedent(code), timeout=180)
-    assert run.returncode == 0, run.output
-    return run.stdout
 
 
 def test_state_objects_survive_kill_9_of_the_server(tmp_path: Path) -> None:

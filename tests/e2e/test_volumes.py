@@ -6,23 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, modal, python
-
-
-def sdk(berth: BerthServer, code: str, timeout: float = 240) -> str:
-    run = python(berth, "-c", textwrap.dedent(code), timeout=timeout)
-    assert run.returncode == 0, run.output
-    return run.stdout
-
-
-def last_json(out: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+from tests.e2e.conftest import BerthServer, last_json, modal, sdk
 
 
 @pytest.mark.parametrize("version", [1, 2])
