@@ -34,6 +34,8 @@ from berth.store.sqlite import SqliteStore
 from berth.store.sqlite.deployments import DeploymentStore
 from berth.store.sqlite.web import WebStore
 from berth.worker.agent import LocalWorker
+from berth.worker.gpu import GpuPool
+from berth.worker.gpu import detect as detect_gpus
 from berth.worker.runtime import Runtime
 from berth.worker.spec import TaskSpec
 
@@ -153,7 +155,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         await holder["tasks"].on_exit(spec, code)
 
     images = build_images(settings, store, clock, blobs, objects, state)
-    worker = LocalWorker(make_runtime(settings.runtime, settings, images), settings.task_dir, on_output, on_exit)
+    runtime = make_runtime(settings.runtime, settings, images)
+    worker = LocalWorker(runtime, settings.task_dir, on_output, on_exit, GpuPool(detect_gpus()))
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from modal_proto import api_pb2
 
 from berth.worker.gpu import (
+    FALLBACKS_KEY,
     Gpu,
+    GpuPool,
     GpuRequestError,
     assign,
     detect,
     driver_libraries,
+    fallbacks_option,
+    function_requests,
     parse_request,
     visible_devices_env,
 )
@@ -86,3 +91,37 @@ def test_driver_libraries_and_visible_devices() -> None:
     ]
     gpus = detect(fake({"nvidia-smi": SMI}))[:2]
     assert visible_devices_env(gpus)["CUDA_VISIBLE_DEVICES"] == "GPU-aaaa,GPU-bbbb"
+
+
+def test_pool_hands_out_free_gpus_and_takes_fallbacks() -> None:
+    pool = GpuPool(detect(fake({"nvidia-smi": SMI})))
+    assert [g.uuid for g in pool.take("ta-1", [("H100", 2)])] == ["GPU-aaaa", "GPU-bbbb"]
+    # both H100s are held: an H100 request waits, and says they are busy rather than absent
+    assert pool.blocker([("H100", 1)]) == (
+        "Waiting for gpu=H100: all matching GPUs are in use; the call stays queued until one is free"
+    )
+    # a fallback list takes the first alternative that fits
+    assert [g.uuid for g in pool.take("ta-2", [("H100", 1), ("A10G", 1)])] == ["GPU-dddd"]
+    pool.release("ta-1")
+    assert pool.blocker([("H100", 1)]) is None
+
+
+def test_pool_says_when_no_gpu_of_the_kind_exists() -> None:
+    pool = GpuPool([])
+    reason = pool.blocker([("T4", 1), ("L4", 2)])
+    assert reason is not None and "gpu=T4 or L4:2: no worker has such a GPU (this worker has no GPU)" in reason
+    with pytest.raises(GpuRequestError, match="no worker has such a GPU"):
+        pool.take("ta-1", [("T4", 1)])
+    assert pool.blocker([]) is None  # a CPU function never waits for GPUs
+
+
+def test_function_requests_include_the_ranked_fallbacks() -> None:
+    ranked = [
+        api_pb2.Function(resources=api_pb2.Resources(gpu_config=api_pb2.GPUConfig(gpu_type=t, count=n)))
+        for t, n in (("H100", 1), ("A100", 2), ("ANY", 1))
+    ]
+    fn = api_pb2.Function()
+    fn.CopyFrom(ranked[0])
+    fn.experimental_options[FALLBACKS_KEY] = fallbacks_option(ranked[1:])
+    assert function_requests(fn) == [("H100", 1), ("A100", 2), ("ANY", 1)]
+    assert function_requests(api_pb2.Function()) == []

@@ -67,6 +67,7 @@ class Autoscaler:
         self._default_scaledown = default_scaledown_s
         self._retention_s = retention_s
         self._last_prune = 0.0
+        self._waiting: dict[str, str] = {}  # function → why its queued inputs wait (last said)
 
     async def run(self) -> None:
         while True:
@@ -100,11 +101,26 @@ class Autoscaler:
             if min(want, fn_room) > worker_room:
                 self._evict_idle(function_id, min(want, fn_room) - worker_room)
             for _ in range(max(0, min(want, fn_room, worker_room))):
+                if self._gpu_blocked(function_id, rec.app_id, fn, live):
+                    break
                 try:
                     await self._tasks.launch(function_id)
                 except Exception:
                     log.exception("launching a container for %s failed", function_id)
                     break
+
+    def _gpu_blocked(self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo]) -> bool:
+        """A GPU function whose GPUs aren't free keeps its inputs queued; while it has no container at
+        all, its caller is told why (once per reason)."""
+        reason = self._tasks.gpu_blocker(fn)
+        if reason is None:
+            self._waiting.pop(function_id, None)
+            return False
+        if not live and self._waiting.get(function_id) != reason:
+            self._waiting[function_id] = reason
+            log.info("function %s: %s", function_id, reason)
+            self._tasks.tell_waiting(app_id, function_id, reason)
+        return True
 
     def _evict_idle(self, for_function: str, count: int) -> None:
         """Make room on a full worker by retiring idle containers of other functions, longest idle first."""

@@ -20,6 +20,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.records import TaskRecord
 from berth.store.sqlite import SqliteStore
+from berth.worker import gpu
 from berth.worker.agent import LocalWorker
 from berth.worker.spec import TaskSpec
 
@@ -81,6 +82,13 @@ class TaskManager:
     def of_app(self, app_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.app_id == app_id]
 
+    def gpu_blocker(self, fn: api_pb2.Function) -> str | None:
+        """Why a container for `fn` cannot get its GPUs now; None when it can (or needs none)."""
+        return self._worker.gpus.blocker(gpu.function_requests(fn))
+
+    def tell_waiting(self, app_id: str, function_id: str, reason: str) -> None:
+        self._logs.waiting(app_id, function_id, reason)
+
     def authenticate(self, task_id: str, secret: str) -> bool:
         task = self.tasks.get(task_id)
         digest = hashlib.sha256(secret.encode()).hexdigest()
@@ -115,6 +123,7 @@ class TaskManager:
             memory_mb=fn.resources.memory_mb,
             cpu=fn.resources.milli_cpu / 1000,
             image_id=fn.image_id,
+            gpu_requests=tuple(gpu.function_requests(fn)),
         )
         self.tasks[task_id] = task
         await self._store.put_task(TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now))

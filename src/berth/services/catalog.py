@@ -12,6 +12,7 @@ from berth.errors import InvalidArgument, NotFound
 from berth.ids import new_id
 from berth.store.records import FunctionRecord
 from berth.store.sqlite import SqliteStore
+from berth.worker import gpu
 
 _PICKLE = [api_pb2.DATA_FORMAT_PICKLE]
 # Called with (app_id, function_id, definition, final) before a definition is handed out; may fill in
@@ -175,8 +176,11 @@ class Catalog:
             fn = req.function
         elif req.HasField("function_data") and req.function_data.ranked_functions:
             fn = api_pb2.Function()
-            fn.CopyFrom(req.function_data.ranked_functions[0].function)
+            ranked = sorted(req.function_data.ranked_functions, key=lambda r: r.rank)
+            fn.CopyFrom(ranked[0].function)
             copy_common_fields(req.function_data, fn)
+            if len(ranked) > 1:  # gpu=[...]: the worker takes the best one it can meet
+                fn.experimental_options[gpu.FALLBACKS_KEY] = gpu.fallbacks_option([r.function for r in ranked[1:]])
         else:
             raise InvalidArgument("FunctionCreate needs a function definition")
         if not req.app_id:

@@ -55,6 +55,18 @@ class LogBus:
         item = api_pb2.TaskLogs(task_state=state, timestamp=time.time())  # type: ignore[arg-type]
         self._append(app_id, api_pb2.TaskLogsBatch(task_id=task_id, function_id=function_id, items=[item]))
 
+    def waiting(self, app_id: str, function_id: str, reason: str) -> None:
+        """Tell the client why a function's inputs stay queued: a line in its log and the text of its
+        queueing progress bar (shown by `modal run` on a terminal)."""
+        now = time.time()
+        line = api_pb2.TaskLogs(data=reason + "\n", file_descriptor=api_pb2.FILE_DESCRIPTOR_INFO, timestamp=now)
+        progress = api_pb2.TaskProgress(len=1, pos=0, progress_type=api_pb2.FUNCTION_QUEUED, description=reason)
+        bar = api_pb2.TaskLogs(task_progress=progress, timestamp=now)
+        batch = api_pb2.TaskLogsBatch(function_id=function_id, items=[line, bar])
+        self._append(app_id, batch)
+        if self._sink is not None:
+            self._sink(app_id, batch)
+
     def app_done(self, app_id: str) -> None:
         self._app(app_id).done = True
         self._notifier.notify(app_id)

@@ -8,9 +8,10 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.runtime import Container, Runtime
 from berth.worker.spec import TaskSpec
 
@@ -31,8 +32,11 @@ class _Running:
 
 
 class LocalWorker:
-    def __init__(self, runtime: Runtime, task_root: Path, on_output: OutputSink, on_exit: ExitSink) -> None:
+    def __init__(
+        self, runtime: Runtime, task_root: Path, on_output: OutputSink, on_exit: ExitSink, gpus: GpuPool | None = None
+    ) -> None:
         self.runtime = runtime
+        self.gpus = gpus or GpuPool([])
         self._root = task_root
         self._on_output = on_output
         self._on_exit = on_exit
@@ -64,7 +68,15 @@ class LocalWorker:
         workdir = self._root / spec.task_id
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
-        container = await self.runtime.start(spec, workdir, self.container_env(spec, workdir))
+        env = self.container_env(spec, workdir)
+        if spec.gpu_requests:
+            spec = replace(spec, gpus=tuple(self.gpus.take(spec.task_id, list(spec.gpu_requests))))
+            env.update(visible_devices_env(list(spec.gpus)))
+        try:
+            container = await self.runtime.start(spec, workdir, env)
+        except BaseException:
+            self.gpus.release(spec.task_id)
+            raise
         watcher = asyncio.create_task(self._watch(spec, container, workdir))
         self._running[spec.task_id] = _Running(spec, container, watcher)
 
@@ -81,6 +93,7 @@ class LocalWorker:
         except TimeoutError:
             pumps.cancel()
         self._running.pop(spec.task_id, None)
+        self.gpus.release(spec.task_id)
         try:
             await self._on_exit(spec, code)
         except Exception:

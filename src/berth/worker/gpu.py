@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modal_proto import api_pb2
+
 # Modal's gpu= names, and the marketing-name fragments nvidia-smi reports for them.
 GPU_TYPES = {
     "T4": ("T4",),
@@ -25,6 +27,8 @@ GPU_TYPES = {
     "B200": ("B200",),
 }
 DRIVER_LIB_PATTERN = re.compile(r"^\s*(libcuda\.so|libnvidia-[\w-]+\.so|libnvidia-ml\.so)\S*\s.*=>\s*(\S+)$")
+# Function.experimental_options entry holding the rest of a gpu=[...] fallback list ("A100:1,T4:1").
+FALLBACKS_KEY = "berth.gpu_fallbacks"
 CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 Runner = Callable[[list[str]], str]  # argv → stdout; raises OSError/CalledProcessError when unavailable
@@ -120,6 +124,59 @@ def requested(gpu_config_type: str, count: int) -> tuple[str, int] | None:
     if not gpu_config_type and count <= 0:
         return None
     return parse_request(f"{gpu_config_type or 'any'}:{max(count, 1)}")
+
+
+class GpuPool:
+    """The GPUs of this worker and which task holds which. A request is met from the free ones; a
+    request that cannot be met now says why (no such GPU at all, or all of them busy)."""
+
+    def __init__(self, gpus: list[Gpu]) -> None:
+        self.gpus = list(gpus)
+        self._held: dict[str, list[Gpu]] = {}
+
+    def _free(self) -> list[Gpu]:
+        busy = {g.uuid for held in self._held.values() for g in held}
+        return [g for g in self.gpus if g.uuid not in busy]
+
+    def blocker(self, candidates: list[tuple[str, int]]) -> str | None:
+        """None when one of the candidate requests (a fallback list, best first) fits now, else why not."""
+        if not candidates or any(len([g for g in self._free() if matches(t, g)]) >= n for t, n in candidates):
+            return None
+        asked = " or ".join(f"{t}:{n}" if n > 1 else t for t, n in candidates)
+        have = ", ".join(sorted({g.name for g in self.gpus})) or "no GPU"
+        if not any(len([g for g in self.gpus if matches(t, g)]) >= n for t, n in candidates):
+            return f"Waiting for gpu={asked}: no worker has such a GPU (this worker has {have}); the call stays queued"
+        return f"Waiting for gpu={asked}: all matching GPUs are in use; the call stays queued until one is free"
+
+    def take(self, task_id: str, candidates: list[tuple[str, int]]) -> list[Gpu]:
+        """GPUs for the first candidate that fits; GpuRequestError when none does."""
+        for gpu_type, count in candidates:
+            fitting = [g for g in self._free() if matches(gpu_type, g)]
+            if len(fitting) >= count:
+                self._held[task_id] = fitting[:count]
+                return fitting[:count]
+        raise GpuRequestError(self.blocker(candidates) or "no GPU requested")
+
+    def release(self, task_id: str) -> None:
+        self._held.pop(task_id, None)
+
+
+def function_requests(fn: api_pb2.Function) -> list[tuple[str, int]]:
+    """A function's GPU requests, best first: its own gpu_config, then the fallbacks of a gpu=[...]
+    definition; empty for a CPU function."""
+    first = requested(fn.resources.gpu_config.gpu_type, fn.resources.gpu_config.count)
+    out = [first] if first is not None else []
+    for item in filter(None, (s.strip() for s in fn.experimental_options.get(FALLBACKS_KEY, "").split(","))):
+        req = parse_request(item)
+        if req not in out:
+            out.append(req)
+    return out
+
+
+def fallbacks_option(ranked: list[api_pb2.Function]) -> str:
+    """The FALLBACKS_KEY value for the lower-ranked alternatives of a gpu=[...] definition."""
+    configs = [f.resources.gpu_config for f in ranked]
+    return ",".join(f"{c.gpu_type or 'ANY'}:{max(c.count, 1)}" for c in configs if c.gpu_type or c.count)
 
 
 def visible_devices_env(gpus: list[Gpu]) -> dict[str, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth.worker.gpu import Gpu
+
 
 @dataclass(frozen=True)
 class MountedFile:
@@ -36,3 +38,5 @@ class TaskSpec:
     memory_mb: int = 0
     cpu: float = 0.0
     image_id: str = ""  # the function's image; OCI runtimes run on its built layers
+    gpu_requests: tuple[tuple[str, int], ...] = ()  # gpu= as (TYPE, count), best first (fallbacks after)
+    gpus: tuple[Gpu, ...] = ()  # what the worker gave it, set when the container starts

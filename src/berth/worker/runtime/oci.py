@@ -40,6 +40,8 @@ def ensure_private_tmpfs(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(path):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=64m", "tmpfs", str(path)], check=True)
+
+
 INNER = "/__berth"  # where a container finds its arguments file
 PIDS_LIMIT = 16384
 TINI = "/usr/bin/tini-static"
@@ -70,18 +72,15 @@ def nofile_limit() -> int:
 class Limits:
     memory_mb: int  # hard limit; 0 = none
     cpu: float  # cores of CPU quota; 0 = none
-    gpu: tuple[str, int] | None
 
 
 def task_limits(spec: TaskSpec) -> Limits:
     """memory=(request, limit) and cpu=(request, limit) enforce the limit; a single value is both."""
     args = api_pb2.ContainerArguments.FromString(spec.container_arguments)
     res = args.function_def.resources
-    gpu_config = res.gpu_config
     return Limits(
         memory_mb=res.memory_mb_max or spec.memory_mb,
         cpu=(res.milli_cpu_max / 1000) if res.milli_cpu_max else spec.cpu,
-        gpu=gpu.requested(gpu_config.gpu_type, gpu_config.count),
     )
 
 
@@ -178,8 +177,6 @@ class OciRuntime:
         self._sandboxes: dict[str, Sandbox] = {}
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[Any]] = set()
-        self._gpus = gpu.detect()
-        self._gpus_in_use: dict[str, list[gpu.Gpu]] = {}
         network.ensure_bridge()
         ensure_private_tmpfs(BUNDLE_ROOT)
         self._prewarm_client()
@@ -221,7 +218,7 @@ class OciRuntime:
         image = self._images(spec.image_id)
         cid = f"berth-{spec.task_id}"
         sandbox = Sandbox(cid, BUNDLE_ROOT / cid, ContainerCgroup(cid), task_limits(spec))
-        gpus = self._take_gpus(spec.task_id, sandbox.limits.gpu)
+        gpus = list(spec.gpus)
         self._sandboxes[spec.task_id] = sandbox
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
@@ -249,7 +246,6 @@ class OciRuntime:
                 start_new_session=True,
             )
         except BaseException:
-            self._gpus_in_use.pop(spec.task_id, None)
             self._sandboxes.pop(spec.task_id, None)
             await self._teardown(sandbox)
             raise
@@ -340,16 +336,7 @@ class OciRuntime:
         env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         return env
 
-    def _take_gpus(self, task_id: str, request: tuple[str, int] | None) -> list[gpu.Gpu]:
-        if request is None:
-            return []
-        busy = {g.uuid for held in self._gpus_in_use.values() for g in held}
-        taken = gpu.assign(request[0], request[1], [g for g in self._gpus if g.uuid not in busy])
-        self._gpus_in_use[task_id] = taken
-        return taken
-
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
-        self._gpus_in_use.pop(spec.task_id, None)
         sandbox = self._sandboxes.pop(spec.task_id, None)
         if sandbox is not None:
             await self._teardown(sandbox)
