@@ -6,23 +6,25 @@ gpu=["T4", "any"] request takes the fallback and runs with CUDA_VISIBLE_DEVICES 
 from __future__ import annotations
 
 import ast
-import os
 import shutil
+import subprocess
+from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import BerthServer, modal
 
 HAS_GPU = shutil.which("nvidia-smi") is not None
+GPU_NAMES = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout if HAS_GPU else ""
 
 
-def _result(output: str, prefix: str) -> dict[str, str]:
+def _result(output: str, prefix: str) -> dict[str, Any]:
     lines = [line for line in output.splitlines() if line.startswith(prefix)]
     assert lines, output
     return dict(ast.literal_eval(lines[-1].removeprefix(prefix).strip()))
 
 
-@pytest.mark.skipif(HAS_GPU, reason="needs a worker without a T4")
+@pytest.mark.skipif("T4" in GPU_NAMES, reason="needs a worker without a T4")
 def test_a_gpu_no_worker_has_stays_queued_and_says_why(berth: BerthServer) -> None:
     run = modal(berth, "run", "gpu_app.py", "--wait", "6", "--want", "T4", timeout=240)
     assert run.returncode == 0, run.output
@@ -47,7 +49,9 @@ def test_a_gpu_function_gets_its_device(berth: BerthServer) -> None:
     got = _result(run.stdout, "RESULT ranked ")
     assert got["visible"] and got["visible"].startswith("GPU-"), got
     assert "GPU 0" in got["smi"], got
+    if got["cuda"] is not None:  # torch in the function sees exactly the one device it was given
+        assert len(got["cuda"]) == 1, got
     assert _result(run.stdout, "CPU ")["visible"] is None
-    if "H100" in os.popen("nvidia-smi -L").read():
+    if "H100" in GPU_NAMES:
         h100 = modal(berth, "run", "gpu_app.py", "--wait", "120", "--want", "H100", timeout=300)
         assert "RESULT H100" in h100.stdout, h100.output

@@ -14,7 +14,14 @@ def describe() -> dict:
         smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout.strip()
     except OSError as exc:
         smi = f"no nvidia-smi: {exc}"
-    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "smi": smi}
+    cuda = None
+    try:
+        import torch  # only where the worker's Python has it (a GPU machine)
+
+        cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "smi": smi, "cuda": cuda}
 
 
 @app.function(gpu="T4")
