@@ -2,7 +2,9 @@
 
 `debian_slim` asks for `python:<version>-slim-<codename>`, a Docker Hub image we cannot pull. We build
 the equivalent from Debian packages instead (debootstrap + the distribution's Python), so only the
-Python series Debian itself carries are available offline; anything else is refused by name.
+Python series Debian itself carries are available offline. Any other series comes from a
+python-build-standalone archive on a mirror the operator configures (BERTH_PYTHON_MIRROR), unpacked
+into /usr/local of a Debian base without Debian's Python; without one it is refused by name.
 
 With image builder 2025.06 the modal client is not baked into images: containers get `/pkg`
 (modal, modal_proto, modal_version, synchronicity and a sitecustomize.py) and `/__modal/deps`
@@ -13,11 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import importlib
 import logging
+import platform
 import re
 import shutil
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,8 @@ log = logging.getLogger("berth.rootfs")
 # The Python series each Debian release carries, i.e. what debootstrap can give us without a registry.
 DEBIAN_PYTHONS = {"bookworm": "3.11", "trixie": "3.13"}
 BASE_PACKAGES = "python3,python3-pip,python3-venv,python-is-python3,ca-certificates"
+STANDALONE_BASE_PACKAGES = "ca-certificates"  # the interpreter comes from the archive, not Debian
+STANDALONE_DEFAULT_CODENAME = "bookworm"
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
@@ -44,10 +52,11 @@ _PY_TAG = re.compile(r"^(?:docker\.io/)?(?:library/)?python:(\d+)\.(\d+)(?:\.\d+
 class BaseRequest:
     codename: str
     python_series: str  # "3.11"
+    standalone: bool = False  # Python from a python-build-standalone archive instead of Debian's
 
     @property
     def key(self) -> str:
-        return f"{self.codename}-py{self.python_series}"
+        return f"{self.codename}-py{self.python_series}" + ("-standalone" if self.standalone else "")
 
 
 def parse_python_base(tag: str) -> BaseRequest | None:
@@ -58,19 +67,57 @@ def parse_python_base(tag: str) -> BaseRequest | None:
     return BaseRequest(m.group(3), f"{m.group(1)}.{m.group(2)}")
 
 
-def resolve_base(req: BaseRequest) -> BaseRequest:
-    """The Debian release that carries the requested Python; never a different Python."""
+def resolve_base(req: BaseRequest, python_mirror: str = "") -> BaseRequest:
+    """Where the requested Python comes from: the Debian release that carries it, else (with a mirror)
+    a python-build-standalone archive on a Debian base; never a different Python."""
     available = ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
     if DEBIAN_PYTHONS.get(req.codename) == req.python_series:
         return req
     for codename, series in DEBIAN_PYTHONS.items():
         if series == req.python_series:
             return BaseRequest(codename, series)
+    if python_mirror:
+        codename = req.codename if req.codename in DEBIAN_PYTHONS else STANDALONE_DEFAULT_CODENAME
+        return BaseRequest(codename, req.python_series, standalone=True)
     raise FailedPrecondition(
         f"Python {req.python_series} is not available: without a container registry, Berth builds "
         f"debian_slim from Debian packages, which carry only Python {available}. "
-        f"Use python_version= one of those."
+        f"Use python_version= one of those, or set BERTH_PYTHON_MIRROR to a mirror of python-build-standalone "
+        f"archives for other versions."
     )
+
+
+def standalone_url(mirror: str, series: str) -> str:
+    """The archive for `series` on the mirror: a URL template with {version} (and {arch}), or a folder
+    holding cpython-<series>-<arch>-unknown-linux-gnu-install_only.tar.gz."""
+    arch = platform.machine()
+    if "{version}" in mirror:
+        return mirror.format(version=series, arch=arch)
+    return f"{mirror.rstrip('/')}/cpython-{series}-{arch}-unknown-linux-gnu-install_only.tar.gz"
+
+
+def _fetch(url: str, dest: Path) -> None:
+    with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310 - operator's mirror
+        shutil.copyfileobj(resp, out, 1 << 20)
+
+
+def _fetch_text(url: str) -> str | None:
+    """The body at `url`, or None when the mirror has no such file."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - operator's mirror
+            return str(resp.read(4096).decode("utf-8", errors="replace"))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def debian_mirror() -> str:
@@ -125,14 +172,18 @@ async def run_logged(argv: list[str], on_log: LogFn, env: dict[str, str] | None 
 class RootfsCache:
     """Machine-wide cache of debootstrapped bases and client packages under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, python_mirror: str = "") -> None:
         self.root = root
+        self.python_mirror = python_mirror
+
+    def resolve(self, req: BaseRequest) -> BaseRequest:
+        return resolve_base(req, self.python_mirror)
 
     def base_dir(self, req: BaseRequest) -> Path:
         return self.root / "base" / req.key / "rootfs"
 
     async def ensure_base(self, req: BaseRequest, on_log: LogFn) -> Path:
-        req = resolve_base(req)
+        req = self.resolve(req)
         rootfs = self.base_dir(req)
         if (rootfs.parent / "ready").exists():
             return rootfs
@@ -155,11 +206,18 @@ class RootfsCache:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         mirror = debian_mirror()
         on_log(f"Building base {req.key} from Debian packages ({mirror}); this happens once per machine\n")
-        argv = ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", req.codename, str(tmp), mirror]
+        packages = STANDALONE_BASE_PACKAGES if req.standalone else BASE_PACKAGES
+        argv = ["debootstrap", "--variant=minbase", f"--include={packages}", req.codename, str(tmp), mirror]
         code = await run_logged(argv, on_log)
         if code != 0:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
             raise FailedPrecondition(f"debootstrap of {req.codename} failed with exit code {code}")
+        if req.standalone:
+            try:
+                await self.install_standalone(req.python_series, tmp, on_log)
+            except BaseException:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+                raise
         for marker in tmp.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             marker.unlink()  # like the python:slim images, pip may install into the system Python
         for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
@@ -169,8 +227,46 @@ class RootfsCache:
         tmp.rename(rootfs)
         (rootfs.parent / "ready").write_text(python_version_of(rootfs) + "\n")
 
+    async def install_standalone(self, series: str, rootfs: Path, on_log: LogFn) -> str:
+        """Unpack the mirror's python-build-standalone archive for `series` into rootfs/usr/local, checking
+        its .sha256 where the mirror has one and that it really is Python `series`. Returns its version."""
+        url = standalone_url(self.python_mirror, series)
+        archive = rootfs.parent / f"cpython-{series}.tar"
+        on_log(f"Downloading Python {series} (python-build-standalone) from {url}\n")
+        try:
+            await asyncio.to_thread(_fetch, url, archive)
+            expected = await asyncio.to_thread(_fetch_text, url + ".sha256")
+        except (OSError, urllib.error.URLError) as exc:
+            archive.unlink(missing_ok=True)
+            raise FailedPrecondition(
+                f"Python {series} is not available: the python-build-standalone mirror could not be read "
+                f"({url}: {exc}). Debian carries only Python "
+                + ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
+            ) from exc
+        try:
+            if expected is not None and expected.split()[0].lower() != _sha256(archive):
+                raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
+            local = rootfs / "usr" / "local"
+            local.mkdir(parents=True, exist_ok=True)
+            code = await run_logged(["tar", "-xf", str(archive), "-C", str(local), "--strip-components=1"], on_log)
+            if code != 0:
+                raise FailedPrecondition(f"Could not unpack {url} (tar exit code {code})")
+        finally:
+            archive.unlink(missing_ok=True)
+        bin_dir = rootfs / "usr" / "local" / "bin"
+        for link, target in (("python3", f"python{series}"), ("python", "python3"), ("pip", "pip3")):
+            if not (bin_dir / link).exists() and (bin_dir / target).exists():
+                (bin_dir / link).symlink_to(target)
+        version = (
+            _patchlevel_version(rootfs / "usr" / "local", series) if (bin_dir / f"python{series}").exists() else ""
+        )
+        if not version.startswith(series + "."):
+            raise FailedPrecondition(f"The archive at {url} holds Python {version or '(none found)'}, not {series}")
+        on_log(f"Python {version} installed in /usr/local\n")
+        return version
+
     def python_version(self, req: BaseRequest) -> str:
-        ready = self.base_dir(resolve_base(req)).parent / "ready"
+        ready = self.base_dir(self.resolve(req)).parent / "ready"
         with contextlib.suppress(OSError):
             return ready.read_text().strip()
         return req.python_series
@@ -236,8 +332,25 @@ def write_missing_records(rootfs: Path) -> None:
             break
 
 
+def _patchlevel_version(prefix: Path, series: str) -> str:
+    """PY_VERSION from an installed CPython's headers, read rather than run: image contents never execute
+    on the host."""
+    with contextlib.suppress(OSError):
+        m = re.search(
+            r'#define PY_VERSION\s+"([^"]+)"', (prefix / "include" / f"python{series}" / "patchlevel.h").read_text()
+        )
+        if m:
+            return m.group(1)
+    return ""
+
+
 def python_version_of(rootfs: Path) -> str:
-    """The full version of the rootfs's python3, read from its stdlib directory and Debian's changelog."""
+    """The full version of the rootfs's python3: a /usr/local build (python-build-standalone, or an image's
+    own) first, else Debian's, from its stdlib directory, headers or changelog."""
+    for lib in sorted(rootfs.glob("usr/local/lib/python3.*")):
+        if (lib / "os.py").exists() and (rootfs / "usr/local/bin" / lib.name).exists():
+            series = lib.name.removeprefix("python")
+            return _patchlevel_version(rootfs / "usr/local", series) or series
     for lib in sorted(rootfs.glob("usr/lib/python3.*")):
         if (lib / "os.py").exists():
             series = lib.name.removeprefix("python")
