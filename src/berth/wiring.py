@@ -155,6 +155,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         await holder["tasks"].on_exit(spec, code)
 
     images = build_images(settings, store, clock, blobs, objects, state)
+    images.function_layout = layouts.container_arguments  # Image.run_function()
     runtime = make_runtime(settings.runtime, settings, images)
     worker = LocalWorker(runtime, settings.task_dir, on_output, on_exit, GpuPool(detect_gpus()))
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)

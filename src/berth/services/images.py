@@ -3,8 +3,12 @@
 built in the background by the worker's image builder while the client follows the build log.
 A failed build is not recorded, so the next attempt builds again.
 
+An Image.run_function() step names a builder Function (created by FunctionCreate) that the builder
+runs once in the image built so far (see worker/build_function.py); its secrets count in the key.
+
 Without an OCI runtime (the process runtime) there is nothing to build: every image runs on the
-worker's own Python, so an image counts as built as soon as it is defined."""
+worker's own Python, so an image counts as built as soon as it is defined. run_function images are
+refused there: the function's filesystem changes would have nowhere to go."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modal_proto import api_pb2
 
@@ -26,8 +31,11 @@ from berth.services.blobs import LocalBlobStore
 from berth.services.notify import Notifier
 from berth.store.sqlite import SqliteStore
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder
-from berth.worker.dockerfile import parse
+from berth.worker.dockerfile import Plan, parse
 from berth.worker.layers import ImageManifest, ManifestStore
+
+if TYPE_CHECKING:
+    from berth.scheduling.layout import BuiltArguments
 
 log = logging.getLogger("berth.images")
 
@@ -37,6 +45,8 @@ _JOIN_TIMEOUT_S = 55.0
 
 MountFiles = Callable[[str], Awaitable[list[api_pb2.MountFile]]]
 SecretEnv = Callable[[str], Awaitable[dict[str, str]]]
+FunctionLayout = Callable[[str], Awaitable["BuiltArguments"]]
+NEEDS_OCI = "Image.run_function() needs an OCI runtime to build images: start the server with `berth up --runtime crun`"
 
 
 @dataclass
@@ -74,6 +84,8 @@ class ImageService:
         self._builds: dict[str, _Build] = {}  # image id → build in progress or just finished
         self._building: dict[str, str] = {}  # content key → image id being built
         self._notifier = Notifier()
+        # A function's definition, secrets, mounts and volumes, as its containers get them (set by wiring).
+        self.function_layout: FunctionLayout | None = None
 
     def manifest(self, image_id: str) -> ImageManifest:
         """The built layers of an image, for the OCI runtime."""
@@ -96,7 +108,7 @@ class ImageService:
             workdir=manifest.workdir,
         )
 
-    async def _content_key(self, image: api_pb2.Image) -> str:
+    async def _content_key(self, image: api_pb2.Image, build_function_id: str = "") -> str:
         """Hash of what the image is made of; per-run ids (context mounts, secrets) are replaced by content."""
         canonical = api_pb2.Image()
         canonical.CopyFrom(image)
@@ -109,10 +121,15 @@ class ImageService:
         for secret_id in image.secret_ids:
             env = await self._secret_env(secret_id)
             h.update(repr(sorted(env.items())).encode())
+        if build_function_id and self.function_layout is not None:
+            h.update(repr(sorted((await self.function_layout(build_function_id)).env.items())).encode())
         return h.hexdigest()
 
     async def get_or_create(self, req: api_pb2.ImageGetOrCreateRequest) -> api_pb2.ImageGetOrCreateResponse:
-        key = await self._content_key(req.image)
+        if self._builder is None and (req.image.HasField("build_function") or req.build_function_id):
+            failed = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=NEEDS_OCI)
+            return api_pb2.ImageGetOrCreateResponse(image_id=new_id("im"), result=failed)
+        key = await self._content_key(req.image, req.build_function_id)
         if self._builder is None:
             return await self._define_only(req, key)
         force = req.force_build or req.ignore_cache
@@ -179,7 +196,7 @@ class ImageService:
     async def _request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
         image = req.image
         if image.HasField("build_function") or req.build_function_id:
-            raise BuildFailed("Image.run_function() is not supported by this Berth server yet")
+            return await self._function_request(image_id, req, force)
         plan = parse(list(image.dockerfile_commands))
         base = None
         for b in image.base_images:
@@ -197,6 +214,23 @@ class ImageService:
         for secret_id in image.secret_ids:
             env.update(await self._secret_env(secret_id))
         return BuildRequest(image_id, plan, base, context, env, dict(image.build_args), force)
+
+    async def _function_request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
+        from berth.worker.build_function import RunFunctionStep
+
+        image = req.image
+        if not req.build_function_id or self.function_layout is None:
+            raise BuildFailed("Image.run_function(): the request names no builder function")
+        if len(image.base_images) != 1:
+            raise BuildFailed("Image.run_function() needs exactly one base image")
+        base = self.manifest(image.base_images[0].image_id)
+        built = await self.function_layout(req.build_function_id)
+        fn = built.arguments.function_def
+        step = RunFunctionStep.create(fn, image.build_function, built.env, built.files, built.binds)
+        env: dict[str, str] = {}
+        for secret_id in image.secret_ids:
+            env.update(await self._secret_env(secret_id))
+        return BuildRequest(image_id, Plan("base"), base, env=env, force=force, function_step=step)
 
     def _context_file(self, data: bytes) -> Path:
         sha = hashlib.sha256(data).hexdigest()

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from berth.errors import FailedPrecondition
 from berth.worker import network
@@ -35,6 +36,14 @@ class BuildFailed(Exception):
     """A build step failed; the message carries its output and exit code."""
 
 
+class FunctionStep(Protocol):
+    """A build step that runs a user function (Image.run_function; see build_function.py)."""
+
+    async def run(
+        self, builder: ImageBuilder, req: BuildRequest, state: ImageManifest, on_log: LogFn
+    ) -> ImageManifest: ...
+
+
 @dataclass
 class BuildRequest:
     image_id: str
@@ -44,6 +53,7 @@ class BuildRequest:
     env: dict[str, str] = field(default_factory=dict)  # build-time env from secrets
     build_args: dict[str, str] = field(default_factory=dict)
     force: bool = False
+    function_step: FunctionStep | None = None  # runs after the plan's steps
 
 
 def _key(*parts: str) -> str:
@@ -96,6 +106,8 @@ class ImageBuilder:
         args = dict(req.build_args)
         for step in req.plan.steps:
             state = await self._step(req, state, step, args, on_log)
+        if req.function_step is not None:
+            state = await req.function_step.run(self, req, state, on_log)
         return replace(state, image_id=req.image_id)
 
     async def _from(self, req: BuildRequest, on_log: LogFn) -> ImageManifest:
