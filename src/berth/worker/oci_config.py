@@ -1,18 +1,26 @@
-"""The OCI runtime-spec config.json for one container, generated from plain values (no I/O)."""
+"""The OCI runtime-spec config.json for one container, generated from plain values (no I/O).
+
+Every container (function containers, image build steps, sandboxes) gets the same hardening, like
+Docker's defaults: the seccomp profile of berth.worker.seccomp, Docker's capability set without
+CAP_NET_RAW (none of CAP_SYS_ADMIN, CAP_SYS_MODULE, CAP_SYS_PTRACE, CAP_NET_ADMIN, ...), no inheritable
+capabilities, no_new_privileges, and the masked and read-only /proc and /sys paths of Docker's spec.
+That set is still enough for image builds: apt drops to _apt with SETUID/SETGID, dpkg sets owners
+and modes (CHOWN, FOWNER, FSETID), pip and uv need nothing more."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-# Docker's default capability set: enough for apt (drops to _apt), chown, setuid tools, ping.
+from berth.worker import seccomp
+
+# Docker's default capability set minus CAP_NET_RAW (no raw packets, ARP or ICMP spoofing on the bridge).
 CAPABILITIES = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
     "CAP_MKNOD",
-    "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
     "CAP_SETFCAP",
@@ -34,6 +42,7 @@ MASKED_PATHS = [
     "/proc/sched_debug",
     "/sys/firmware",
     "/proc/scsi",
+    "/sys/devices/virtual/powercap",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
@@ -53,17 +62,21 @@ class ContainerConfig:
     cwd: str = "/root"
     hostname: str = "berth"
     netns_path: str | None = None  # None: a fresh namespace with only lo
+    # No network namespace in the spec: the container shares the runtime's own. For runsc, which is
+    # started inside the container's namespace (gVisor's --network=host; its sandbox network fails here).
+    inherit_network: bool = False
     cgroups_path: str = ""
     cpu: float = 0.0  # cores; 0 = no quota
     pids_limit: int = 0
     nofile: int = 1024
     binds: list[Bind] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
+    seccomp: dict[str, Any] | None = field(default_factory=seccomp.profile)  # None: no filter
 
 
 def _base_mounts() -> list[dict[str, Any]]:
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
         {
             "destination": "/dev/pts",
@@ -112,7 +125,21 @@ def build_config(c: ContainerConfig) -> dict[str, Any]:
     parent cgroup it owns, so the OOM-kill counter survives the container's own cgroup."""
     caps = list(CAPABILITIES)
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    namespaces.append({"type": "network", "path": c.netns_path} if c.netns_path else {"type": "network"})
+    if not c.inherit_network:
+        namespaces.append({"type": "network", "path": c.netns_path} if c.netns_path else {"type": "network"})
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "cgroupsPath": c.cgroups_path,
+        "resources": _resources(c),
+        "devices": [
+            {"path": d["path"], "type": "c", "major": d["major"], "minor": d["minor"], "fileMode": 0o666}
+            for d in c.devices
+        ],
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    }
+    if c.seccomp is not None:
+        linux["seccomp"] = c.seccomp
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -121,22 +148,14 @@ def build_config(c: ContainerConfig) -> dict[str, Any]:
             "args": c.args,
             "env": [f"{k}={v}" for k, v in c.env.items()],
             "cwd": c.cwd,
-            "capabilities": {k: caps for k in ("bounding", "effective", "inheritable", "permitted")},
+            # No inheritable (nor ambient) capabilities: an exec'd file capability cannot pick them up.
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": c.nofile, "soft": c.nofile}],
-            "noNewPrivileges": False,
+            # setuid binaries and file capabilities cannot raise privileges past what the container has.
+            "noNewPrivileges": True,
         },
         "root": {"path": c.rootfs, "readonly": False},
         "hostname": c.hostname,
         "mounts": _base_mounts() + [_bind_mount(b) for b in c.binds],
-        "linux": {
-            "namespaces": namespaces,
-            "cgroupsPath": c.cgroups_path,
-            "resources": _resources(c),
-            "devices": [
-                {"path": d["path"], "type": "c", "major": d["major"], "minor": d["minor"], "fileMode": 0o666}
-                for d in c.devices
-            ],
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "linux": linux,
     }
