@@ -5,6 +5,8 @@
 set -euo pipefail
 
 PACKAGES=(crun runc debootstrap uidmap iproute2 iptables skopeo umoci tini ca-certificates)
+# Optional: gVisor for `berth up --runtime runsc`. A distribution without the package still gets the rest.
+OPTIONAL_PACKAGES=(runsc)
 
 if [ "$(id -u)" != 0 ]; then
     echo "setup-host: needs root (installs packages and mounts a cgroup hierarchy)" >&2
@@ -20,6 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 fi
+for pkg in "${OPTIONAL_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" && continue
+    echo "setup-host: installing $pkg (optional)"
+    if ! { apt-cache show "$pkg" >/dev/null 2>&1 || { apt-get update -q && apt-cache show "$pkg" >/dev/null 2>&1; }; } ||
+        ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$pkg" </dev/null; then
+        echo "setup-host: warning: could not install optional package $pkg; continuing without it" >&2
+    fi
+done
 
 # crun refuses a hybrid hierarchy while cgroup2 still holds a controller (hugetlb on these machines).
 # Mount each such controller as its own v1 hierarchy under /sys/fs/cgroup/<name>.

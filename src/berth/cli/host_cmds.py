@@ -14,7 +14,8 @@ from pathlib import Path
 from berth.config import Settings, default_data_dir
 
 REQUIRED_PACKAGES = {"crun": "crun", "debootstrap": "debootstrap", "ip": "iproute2", "iptables": "iptables"}
-OPTIONAL_PACKAGES = {"runc": "runc", "skopeo": "skopeo", "umoci": "umoci", "tini-static": "tini"}
+# runsc: gVisor, for `berth up --runtime runsc` (image builds still run on crun).
+OPTIONAL_PACKAGES = {"runc": "runc", "runsc": "runsc", "skopeo": "skopeo", "umoci": "umoci", "tini-static": "tini"}
 UNIFIED = Path("/sys/fs/cgroup/unified")
 
 

@@ -1,7 +1,14 @@
 """OCI runtime (crun by default, runc or runsc where installed): each container runs from its own
 overlayfs root over its image's layers, in fresh pid/mount/ipc/uts/net namespaces, with cgroup limits
 from the function's cpu= and memory=, on the berth0 bridge with NAT to the outside. The modal client
-comes from bind-mounted /pkg and /__modal/deps; the host CA bundle and resolv.conf are bind-mounted."""
+comes from bind-mounted /pkg and /__modal/deps; the host CA bundle and resolv.conf are bind-mounted.
+Seccomp, capabilities and masked paths: see berth.worker.oci_config and berth.worker.seccomp.
+
+runsc (gVisor) runs the same bundle inside its own user-space kernel, with the differences in
+RUNSC_FLAGS: the ptrace platform (kvm hangs on these machines), and the network of the namespace runsc
+is started in (`--network=host`, with runsc started by nsenter inside the container's own netns and no
+network namespace in the spec; gVisor's sandbox network fails here). It keeps its state apart from
+crun's, under RUNSC_STATE_ROOT."""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from typing import Any
 
 from modal_proto import api_pb2
 
-from berth.worker import gpu, network
+from berth.worker import gpu, network, seccomp
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
@@ -31,6 +38,10 @@ log = logging.getLogger("berth.oci")
 
 CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
 STATE_ROOT = "/run/berth/oci"
+RUNSC_STATE_ROOT = "/run/berth/runsc"
+# --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
+# --oci-seccomp: apply the spec's seccomp profile inside the sandbox too, so code sees the same denials.
+RUNSC_FLAGS = ["--platform=ptrace", "--network=host", "--overlay2=none", "--oci-seccomp"]
 # config.json carries the container's environment, secret values included: keep bundles in memory
 # (a private tmpfs), never on disk under the data dir.
 BUNDLE_ROOT = Path("/run/berth/bundles")
@@ -171,6 +182,10 @@ class OciRuntime:
     def __init__(self, name: str, rootfs: RootfsCache, images: ImageResolver, ca_bundle: Path | None) -> None:
         self.name = name
         self.binary = runtime_binary(name)
+        self.gvisor = name == "runsc"
+        self._state_root = RUNSC_STATE_ROOT if self.gvisor else STATE_ROOT
+        self._flags = RUNSC_FLAGS if self.gvisor else []
+        Path(self._state_root).mkdir(parents=True, exist_ok=True)
         self._rootfs = rootfs
         self._images = images
         self._ca_bundle = ca_bundle
@@ -212,7 +227,15 @@ class OciRuntime:
             log.info("removed what was left of container %s", task_id)
 
     def _command(self, *args: str) -> list[str]:
-        return [self.binary, "--root", STATE_ROOT, *args]
+        return [self.binary, "--root", self._state_root, *self._flags, *args]
+
+    def _run_command(self, sandbox: Sandbox) -> list[str]:
+        argv = self._command("run", "--bundle", str(sandbox.bundle), sandbox.container_id)
+        if not self.gvisor:
+            return argv
+        if sandbox.net is None:  # runsc would run on the host's own network
+            raise RuntimeUnavailable("runsc needs the container's network namespace")
+        return ["nsenter", f"--net={sandbox.net.netns_path}", *argv]
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
         image = self._images(spec.image_id)
@@ -236,10 +259,12 @@ class OciRuntime:
                 nofile=nofile_limit(),
                 binds=binds,
                 devices=[device_entry(d) for d in gpu.container_devices(gpus)] if gpus else [],
+                inherit_network=self.gvisor,
+                seccomp=seccomp.profile(gvisor=self.gvisor),
             )
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
             proc = await asyncio.create_subprocess_exec(
-                *self._command("run", "--bundle", str(sandbox.bundle), cid),
+                *self._run_command(sandbox),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
