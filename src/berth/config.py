@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
@@ -36,6 +40,8 @@ class Settings:
     ca_bundle: str = field(
         default_factory=lambda: os.environ.get("BERTH_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     )
+    # Registries pulled without TLS verification (host or host:port, comma-separated); loopback always is.
+    insecure_registries: tuple[str, ...] = field(default_factory=lambda: _env_list("BERTH_INSECURE_REGISTRIES"))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

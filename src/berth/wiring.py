@@ -68,7 +68,9 @@ def build_images(
     from berth.worker.runtime.factory import image_backend
 
     ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
-    backend = image_backend(settings.runtime, settings.image_cache_dir, settings.data_dir, ca)
+    backend = image_backend(
+        settings.runtime, settings.image_cache_dir, settings.data_dir, ca, settings.insecure_registries
+    )
     builder, manifests = (backend.builder, backend.manifests) if backend else (None, None)
     return ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, builder, manifests)
 

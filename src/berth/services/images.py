@@ -33,6 +33,7 @@ from berth.store.sqlite import SqliteStore
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder
 from berth.worker.dockerfile import Plan, parse
 from berth.worker.layers import ImageManifest, ManifestStore
+from berth.worker.registry import RegistryAuth
 
 if TYPE_CHECKING:
     from berth.scheduling.layout import BuiltArguments
@@ -213,7 +214,11 @@ class ImageService:
         env: dict[str, str] = {}
         for secret_id in image.secret_ids:
             env.update(await self._secret_env(secret_id))
-        return BuildRequest(image_id, plan, base, context, env, dict(image.build_args), force)
+        auth = None
+        if image.image_registry_config.secret_id:  # from_registry(secret=...): credentials for the pull
+            registry_env = await self._secret_env(image.image_registry_config.secret_id)
+            auth = RegistryAuth(image.image_registry_config.registry_auth_type, registry_env)
+        return BuildRequest(image_id, plan, base, context, env, dict(image.build_args), force, registry_auth=auth)
 
     async def _function_request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
         from berth.worker.build_function import RunFunctionStep

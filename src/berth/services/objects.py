@@ -11,6 +11,7 @@ from berth.errors import InvalidArgument, NotFound
 from berth.ids import new_id
 from berth.services.blobs import LocalBlobStore
 from berth.store.sqlite import SqliteStore
+from berth.worker.registry import standalone_python_unavailable
 
 _MAX_INLINE_FILE = 64 * 1024 * 1024
 
@@ -56,6 +57,9 @@ class ObjectService:
         if req.deployment_name:
             key = f"{req.namespace}/{req.environment_name}/{req.deployment_name}"
             found = await self._store.object_by_key("mount", key)
+            if not files and (missing := standalone_python_unavailable(req.deployment_name)):
+                if found is None or not api_pb2.MountGetOrCreateRequest.FromString(found[1]).files:
+                    raise NotFound(missing)  # add_python's python-build-standalone: not here, not downloadable
             if found is not None and not files:
                 return self._mount_response(found[0], found[1])
         mount_id = new_id("mo")

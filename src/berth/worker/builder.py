@@ -23,6 +23,7 @@ from berth.worker.cgroups import ContainerCgroup
 from berth.worker.dockerfile import Plan, Step, expand
 from berth.worker.layers import ImageManifest, LayerStore
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
+from berth.worker.registry import PullFailed, RegistryAuth, RegistryPuller, require_python
 from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, resolve_base, run_logged
 from berth.worker.runtime.oci import STATE_ROOT, mount_overlay, nofile_limit, standard_binds, umount
 from berth.worker.tools import uv_binary
@@ -53,6 +54,7 @@ class BuildRequest:
     env: dict[str, str] = field(default_factory=dict)  # build-time env from secrets
     build_args: dict[str, str] = field(default_factory=dict)
     force: bool = False
+    registry_auth: RegistryAuth | None = None  # from_registry's Secret, for FROM <registry image>
     function_step: FunctionStep | None = None  # runs after the plan's steps
 
 
@@ -95,11 +97,19 @@ def copy_targets(srcs: list[str], dest: str, workdir: str, context: dict[str, Pa
 
 
 class ImageBuilder:
-    def __init__(self, runtime: str, rootfs: RootfsCache, layers: LayerStore, ca_bundle: Path | None) -> None:
+    def __init__(
+        self,
+        runtime: str,
+        rootfs: RootfsCache,
+        layers: LayerStore,
+        ca_bundle: Path | None,
+        insecure_registries: tuple[str, ...] = (),
+    ) -> None:
         self.runtime = runtime
         self.rootfs = rootfs
         self.layers = layers
         self.ca_bundle = ca_bundle
+        self.registry = RegistryPuller(layers, rootfs.root / "locks", ca_bundle, insecure_registries)
 
     async def build(self, req: BuildRequest, on_log: LogFn) -> ImageManifest:
         state = await self._from(req, on_log)
@@ -108,6 +118,11 @@ class ImageBuilder:
             state = await self._step(req, state, step, args, on_log)
         if req.function_step is not None:
             state = await req.function_step.run(self, req, state, on_log)
+        if not state.python_version:  # a registry image: Modal runs `python` from the image's PATH
+            try:
+                state = replace(state, python_version=require_python(state, req.plan.base))
+            except PullFailed as exc:
+                raise BuildFailed(str(exc)) from None
         return replace(state, image_id=req.image_id)
 
     async def _from(self, req: BuildRequest, on_log: LogFn) -> ImageManifest:
@@ -127,38 +142,10 @@ class ImageBuilder:
             return ImageManifest(
                 "", str(rootfs), [], dict(BASE_ENV), "/root", [], version, _key("debootstrap", resolved.key)
             )
-        return await self._pull(tag, on_log)
-
-    async def _pull(self, tag: str, on_log: LogFn) -> ImageManifest:
-        registry = tag.split("/")[0] if "/" in tag and ("." in tag.split("/")[0] or ":" in tag.split("/")[0]) else ""
-        registry = registry or "docker.io (Docker Hub)"
-        if shutil.which("skopeo") is None or shutil.which("umoci") is None:
-            raise BuildFailed(f"Cannot pull {tag} from {registry}: skopeo and umoci are not installed")
-        key = _key("registry", tag)
-        found = self.layers.get(key)
-        if found is None:
-            tmp = self.layers.new_tmp()
-            ref = tag if "/" in tag.split(":")[0] else f"docker.io/library/{tag}"
-            pull = ["skopeo", "--command-timeout", "60s", "copy", f"docker://{ref}", f"oci:{tmp / 'oci'}:img"]
-            code = await run_logged(pull, on_log)
-            if code != 0:
-                self.layers.discard(tmp)
-                raise BuildFailed(f"Cannot pull {tag}: the registry {registry} is not reachable from this machine")
-            code = await run_logged(["umoci", "unpack", "--image", f"{tmp / 'oci'}:img", str(tmp / "bundle")], on_log)
-            if code != 0:
-                self.layers.discard(tmp)
-                raise BuildFailed(f"Cannot unpack {tag} (umoci exit code {code})")
-            found = self.layers.commit(key, tmp)
-        env = dict(BASE_ENV)
-        config = json.loads((found / "bundle" / "config.json").read_text())
-        for item in config.get("process", {}).get("env", []):
-            k, _, v = item.partition("=")
-            env[k] = v
-        from berth.worker.rootfs import python_version_of
-
-        rootfs = found / "bundle" / "rootfs"
-        workdir = config.get("process", {}).get("cwd", "/") or "/"
-        return ImageManifest("", str(rootfs), [], env, workdir, [], python_version_of(rootfs), key)
+        try:
+            return await self.registry.pull(tag, req.registry_auth, on_log)  # see registry.py
+        except PullFailed as exc:
+            raise BuildFailed(str(exc)) from None
 
     async def _step(
         self, req: BuildRequest, state: ImageManifest, step: Step, args: dict[str, str], on_log: LogFn

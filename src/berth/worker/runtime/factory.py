@@ -31,13 +31,16 @@ def check_runtime_name(name: str) -> None:
         raise RuntimeUnavailable(f"{name} is not installed; run `berth doctor --fix` (or scripts/setup-host.sh)")
 
 
-def image_backend(runtime: str, cache_dir: Path, data_dir: Path, ca_bundle: Path | None) -> ImageBackend | None:
+def image_backend(
+    runtime: str, cache_dir: Path, data_dir: Path, ca_bundle: Path | None, insecure_registries: tuple[str, ...] = ()
+) -> ImageBackend | None:
     if runtime not in OCI_RUNTIMES:
         return None
     check_runtime_name(runtime)
     # Builds always run on crun or runc: runsc cannot commit an overlay upper dir the same way.
     build_rt = runtime if runtime != "runsc" else (shutil.which("crun") or shutil.which("runc") or runtime)
-    builder = ImageBuilder(build_rt, RootfsCache(cache_dir), LayerStore(cache_dir / "layers"), ca_bundle)
+    layers = LayerStore(cache_dir / "layers")
+    builder = ImageBuilder(build_rt, RootfsCache(cache_dir), layers, ca_bundle, insecure_registries)
     return ImageBackend(builder, ManifestStore(data_dir / "images"))
 
 
