@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install host demo test test-unit test-e2e check bench coverage clean
+.PHONY: install host test-host demo test test-unit test-e2e check bench coverage clean
 
 $(BIN)/berth: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,17 +17,23 @@ install: $(BIN)/berth
 host:
 	bash scripts/setup-host.sh
 
+# Test-only host tools: Debian's docker-registry (the CNCF distribution registry) that
+# tests/e2e/test_registry.py runs on loopback to pull images from. Not needed by the product.
+test-host:
+	command -v docker-registry >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry; }
+
 # Starts an embedded server and worker, runs a sample app with the stock modal CLI, stops.
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install host
+test: install host test-host
 	$(BIN)/pytest -q tests
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
 
-test-e2e: install host
+test-e2e: install host test-host
 	$(BIN)/pytest -q tests/e2e
 
 check: install
