@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,8 @@ import pytest
 from tests.e2e.conftest import BerthServer, Run, modal
 
 BASE = "bookworm-py3.11"
+EPOCH = 1700000000
+CREATED = "2023-11-14T22:13:20Z"
 USER, PASSWORD, WRONG = "berth", "s3cret-registry-pw", "not-the-password-7f3a"
 # Parts of the base rootfs a test image does not need (keeps the push and pull fast).
 EXCLUDE = ["./usr/share/doc", "./usr/share/man", "./usr/share/locale", "./usr/share/info", "./var/lib/apt/lists"]
@@ -113,6 +116,8 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+    """Test images with fixed timestamps, so their digests are the same every session: the machine-wide
+    layer cache then holds one copy of each instead of a new one per test run."""
     if os.geteuid() != 0:
         pytest.skip("building images with umoci and running them on crun needs root")
     tmp = tmp_path_factory.mktemp("registry-images")
@@ -124,23 +129,36 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
         check=True,
     )
     subprocess.run(["tar", "-C", str(stage), "-xf", "-"], input=tar.stdout, check=True)
-    (stage / "berth-marker.txt").write_text("marker-v1\n")
+    _write(stage / "berth-marker.txt", "marker-v1\n")
     layout = tmp / "oci"
     _sh("umoci", "init", "--layout", layout)
-    _sh("umoci", "new", "--image", f"{layout}:py-v1")
-    _sh("umoci", "insert", "--image", f"{layout}:py-v1", stage, "/")
-    _sh("umoci", "config", "--image", f"{layout}:py-v1", "--config.env", "BERTH_IMAGE_ENV=from-registry")
+    _umoci("new", f"{layout}:py-v1")
+    _umoci("insert", f"{layout}:py-v1", stage, "/")
+    _umoci("config", f"{layout}:py-v1", "--config.env", "BERTH_IMAGE_ENV=from-registry")
     v2 = tmp / "v2"
     v2.mkdir()
-    (v2 / "berth-marker.txt").write_text("marker-v2\n")
-    _sh("umoci", "insert", "--image", f"{layout}:py-v1", "--tag", "py-v2", v2 / "berth-marker.txt", "/berth-marker.txt")
+    _write(v2 / "berth-marker.txt", "marker-v2\n")
+    _umoci("insert", f"{layout}:py-v1", "--tag", "py-v2", v2 / "berth-marker.txt", "/berth-marker.txt")
     nopy = tmp / "nopy"
     nopy.mkdir()
-    (nopy / "berth-marker.txt").write_text("no python here\n")
-    _sh("umoci", "new", "--image", f"{layout}:nopy")
-    _sh("umoci", "insert", "--image", f"{layout}:nopy", nopy, "/")
+    _write(nopy / "berth-marker.txt", "no python here\n")
+    _umoci("new", f"{layout}:nopy")
+    _umoci("insert", f"{layout}:nopy", nopy, "/")
     shutil.rmtree(stage)
     return Images(layout)
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+    for p in (path, path.parent):
+        os.utime(p, (EPOCH, EPOCH))
+
+
+def _umoci(command: str, image: str, *args: str | Path) -> None:
+    """umoci with fixed creation times (`new` takes none; a `config --created` right after sets them)."""
+    _sh("umoci", command, "--image", image, *([] if command == "new" else ["--history.created", CREATED]), *args)
+    if command == "new":
+        _sh("umoci", "config", "--image", image, "--created", CREATED, "--history.created", CREATED)
 
 
 def _push(images: Images, name: str, dest: str, creds: str | None = None) -> None:
@@ -182,6 +200,13 @@ def _run(berth: BerthServer, image: str, **env: str) -> Run:
     return modal(berth, "run", "registry_app.py", env={"BERTH_TEST_IMAGE": image, **env}, timeout=600)
 
 
+def _digest(run: Run) -> str:
+    """The manifest digest the build log says the tag resolved to."""
+    found = re.findall(r"(sha256:[0-9a-f]{64})\)? (?:\(already pulled\)|from )", run.output)
+    assert found, run.output
+    return str(found[-1])
+
+
 def _result(run: Run) -> str:
     lines = [line for line in run.stdout.splitlines() if line.startswith("result=")]
     assert run.returncode == 0 and lines, run.output
@@ -195,7 +220,8 @@ def test_pulled_image_runs_the_function_with_its_files_env_and_python(registry: 
     assert "'layer': 'layered-on-top'" in result  # the run_commands layer built on top of it
     assert "'env': 'from-registry'" in result  # the image config's Env
     assert "'version': '3.11'" in result
-    assert f"Pulling {registry}/berth-test/py:1" in run.output
+    # Pulled now, or by an earlier session: the test images' digests are the same every time.
+    assert f"Pulling {registry}/berth-test/py:1" in run.output or f"FROM {registry}/berth-test/py:1: " in run.output
 
 
 def test_unchanged_tag_is_not_pulled_again_and_a_moved_tag_is(
@@ -205,17 +231,18 @@ def test_unchanged_tag_is_not_pulled_again_and_a_moved_tag_is(
     _push(images, "py-v1", tag)
     first = _run(berth_oci, tag)  # pulls, unless py:1 (the same digest) was pulled already
     assert "'marker': 'marker-v1'" in _result(first)
+    digest = _digest(first)
 
     # A forced rebuild asks the registry what the tag points at: the same digest, so no pull.
     again = _run(berth_oci, tag, BERTH_TEST_FORCE="1")
     assert "'marker': 'marker-v1'" in _result(again)
-    assert "(already pulled)" in again.output
+    assert f"{digest} (already pulled)" in again.output
     assert "Pulling" not in again.output
 
     _push(images, "py-v2", tag)  # the tag moves
     moved = _run(berth_oci, tag, BERTH_TEST_FORCE="1")
     assert "'marker': 'marker-v2'" in _result(moved)
-    assert f"Pulling {tag}" in moved.output
+    assert _digest(moved) != digest  # resolved again (and pulled, unless an earlier session has it)
 
 
 def test_missing_tag_names_the_registry_and_the_tag(registry: str, berth_oci: BerthServer) -> None:
