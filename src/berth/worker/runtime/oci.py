@@ -175,7 +175,7 @@ class OciContainer:
 
 
 class OciRuntime:
-    """Runs task containers with crun/runc. `images` maps an image id to its built layers."""
+    """Runs task containers with crun, runc or runsc. `images` maps an image id to its built layers."""
 
     isolated = True
 
