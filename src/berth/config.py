@@ -16,13 +16,19 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def default_runtime() -> str:
+    """crun (isolated OCI containers) unless BERTH_RUNTIME names another; `process` is the developer
+    option without isolation."""
+    return os.environ.get("BERTH_RUNTIME", "crun")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 50051
     http_port: int = 0  # 0: port + 1
-    runtime: str = "process"
+    runtime: str = field(default_factory=lambda: default_runtime())
     # The address containers use to reach the server; the host end of the container network.
     container_host: str = "127.0.0.1"
     worker_slots: int = field(default_factory=lambda: _env_int("BERTH_WORKER_SLOTS", 16))
@@ -42,6 +48,8 @@ class Settings:
     )
     # Registries pulled without TLS verification (host or host:port, comma-separated); loopback always is.
     insecure_registries: tuple[str, ...] = field(default_factory=lambda: _env_list("BERTH_INSECURE_REGISTRIES"))
+    # python-build-standalone archives for Pythons Debian does not carry: a folder URL or a {version} template.
+    python_mirror: str = field(default_factory=lambda: os.environ.get("BERTH_PYTHON_MIRROR", ""))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

@@ -69,7 +69,12 @@ def build_images(
 
     ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
     backend = image_backend(
-        settings.runtime, settings.image_cache_dir, settings.data_dir, ca, settings.insecure_registries
+        settings.runtime,
+        settings.image_cache_dir,
+        settings.data_dir,
+        ca,
+        settings.insecure_registries,
+        python_mirror=settings.python_mirror,
     )
     builder, manifests = (backend.builder, backend.manifests) if backend else (None, None)
     return ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, builder, manifests)

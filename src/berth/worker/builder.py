@@ -24,7 +24,7 @@ from berth.worker.dockerfile import Plan, Step, expand
 from berth.worker.layers import ImageManifest, LayerStore
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.registry import PullFailed, RegistryAuth, RegistryPuller, require_python
-from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, resolve_base, run_logged
+from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, run_logged
 from berth.worker.runtime.oci import STATE_ROOT, mount_overlay, nofile_limit, standard_binds, umount
 from berth.worker.tools import uv_binary
 
@@ -133,12 +133,13 @@ class ImageBuilder:
             return replace(req.base, layers=list(req.base.layers), env=dict(req.base.env))
         python_base = parse_python_base(tag)
         if python_base is not None:
-            resolved = resolve_base(python_base)
+            resolved = self.rootfs.resolve(python_base)
             if resolved.codename != python_base.codename:
                 on_log(f"Python {python_base.python_series} comes from Debian {resolved.codename}, not {tag}\n")
             rootfs = await self.rootfs.ensure_base(resolved, on_log)
             version = self.rootfs.python_version(resolved)
-            on_log(f"=> FROM {tag}: Debian {resolved.codename} with Python {version} (built from Debian packages)\n")
+            origin = "python-build-standalone" if resolved.standalone else "built from Debian packages"
+            on_log(f"=> FROM {tag}: Debian {resolved.codename} with Python {version} ({origin})\n")
             return ImageManifest(
                 "", str(rootfs), [], dict(BASE_ENV), "/root", [], version, _key("debootstrap", resolved.key)
             )
@@ -281,7 +282,12 @@ class ImageBuilder:
             code = await run_logged(argv_rt, log_line)
             if code != 0:
                 out = "".join(tail)
-                hint = "\nThe build ran out of disk space." if "No space left on device" in out else ""
+                hint = (
+                    f"\nThe build ran out of disk space in {self.layers.root}: free some space there, or point "
+                    "BERTH_IMAGE_CACHE at a larger disk."
+                    if "No space left on device" in out
+                    else ""
+                )
                 raise BuildFailed(f"Build step failed with exit code {code}: {step.text}\n{out}{hint}")
         finally:
             await run_logged([self.runtime, "--root", STATE_ROOT, "delete", "--force", cid], lambda _: None)

@@ -7,10 +7,12 @@ Manifests (image id → base + layers + config) belong to one server and live in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,6 +68,33 @@ class LayerStore:
 
     def discard(self, tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
+
+    def prune(self, min_age_s: float, mounts: str | None = None) -> list[Path]:
+        """Remove what no image can use any more: layer directories no index entry points to (replaced by
+        a force_build, or left by a crash mid-commit) and abandoned build directories under tmp/. Only
+        those untouched for `min_age_s` and not in any mount (a running container's overlay) go, since
+        other servers share this cache. Returns what was removed."""
+        if mounts is None:
+            try:
+                mounts = Path("/proc/self/mountinfo").read_text()
+            except OSError:
+                return []
+        live = set()
+        for link in (self.root / "index").iterdir():
+            with contextlib.suppress(OSError):
+                live.add(link.resolve(strict=True))
+        cutoff = time.time() - min_age_s
+        removed = []
+        candidates = [*(self.root / "dirs").iterdir(), *(self.root / "tmp").iterdir()]
+        for path in candidates:
+            try:
+                old = path.lstat().st_mtime < cutoff
+            except OSError:
+                continue
+            if old and path.resolve() not in live and str(path) not in mounts:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
 
 
 class ManifestStore:

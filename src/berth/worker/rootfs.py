@@ -204,6 +204,8 @@ class RootfsCache:
         tmp = rootfs.parent / "rootfs.tmp"
         await asyncio.to_thread(shutil.rmtree, tmp, True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
+        # A Python from the mirror is fetched first: an unreachable mirror fails before a long debootstrap.
+        archive = await self.download_standalone(req.python_series, tmp.parent, on_log) if req.standalone else None
         mirror = debian_mirror()
         on_log(f"Building base {req.key} from Debian packages ({mirror}); this happens once per machine\n")
         packages = STANDALONE_BASE_PACKAGES if req.standalone else BASE_PACKAGES
@@ -211,10 +213,12 @@ class RootfsCache:
         code = await run_logged(argv, on_log)
         if code != 0:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
+            if archive is not None:
+                archive.unlink(missing_ok=True)
             raise FailedPrecondition(f"debootstrap of {req.codename} failed with exit code {code}")
-        if req.standalone:
+        if archive is not None:
             try:
-                await self.install_standalone(req.python_series, tmp, on_log)
+                await self.unpack_standalone(req.python_series, archive, tmp, on_log)
             except BaseException:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
                 raise
@@ -228,10 +232,15 @@ class RootfsCache:
         (rootfs.parent / "ready").write_text(python_version_of(rootfs) + "\n")
 
     async def install_standalone(self, series: str, rootfs: Path, on_log: LogFn) -> str:
-        """Unpack the mirror's python-build-standalone archive for `series` into rootfs/usr/local, checking
-        its .sha256 where the mirror has one and that it really is Python `series`. Returns its version."""
+        """Download the mirror's python-build-standalone archive for `series` and unpack it into
+        rootfs/usr/local. Returns its version."""
+        archive = await self.download_standalone(series, rootfs.parent, on_log)
+        return await self.unpack_standalone(series, archive, rootfs, on_log)
+
+    async def download_standalone(self, series: str, into: Path, on_log: LogFn) -> Path:
+        """The archive for `series` from the mirror, checked against its .sha256 where the mirror has one."""
         url = standalone_url(self.python_mirror, series)
-        archive = rootfs.parent / f"cpython-{series}.tar"
+        archive = into / f"cpython-{series}.tar"
         on_log(f"Downloading Python {series} (python-build-standalone) from {url}\n")
         try:
             await asyncio.to_thread(_fetch, url, archive)
@@ -243,24 +252,28 @@ class RootfsCache:
                 f"({url}: {exc}). Debian carries only Python "
                 + ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
             ) from exc
+        if expected is not None and expected.split()[0].lower() != _sha256(archive):
+            archive.unlink(missing_ok=True)
+            raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
+        return archive
+
+    async def unpack_standalone(self, series: str, archive: Path, rootfs: Path, on_log: LogFn) -> str:
+        """Unpack into rootfs/usr/local (the archive is removed) and check it really is Python `series`."""
+        local = rootfs / "usr" / "local"
         try:
-            if expected is not None and expected.split()[0].lower() != _sha256(archive):
-                raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
-            local = rootfs / "usr" / "local"
             local.mkdir(parents=True, exist_ok=True)
             code = await run_logged(["tar", "-xf", str(archive), "-C", str(local), "--strip-components=1"], on_log)
             if code != 0:
-                raise FailedPrecondition(f"Could not unpack {url} (tar exit code {code})")
+                raise FailedPrecondition(f"Could not unpack the Python {series} archive (tar exit code {code})")
         finally:
             archive.unlink(missing_ok=True)
-        bin_dir = rootfs / "usr" / "local" / "bin"
+        bin_dir = local / "bin"
         for link, target in (("python3", f"python{series}"), ("python", "python3"), ("pip", "pip3")):
             if not (bin_dir / link).exists() and (bin_dir / target).exists():
                 (bin_dir / link).symlink_to(target)
-        version = (
-            _patchlevel_version(rootfs / "usr" / "local", series) if (bin_dir / f"python{series}").exists() else ""
-        )
+        version = _patchlevel_version(local, series) if (bin_dir / f"python{series}").exists() else ""
         if not version.startswith(series + "."):
+            url = standalone_url(self.python_mirror, series)
             raise FailedPrecondition(f"The archive at {url} holds Python {version or '(none found)'}, not {series}")
         on_log(f"Python {version} installed in /usr/local\n")
         return version

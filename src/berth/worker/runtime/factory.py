@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from berth.worker.runtime.base import Runtime
 from berth.worker.runtime.oci import ImageResolver, OciRuntime, RuntimeUnavailable
 
 OCI_RUNTIMES = ("crun", "runc", "runsc")
+LAYER_PRUNE_AGE_S = 86400.0
 RUNTIMES = ("process", *OCI_RUNTIMES)
 
 
@@ -27,12 +30,22 @@ class ImageBackend:
 def check_runtime_name(name: str) -> None:
     if name not in RUNTIMES:
         raise ValueError(f"Unknown runtime {name!r}; available: {', '.join(RUNTIMES)}")
+    fallback = "or start with `--runtime process` (a developer option with no isolation)"
     if name in OCI_RUNTIMES and shutil.which(name) is None:
-        raise RuntimeUnavailable(f"{name} is not installed; run `berth doctor --fix` (or scripts/setup-host.sh)")
+        raise RuntimeUnavailable(
+            f"{name} is not installed; run `berth doctor --fix` (or scripts/setup-host.sh), {fallback}"
+        )
+    if name in OCI_RUNTIMES and os.geteuid() != 0:
+        raise RuntimeUnavailable(f"the {name} runtime needs root (it mounts overlays and sets up networks), {fallback}")
 
 
 def image_backend(
-    runtime: str, cache_dir: Path, data_dir: Path, ca_bundle: Path | None, insecure_registries: tuple[str, ...] = ()
+    runtime: str,
+    cache_dir: Path,
+    data_dir: Path,
+    ca_bundle: Path | None,
+    insecure_registries: tuple[str, ...] = (),
+    python_mirror: str = "",
 ) -> ImageBackend | None:
     if runtime not in OCI_RUNTIMES:
         return None
@@ -40,7 +53,9 @@ def image_backend(
     # Builds always run on crun or runc: runsc cannot commit an overlay upper dir the same way.
     build_rt = runtime if runtime != "runsc" else (shutil.which("crun") or shutil.which("runc") or runtime)
     layers = LayerStore(cache_dir / "layers")
-    builder = ImageBuilder(build_rt, RootfsCache(cache_dir), layers, ca_bundle, insecure_registries)
+    # Layers a force_build replaced and builds a crash abandoned: gone once a day old and unmounted.
+    threading.Thread(target=layers.prune, args=(LAYER_PRUNE_AGE_S,), name="layer-prune", daemon=True).start()
+    builder = ImageBuilder(build_rt, RootfsCache(cache_dir, python_mirror), layers, ca_bundle, insecure_registries)
     return ImageBackend(builder, ManifestStore(data_dir / "images"))
 
 
