@@ -23,8 +23,8 @@ test-host:
 	command -v docker-registry >/dev/null || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry; }
 
-# Starts an embedded server and worker, runs a sample app with the stock modal CLI, stops.
-demo: install
+# Starts an embedded server and worker (crun containers), runs a sample app with the stock modal CLI, stops.
+demo: install host
 	$(BIN)/python scripts/demo.py
 
 test: install host test-host

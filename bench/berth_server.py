@@ -79,7 +79,9 @@ def berth_server(bin_dir: Path, log_path: Path) -> Iterator[BerthServer]:
     port = free_port_pair()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [berth, "up", "--data-dir", data_dir, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+            [berth, "up", "--data-dir", data_dir, "--port", str(port), "--runtime", "process"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_ready(berth, data_dir, proc)

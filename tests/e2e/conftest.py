@@ -62,15 +62,23 @@ class BerthServer:
         return self.log_path.read_text(errors="replace")
 
 
+# The suite's runtime: BERTH_E2E_RUNTIME=crun runs it all on isolated containers. The default is the
+# process runtime (berth up's own default is crun); tests of isolation ask for crun themselves.
+SUITE_RUNTIME = os.environ.get("BERTH_E2E_RUNTIME", "process")
+
+
 def start_server(
     data_dir: Path, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None
 ) -> BerthServer:
+    extra_args = list(extra_args or [])
+    if "--runtime" not in extra_args:
+        extra_args += ["--runtime", SUITE_RUNTIME]
     port = _free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     env = {**os.environ, **(extra_env or {})}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [BIN / "berth", "up", "--data-dir", data_dir, "--port", str(port), *(extra_args or [])],
+            [BIN / "berth", "up", "--data-dir", data_dir, "--port", str(port), *extra_args],
             stdout=log,
             stderr=log,
             env=env,
@@ -93,9 +101,7 @@ def stop_server(server: BerthServer) -> int:
 
 @pytest.fixture(scope="session")
 def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    # BERTH_E2E_RUNTIME=crun runs the whole suite on isolated containers (default: the process runtime).
-    runtime = os.environ.get("BERTH_E2E_RUNTIME", "process")
-    server = start_server(tmp_path_factory.mktemp("berth") / "data", extra_args=["--runtime", runtime])
+    server = start_server(tmp_path_factory.mktemp("berth") / "data")
     yield server
     stop_server(server)
 

@@ -11,7 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from berth.config import Settings, default_data_dir
+from berth.config import Settings, default_data_dir, default_runtime
 
 
 def data_dir_of(args: argparse.Namespace) -> Path:
@@ -95,9 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument(
         "--runtime",
-        default="process",
+        default=default_runtime(),
         choices=["process", "crun", "runc", "runsc"],
-        help="container runtime: process (developer option, NO isolation); crun, runc, runsc (isolated OCI)",
+        help="container runtime (default: crun, or $BERTH_RUNTIME): crun, runc, runsc run isolated OCI containers; "
+        "process is a developer option with NO isolation",
     )
     up.add_argument("-v", "--verbose", action="store_true")
     up.set_defaults(func=cmd_up)
