@@ -100,6 +100,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         log.info("berth shutting down")
         autoscaler.cancel()
         schedules.cancel()
+        # Let a launch the autoscaler was in finish unwinding before the tasks are stopped.
+        await asyncio.gather(autoscaler, schedules, return_exceptions=True)
         await web_front_door.cleanup()
         await services.tasks.shutdown()
         await services.images.shutdown()

@@ -52,3 +52,46 @@ async def test_exit_is_reported_and_leftover_children_end_with_the_container(tmp
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"child {child} outlived its container")
+
+
+class _SlowStartRuntime(_ShellRuntime):
+    """A runtime whose start takes a while after the container process exists (as OCI starts do)."""
+
+    def __init__(self, script: str, started: asyncio.Event) -> None:
+        super().__init__(script)
+        self.started = started
+        self.pids: list[int] = []
+
+    async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
+        container = await super().start(spec, workdir, env)
+        self.pids.append(container._proc.pid)
+        self.started.set()
+        await asyncio.sleep(0.5)
+        return container
+
+
+async def test_a_container_whose_launch_is_cancelled_is_still_stopped_at_shutdown(tmp_path: Path) -> None:
+    started = asyncio.Event()
+    runtime = _SlowStartRuntime("sleep 300", started)
+    exits: list[int] = []
+
+    async def on_exit(spec: TaskSpec, code: int) -> None:
+        exits.append(code)
+
+    worker = LocalWorker(runtime, tmp_path, lambda spec, fd, text: None, on_exit)
+    launch = asyncio.create_task(worker.start(TaskSpec("ta-1", "fu-1", "ap-1", b"", "unix:///nowhere", "secret")))
+    await started.wait()
+    launch.cancel()  # the server stops while the autoscaler is mid-launch
+    await asyncio.gather(launch, return_exceptions=True)
+    await worker.shutdown(grace_s=2.0)
+    pid = runtime.pids[0]
+    assert exits, "the container was never stopped"
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    # and once shutting down, the worker starts nothing new
+    try:
+        await worker.start(TaskSpec("ta-2", "fu-1", "ap-1", b"", "unix:///nowhere", "secret"))
+    except RuntimeError as exc:
+        assert "shutting down" in str(exc)
+    else:
+        raise AssertionError("a container started after shutdown")
+    assert len(runtime.pids) == 1

@@ -41,6 +41,8 @@ class LocalWorker:
         self._on_output = on_output
         self._on_exit = on_exit
         self._running: dict[str, _Running] = {}
+        self._starting: dict[str, asyncio.Future[Container]] = {}
+        self._closing = False
 
     @property
     def running_count(self) -> int:
@@ -65,6 +67,8 @@ class LocalWorker:
         return env
 
     async def start(self, spec: TaskSpec) -> None:
+        if self._closing:
+            raise RuntimeError("the worker is shutting down")
         workdir = self._root / spec.task_id
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
@@ -72,11 +76,26 @@ class LocalWorker:
         if spec.gpu_requests:
             spec = replace(spec, gpus=tuple(self.gpus.take(spec.task_id, list(spec.gpu_requests))))
             env.update(visible_devices_env(list(spec.gpus)))
+        # The start runs on even if the caller is cancelled (the server stopping mid-launch): a container
+        # that came up is then registered, so shutdown() stops it instead of leaving it running.
+        starting = asyncio.ensure_future(self.runtime.start(spec, workdir, env))
+        self._starting[spec.task_id] = starting
         try:
-            container = await self.runtime.start(spec, workdir, env)
+            container = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            try:
+                self._register(spec, await starting, workdir)
+            except Exception:
+                self.gpus.release(spec.task_id)
+            raise
         except BaseException:
             self.gpus.release(spec.task_id)
             raise
+        finally:
+            self._starting.pop(spec.task_id, None)
+        self._register(spec, container, workdir)
+
+    def _register(self, spec: TaskSpec, container: Container, workdir: Path) -> None:
         watcher = asyncio.create_task(self._watch(spec, container, workdir))
         self._running[spec.task_id] = _Running(spec, container, watcher)
 
@@ -128,4 +147,6 @@ class LocalWorker:
             await self.stop(task_id, 2.0)
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
+        self._closing = True
+        await asyncio.gather(*self._starting.values(), return_exceptions=True)  # they register or fail
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)
