@@ -1,8 +1,8 @@
 """Cold start on each container runtime: the process runtime (no isolation) next to crun (OCI: own
-overlay root, namespaces, cgroup, network). A cold start is the first `.remote()` of a fresh app run,
+overlay root, namespaces, cgroup, network, seccomp) and runsc (gVisor) where installed. A cold start is the first `.remote()` of a fresh app run,
 so each trial starts a new container; the image is built once before the trials.
 
-    python bench/runtimes.py [--trials 7]      # prints a markdown table (crun needs root)
+    python bench/runtimes.py [--trials 7]      # prints a markdown table (crun and runsc need root)
 """
 
 from __future__ import annotations
@@ -64,22 +64,30 @@ def measure(runtime: str, trials: int, root: Path) -> list[float]:
         log.close()
 
 
+ISOLATION = {
+    "process": "none (developer option)",
+    "crun": "overlay root, namespaces, cgroup, netns, seccomp",
+    "runsc": "gVisor user-space kernel (ptrace) + the above",
+}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=7)
     args = p.parse_args()
     runtimes = ["process"]
-    if os.geteuid() == 0 and shutil.which("crun"):
-        runtimes.append("crun")
-    else:
-        print("crun skipped: it needs root and scripts/setup-host.sh", file=sys.stderr)
+    for oci in ("crun", "runsc"):
+        if os.geteuid() == 0 and shutil.which(oci):
+            runtimes.append(oci)
+        else:
+            print(f"{oci} skipped: it needs root and scripts/setup-host.sh", file=sys.stderr)
     rows = ["| runtime | isolation | cold start p50 | min | max |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="berth-bench-rt-") as tmp:
         for runtime in runtimes:
             started = time.monotonic()
             times = measure(runtime, args.trials, Path(tmp))
             print(f"[bench] {runtime}: {len(times)} trials in {time.monotonic() - started:.0f}s", file=sys.stderr)
-            isolation = "none (developer option)" if runtime == "process" else "overlay root, namespaces, cgroup, netns"
+            isolation = ISOLATION[runtime]
             ms = [t * 1000 for t in times]
             rows.append(
                 f"| {runtime} | {isolation} | {statistics.median(ms):.0f} ms | {min(ms):.0f} ms | {max(ms):.0f} ms |"
