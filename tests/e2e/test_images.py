@@ -122,3 +122,15 @@ def test_dockerfile_requirements_and_local_python_source_use_client_files(berth_
     assert _result(run.stdout, "env=") == "hello-from-dockerfile"
     assert _result(run.stdout, "six=") == "1.16.0"
     assert _result(run.stdout, "pkg=") == "local-python-source"
+
+
+def test_modal_force_build_env_rebuilds_and_its_absence_uses_the_cache(berth_oci: BerthServer) -> None:
+    first = modal(berth_oci, "run", "images_force_env.py", timeout=600)
+    assert first.returncode == 0, first.output
+    cached = modal(berth_oci, "run", "images_force_env.py", timeout=600)
+    assert cached.returncode == 0, cached.output
+    assert _result(cached.stdout, "stamp=") == _result(first.stdout, "stamp=")
+    forced = modal(berth_oci, "run", "images_force_env.py", env={"MODAL_FORCE_BUILD": "1"}, timeout=600)
+    assert forced.returncode == 0, forced.output
+    assert "cat /proc/sys/kernel/random/uuid" in forced.output  # built again, not from the cache
+    assert _result(forced.stdout, "stamp=") != _result(first.stdout, "stamp=")
