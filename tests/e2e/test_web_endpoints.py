@@ -209,6 +209,37 @@ def test_modal_container_list_shows_the_containers_serving_the_app(berth: BerthS
     assert all(row["container_id"].startswith("ta-") for row in rows)
 
 
+def test_modal_container_stop_ends_a_container_and_the_endpoint_starts_another(
+    berth: BerthServer, served: Serve
+) -> None:
+    assert requests.get(served.urls["hello"], timeout=120).status_code == 200  # its container idles for 60 s
+    app_id = re.search(r"/apps/(ap-\w+)", served.output).group(1)  # type: ignore[union-attr]
+
+    def listed() -> set[str]:
+        run = modal(berth, "container", "list", "--app-id", app_id, "--json", timeout=120)
+        return {row["container_id"] for row in json.loads(run.stdout)}
+
+    victim = ""
+    for candidate in sorted(listed()):  # some may drain on their own meanwhile (pid's window is 2 s)
+        stopped = modal(berth, "container", "stop", candidate, "--yes", timeout=120)
+        if stopped.returncode == 0:
+            victim = candidate
+            break
+        assert "is already stopped" in stopped.output, stopped.output
+    assert victim, "no container could be stopped"
+    for _ in range(100):
+        if victim not in listed():
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"{victim} still listed after modal container stop")
+    again = modal(berth, "container", "stop", victim, "--yes", timeout=120)
+    assert again.returncode != 0 and f"Container '{victim}' is already stopped" in again.output, again.output
+    missing = modal(berth, "container", "stop", "ta-doesnotexist", "--yes", timeout=120)
+    assert missing.returncode != 0 and "not found" in missing.output.lower(), missing.output
+    assert requests.get(served.urls["hello"], timeout=120).status_code == 200  # the app still serves
+
+
 def test_served_urls_print_as_json_clean(served: Serve) -> None:
     # Every URL is a plain http URL on the container-reachable host, with no path.
     for url in served.urls.values():

@@ -37,6 +37,23 @@ class WebRpcs:
             )
         return resp
 
+    async def TaskGetInfo(self, req: api_pb2.TaskGetInfoRequest, caller: Caller) -> api_pb2.TaskGetInfoResponse:
+        """One container's times, live or finished (`modal container stop` and `logs` read it first)."""
+        live = self.s.tasks.tasks.get(req.task_id)
+        record = await self.s.store.get_task(req.task_id)
+        if record is None and live is None:
+            raise NotFound(f"Container {req.task_id} not found")
+        info = api_pb2.TaskInfo(id=req.task_id)
+        if live is not None:
+            info.enqueued_at = live.created_at
+            info.started_at = live.first_input_at or live.created_at
+            return api_pb2.TaskGetInfoResponse(app_id=live.app_id, info=info)
+        assert record is not None
+        info.enqueued_at = info.started_at = record.created_at
+        info.finished_at = record.ended_at or record.created_at  # not live in this server: it has ended
+        info.result.status = api_pb2.GenericResult.GENERIC_STATUS_TERMINATED
+        return api_pb2.TaskGetInfoResponse(app_id=record.app_id, info=info)
+
     async def ContainerStop(self, req: api_pb2.ContainerStopRequest, caller: Caller) -> api_pb2.ContainerStopResponse:
         task = self.s.tasks.tasks.get(req.task_id)
         if task is None:
