@@ -20,6 +20,7 @@ from berth.api.service import ModalServicer
 from berth.config import Settings
 from berth.http.web import start_front_door
 from berth.wiring import Services, build_services, recover
+from berth.worker.network import HOST_IP, ServerFirewall
 
 log = logging.getLogger("berth.server")
 
@@ -66,10 +67,12 @@ async def ensure_token(services: Services) -> None:
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Before anything can start a container: they reach the API only once its ports are open to them.
+    firewall = await _start_firewall(settings)
     services = await build_services(settings)
     await ensure_token(services)
     await recover(services)
-    web_front_door = await start_front_door(services.web, settings.container_host)
+    web_front_door = await start_front_door(services.web, settings.container_host, firewall)
     handlers = [_Grpc(services)]
     grpc_server = Server(handlers)
     # Containers on an isolated network reach the server at container_host (the bridge address).
@@ -111,8 +114,20 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 3)
         await runner.cleanup()
+        if firewall is not None:
+            await asyncio.to_thread(firewall.close)
         await services.store.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
+
+
+async def _start_firewall(settings: Settings) -> ServerFirewall | None:
+    """Containers on the bridge may reach this server's API, HTTP side and web endpoints on the host,
+    and nothing else there (berth.worker.network). Process-runtime containers share the host's network."""
+    if settings.container_host != HOST_IP:
+        return None
+    firewall = ServerFirewall(settings.data_dir, settings.port, [settings.port, settings.effective_http_port])
+    await asyncio.to_thread(firewall.start)
+    return firewall
 
 
 async def _start_socket_server(handlers: list[_Grpc], settings: Settings) -> Server | None:

@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, web
 
 from berth.errors import NotFound
 from berth.services.web import BODY_CHUNK_BYTES, Message, WebCall, WebService
+from berth.worker.network import ServerFirewall
 
 log = logging.getLogger("berth.http.web")
 
@@ -51,9 +52,10 @@ def build_scope(request: web.Request, kind: str) -> Message:
 class WebFrontDoor:
     """Implements berth.services.web.Listeners on aiohttp: every endpoint port shares one application."""
 
-    def __init__(self, service: WebService, host: str) -> None:
+    def __init__(self, service: WebService, host: str, firewall: ServerFirewall | None = None) -> None:
         self._service = service
         self._host = host
+        self._firewall = firewall  # opens each endpoint port to containers on the bridge
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
@@ -77,6 +79,8 @@ class WebFrontDoor:
         site = web.SockSite(self._runner, sock)
         await site.start()
         self._sites[actual] = site
+        if self._firewall is not None:
+            await self._firewall.allow_async(actual)
         return actual
 
     async def cleanup(self) -> None:
@@ -238,8 +242,8 @@ def api_status(result: Any) -> str:
     return f"status {int(result.status)}: {result.exception or 'no exception'}"
 
 
-async def start_front_door(service: WebService, host: str) -> WebFrontDoor:
-    front = WebFrontDoor(service, host)
+async def start_front_door(service: WebService, host: str, firewall: ServerFirewall | None = None) -> WebFrontDoor:
+    front = WebFrontDoor(service, host, firewall)
     await front.setup()
     service.listeners = front
     await service.start()
