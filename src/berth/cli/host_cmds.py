@@ -77,6 +77,7 @@ def _host_checks(settings: Settings) -> list[Check]:
     nat = subprocess.run(["iptables", "-C", *network.nat_rule()], capture_output=True).returncode == 0
     forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
     cache = settings.image_cache_dir
+    isolated, isolation = network.isolation_state()
     return [
         Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else "OCI containers need root"),
         Check(
@@ -96,6 +97,7 @@ def _host_checks(settings: Settings) -> list[Check]:
             else "bridge, NAT rule or ip_forward missing",
             None if network.bridge_ready() and nat and forward else _bridge_fix,
         ),
+        Check("isolation", isolated, isolation, None if isolated else _bridge_fix),
         Check("ca-bundle", Path(settings.ca_bundle).is_file(), settings.ca_bundle, required=False),
         Check(
             "image-cache",
