@@ -1,6 +1,7 @@
 """Cold start on each container runtime: the process runtime (no isolation) next to crun (OCI: own
-overlay root, namespaces, cgroup, network, seccomp) and runsc (gVisor) where installed. A cold start is the first `.remote()` of a fresh app run,
-so each trial starts a new container; the image is built once before the trials.
+overlay root, namespaces, cgroup, network, seccomp) and runsc (gVisor) where installed. A cold start is
+the first `.remote()` of a fresh app run, so each trial starts a new container; the image is built once
+before the trials.
 
     python bench/runtimes.py [--trials 7]      # prints a markdown table (crun and runsc need root)
 """
