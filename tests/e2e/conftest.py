@@ -3,6 +3,7 @@ unmodified modal CLI and SDK against it in subprocesses."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shlex
@@ -147,6 +148,20 @@ def sdk(berth: BerthServer, code: str, timeout: float = 240) -> str:
     run = python(berth, "-c", textwrap.dedent(code), timeout=timeout)
     assert run.returncode == 0, run.output
     return run.stdout
+
+
+def call_remote(berth: BerthServer, app: str, fn: str, *args: object) -> Any:
+    """`fn.remote(*args)` of tests/e2e/apps/<app>.py in a fresh client process; its result (a literal)."""
+    code = (
+        "import sys; sys.path.insert(0, '.')\n"
+        f"from {app} import app, {fn}\n"
+        "with app.run():\n"
+        f"    print('RESULT=' + repr({fn}.remote(*{args!r})))\n"
+    )
+    run = python(berth, "-c", code, timeout=900)
+    assert run.returncode == 0, run.output
+    line = [x for x in run.stdout.splitlines() if x.startswith("RESULT=")][-1]
+    return ast.literal_eval(line.removeprefix("RESULT="))
 
 
 def last_json(out: str) -> dict[str, Any]:

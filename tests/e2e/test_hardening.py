@@ -4,12 +4,11 @@ namespace and root."""
 
 from __future__ import annotations
 
-import ast
 import errno
 import platform
 from pathlib import Path
 
-from tests.e2e.conftest import BerthServer, python
+from tests.e2e.conftest import BerthServer, call_remote
 
 CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
@@ -20,16 +19,7 @@ CAP_SYS_TIME = 25
 
 
 def call(berth: BerthServer, fn: str, *args: object, app: str = "hardening") -> dict[str, object]:
-    code = (
-        "import sys; sys.path.insert(0, '.')\n"
-        f"from {app} import app, {fn}\n"
-        "with app.run():\n"
-        f"    print('RESULT=' + repr({fn}.remote(*{args!r})))\n"
-    )
-    run = python(berth, "-c", code, timeout=900)
-    assert run.returncode == 0, run.output
-    line = [x for x in run.stdout.splitlines() if x.startswith("RESULT=")][-1]
-    result = ast.literal_eval(line.removeprefix("RESULT="))
+    result = call_remote(berth, app, fn, *args)
     assert isinstance(result, dict)
     return result
 

@@ -3,31 +3,17 @@ own hostname, pid namespace and network; its memory limit is enforced."""
 
 from __future__ import annotations
 
-import ast
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import BIN, BerthServer, modal, python
-
-
-def _call(berth: BerthServer, app: str, fn: str, *args: object) -> object:
-    code = (
-        "import ast, sys; sys.path.insert(0, '.')\n"
-        f"from {app} import app, {fn}\n"
-        "with app.run():\n"
-        f"    print('RESULT=' + repr({fn}.remote(*{args!r})))\n"
-    )
-    run = python(berth, "-c", code, timeout=900)
-    assert run.returncode == 0, run.output
-    line = [x for x in run.stdout.splitlines() if x.startswith("RESULT=")][-1]
-    return ast.literal_eval(line.removeprefix("RESULT="))
+from tests.e2e.conftest import BIN, BerthServer, call_remote, modal
 
 
 def test_function_sees_its_image_and_its_own_root_not_the_hosts(berth_oci: BerthServer) -> None:
-    seen = _call(berth_oci, "images_sklearn", "environment")
+    seen = call_remote(berth_oci, "images_sklearn", "environment")
     assert isinstance(seen, dict)
     assert "bookworm" in str(seen["os_release"])  # the image's Debian, whatever the host runs
     assert str(seen["python"]).startswith("3.11.2")  # Debian's Python, not the host venv's
@@ -36,7 +22,7 @@ def test_function_sees_its_image_and_its_own_root_not_the_hosts(berth_oci: Berth
     assert seen["pip_config"] == "/dev/null"
     assert seen["cwd"] == "/root"
     host_only = [str(Path(__file__).resolve()), str(BIN / "berth"), "/work"]
-    visible = _call(berth_oci, "images_sklearn", "exists", host_only + ["/usr/local/lib/python3.11"])
+    visible = call_remote(berth_oci, "images_sklearn", "exists", host_only + ["/usr/local/lib/python3.11"])
     assert visible == {**{p: False for p in host_only}, "/usr/local/lib/python3.11": True}
     assert not Path("/berth-written-by-container").exists()  # its writes stay in its own root
 
@@ -44,11 +30,11 @@ def test_function_sees_its_image_and_its_own_root_not_the_hosts(berth_oci: Berth
 def test_image_packages_are_there_and_not_the_hosts(berth_oci: BerthServer) -> None:
     # scikit-learn is in the image only: the host venv that runs the client lacks it.
     assert subprocess.run([sys.executable, "-c", "import sklearn"], capture_output=True).returncode != 0
-    assert _call(berth_oci, "images_sklearn", "fit") > 900  # type: ignore[operator]
+    assert call_remote(berth_oci, "images_sklearn", "fit") > 900  # type: ignore[operator]
 
 
 def test_container_reaches_the_internet_through_its_own_network(berth_oci: BerthServer) -> None:
-    seen = _call(berth_oci, "isolation", "network")
+    seen = call_remote(berth_oci, "isolation", "network")
     assert seen == {"status": "200", "hostname": seen["hostname"]}  # type: ignore[index]
 
 

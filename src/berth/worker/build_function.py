@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modal_proto import api_pb2
 
 from berth.worker import network
-from berth.worker.builder import MIN_FREE_BYTES, BuildFailed, BuildRequest, ImageBuilder, LogFn, _key
+from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder, LogFn
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.layers import ImageManifest
+from berth.worker.layers import ImageManifest, content_key
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.rootfs import run_logged
 from berth.worker.runtime.oci import (
@@ -44,7 +43,7 @@ from berth.worker.runtime.oci import (
     standard_binds,
     umount,
 )
-from berth.worker.spec import BindMount, MountedFile
+from berth.worker.spec import BindMount, MountedFile, place_files
 
 RUNNER = Path(__file__).with_name("build_function_runner.py")
 DEFAULT_TIMEOUT_S = 3600  # run_function's own default
@@ -75,7 +74,7 @@ class RunFunctionStep:
         gpu = function_def.resources.gpu_config
         if gpu.count or gpu.gpu_type:
             raise BuildFailed("Image.run_function(gpu=...) is not supported by this Berth server")
-        digest = _key(
+        digest = content_key(
             "RUN_FUNCTION",
             build_function.definition,
             build_function.globals.hex(),
@@ -94,38 +93,23 @@ class RunFunctionStep:
         return self.function_def.timeout_secs or DEFAULT_TIMEOUT_S
 
     async def run(self, builder: ImageBuilder, req: BuildRequest, state: ImageManifest, on_log: LogFn) -> ImageManifest:
-        secrets = _key(json.dumps(req.env, sort_keys=True), json.dumps(self.env, sort_keys=True))
-        key = _key(state.key, self.digest, json.dumps(state.env, sort_keys=True), state.workdir, secrets)
-        label = f"RUN FUNCTION {self.name}"
-        found = None if req.force else builder.layers.get(key)
-        if found is not None:
-            on_log(f"=> {label} (cached)\n")
-            return replace(state, layers=[*state.layers, str(found)], key=key)
-        on_log(f"=> {label}\n")
-        free = shutil.disk_usage(builder.layers.root).free
-        if free < MIN_FREE_BYTES:
-            raise BuildFailed(f"Out of disk: only {free // 2**20} MiB free in {builder.layers.root}")
-        tmp = builder.layers.new_tmp()
-        try:
-            await self._run_container(builder, tmp, state, {**state.env, **req.env, **self.env}, on_log)
-            layer = await asyncio.to_thread(builder._commit_upper, key, tmp)
-        except BaseException:
-            await asyncio.to_thread(shutil.rmtree, tmp, True)
-            raise
-        return replace(state, layers=[*state.layers, str(layer)], key=key)
+        secrets = content_key(json.dumps(req.env, sort_keys=True), json.dumps(self.env, sort_keys=True))
+        key = content_key(state.key, self.digest, json.dumps(state.env, sort_keys=True), state.workdir, secrets)
+        env = {**state.env, **req.env, **self.env}
+
+        async def run(tmp: Path) -> None:
+            await self._run_container(builder, tmp, state, env, on_log)
+
+        return await builder.container_layer(state, key, f"RUN FUNCTION {self.name}", req.force, run, on_log)
 
     def _prepare(self, tmp: Path, state: ImageManifest) -> None:
         """The files the container sees but the layer must not keep: the mounts, the mount points of the
         binds, and (bound at /__berth) the runner with the function's definition and input."""
         extra = tmp / "extra"
-        for f in self.files:
-            parts = Path(f.remote_path).parts
-            if ".." in parts or not f.remote_path.startswith("/"):
-                raise BuildFailed(f"Refusing mount path {f.remote_path!r}")
-            dest = extra / Path(*parts[1:])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f.source, dest)
-            os.chmod(dest, f.mode & 0o7777 or 0o644)
+        try:
+            place_files(self.files, extra)
+        except ValueError as exc:
+            raise BuildFailed(str(exc)) from None
         for path in ["/root", state.workdir, "/pkg", "/__modal/deps", INNER, *(b.container_path for b in self.binds)]:
             (extra / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
         inner = tmp / "inner"

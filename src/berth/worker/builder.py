@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import json
 import posixpath
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +20,7 @@ from berth.errors import FailedPrecondition
 from berth.worker import network
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.dockerfile import Plan, Step, expand
-from berth.worker.layers import ImageManifest, LayerStore
+from berth.worker.layers import ImageManifest, LayerStore, content_key, file_sha256
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.registry import PullFailed, RegistryAuth, RegistryPuller, require_python
 from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, run_logged
@@ -56,22 +55,6 @@ class BuildRequest:
     force: bool = False
     registry_auth: RegistryAuth | None = None  # from_registry's Secret, for FROM <registry image>
     function_step: FunctionStep | None = None  # runs after the plan's steps
-
-
-def _key(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def copy_targets(srcs: list[str], dest: str, workdir: str, context: dict[str, Path]) -> list[tuple[str, Path]]:
@@ -141,7 +124,7 @@ class ImageBuilder:
             origin = "python-build-standalone" if resolved.standalone else "built from Debian packages"
             on_log(f"=> FROM {tag}: Debian {resolved.codename} with Python {version} ({origin})\n")
             return ImageManifest(
-                "", str(rootfs), [], dict(BASE_ENV), "/root", [], version, _key("debootstrap", resolved.key)
+                "", str(rootfs), [], dict(BASE_ENV), "/root", [], version, content_key("debootstrap", resolved.key)
             )
         try:
             return await self.registry.pull(tag, req.registry_auth, on_log)  # see registry.py
@@ -157,7 +140,7 @@ class ImageBuilder:
             for pair in step.args:
                 k, _, v = pair.partition("=")
                 env[k] = expand(v, {**args, **env})
-            return replace(state, env=env, key=_key(state.key, "ENV", json.dumps(env, sort_keys=True)))
+            return replace(state, env=env, key=content_key(state.key, "ENV", json.dumps(env, sort_keys=True)))
         if step.op == "ARG":
             name, _, default = step.args[0].partition("=")
             args.setdefault(name, default)
@@ -167,7 +150,7 @@ class ImageBuilder:
             return replace(state, cmd=cmd)
         if step.op == "WORKDIR":
             workdir = posixpath.normpath(posixpath.join(state.workdir, expand(step.args[0], scope)))
-            key = _key(state.key, "WORKDIR", workdir)
+            key = content_key(state.key, "WORKDIR", workdir)
             layer = await self._layer(key, req.force, lambda d: _mkdirs(d, workdir))
             return replace(state, workdir=workdir, layers=[*state.layers, str(layer)], key=key)
         if step.op == "COPY":
@@ -199,8 +182,8 @@ class ImageBuilder:
             targets = [(dest if not dest.endswith("/") else dest + "uv", uv)]
         else:
             targets = copy_targets(srcs, dest, state.workdir, req.context)
-        digest = _key(*(f"{path}:{_file_hash(host)}" for path, host in targets))
-        key = _key(state.key, "COPY", step.text, digest)
+        digest = content_key(*(f"{path}:{file_sha256(host)}" for path, host in targets))
+        key = content_key(state.key, "COPY", step.text, digest)
         on_log(f"=> {step.text}\n")
         layer = await self._layer(key, req.force, lambda d: _place(d, targets))
         return replace(state, layers=[*state.layers, str(layer)], key=key)
@@ -208,19 +191,37 @@ class ImageBuilder:
     async def _run(
         self, req: BuildRequest, state: ImageManifest, step: Step, args: dict[str, str], on_log: LogFn
     ) -> ImageManifest:
-        secrets_digest = _key(json.dumps(req.env, sort_keys=True))
-        key = _key(state.key, "RUN", step.text, json.dumps(state.env, sort_keys=True), state.workdir, secrets_digest)
-        found = None if req.force else self.layers.get(key)
+        secrets_digest = content_key(json.dumps(req.env, sort_keys=True))
+        env_digest = json.dumps(state.env, sort_keys=True)
+        key = content_key(state.key, "RUN", step.text, env_digest, state.workdir, secrets_digest)
+
+        async def run(tmp: Path) -> None:
+            await self._run_container(tmp, state, step, {**args, **state.env, **req.env}, on_log)
+
+        return await self.container_layer(state, key, step.text, req.force, run, on_log)
+
+    async def container_layer(
+        self,
+        state: ImageManifest,
+        key: str,
+        label: str,
+        force: bool,
+        run: Callable[[Path], Awaitable[None]],
+        on_log: LogFn,
+    ) -> ImageManifest:
+        """The layer `key` on top of `state`: from the cache, or made by `run(tmp)`, which runs a container
+        whose overlay upper dir is tmp/upper and becomes the layer. A failed run leaves nothing behind."""
+        found = None if force else self.layers.get(key)
         if found is not None:
-            on_log(f"=> {step.text} (cached)\n")
+            on_log(f"=> {label} (cached)\n")
             return replace(state, layers=[*state.layers, str(found)], key=key)
-        on_log(f"=> {step.text}\n")
+        on_log(f"=> {label}\n")
         free = shutil.disk_usage(self.layers.root).free
         if free < MIN_FREE_BYTES:
             raise BuildFailed(f"Out of disk: only {free // 2**20} MiB free in {self.layers.root}")
         tmp = self.layers.new_tmp()
         try:
-            await self._run_container(tmp, state, step, {**args, **state.env, **req.env}, on_log)
+            await run(tmp)
             layer = await asyncio.to_thread(self._commit_upper, key, tmp)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, tmp, True)

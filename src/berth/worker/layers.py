@@ -8,6 +8,7 @@ Manifests (image id → base + layers + config) belong to one server and live in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -35,6 +36,23 @@ class ImageManifest:
     def lower_dirs(self) -> list[str]:
         """overlayfs lowerdir order: top layer first."""
         return [*reversed(self.layers), self.base]
+
+
+def content_key(*parts: str) -> str:
+    """A layer's cache key: a hash of everything that went into it, in order."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class LayerStore:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from modal_proto import api_pb2
 
-from berth.worker.layers import ImageManifest, LayerStore
+from berth.worker.layers import ImageManifest, LayerStore, content_key
 from berth.worker.rootfs import BASE_ENV, locked
 
 LogFn = Callable[[str], None]
@@ -239,7 +239,7 @@ class RegistryPuller:
         try:
             authfile = self._authfile(tmp, ref, creds)
             digest = await self._resolve(ref, authfile, creds is not None)
-            key = _key("registry", digest)
+            key = content_key("registry", digest)
             found = self.layers.get(key)
             if found is not None:
                 on_log(f"=> FROM {tag}: {digest} (already pulled)\n")
@@ -314,7 +314,7 @@ class RegistryPuller:
             await asyncio.to_thread(shutil.rmtree, tmp / "oci", True)
             for extra in (tmp / "bundle").glob("*.mtree"):
                 extra.unlink()
-            return self.layers.commit(_key("registry", digest), tmp)
+            return self.layers.commit(content_key("registry", digest), tmp)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
             raise
@@ -453,14 +453,6 @@ def _any_stdlib(lower: list[str]) -> str:
                 if (lib / "os.py").exists():
                     return _full_version(lower, lib.name.removeprefix("python"))
     return ""
-
-
-def _key(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
 
 
 async def _run(argv: list[str], env: dict[str, str] | None) -> tuple[int, bytes, bytes]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import importlib
 import logging
 import platform
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.errors import FailedPrecondition
+from berth.worker.layers import file_sha256
 
 log = logging.getLogger("berth.rootfs")
 
@@ -110,14 +110,6 @@ def _fetch_text(url: str) -> str | None:
         if exc.code == 404:
             return None
         raise
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def debian_mirror() -> str:
@@ -252,7 +244,7 @@ class RootfsCache:
                 f"({url}: {exc}). Debian carries only Python "
                 + ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
             ) from exc
-        if expected is not None and expected.split()[0].lower() != _sha256(archive):
+        if expected is not None and expected.split()[0].lower() != file_sha256(archive):
             archive.unlink(missing_ok=True)
             raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
         return archive

@@ -32,7 +32,7 @@ from berth.worker.cgroups import ContainerCgroup
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.rootfs import RootfsCache
-from berth.worker.spec import TaskSpec
+from berth.worker.spec import TaskSpec, place_files
 
 log = logging.getLogger("berth.oci")
 
@@ -307,7 +307,7 @@ class OciRuntime:
         sandbox.mounted.append(merged)
         (merged / "root").mkdir(exist_ok=True)
         write_hosts(merged, spec.task_id)
-        await asyncio.to_thread(self._place_files, spec, merged)
+        await asyncio.to_thread(place_files, spec.files, merged)
         pkg, deps = await self._rootfs.ensure_client(
             image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
         )
@@ -328,17 +328,6 @@ class OciRuntime:
             binds.append(Bind(TINI, f"{INNER}/init"))
             return [f"{INNER}/init", "-s", "--"]
         return []
-
-    @staticmethod
-    def _place_files(spec: TaskSpec, merged: Path) -> None:
-        for f in spec.files:
-            parts = Path(f.remote_path).parts
-            if ".." in parts or not f.remote_path.startswith("/"):
-                raise ValueError(f"Refusing mount path {f.remote_path!r}")
-            dest = merged / Path(*parts[1:])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f.source, dest)
-            os.chmod(dest, f.mode & 0o7777 or 0o644)
 
     def _env(self, spec: TaskSpec, given: dict[str, str], image: ImageManifest) -> dict[str, str]:
         env = dict(image.env)
