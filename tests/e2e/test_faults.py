@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, python
+from tests.e2e.conftest import BerthServer, modal, python
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,12 @@ def test_timeout_raises_function_timeout_error_and_function_recovers(faults: dic
 def test_arguments_and_results_over_two_mib_round_trip(faults: dict[str, Any], berth: BerthServer) -> None:
     assert faults["big_roundtrip"] is True
     assert any(p.name.startswith("bl-") for p in (berth.data_dir / "blobs").iterdir())
+
+
+def test_containers_that_die_before_reaching_the_server_fail_the_call_not_hang(berth: BerthServer) -> None:
+    run = modal(berth, "run", "startup_crash.py", timeout=300)
+    assert run.returncode == 0, run.output
+    assert "FAILED" in run.stdout and "3 containers in a row exited before reaching the server" in run.stdout, (
+        run.output
+    )
+    assert "before it reached the server" in run.output  # each crash is in the app's log as it happens

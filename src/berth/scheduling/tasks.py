@@ -26,6 +26,8 @@ from berth.worker.spec import TaskSpec
 
 log = logging.getLogger("berth.tasks")
 
+MAX_STARTUP_CRASHES = 3
+
 
 @dataclass
 class TaskInfo:
@@ -75,6 +77,7 @@ class TaskManager:
         self._server_url = server_url
         self.tasks: dict[str, TaskInfo] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.function_id == function_id]
@@ -141,6 +144,7 @@ class TaskManager:
         return task
 
     def mark_running(self, task: TaskInfo) -> None:
+        self._startup_crashes.pop(task.function_id, None)
         if task.state == "starting":
             task.state = "running"
             self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_ACTIVE)
@@ -192,6 +196,8 @@ class TaskManager:
             await self._on_exit_task(task, code)
 
     async def _on_exit_task(self, task: TaskInfo, code: int) -> None:
+        # Exited before it ever asked for an input, and nobody stopped it: it could not start.
+        crashed_at_start = task.state == "starting" and task.stop_reason is None and task.init_failure is None
         task.state = "stopped"
         self.tasks.pop(task.task_id, None)
         held = await self._store.inputs_held_by(task.task_id)
@@ -205,7 +211,24 @@ class TaskManager:
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
         await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
+        if crashed_at_start:
+            await self._startup_crash(task, code)
         self._notifier.notify(SCHEDULER_KEY)
+
+    async def _startup_crash(self, task: TaskInfo, code: int) -> None:
+        """Containers that keep dying before they reach the server would be replaced forever while the
+        caller waits: after MAX_STARTUP_CRASHES in a row, the function's queued inputs fail instead."""
+        count = self._startup_crashes.get(task.function_id, 0) + 1
+        self._startup_crashes[task.function_id] = count
+        note = f"Container {task.task_id} exited with code {code} before it reached the server\n"
+        self._logs.output(task.app_id, task.task_id, task.function_id, api_pb2.FILE_DESCRIPTOR_INFO, note)
+        if count >= MAX_STARTUP_CRASHES:
+            self._startup_crashes.pop(task.function_id, None)
+            message = (
+                f"{count} containers in a row exited before reaching the server (last exit code {code}); "
+                "their output is in the app's logs (modal app logs)"
+            )
+            await self._inputs.fail_queued(task.function_id, failure(message))
 
     async def shutdown(self) -> None:
         for task in list(self.tasks.values()):
