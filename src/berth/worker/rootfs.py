@@ -161,6 +161,47 @@ async def run_logged(argv: list[str], on_log: LogFn, env: dict[str, str] | None 
     return await proc.wait()
 
 
+class MirrorUnreadable(Exception):
+    """The mirror did not give us the archive: str() is `<url>: <reason>`."""
+
+
+def download_standalone(url: str, archive: Path) -> Path:
+    """Fetch the python-build-standalone archive at `url` into `archive`, checked against `<url>.sha256` where
+    the mirror has one. Blocking: run it in a thread. MirrorUnreadable when the mirror fails, FailedPrecondition
+    when the archive does not match its checksum; nothing is left behind either way."""
+    try:
+        _fetch(url, archive)
+        expected = _fetch_text(url + ".sha256")
+    except (OSError, urllib.error.URLError) as exc:
+        archive.unlink(missing_ok=True)
+        raise MirrorUnreadable(f"{url}: {exc}") from exc
+    if expected is not None and expected.split()[0].lower() != file_sha256(archive):
+        archive.unlink(missing_ok=True)
+        raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
+    return archive
+
+
+async def unpack_standalone(series: str, archive: Path, prefix: Path, url: str, on_log: LogFn) -> str:
+    """Unpack an install_only archive (top folder `python/`) into `prefix` (the archive is removed), add the
+    bin/python3, bin/python and bin/pip links older releases lack, and check it really is Python `series`
+    (`url`, where it came from, is for the error). Returns its full version."""
+    try:
+        prefix.mkdir(parents=True, exist_ok=True)
+        code = await run_logged(["tar", "-xf", str(archive), "-C", str(prefix), "--strip-components=1"], on_log)
+        if code != 0:
+            raise FailedPrecondition(f"Could not unpack the Python {series} archive (tar exit code {code})")
+    finally:
+        archive.unlink(missing_ok=True)
+    bin_dir = prefix / "bin"
+    for link, target in (("python3", f"python{series}"), ("python", "python3"), ("pip", "pip3")):
+        if not (bin_dir / link).exists() and (bin_dir / target).exists():
+            (bin_dir / link).symlink_to(target)
+    version = _patchlevel_version(prefix, series) if (bin_dir / f"python{series}").exists() else ""
+    if not version.startswith(series + "."):
+        raise FailedPrecondition(f"The archive at {url} holds Python {version or '(none found)'}, not {series}")
+    return version
+
+
 class RootfsCache:
     """Machine-wide cache of debootstrapped bases and client packages under `root`."""
 
@@ -232,41 +273,20 @@ class RootfsCache:
     async def download_standalone(self, series: str, into: Path, on_log: LogFn) -> Path:
         """The archive for `series` from the mirror, checked against its .sha256 where the mirror has one."""
         url = standalone_url(self.python_mirror, series)
-        archive = into / f"cpython-{series}.tar"
         on_log(f"Downloading Python {series} (python-build-standalone) from {url}\n")
         try:
-            await asyncio.to_thread(_fetch, url, archive)
-            expected = await asyncio.to_thread(_fetch_text, url + ".sha256")
-        except (OSError, urllib.error.URLError) as exc:
-            archive.unlink(missing_ok=True)
+            return await asyncio.to_thread(download_standalone, url, into / f"cpython-{series}.tar")
+        except MirrorUnreadable as exc:
             raise FailedPrecondition(
                 f"Python {series} is not available: the python-build-standalone mirror could not be read "
-                f"({url}: {exc}). Debian carries only Python "
+                f"({exc}). Debian carries only Python "
                 + ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
             ) from exc
-        if expected is not None and expected.split()[0].lower() != file_sha256(archive):
-            archive.unlink(missing_ok=True)
-            raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
-        return archive
 
     async def unpack_standalone(self, series: str, archive: Path, rootfs: Path, on_log: LogFn) -> str:
         """Unpack into rootfs/usr/local (the archive is removed) and check it really is Python `series`."""
-        local = rootfs / "usr" / "local"
-        try:
-            local.mkdir(parents=True, exist_ok=True)
-            code = await run_logged(["tar", "-xf", str(archive), "-C", str(local), "--strip-components=1"], on_log)
-            if code != 0:
-                raise FailedPrecondition(f"Could not unpack the Python {series} archive (tar exit code {code})")
-        finally:
-            archive.unlink(missing_ok=True)
-        bin_dir = local / "bin"
-        for link, target in (("python3", f"python{series}"), ("python", "python3"), ("pip", "pip3")):
-            if not (bin_dir / link).exists() and (bin_dir / target).exists():
-                (bin_dir / link).symlink_to(target)
-        version = _patchlevel_version(local, series) if (bin_dir / f"python{series}").exists() else ""
-        if not version.startswith(series + "."):
-            url = standalone_url(self.python_mirror, series)
-            raise FailedPrecondition(f"The archive at {url} holds Python {version or '(none found)'}, not {series}")
+        url = standalone_url(self.python_mirror, series)
+        version = await unpack_standalone(series, archive, rootfs / "usr" / "local", url, on_log)
         on_log(f"Python {version} installed in /usr/local\n")
         return version
 
