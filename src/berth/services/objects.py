@@ -2,18 +2,78 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 from modal_proto import api_pb2
 
 from berth.clock import Clock
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.ids import new_id
 from berth.services.blobs import LocalBlobStore
 from berth.store.sqlite import SqliteStore
-from berth.worker.registry import standalone_python_unavailable
+from berth.worker.registry import StandaloneMount, parse_standalone_mount, standalone_python_unavailable
+from berth.worker.rootfs import MirrorUnreadable, download_standalone, standalone_url, unpack_standalone
+
+log = logging.getLogger("berth.objects")
 
 _MAX_INLINE_FILE = 64 * 1024 * 1024
+# python-build-standalone releases before this one have no bin/python: for them the client adds
+# `RUN ln -s /usr/local/bin/python3 /usr/local/bin/python` after the COPY, which fails if the mount has one.
+_FIRST_RELEASE_WITH_PYTHON_LINK = "20241008"
+
+
+@dataclass(frozen=True)
+class StandaloneFile:
+    path: str  # in the mount: /python/<path in the archive>
+    source: Path  # the host file holding its content
+    mode: int
+
+
+def standalone_mount_files(prefix: Path, *, python_link: bool = True) -> tuple[list[StandaloneFile], list[str]]:
+    """The files of an unpacked install_only archive at `prefix` as mount files under /python, and why the
+    entries left out were left out. A mount holds no links: a link to a regular file in the tree gets that
+    file's content and mode at the link's path (bin/python3 → python3.11); links that leave the tree (an
+    absolute /etc/... on the host is not the image's), dangling links, links to directories and special
+    files are left out. Without `python_link` there is no bin/python (the client links it itself)."""
+    root = prefix.resolve()
+    files: list[StandaloneFile] = []
+    skipped: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in [*filenames, *(d for d in dirnames if (here / d).is_symlink())]:
+            entry = here / name
+            rel = entry.relative_to(root).as_posix()
+            st = entry.lstat()
+            source = entry
+            if stat.S_ISLNK(st.st_mode):
+                target = Path(os.path.realpath(entry))
+                if not target.is_relative_to(root):
+                    skipped.append(f"{rel} (a link to {os.readlink(entry)}, outside the archive)")
+                    continue
+                try:
+                    st = target.stat()
+                except OSError:
+                    skipped.append(f"{rel} (a dangling link to {os.readlink(entry)})")
+                    continue
+                source = target
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(f"{rel} (not a regular file)")
+                continue
+            if rel == "bin/python" and not python_link:
+                continue
+            files.append(StandaloneFile(f"/python/{rel}", source, stat.S_IMODE(st.st_mode)))
+    if not any(f.path == "/python/bin/python3" for f in files):
+        raise FailedPrecondition("The python-build-standalone archive has no bin/python3")
+    files.sort(key=lambda f: f.path)
+    return files, skipped
 
 
 def _mount_checksum(files: list[api_pb2.MountFile]) -> str:
@@ -24,10 +84,12 @@ def _mount_checksum(files: list[api_pb2.MountFile]) -> str:
 
 
 class ObjectService:
-    def __init__(self, store: SqliteStore, blobs: LocalBlobStore, clock: Clock) -> None:
+    def __init__(self, store: SqliteStore, blobs: LocalBlobStore, clock: Clock, python_mirror: str = "") -> None:
         self._store = store
         self._blobs = blobs
         self._clock = clock
+        self._python_mirror = python_mirror  # BERTH_PYTHON_MIRROR: where add_python's mounts come from
+        self._standalone_locks: dict[str, asyncio.Lock] = {}
 
     # mounts
     async def missing_files(self, hashes: list[str]) -> list[str]:
@@ -57,9 +119,10 @@ class ObjectService:
         if req.deployment_name:
             key = f"{req.namespace}/{req.environment_name}/{req.deployment_name}"
             found = await self._store.object_by_key("mount", key)
-            if not files and (missing := standalone_python_unavailable(req.deployment_name)):
+            standalone = parse_standalone_mount(req.deployment_name)
+            if not files and standalone is not None:
                 if found is None or not api_pb2.MountGetOrCreateRequest.FromString(found[1]).files:
-                    raise NotFound(missing)  # add_python's python-build-standalone: not here, not downloadable
+                    return await self._standalone_mount(standalone, req.deployment_name, key, req.namespace)
             if found is not None and not files:
                 return self._mount_response(found[0], found[1])
         mount_id = new_id("mo")
@@ -77,6 +140,68 @@ class ObjectService:
         return api_pb2.MountGetOrCreateResponse(
             mount_id=mount_id, handle_metadata=api_pb2.MountHandleMetadata(content_checksum_sha256_hex=checksum)
         )
+
+    async def _standalone_mount(
+        self, wanted: StandaloneMount, name: str, key: str, namespace: int
+    ) -> api_pb2.MountGetOrCreateResponse:
+        """add_python's python-build-standalone mount, which Modal serves from its own storage: made here
+        from the operator's mirror (BERTH_PYTHON_MIRROR) the first time it is asked for, then stored under
+        the name like any other mount."""
+        if not self._python_mirror:
+            raise NotFound(standalone_python_unavailable(name) or name)
+        lock = self._standalone_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one download per mount; later callers find it stored
+            found = await self._store.object_by_key("mount", key)
+            if found is not None and api_pb2.MountGetOrCreateRequest.FromString(found[1]).files:
+                return self._mount_response(found[0], found[1])
+            files = await self._standalone_files(wanted, name)
+            mount_id = new_id("mo")
+            body = api_pb2.MountGetOrCreateRequest(files=files).SerializeToString()
+            await self._store.put_object(
+                "mount", mount_id, body, self._clock.now(), key=key, name=name, namespace=namespace
+            )
+            return self._mount_response(mount_id, body)
+
+    async def _standalone_files(self, wanted: StandaloneMount, name: str) -> list[api_pb2.MountFile]:
+        url = standalone_url(self._python_mirror, wanted.series)
+        log.info("mount %s: downloading Python %s from %s", name, wanted.series, url)
+        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="berth-standalone-", dir=self._blobs.root / "tmp"))
+        try:
+            archive = await asyncio.to_thread(download_standalone, url, tmp / "archive.tar")
+            prefix = tmp / "python"
+            version = await unpack_standalone(wanted.series, archive, prefix, url, lambda line: None)
+            files = await asyncio.to_thread(self._store_standalone, prefix, wanted, name)
+        except (MirrorUnreadable, FailedPrecondition) as exc:
+            message = str(exc)
+            log.warning("mount %s: %s", name, message)
+            raise NotFound(standalone_python_unavailable(name, message) or message) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+        same = (
+            ""
+            if version == wanted.version
+            else f" (the name asks for {wanted.version}: same series, another patch level)"
+        )
+        log.info("mount %s: Python %s from %s, %d files%s", name, version, url, len(files), same)
+        return files
+
+    def _store_standalone(self, prefix: Path, wanted: StandaloneMount, name: str) -> list[api_pb2.MountFile]:
+        """Put the unpacked tree's files in the content-addressed store (blocking: run in a thread)."""
+        entries, skipped = standalone_mount_files(prefix, python_link=wanted.release >= _FIRST_RELEASE_WITH_PYTHON_LINK)
+        for reason in skipped:
+            log.info("mount %s: left out %s", name, reason)
+        out: list[api_pb2.MountFile] = []
+        for entry in entries:
+            data = entry.source.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if not self._blobs.has_file(sha):
+                self._blobs.put_file(sha, data)
+            if entry.mode & 0o111:
+                # Image COPY steps take a context file's mode from its stored copy (builder._place): keep
+                # executables executable there. Stored contents are read by hash, so this changes nothing else.
+                os.chmod(self._blobs.cas_path(sha), 0o755)
+            out.append(api_pb2.MountFile(filename=entry.path, sha256_hex=sha, mode=entry.mode, size=len(data)))
+        return out
 
     def _mount_response(self, mount_id: str, body: bytes) -> api_pb2.MountGetOrCreateResponse:
         files = list(api_pb2.MountGetOrCreateRequest.FromString(body).files)

@@ -199,20 +199,43 @@ def _last_error(output: str) -> str:
     return text[:300]
 
 
-def standalone_python_unavailable(mount_name: str) -> str | None:
-    """The error for `add_python=`: its python-build-standalone mount, which Modal serves from its own
-    storage, does not exist here and cannot be downloaded. None for other mount names."""
+@dataclass(frozen=True)
+class StandaloneMount:
+    """What a python-build-standalone mount name (`python-build-standalone.<release>.<version>-gnu`) asks for."""
+
+    release: str  # "20230826"
+    version: str  # "3.11.5"
+
+    @property
+    def series(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+def parse_standalone_mount(mount_name: str) -> StandaloneMount | None:
     m = _STANDALONE_MOUNT.match(mount_name)
-    if m is None:
+    return StandaloneMount(m.group(1), m.group(2)) if m else None
+
+
+def standalone_python_unavailable(mount_name: str, mirror_error: str = "") -> str | None:
+    """The error for `add_python=`: its python-build-standalone mount, which Modal serves from its own
+    storage, does not exist here, and there is no mirror (BERTH_PYTHON_MIRROR) or the mirror failed with
+    `mirror_error`. None for other mount names."""
+    wanted = parse_standalone_mount(mount_name)
+    if wanted is None:
         return None
-    release, version = m.group(1), m.group(2)
-    series = ".".join(version.split(".")[:2])
+    if mirror_error:
+        why = f"the python-build-standalone mirror (BERTH_PYTHON_MIRROR) failed: {mirror_error}"
+    else:
+        why = (
+            "Modal serves it from its own storage and this server has no copy; set BERTH_PYTHON_MIRROR to a "
+            f"mirror of python-build-standalone install_only archives for Python {wanted.series}"
+        )
     return (
-        f"Image.from_registry(add_python={series!r}) needs Python {version} from python-build-standalone "
-        f"(release {release}), which is not reachable from this Berth server: Modal serves it from its own "
-        "storage and this server has no copy. Use an image that already has `python` on PATH, or install "
-        "Python in it, e.g. setup_dockerfile_commands=['RUN apt-get update && apt-get install -y python3 "
-        "python3-pip python-is-python3']."
+        f"Image.from_registry(add_python={wanted.series!r}) needs Python {wanted.version} from "
+        f"python-build-standalone (release {wanted.release}), which is not reachable from this Berth server: "
+        f"{why}. Or use an image that already has `python` on PATH, or install Python in it, e.g. "
+        "setup_dockerfile_commands=['RUN apt-get update && apt-get install -y python3 python3-pip "
+        "python-is-python3']."
     )
 
 
