@@ -5,11 +5,17 @@ from the debian_slim base rootfs. The stock client builds and runs functions on 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import http.server
+import io
 import os
 import re
 import shutil
 import socket
 import subprocess
+import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, Run, modal
+from tests.e2e.conftest import BerthServer, Run, modal, start_server, stop_server
 
 BASE = "bookworm-py3.11"
 EPOCH = 1700000000
@@ -111,7 +117,7 @@ def _base_rootfs() -> Path:
 
 @dataclass
 class Images:
-    layout: Path  # an OCI layout holding py-v1, py-v2 (v1 + a new marker) and nopy
+    layout: Path  # an OCI layout holding py-v1, py-v2 (v1 + a new marker), nopy and debian-nopy
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +150,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     _write(nopy / "berth-marker.txt", "no python here\n")
     _umoci("new", f"{layout}:nopy")
     _umoci("insert", f"{layout}:nopy", nopy, "/")
+    # py-v1 with its Python deleted (whiteout layers): Debian with libc and a shell, but no `python` on PATH.
+    _sh("umoci", "tag", "--image", f"{layout}:py-v1", "debian-nopy")
+    for gone in ("/usr/bin/python", "/usr/bin/python3", "/usr/bin/python3.11", "/usr/lib/python3.11"):
+        _umoci("insert", f"{layout}:debian-nopy", "--whiteout", gone)
     shutil.rmtree(stage)
     return Images(layout)
 
@@ -266,6 +276,66 @@ def test_add_python_says_python_build_standalone_is_unreachable(registry: str, b
     assert "python-build-standalone" in run.output and "not reachable" in run.output
     assert "Python 3.11." in run.output  # the exact version add_python wanted
     assert time.monotonic() - started < 120
+
+
+@pytest.fixture
+def python_mirror(tmp_path: Path) -> Iterator[str]:
+    """BERTH_PYTHON_MIRROR on loopback, holding a python-build-standalone-shaped install_only archive of
+    Python 3.11 made from the debian_slim base (no real python-build-standalone download is reachable):
+    Debian's interpreter and stdlib under python/, which CPython finds relative to its own location."""
+    from berth.worker.rootfs import python_version_of, standalone_url
+
+    rootfs = _base_rootfs()
+    version = python_version_of(rootfs)
+    assert version.startswith("3.11."), version
+    root = tmp_path / "mirror"
+    root.mkdir()
+    name = Path(standalone_url(str(root), "3.11")).name
+    with tarfile.open(root / name, "w:gz", compresslevel=1) as tar:
+        tar.add(rootfs / "usr/bin/python3.11", "python/bin/python3.11")
+        for link, target in (("python3", "python3.11"), ("python", "python3")):
+            info = tarfile.TarInfo(f"python/bin/{link}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+            tar.addfile(info)
+        tar.add(rootfs / "usr/lib/python3.11", "python/lib/python3.11")  # links stay links
+        header = f'#define PY_VERSION              "{version}"\n'.encode()
+        info = tarfile.TarInfo("python/include/python3.11/patchlevel.h")
+        info.size, info.mode = len(header), 0o644
+        tar.addfile(info, io.BytesIO(header))
+    sha = hashlib.sha256((root / name).read_bytes()).hexdigest()
+    (root / f"{name}.sha256").write_text(f"{sha}  {name}\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_add_python_comes_from_the_python_mirror(
+    registry: str, images: Images, python_mirror: str, tmp_path: Path
+) -> None:
+    image = f"{registry}/berth-test/debian-nopy:1"
+    _push(images, "debian-nopy", image)
+    server = start_server(
+        tmp_path / "data", extra_env={"BERTH_PYTHON_MIRROR": python_mirror}, extra_args=["--runtime", "crun"]
+    )
+    try:
+        run = _run(server, image, BERTH_TEST_ADD_PYTHON="3.11")
+        result = _result(run)
+        assert "'version': '3.11'" in result
+        assert "'python': '/usr/local/bin/python" in result  # the mount's, not Debian's (whited out)
+        assert "'marker': 'marker-v1'" in result and "'layer': 'layered-on-top'" in result
+    finally:
+        stop_server(server)
+    log = server.log_path.read_text()
+    assert "cpython-3.11-" in log and python_mirror in log  # which archive
+    assert "Python 3.11." in log and "patch level" in log  # which version, and that it is not 3.11.5
 
 
 def test_private_registry_uses_the_secrets_credentials(private_registry: str, berth_oci: BerthServer) -> None:
