@@ -133,3 +133,16 @@ def test_no_cpu_limit_without_cpu_request() -> None:
     config = build_config(ContainerConfig(args=["true"], env={}, rootfs="/r"))
     assert "cpu" not in config["linux"]["resources"]
     assert {"type": "network"} in config["linux"]["namespaces"]
+
+
+def test_cgroup_v2_parents_live_under_berth_at_the_root_with_their_limit(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    cg = ContainerCgroup("berth-ta-1", root=tmp_path)
+    assert cg.v2 and cg.container_path == "/berth/berth-ta-1/c"
+    cg.create(100)
+    parent = tmp_path / "berth" / "berth-ta-1"
+    assert (parent / "memory.max").read_text() == str(100 * 1024 * 1024)
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+pids"  # each controller written in turn
+    assert not cg.oom_killed()
+    (parent / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert cg.oom_killed()

@@ -1,7 +1,12 @@
-"""cgroup v1 placement for containers: each container gets a parent cgroup the worker owns, nested under
-the worker's own memory cgroup (so containers count against whatever limits the worker lives in).
-The memory limit sits on that parent: when the runtime removes the container's own cgroup at exit,
-the parent still tells whether the kernel OOM-killed something."""
+"""cgroup placement for containers: each container gets a parent cgroup the worker owns, and the runtime
+puts the container in a child `c` of it (linux.cgroupsPath). The memory limit sits on that parent: when
+the runtime removes the container's own cgroup at exit, the parent still tells whether the kernel
+OOM-killed something.
+
+- cgroup v1 (or the v1 side of a hybrid host): the parent is nested under the worker's own memory
+  cgroup, so containers count against whatever limits the worker lives in.
+- cgroup v2 (unified): a cgroup with processes cannot also hand controllers to children, so parents
+  live under /berth at the root, with memory, cpu and pids delegated down to them."""
 
 from __future__ import annotations
 
@@ -11,6 +16,12 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _OOM_SLACK = 2 * 1024 * 1024
+_V2_CONTROLLERS = ("memory", "cpu", "pids")
+
+
+def unified(root: Path = CGROUP_ROOT) -> bool:
+    """Whether the host runs cgroup v2 alone (not the v1 hybrid layout)."""
+    return (root / "cgroup.controllers").exists()
 
 
 def own_memory_cgroup() -> str:
@@ -23,9 +34,24 @@ def own_memory_cgroup() -> str:
     return ""
 
 
+def _delegate(directory: Path) -> None:
+    """Let `directory`'s children use the v2 controllers it has (best effort: some may be absent)."""
+    try:
+        available = set((directory / "cgroup.controllers").read_text().split())
+    except OSError:
+        return
+    for name in _V2_CONTROLLERS:
+        if name in available:
+            with contextlib.suppress(OSError):
+                (directory / "cgroup.subtree_control").write_text(f"+{name}")
+
+
 class ContainerCgroup:
-    def __init__(self, container_id: str, base: str | None = None) -> None:
-        base = own_memory_cgroup() if base is None else base
+    def __init__(self, container_id: str, base: str | None = None, root: Path = CGROUP_ROOT) -> None:
+        self.root = root
+        self.v2 = unified(root)
+        if base is None:
+            base = "" if self.v2 else own_memory_cgroup()
         self.parent = f"{base}/berth/{container_id}"
 
     @property
@@ -35,10 +61,24 @@ class ContainerCgroup:
 
     @property
     def _memory_dir(self) -> Path:
-        return CGROUP_ROOT / "memory" / self.parent.lstrip("/")
+        if self.v2:
+            return self.root / self.parent.lstrip("/")
+        return self.root / "memory" / self.parent.lstrip("/")
 
     def create(self, memory_mb: int) -> None:
         d = self._memory_dir
+        if self.v2:
+            for ancestor in self._v2_ancestors():
+                ancestor.mkdir(exist_ok=True)
+                _delegate(ancestor)
+            d.mkdir(exist_ok=True)
+            _delegate(d)
+            if memory_mb > 0:
+                limit = str(memory_mb * 1024 * 1024)
+                (d / "memory.max").write_text(limit)
+                with contextlib.suppress(OSError):  # no escaping the limit through swap
+                    (d / "memory.swap.max").write_text("0")
+            return
         d.mkdir(parents=True, exist_ok=True)
         if memory_mb > 0:
             limit = str(memory_mb * 1024 * 1024)
@@ -48,24 +88,35 @@ class ContainerCgroup:
                 with contextlib.suppress(OSError):
                     memsw.write_text(limit)
 
+    def _v2_ancestors(self) -> list[Path]:
+        """The root and every cgroup between it and the parent, top down."""
+        parts = Path(self.parent.lstrip("/")).parts[:-1]
+        return [self.root, *(self.root / Path(*parts[: i + 1]) for i in range(len(parts)))]
+
     def oom_killed(self) -> bool:
-        """Whether the container ran into its memory limit. cgroup v1 counts the kill itself in the
-        victim's cgroup, which the runtime has already removed; the parent's peak usage survives."""
+        """Whether the container ran into its memory limit. v2 counts OOM kills of descendants in the
+        parent's memory.events; v1 counts the kill in the victim's cgroup, which the runtime has already
+        removed, so there the parent's peak usage tells."""
         d = self._memory_dir
         with contextlib.suppress(OSError, ValueError):
-            for line in (d / "memory.oom_control").read_text().splitlines():
+            events = "memory.events" if self.v2 else "memory.oom_control"
+            for line in (d / events).read_text().splitlines():
                 name, _, value = line.partition(" ")
                 if name == "oom_kill" and int(value) > 0:
                     return True
+            if self.v2:
+                return False
             limit = int((d / "memory.limit_in_bytes").read_text())
             peak = int((d / "memory.max_usage_in_bytes").read_text())
             return peak >= limit - _OOM_SLACK
         return False
 
     def remove(self) -> None:
-        """rmdir the parent (and a leftover child) in every v1 hierarchy the runtime may have touched."""
+        """rmdir the parent (and a leftover child) in every hierarchy the runtime may have touched."""
         with contextlib.suppress(OSError):
-            hierarchies = [p for p in CGROUP_ROOT.iterdir() if p.is_dir() and not p.is_symlink()]
+            hierarchies = (
+                [self.root] if self.v2 else [p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink()]
+            )
             for h in hierarchies:
                 d = h / self.parent.lstrip("/")
                 for path in (d / "c", d):
