@@ -77,17 +77,22 @@ def test_env_expansion_uses_the_current_environment() -> None:
 
 def test_copy_places_directory_contents_and_single_files_like_docker() -> None:
     context = {"/app/a.py": Path("/h/a"), "/app/sub/b.py": Path("/h/b"), "/.requirements.txt": Path("/h/r")}
-    assert copy_targets(["."], "/", "/root", context) == [
-        ("/.requirements.txt", Path("/h/r")),
-        ("/app/a.py", Path("/h/a")),
-        ("/app/sub/b.py", Path("/h/b")),
+    modes = {"/app/sub/b.py": 0o100755}  # a mounted file's mode travels with it
+    assert copy_targets(["."], "/", "/root", context, modes) == [
+        ("/.requirements.txt", Path("/h/r"), None),
+        ("/app/a.py", Path("/h/a"), None),
+        ("/app/sub/b.py", Path("/h/b"), 0o100755),
     ]
     assert copy_targets(["app"], "/srv", "/root", context) == [
-        ("/srv/a.py", Path("/h/a")),
-        ("/srv/sub/b.py", Path("/h/b")),
+        ("/srv/a.py", Path("/h/a"), None),
+        ("/srv/sub/b.py", Path("/h/b"), None),
     ]
-    assert copy_targets(["/.requirements.txt"], "/.uv/0/req.txt", "/", context) == [("/.uv/0/req.txt", Path("/h/r"))]
-    assert copy_targets(["/.requirements.txt"], "data/", "/w", context) == [("/w/data/.requirements.txt", Path("/h/r"))]
+    assert copy_targets(["/.requirements.txt"], "/.uv/0/req.txt", "/", context) == [
+        ("/.uv/0/req.txt", Path("/h/r"), None)
+    ]
+    assert copy_targets(["/.requirements.txt"], "data/", "/w", context) == [
+        ("/w/data/.requirements.txt", Path("/h/r"), None)
+    ]
     with pytest.raises(BuildFailed, match="not in the build context"):
         copy_targets(["missing.txt"], "/x", "/", context)
 

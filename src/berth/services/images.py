@@ -206,9 +206,12 @@ class ImageService:
         if plan.base == "base" and base is None:
             raise BuildFailed("FROM base, but the request names no built base image")
         context: dict[str, Path] = {}
+        modes: dict[str, int] = {}
         if image.context_mount_id:
             for f in await self._mount_files(image.context_mount_id):
                 context[f.filename] = self._blobs.cas_path(f.sha256_hex)
+                if f.mode:
+                    modes[f.filename] = f.mode
         for cf in image.context_files:
             context[cf.filename] = self._context_file(cf.data)
         env: dict[str, str] = {}
@@ -218,7 +221,9 @@ class ImageService:
         if image.image_registry_config.secret_id:  # from_registry(secret=...): credentials for the pull
             registry_env = await self._secret_env(image.image_registry_config.secret_id)
             auth = RegistryAuth(image.image_registry_config.registry_auth_type, registry_env)
-        return BuildRequest(image_id, plan, base, context, env, dict(image.build_args), force, registry_auth=auth)
+        return BuildRequest(
+            image_id, plan, base, context, env, dict(image.build_args), force, registry_auth=auth, context_modes=modes
+        )
 
     async def _function_request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
         from berth.worker.build_function import RunFunctionStep

@@ -196,10 +196,6 @@ class ObjectService:
             sha = hashlib.sha256(data).hexdigest()
             if not self._blobs.has_file(sha):
                 self._blobs.put_file(sha, data)
-            if entry.mode & 0o111:
-                # Image COPY steps take a context file's mode from its stored copy (builder._place): keep
-                # executables executable there. Stored contents are read by hash, so this changes nothing else.
-                os.chmod(self._blobs.cas_path(sha), 0o755)
             out.append(api_pb2.MountFile(filename=entry.path, sha256_hex=sha, mode=entry.mode, size=len(data)))
         return out
 

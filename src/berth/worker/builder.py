@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 import posixpath
 import shutil
 from collections import deque
@@ -55,24 +56,33 @@ class BuildRequest:
     force: bool = False
     registry_auth: RegistryAuth | None = None  # from_registry's Secret, for FROM <registry image>
     function_step: FunctionStep | None = None  # runs after the plan's steps
+    context_modes: dict[str, int] = field(default_factory=dict)  # context path → mode, where known
 
 
-def copy_targets(srcs: list[str], dest: str, workdir: str, context: dict[str, Path]) -> list[tuple[str, Path]]:
-    """(container path, host file) for COPY srcs... dest from the build context, with Docker's rules:
-    a directory source copies its contents, a file lands at dest (or in it when dest ends with /)."""
+CopyTarget = tuple[str, Path, int | None]  # container path, host file, mode (None: the host file's)
+
+
+def copy_targets(
+    srcs: list[str], dest: str, workdir: str, context: dict[str, Path], modes: dict[str, int] | None = None
+) -> list[CopyTarget]:
+    """(container path, host file, mode) for COPY srcs... dest from the build context, with Docker's rules:
+    a directory source copies its contents, a file lands at dest (or in it when dest ends with /).
+    `modes` holds the context files' modes where the client sent them (mounted files carry theirs)."""
+    modes = modes or {}
     dest = dest if dest.startswith("/") else posixpath.join(workdir, dest)
-    out: list[tuple[str, Path]] = []
+    out: list[CopyTarget] = []
     for src in srcs:
         norm = posixpath.normpath("/" + src.lstrip("/"))  # ".", "./a", "a" and "/a" are all context paths
         matched = False
         for path, host in sorted(context.items()):
             if path == norm:
                 into_dir = dest.endswith("/") or len(srcs) > 1
-                out.append((posixpath.join(dest, posixpath.basename(path)) if into_dir else dest, host))
+                target = posixpath.join(dest, posixpath.basename(path)) if into_dir else dest
+                out.append((target, host, modes.get(path)))
                 matched = True
             elif norm == "/" or path.startswith(norm.rstrip("/") + "/"):
                 rel = posixpath.relpath(path, norm)
-                out.append((posixpath.normpath(posixpath.join(dest, rel)), host))
+                out.append((posixpath.normpath(posixpath.join(dest, rel)), host, modes.get(path)))
                 matched = True
         if not matched:
             raise BuildFailed(f"COPY failed: {src} is not in the build context")
@@ -179,10 +189,10 @@ class ImageBuilder:
                 raise BuildFailed(f"COPY --from={source_image} is not supported (only the uv binary is): {step.text}")
             version = source_image.rpartition(":")[2]
             uv = await uv_binary(self.rootfs.root / "tools", version, on_log)
-            targets = [(dest if not dest.endswith("/") else dest + "uv", uv)]
+            targets: list[CopyTarget] = [(dest if not dest.endswith("/") else dest + "uv", uv, 0o755)]
         else:
-            targets = copy_targets(srcs, dest, state.workdir, req.context)
-        digest = content_key(*(f"{path}:{file_sha256(host)}" for path, host in targets))
+            targets = copy_targets(srcs, dest, state.workdir, req.context, req.context_modes)
+        digest = content_key(*(f"{path}:{file_sha256(host)}:{mode}" for path, host, mode in targets))
         key = content_key(state.key, "COPY", step.text, digest)
         on_log(f"=> {step.text}\n")
         layer = await self._layer(key, req.force, lambda d: _place(d, targets))
@@ -302,11 +312,13 @@ def _mkdirs(root: Path, path: str) -> None:
     (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
 
 
-def _place(root: Path, targets: list[tuple[str, Path]]) -> None:
-    for path, host in targets:
+def _place(root: Path, targets: list[CopyTarget]) -> None:
+    for path, host, mode in targets:
         dest = root / posixpath.normpath(path).lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(host, dest)
+        if mode is not None and mode & 0o7777:
+            os.chmod(dest, mode & 0o7777)
 
 
 def _disk_error(exc: OSError, where: Path) -> Exception:
