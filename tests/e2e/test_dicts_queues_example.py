@@ -1,56 +1,47 @@
 """The public modal-examples `09_job_queues/dicts_and_queues.py`, unmodified: it crawls a small static site
-served on the host through an ephemeral Dict and Queue shared by spawned containers. Its code is read from a
-local mirror at a pinned commit into a scratch directory, never copied into this repository.
+(tests/e2e/apps/static_site.py, a deployed web_server endpoint) through an ephemeral Dict and Queue shared by
+spawned containers. Its code is read from a local mirror at a pinned commit into a scratch directory, never
+copied into this repository.
 
 The example's image installs beautifulsoup4. The process runtime runs containers on the server's own Python
 and installs no image packages, so that variant skips unless that Python has bs4. On crun the image is built
-with its packages, and the containers reach the host's site at 172.21.0.1, the host end of their network."""
+with its packages, and the containers reach the site at its endpoint URL on 172.21.0.1, which their network
+allows (other host ports are closed to them)."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, Run, modal
+from tests.e2e.conftest import BerthServer, Run, modal, sdk
 
 GIT_DIR = Path(os.environ.get("BERTH_EXAMPLES_GIT_DIR", "/work/.mirror/flower0wine+modal-examples/repo"))
 COMMIT = "537ff5d"
 EXAMPLE = "09_job_queues/dicts_and_queues.py"
 
-# Six distinct URLs link to each other: /, /a.html, /b.html, /index.html, /sub/c.html, /sub/d.html.
-SITE = {
-    "index.html": '<a href="a.html">A</a> <a href="b.html">B</a> <a href="sub/c.html">C</a>',
-    "a.html": '<a href="index.html">home</a> <a href="b.html">B</a>',
-    "b.html": '<a href="a.html">A</a> <a href="sub/c.html">C</a>',
-    "sub/c.html": '<a href="../index.html">home</a> <a href="d.html">D</a>',
-    "sub/d.html": '<a href="c.html">C</a>',
-}
-
 
 @contextlib.contextmanager
-def serve_site(tmp_path: Path, bind: str) -> Iterator[int]:
-    root = tmp_path / "site"
-    for name, body in SITE.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(f"<html><body>{body}</body></html>")
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-    server = ThreadingHTTPServer((bind, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def deployed_site(server: BerthServer) -> Iterator[str]:
+    """The static site's URL, deployed on `server` for the duration."""
+    deploy = modal(server, "deploy", "static_site.py", timeout=900)
+    assert deploy.returncode == 0, deploy.output
+    out = sdk(
+        server,
+        """
+        import modal
+        print(modal.Function.from_name("e2e-static-site", "site").get_web_url())
+    """,
+    )
     try:
-        yield int(server.server_address[1])
+        yield out.strip().splitlines()[-1].rstrip("/") + "/"
     finally:
-        server.shutdown()
-        server.server_close()
+        modal(server, "app", "stop", "e2e-static-site", timeout=120)
 
 
 def run_example(server: BerthServer, url: str, tmp_path: Path) -> Run:
@@ -70,16 +61,17 @@ def test_dicts_and_queues_example_crawls_a_site_on_the_host_on_the_process_runti
         pytest.skip("the shared server is not on the process runtime; the crun variant covers this")
     if importlib.util.find_spec("bs4") is None:
         pytest.skip("the process runtime installs no image packages and the server's Python lacks beautifulsoup4")
-    with serve_site(tmp_path, "127.0.0.1") as port:
-        run = run_example(berth, f"http://127.0.0.1:{port}/", tmp_path)
+    with deployed_site(berth) as url:
+        run = run_example(berth, url, tmp_path)
     assert run.returncode == 0, run.output
     assert "Crawled 6 URLs" in run.output
     assert "Failed to crawl" not in run.output
 
 
 def test_dicts_and_queues_example_crawls_a_site_on_the_host_on_crun(berth_oci: BerthServer, tmp_path: Path) -> None:
-    with serve_site(tmp_path, "0.0.0.0") as port:
-        run = run_example(berth_oci, f"http://172.21.0.1:{port}/", tmp_path)
+    with deployed_site(berth_oci) as url:
+        assert url.startswith("http://172.21.0.1:"), url
+        run = run_example(berth_oci, url, tmp_path)
     assert run.returncode == 0, run.output
     assert "Crawled 6 URLs" in run.output
     assert "Failed to crawl" not in run.output

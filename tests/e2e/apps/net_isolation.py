@@ -37,6 +37,15 @@ def listen(q: modal.Queue, seconds: float) -> list[str]:
         except TimeoutError:
             if q.get(block=False, partition="stop") is not None:
                 break
+    # The caller connects, then says stop: a connection can still wait in the backlog. Take it too.
+    srv.settimeout(0)
+    while True:
+        try:
+            conn, peer = srv.accept()
+        except BlockingIOError:
+            break
+        peers.append(peer[0])
+        conn.close()
     return peers
 
 
