@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,16 +27,12 @@ from berth.worker import network
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder, LogFn
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.layers import ImageManifest, content_key
-from berth.worker.oci_config import Bind, ContainerConfig, build_config
-from berth.worker.rootfs import run_logged
+from berth.worker.oci_config import Bind, ContainerConfig
 from berth.worker.runtime.oci import (
-    BUNDLE_ROOT,
     CA_PATH,
     INNER,
     PIDS_LIMIT,
-    STATE_ROOT,
     TINI,
-    ensure_private_tmpfs,
     mount_overlay,
     nofile_limit,
     standard_binds,
@@ -47,7 +42,6 @@ from berth.worker.spec import BindMount, MountedFile, place_files
 
 RUNNER = Path(__file__).with_name("build_function_runner.py")
 DEFAULT_TIMEOUT_S = 3600  # run_function's own default
-_TAIL_LINES = 30
 
 
 @dataclass
@@ -147,7 +141,6 @@ class RunFunctionStep:
         )
         cid = f"berth-buildfn-{tmp.name}"
         cgroup = ContainerCgroup(cid)
-        bundle = BUNDLE_ROOT / cid  # config.json holds secret values: keep it on the private tmpfs
         net = None
         try:
             res = self.function_def.resources
@@ -180,29 +173,17 @@ class RunFunctionStep:
                 nofile=nofile_limit(),
                 binds=binds,
             )
-            await asyncio.to_thread(ensure_private_tmpfs, BUNDLE_ROOT)
-            bundle.mkdir(parents=True, exist_ok=True)
-            (bundle / "config.json").write_text(json.dumps(build_config(config)))
-            tail: deque[str] = deque(maxlen=_TAIL_LINES)
-
-            def log_line(line: str) -> None:
-                tail.append(line)
-                on_log(line)
-
-            argv = [builder.runtime, "--root", STATE_ROOT, "run", "--bundle", str(bundle), cid]
             try:
-                code = await asyncio.wait_for(run_logged(argv, log_line), self.timeout_s)
+                code, tail = await builder.run_container(cid, config, on_log, self.timeout_s)
             except TimeoutError:
                 raise BuildFailed(f"Image.run_function({self.name}) timed out after {self.timeout_s}s") from None
             oom = code == 137 and cgroup.oom_killed()
-            self._check(tmp / "inner" / "result.json", code, "".join(tail), oom)
+            self._check(tmp / "inner" / "result.json", code, tail, oom)
         finally:
-            await run_logged([builder.runtime, "--root", STATE_ROOT, "delete", "--force", cid], lambda _: None)
             if net is not None:
                 await network.teardown(net)
             await asyncio.to_thread(umount, merged)
             await asyncio.to_thread(cgroup.remove)
-            await asyncio.to_thread(shutil.rmtree, bundle, True)
 
     def _check(self, result_path: Path, code: int, tail: str, oom: bool) -> None:
         try:

@@ -25,7 +25,15 @@ from berth.worker.layers import ImageManifest, LayerStore, content_key, file_sha
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.registry import PullFailed, RegistryAuth, RegistryPuller, require_python
 from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, run_logged
-from berth.worker.runtime.oci import STATE_ROOT, mount_overlay, nofile_limit, standard_binds, umount
+from berth.worker.runtime.oci import (
+    BUNDLE_ROOT,
+    STATE_ROOT,
+    ensure_private_tmpfs,
+    mount_overlay,
+    nofile_limit,
+    standard_binds,
+    umount,
+)
 from berth.worker.tools import uv_binary
 
 LogFn = Callable[[str], None]
@@ -280,19 +288,8 @@ class ImageBuilder:
                 nofile=nofile_limit(),
                 binds=[*standard_binds(self.ca_bundle), Bind(str(hosts), "/etc/hosts")],
             )
-            bundle = tmp / "bundle"
-            bundle.mkdir()
-            (bundle / "config.json").write_text(json.dumps(build_config(config)))
-            tail: deque[str] = deque(maxlen=_TAIL_LINES)
-
-            def log_line(line: str) -> None:
-                tail.append(line)
-                on_log(line)
-
-            argv_rt = [self.runtime, "--root", STATE_ROOT, "run", "--bundle", str(bundle), cid]
-            code = await run_logged(argv_rt, log_line)
+            code, out = await self.run_container(cid, config, on_log)
             if code != 0:
-                out = "".join(tail)
                 hint = (
                     f"\nThe build ran out of disk space in {self.layers.root}: free some space there, or point "
                     "BERTH_IMAGE_CACHE at a larger disk."
@@ -301,11 +298,34 @@ class ImageBuilder:
                 )
                 raise BuildFailed(f"Build step failed with exit code {code}: {step.text}\n{out}{hint}")
         finally:
-            await run_logged([self.runtime, "--root", STATE_ROOT, "delete", "--force", cid], lambda _: None)
             if net is not None:
                 await network.teardown(net)
             await asyncio.to_thread(umount, merged)
             await asyncio.to_thread(cgroup.remove)
+
+    async def run_container(
+        self, cid: str, config: ContainerConfig, on_log: LogFn, timeout_s: float | None = None
+    ) -> tuple[int, str]:
+        """Run a build container to its end, its output streamed to on_log: (exit code, its last lines).
+        config.json can hold secret values (build secrets), so the bundle lives on the private tmpfs and
+        goes with the container. TimeoutError after timeout_s."""
+        await asyncio.to_thread(ensure_private_tmpfs, BUNDLE_ROOT)
+        bundle = BUNDLE_ROOT / cid
+        bundle.mkdir(parents=True, exist_ok=True)
+        tail: deque[str] = deque(maxlen=_TAIL_LINES)
+
+        def log_line(line: str) -> None:
+            tail.append(line)
+            on_log(line)
+
+        try:
+            (bundle / "config.json").write_text(json.dumps(build_config(config)))
+            run = run_logged([self.runtime, "--root", STATE_ROOT, "run", "--bundle", str(bundle), cid], log_line)
+            code = await asyncio.wait_for(run, timeout_s)
+        finally:
+            await run_logged([self.runtime, "--root", STATE_ROOT, "delete", "--force", cid], lambda _: None)
+            await asyncio.to_thread(shutil.rmtree, bundle, True)
+        return code, "".join(tail)
 
 
 def _mkdirs(root: Path, path: str) -> None:
