@@ -14,6 +14,8 @@ import contextlib
 import importlib.util
 import os
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,19 @@ from tests.e2e.conftest import BerthServer, Run, modal, sdk
 GIT_DIR = Path(os.environ.get("BERTH_EXAMPLES_GIT_DIR", "/work/.mirror/flower0wine+modal-examples/repo"))
 COMMIT = "537ff5d"
 EXAMPLE = "09_job_queues/dicts_and_queues.py"
+
+
+def _wait_until_served(url: str, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -38,8 +53,10 @@ def deployed_site(server: BerthServer) -> Iterator[str]:
         print(modal.Function.from_name("e2e-static-site", "site").get_web_url())
     """,
     )
+    url = out.strip().splitlines()[-1].rstrip("/") + "/"
     try:
-        yield out.strip().splitlines()[-1].rstrip("/") + "/"
+        _wait_until_served(url)  # the crawler's own requests give up after 10 s: start the site first
+        yield url
     finally:
         modal(server, "app", "stop", "e2e-static-site", timeout=120)
 

@@ -1,6 +1,8 @@
 """A small static site served by a web_server container (the standard library's http.server), for the
 crawler example: six distinct URLs that link to each other. Containers reach it at its endpoint URL,
-which their network allows (unlike arbitrary ports on the host)."""
+which their network allows (unlike arbitrary ports on the host). The front page links every page: the
+example stops once its queue stays empty for 5 s, and a deeper chain of freshly started crawler
+containers could take longer than that on a loaded machine (it did once in CI)."""
 
 import ctypes
 import os
@@ -14,7 +16,9 @@ import modal
 app = modal.App("e2e-static-site")
 PORT = 18733
 SITE = {
-    "index.html": '<a href="a.html">A</a> <a href="b.html">B</a> <a href="sub/c.html">C</a>',
+    "index.html": (
+        '<a href="a.html">A</a> <a href="b.html">B</a> <a href="sub/c.html">C</a> <a href="sub/d.html">D</a>'
+    ),
     "a.html": '<a href="index.html">home</a> <a href="b.html">B</a>',
     "b.html": '<a href="a.html">A</a> <a href="sub/c.html">C</a>',
     "sub/c.html": '<a href="../index.html">home</a> <a href="d.html">D</a>',
