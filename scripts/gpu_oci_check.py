@@ -73,38 +73,35 @@ if os.environ.get("OUT"):
     Path(os.environ["OUT"], "config.json").write_text(json.dumps(build_config(config), indent=1))
 if "--config-only" in sys.argv:
     sys.exit(0)
-out = subprocess.run(
-    [CRUN, "--root", str(root / "state"), "run", "--bundle", str(bundle), "gpu-check"],
-    capture_output=True,
-    text=True,
-    timeout=120,
-    stdin=subprocess.DEVNULL,
-    start_new_session=True,
-)
-print("exit", out.returncode)
-print(out.stdout)
-print(out.stderr[-3000:])
+
+
+def run(name: str) -> None:
+    """Write the config and run it as container `name`, printing its exit code and output."""
+    (bundle / "config.json").write_text(json.dumps(build_config(config)))
+    out = subprocess.run(
+        [CRUN, "--root", str(root / "state"), "run", "--bundle", str(bundle), name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    print("exit", out.returncode)
+    print(out.stdout)
+    print(out.stderr[-3000:])
+
+
+run("gpu-check")
 # The same container without devices must not see the GPU.
 config.devices = []
 config.env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
 config.args = [
-    "/opt/torch/.venv/bin/python3",
+    TORCH_PY,
     "-c",
     "import os, torch; print('no-gpu devices', [d for d in os.listdir('/dev') if d.startswith('nvidia')],"
     " 'torch', torch.cuda.is_available())",
 ]
-(bundle / "config.json").write_text(json.dumps(build_config(config)))
-out = subprocess.run(
-    [CRUN, "--root", str(root / "state"), "run", "--bundle", str(bundle), "gpu-check2"],
-    capture_output=True,
-    text=True,
-    timeout=120,
-    stdin=subprocess.DEVNULL,
-    start_new_session=True,
-)
-print("exit", out.returncode)
-print(out.stdout)
-print(out.stderr[-2000:])
+run("gpu-check2")
 
 print("memory.max of parent:", (cg._memory_dir / "memory.max").read_text().strip(), "oom:", cg.oom_killed())
 cg.remove()

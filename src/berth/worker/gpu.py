@@ -151,10 +151,11 @@ class GpuPool:
     def take(self, task_id: str, candidates: list[tuple[str, int]]) -> list[Gpu]:
         """GPUs for the first candidate that fits; GpuRequestError when none does."""
         for gpu_type, count in candidates:
-            fitting = [g for g in self._free() if matches(gpu_type, g)]
-            if len(fitting) >= count:
-                self._held[task_id] = fitting[:count]
-                return fitting[:count]
+            try:
+                self._held[task_id] = assign(gpu_type, count, self._free())
+            except GpuRequestError:
+                continue
+            return self._held[task_id]
         raise GpuRequestError(self.blocker(candidates) or "no GPU requested")
 
     def release(self, task_id: str) -> None:
