@@ -30,9 +30,8 @@ from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.state import StateServices, build_state
 from berth.services.web import WebService
-from berth.store.sqlite import SqliteStore
-from berth.store.sqlite.deployments import DeploymentStore
-from berth.store.sqlite.web import WebStore
+from berth.store.factory import Stores, open_stores
+from berth.store.ports import ObjectStore
 from berth.worker.agent import LocalWorker
 from berth.worker.gpu import GpuPool
 from berth.worker.gpu import detect as detect_gpus
@@ -59,7 +58,7 @@ def make_runtime(name: str, settings: Settings | None = None, images: ImageServi
 
 def build_images(
     settings: Settings,
-    store: SqliteStore,
+    store: ObjectStore,
     clock: Clock,
     blobs: LocalBlobStore,
     objects: ObjectService,
@@ -83,7 +82,7 @@ def build_images(
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteStore
+    stores: Stores
     clock: Clock
     notifier: Notifier
     logs: LogBus
@@ -128,8 +127,8 @@ class Services:
 async def recover(services: Services) -> None:
     """After a restart (clean or kill -9): no container of the previous process is alive, so their
     leases go back to the queue, and clients of ephemeral apps get a heartbeat window to come back."""
-    released = await services.store.release_all_leases()
-    await services.store.end_stale_tasks(services.clock.now())
+    released = await services.stores.core.release_all_leases()
+    await services.stores.core.end_stale_tasks(services.clock.now())
     for app in await services.deployments.store.running_apps():
         if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING):
             services.apps.track(app.app_id)
@@ -139,9 +138,10 @@ async def recover(services: Services) -> None:
 
 async def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
-    store = await SqliteStore.open(settings.db_path)
+    stores = await open_stores(settings)
+    store = stores.core
     notifier = Notifier()
-    deployment_store = DeploymentStore(store.connection)
+    deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)
     blobs = LocalBlobStore(settings.blob_dir)
@@ -150,7 +150,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     objects = ObjectService(store, blobs, clock, settings.python_mirror)
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
-    state = build_state(settings, store.connection, blobs, notifier, clock)
+    state = build_state(settings, stores.state, blobs, notifier, clock)
     layouts = LayoutBuilder(catalog, apps, objects, blobs, state.secrets, state.volumes)
 
     def on_output(spec: TaskSpec, fd: int, text: str) -> None:
@@ -174,7 +174,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
 
     apps.on_stop = stop_app
     accounts = AccountService(store, deployment_store, clock)
-    deployments = DeploymentService(store, deployment_store, apps, catalog, clock)
+    deployments = DeploymentService(deployment_store, apps, catalog, clock)
     deployments.roll_over = tasks.roll_over
     autoscaler = Autoscaler(
         store,
@@ -191,7 +191,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     )
     services = Services(
         settings,
-        store,
+        stores,
         clock,
         notifier,
         logs,
@@ -218,9 +218,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
 
 def wire_web(s: Services) -> None:
     """The web front door and the schedule trigger; both see every definition through catalog hooks."""
-    web_store = WebStore(s.store.connection)
+    web_store = s.stores.web
     s.web = WebService(
-        web_store, s.store, s.apps, s.calls, s.containers, s.notifier, s.blobs, s.clock, s.settings.container_host
+        web_store, s.stores.core, s.apps, s.calls, s.containers, s.notifier, s.blobs, s.clock, s.settings.container_host
     )
-    s.schedules = ScheduleTrigger(web_store, s.store, s.apps, s.inputs, s.notifier, s.clock)
+    s.schedules = ScheduleTrigger(web_store, s.stores.core, s.apps, s.inputs, s.notifier, s.clock)
     s.catalog.definition_hooks += [s.schedules.register, s.web.assign_urls]

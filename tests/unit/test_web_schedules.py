@@ -149,7 +149,7 @@ async def test_each_tick_fires_once_across_a_restart(tmp_path: Path) -> None:
     trigger = await _trigger(store, clock)
     await trigger.recover()
     await _drain(trigger)
-    ticks = WebStore(store.connection).ticks("fu-1")
+    ticks = await WebStore(store.connection).ticks("fu-1")
     assert [t.tick_at for t in ticks] == [1010.0, 1020.0, 1030.0, 1040.0]
     assert {t.state for t in ticks} == {"fired"}
     assert _inputs_per_call(store) == [1, 1, 1, 1]
@@ -166,10 +166,10 @@ async def test_a_redeploy_restarts_a_period_but_not_a_cron_grid(tmp_path: Path) 
     clock.t = 1004.0
     await trigger.register("ap-1", "fu-1", api_pb2.Function(schedule=period(seconds=10)), True)
     await trigger.register("ap-1", "fu-2", api_pb2.Function(schedule=cron("*/5 * * * *")), True)
-    assert web.schedule("fu-1").next_tick == 1014.0  # type: ignore[union-attr]
-    assert web.schedule("fu-2").next_tick == 1200.0  # type: ignore[union-attr]
+    assert (await web.schedule("fu-1")).next_tick == 1014.0  # type: ignore[union-attr]
+    assert (await web.schedule("fu-2")).next_tick == 1200.0  # type: ignore[union-attr]
     await trigger.register("ap-1", "fu-2", api_pb2.Function(), True)  # the schedule was removed
-    assert web.schedule("fu-2") is None
+    assert await web.schedule("fu-2") is None
     await store.close()
 
 
@@ -178,11 +178,11 @@ async def test_a_claimed_tick_whose_input_was_lost_is_completed_once_on_restart(
     store = await SqliteStore.open(tmp_path / "db.sqlite")
     web = WebStore(store.connection)
     # The server died right after claiming the tick, before its input existed.
-    web.record_tick(TickRow("fu-1", 1010.0, "fc-x", "in-x", "pending"), 1020.0)
+    await web.record_tick(TickRow("fu-1", 1010.0, "fc-x", "in-x", "pending"), 1020.0)
     trigger = await _trigger(store, clock)
     await trigger.recover()
     await trigger.recover()
-    assert [t.state for t in web.ticks("fu-1")] == ["fired"]
+    assert [t.state for t in await web.ticks("fu-1")] == ["fired"]
     assert _inputs_per_call(store) == [1]
     await store.close()
 
@@ -228,9 +228,9 @@ def test_endpoint_keys_follow_modal_naming() -> None:
 async def test_pruning_forgets_old_fired_ticks_but_keeps_pending_ones(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "db.sqlite")
     web = WebStore(store.connection)
-    web.record_tick(TickRow("fu-1", 10.0, "fc-a", "in-a", "fired"), 20.0)
-    web.record_tick(TickRow("fu-1", 20.0, "fc-b", "in-b", "pending"), 30.0)
-    web.record_tick(TickRow("fu-1", 30.0, "fc-c", "in-c", "fired"), 40.0)
-    assert web.prune_ticks(25.0) == 1
-    assert [(t.tick_at, t.state) for t in web.ticks("fu-1")] == [(20.0, "pending"), (30.0, "fired")]
+    await web.record_tick(TickRow("fu-1", 10.0, "fc-a", "in-a", "fired"), 20.0)
+    await web.record_tick(TickRow("fu-1", 20.0, "fc-b", "in-b", "pending"), 30.0)
+    await web.record_tick(TickRow("fu-1", 30.0, "fc-c", "in-c", "fired"), 40.0)
+    assert await web.prune_ticks(25.0) == 1
+    assert [(t.tick_at, t.state) for t in await web.ticks("fu-1")] == [(20.0, "pending"), (30.0, "fired")]
     await store.close()

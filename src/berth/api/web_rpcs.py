@@ -40,7 +40,7 @@ class WebRpcs:
     async def TaskGetInfo(self, req: api_pb2.TaskGetInfoRequest, caller: Caller) -> api_pb2.TaskGetInfoResponse:
         """One container's times, live or finished (`modal container stop` and `logs` read it first)."""
         live = self.s.tasks.tasks.get(req.task_id)
-        record = await self.s.store.get_task(req.task_id)
+        record = await self.s.stores.core.get_task(req.task_id)
         if record is None and live is None:
             raise NotFound(f"Container {req.task_id} not found")
         info = api_pb2.TaskInfo(id=req.task_id)
@@ -57,7 +57,7 @@ class WebRpcs:
     async def ContainerStop(self, req: api_pb2.ContainerStopRequest, caller: Caller) -> api_pb2.ContainerStopResponse:
         task = self.s.tasks.tasks.get(req.task_id)
         if task is None:
-            if await self.s.store.get_task(req.task_id) is None:
+            if await self.s.stores.core.get_task(req.task_id) is None:
                 raise NotFound(f"Container {req.task_id} not found")
             return api_pb2.ContainerStopResponse()  # already stopped
         busy = task.inflight > 0

@@ -12,13 +12,13 @@ from berth.clock import SystemClock
 from berth.config import Settings
 from berth.errors import BerthError
 from berth.services.accounts import AccountService
-from berth.store.sqlite import SqliteStore
-from berth.store.sqlite.deployments import DeploymentStore
+from berth.store.factory import open_stores
 
 
 async def _with_accounts(args: argparse.Namespace) -> int:
-    store = await SqliteStore.open(Settings(data_dir=data_dir_of(args)).db_path)
-    accounts = AccountService(store, DeploymentStore(store.connection), SystemClock())
+    stores = await open_stores(Settings(data_dir=data_dir_of(args)))
+    store = stores.core
+    accounts = AccountService(store, stores.history, SystemClock())
     try:
         if args.token_command == "create":
             token_id, secret = await accounts.create_token(args.env)
@@ -37,7 +37,7 @@ async def _with_accounts(args: argparse.Namespace) -> int:
         print(f"berth: {exc.message}", file=sys.stderr)
         return 1
     finally:
-        await store.close()
+        await stores.close()
 
 
 def cmd_token(args: argparse.Namespace) -> int:

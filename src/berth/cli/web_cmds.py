@@ -4,23 +4,33 @@ Works on the data dir's database directly, so it needs no running server; revoca
 from __future__ import annotations
 
 import argparse
-import sqlite3
+import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from berth.cli.server_cmds import data_dir_of
 from berth.config import Settings
 from berth.services.web import create_token
-from berth.store.sqlite.web import WebStore
+from berth.store.factory import open_stores
+from berth.store.ports import EndpointStore
+
+T = TypeVar("T")
 
 
-def _store(args: argparse.Namespace) -> WebStore:
-    settings = Settings(data_dir=data_dir_of(args))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(settings.db_path), isolation_level=None)
-    db.execute("PRAGMA busy_timeout=5000")
-    return WebStore(db)
+def _with_store(args: argparse.Namespace, action: Callable[[EndpointStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        settings = Settings(data_dir=data_dir_of(args))
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stores = await open_stores(settings)
+        try:
+            return await action(stores.web)
+        finally:
+            await stores.close()
+
+    return asyncio.run(run())
 
 
 def _when(ts: float | None) -> str:
@@ -28,7 +38,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    token_id, secret = create_token(_store(args), time.time())
+    token_id, secret = _with_store(args, lambda store: create_token(store, time.time()))
     print(f"Modal-Key: {token_id}")
     print(f"Modal-Secret: {secret}")
     print("The secret is shown only once.", file=sys.stderr)
@@ -36,14 +46,14 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for token_id, created, revoked in _store(args).tokens():
+    for token_id, created, revoked in _with_store(args, lambda store: store.tokens()):
         state = f"revoked {_when(revoked)}" if revoked else "active"
         print(f"{token_id}  created {_when(created)}  {state}")
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    if not _store(args).revoke_token(args.token_id, time.time()):
+    if not _with_store(args, lambda store: store.revoke_token(args.token_id, time.time())):
         print(f"berth: no active web token {args.token_id}", file=sys.stderr)
         return 1
     print(f"revoked {args.token_id}")

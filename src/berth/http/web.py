@@ -94,7 +94,7 @@ class WebFrontDoor:
             endpoint = await self._service.resolve(int(sockname[1]) if sockname else 0)
         except NotFound as exc:
             return web.Response(status=404, text=exc.message + "\n")
-        if endpoint.requires_auth and not self._service.authorized(
+        if endpoint.requires_auth and not await self._service.authorized(
             request.headers.get("Modal-Key"), request.headers.get("Modal-Secret")
         ):
             return web.Response(
@@ -146,7 +146,7 @@ class WebFrontDoor:
             self._spawn(self._finish(call))
             assert resp is not None
             return resp
-        call.close()
+        await call.close()
         if resp is None:
             status = "no result" if call.result is None else api_status(call.result)
             log.info("web call %s ended without a response (%s)", call.call_id, status)
@@ -193,13 +193,13 @@ class WebFrontDoor:
                         await ws.send_str(msg["text"])
                 elif kind == "websocket.close":
                     if ws is None:
-                        call.close()
+                        await call.close()
                         return web.Response(status=403, text="The app closed the websocket before accepting it")
                     await ws.close(code=msg["code"], message=str(msg.get("reason", "")).encode())
         finally:
             if reader is not None:
                 reader.cancel()
-        call.close()
+        await call.close()
         if ws is None:
             return web.Response(status=500, text="Internal Server Error")
         if not ws.closed:
@@ -221,7 +221,7 @@ class WebFrontDoor:
                     pass
         except TimeoutError:
             pass
-        call.close()
+        await call.close()
 
     async def _abandon(self, call: WebCall, kind: str) -> None:
         """The client disconnected: tell the app, cancel the input, and drop the call's data once it ends."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Protocol
 
 from modal_proto import api_pb2
 
@@ -16,7 +17,7 @@ from berth.services.catalog import Catalog
 from berth.services.inputs import SCHEDULER_KEY, InputService
 from berth.services.notify import Notifier
 from berth.services.results import terminated, timed_out
-from berth.store.sqlite import SqliteStore
+from berth.store.ports import AppStore, CallStore, InputStore
 
 log = logging.getLogger("berth.autoscaler")
 
@@ -40,10 +41,14 @@ def containers_needed(queued: int, tasks: list[TaskInfo], per_task: int) -> int:
     return max(0, math.ceil((queued - free) / per_task))
 
 
+class ReaperStore(InputStore, CallStore, AppStore, Protocol):
+    """Queue depths and expired leases to act on, apps to check, old calls to prune."""
+
+
 class Autoscaler:
     def __init__(
         self,
-        store: SqliteStore,
+        store: ReaperStore,
         tasks: TaskManager,
         catalog: Catalog,
         apps: AppService,

@@ -14,6 +14,7 @@ import logging
 import math
 import pickle
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -26,9 +27,8 @@ from berth.ids import new_id
 from berth.services.apps import AppService
 from berth.services.inputs import InputService
 from berth.services.notify import Notifier
-from berth.store.records import CallRecord
-from berth.store.sqlite import SqliteStore
-from berth.store.sqlite.web import ScheduleRow, TickRow, WebStore
+from berth.store.ports import CallStore, InputStore, ScheduleStore
+from berth.store.records import CallRecord, ScheduleRow, TickRow
 
 log = logging.getLogger("berth.schedules")
 
@@ -117,11 +117,15 @@ def overdue_tick(schedule: api_pb2.Schedule, anchor: float, due: float, now: flo
     return due if len(overdue) <= MAX_CATCH_UP_TICKS else overdue[-MAX_CATCH_UP_TICKS]
 
 
+class TickCallStore(CallStore, InputStore, Protocol):
+    """Where a claimed tick's call and input are created (and found again after a restart)."""
+
+
 class ScheduleTrigger:
     def __init__(
         self,
-        web_store: WebStore,
-        store: SqliteStore,
+        web_store: ScheduleStore,
+        store: TickCallStore,
         apps: AppService,
         inputs: InputService,
         notifier: Notifier,
@@ -137,18 +141,18 @@ class ScheduleTrigger:
     # a Catalog definition hook
     async def register(self, app_id: str, function_id: str, fn: api_pb2.Function, final: bool) -> None:
         if not fn.HasField("schedule"):
-            if final and self._ws.schedule(function_id) is not None:
-                self._ws.delete_schedule(function_id)
+            if final and await self._ws.schedule(function_id) is not None:
+                await self._ws.delete_schedule(function_id)
             return
         validate(fn.schedule)
         spec = fn.schedule.SerializeToString(deterministic=True)
         if not final:
             return
-        existing = self._ws.schedule(function_id)
+        existing = await self._ws.schedule(function_id)
         if existing is not None and existing.spec == spec and fn.schedule.WhichOneof("schedule_oneof") == "cron":
             return  # a cron grid is fixed by the clock; only a redeploy of a Period restarts it (as on Modal)
         now = self._clock.now()
-        self._ws.put_schedule(ScheduleRow(function_id, app_id, spec, now, next_tick(fn.schedule, now, now)))
+        await self._ws.put_schedule(ScheduleRow(function_id, app_id, spec, now, next_tick(fn.schedule, now, now)))
         self._notifier.notify(SCHEDULES_KEY)
 
     async def run(self) -> None:
@@ -157,7 +161,7 @@ class ScheduleTrigger:
         while True:
             if self._clock.now() - pruned_at > PRUNE_EVERY_S:
                 pruned_at = self._clock.now()
-                self._ws.prune_ticks(pruned_at - TICK_HISTORY_S)
+                await self._ws.prune_ticks(pruned_at - TICK_HISTORY_S)
             fired = 0
             try:
                 fired = await self.tick()
@@ -168,7 +172,7 @@ class ScheduleTrigger:
                 continue
             # Nothing fired: sleep until the next tick, or a while if a due one cannot fire yet (its app
             # has not published its layout), so such a schedule is polled, not spun on.
-            earliest = self._ws.earliest_tick()
+            earliest = await self._ws.earliest_tick()
             now = self._clock.now()
             wait = MAX_SLEEP_S if earliest is None or earliest <= now else min(MAX_SLEEP_S, earliest - now)
             with self._notifier.listen(SCHEDULES_KEY) as waiter:
@@ -176,16 +180,16 @@ class ScheduleTrigger:
 
     async def recover(self) -> None:
         """Finish ticks that were claimed but whose input was not created before the server stopped."""
-        for tick in self._ws.pending_ticks():
+        for tick in await self._ws.pending_ticks():
             await self._create_input(tick)
 
     async def tick(self) -> int:
         """Fire the oldest due tick of every due schedule; returns how many fired."""
         now = self._clock.now()
         fired = 0
-        for row in self._ws.due_schedules(now):
+        for row in await self._ws.due_schedules(now):
             if not await self._apps.is_running(row.app_id):
-                self._ws.delete_schedule(row.function_id)
+                await self._ws.delete_schedule(row.function_id)
                 continue
             layout = await self._apps.layout(row.app_id)
             if row.function_id not in layout.function_ids.values():
@@ -199,7 +203,7 @@ class ScheduleTrigger:
         if due != row.next_tick:
             log.warning("schedule of %s: skipped ticks older than the last %d", row.function_id, MAX_CATCH_UP_TICKS)
         tick = TickRow(row.function_id, due, new_id("fc"), new_id("in"), "pending")
-        if not self._ws.record_tick(tick, next_tick(schedule, row.anchor, due)):
+        if not await self._ws.record_tick(tick, next_tick(schedule, row.anchor, due)):
             return 0
         log.info("schedule tick of %s at %s", row.function_id, datetime.fromtimestamp(due, UTC).isoformat())
         await self._create_input(tick)
@@ -224,4 +228,4 @@ class ScheduleTrigger:
             await self._inputs.enqueue(
                 tick.call_id, tick.function_id, [(tick.input_id, 0, "", payload.SerializeToString())]
             )
-        self._ws.mark_fired(tick.function_id, tick.tick_at)
+        await self._ws.mark_fired(tick.function_id, tick.tick_at)

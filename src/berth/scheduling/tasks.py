@@ -8,6 +8,7 @@ import hmac
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from modal_proto import api_pb2
 
@@ -18,8 +19,8 @@ from berth.services.inputs import SCHEDULER_KEY, InputService
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.results import failure
+from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
-from berth.store.sqlite import SqliteStore
 from berth.worker import gpu
 from berth.worker.agent import LocalWorker
 from berth.worker.spec import TaskSpec
@@ -27,6 +28,10 @@ from berth.worker.spec import TaskSpec
 log = logging.getLogger("berth.tasks")
 
 MAX_STARTUP_CRASHES = 3
+
+
+class TaskInputStore(TaskStore, InputStore, Protocol):
+    """Task records, and the inputs a task held when it exited."""
 
 
 @dataclass
@@ -58,7 +63,7 @@ def task_key(task_id: str) -> str:
 class TaskManager:
     def __init__(
         self,
-        store: SqliteStore,
+        store: TaskInputStore,
         worker: LocalWorker,
         inputs: InputService,
         layouts: LayoutBuilder,

@@ -11,8 +11,7 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from berth.ids import new_id, new_secret
-from berth.store.sqlite import SqliteStore
-from berth.store.sqlite.deployments import DeploymentStore
+from berth.store.ports import EnvironmentStore, TokenStore
 
 DEFAULT_ENVIRONMENT = "main"
 
@@ -22,7 +21,7 @@ def _digest(secret: str) -> str:
 
 
 class AccountService:
-    def __init__(self, store: SqliteStore, deployments: DeploymentStore, clock: Clock) -> None:
+    def __init__(self, store: TokenStore, deployments: EnvironmentStore, clock: Clock) -> None:
         self._store = store
         self._deployments = deployments
         self._clock = clock

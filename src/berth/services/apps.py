@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from modal_proto import api_pb2
 
@@ -10,8 +11,8 @@ from berth.clock import Clock
 from berth.errors import NotFound
 from berth.ids import new_id
 from berth.services.logs import LogBus
+from berth.store.ports import AppStore, ObjectStore
 from berth.store.records import AppRecord
-from berth.store.sqlite import SqliteStore
 
 StopHook = Callable[[str], Awaitable[None]]
 
@@ -27,9 +28,13 @@ _RUNNING = frozenset(
 )
 
 
+class AppLayoutStore(AppStore, ObjectStore, Protocol):
+    """Apps and their layouts (kept as objects of kind 'layout')."""
+
+
 class AppService:
     def __init__(
-        self, store: SqliteStore, logs: LogBus, clock: Clock, base_url: str, heartbeat_timeout_s: float = 60.0
+        self, store: AppLayoutStore, logs: LogBus, clock: Clock, base_url: str, heartbeat_timeout_s: float = 60.0
     ) -> None:
         self._heartbeat_timeout_s = heartbeat_timeout_s
         self._store = store

@@ -15,8 +15,8 @@ from berth.services.catalog import Catalog
 from berth.services.inputs import InputService, call_key
 from berth.services.notify import Notifier
 from berth.services.results import terminated
+from berth.store.ports import CallStore
 from berth.store.records import CallRecord
-from berth.store.sqlite import SqliteStore
 
 MAX_INPUTS_OUTSTANDING = 1000
 MAX_OUTPUT_POLL_S = 55.0
@@ -35,7 +35,7 @@ def _cursor(last_entry_id: str) -> int:
 class CallService:
     def __init__(
         self,
-        store: SqliteStore,
+        store: CallStore,
         catalog: Catalog,
         inputs: InputService,
         notifier: Notifier,

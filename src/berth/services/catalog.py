@@ -10,8 +10,8 @@ from modal_proto import api_pb2
 
 from berth.errors import InvalidArgument, NotFound
 from berth.ids import new_id
+from berth.store.ports import FunctionStore
 from berth.store.records import FunctionRecord
-from berth.store.sqlite import SqliteStore
 from berth.worker import gpu
 
 _PICKLE = [api_pb2.DATA_FORMAT_PICKLE]
@@ -122,7 +122,7 @@ def apply_options(fn: api_pb2.Function, options: api_pb2.FunctionOptions) -> api
 class Catalog:
     """Function definitions, cached in memory (they never change once created, only get replaced)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: FunctionStore) -> None:
         self._store = store
         self._cache: dict[str, FunctionRecord] = {}
         self._parsed: dict[str, api_pb2.Function] = {}

@@ -13,9 +13,8 @@ from berth.clock import Clock
 from berth.errors import AlreadyExists, InvalidArgument, NotFound
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog, function_data, handle_metadata
-from berth.store.records import FunctionRecord
-from berth.store.sqlite import SqliteStore
-from berth.store.sqlite.deployments import DeploymentRecord, DeploymentStore
+from berth.store.ports import DeploymentStore
+from berth.store.records import DeploymentRecord, FunctionRecord
 
 RollOver = Callable[[str], Awaitable[None]]
 
@@ -29,10 +28,7 @@ def _check_name(name: str) -> None:
 
 
 class DeploymentService:
-    def __init__(
-        self, store: SqliteStore, deployments: DeploymentStore, apps: AppService, catalog: Catalog, clock: Clock
-    ) -> None:
-        self._store = store
+    def __init__(self, deployments: DeploymentStore, apps: AppService, catalog: Catalog, clock: Clock) -> None:
         self._deployments = deployments
         self.store = deployments
         self._apps = apps

@@ -3,12 +3,15 @@ bytes; the server never unpickles anything."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.errors import InvalidArgument
 from berth.services.state_objects import NamedObjects, creation_info
-from berth.store.sqlite.state import SqliteStateStore, StateObject
+from berth.store.ports import DictStore, StateObjectStore
+from berth.store.records import StateObject
 
 MAX_KEY_BYTES = 1024 * 1024
 MAX_VALUE_BYTES = 32 * 1024 * 1024
@@ -31,8 +34,12 @@ def _check_entries(entries: list[api_pb2.DictEntry]) -> list[tuple[bytes, bytes]
     return [(e.key, e.value) for e in entries]
 
 
+class DictObjects(StateObjectStore, DictStore, Protocol):
+    """The dict objects and their contents."""
+
+
 class DictService:
-    def __init__(self, store: SqliteStateStore, clock: Clock) -> None:
+    def __init__(self, store: DictObjects, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self.objects = NamedObjects(store, clock, "dict", "Dict", "di")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 from modal_proto import api_pb2
 
-from berth.store.sqlite.deployments import DeploymentStore
+from berth.store.ports import LogStore
 
 _MAX_FETCH = 10_000
 
@@ -15,7 +15,7 @@ def _seconds(ts: Timestamp, default: float) -> float:
 
 
 class LogHistory:
-    def __init__(self, store: DeploymentStore) -> None:
+    def __init__(self, store: LogStore) -> None:
         self._store = store
 
     def record(self, app_id: str, batch: api_pb2.TaskLogsBatch) -> None:

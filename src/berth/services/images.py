@@ -29,7 +29,7 @@ from berth.errors import BerthError, NotFound
 from berth.ids import new_id
 from berth.services.blobs import LocalBlobStore
 from berth.services.notify import Notifier
-from berth.store.sqlite import SqliteStore
+from berth.store.ports import ObjectStore
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder
 from berth.worker.dockerfile import Plan, parse
 from berth.worker.layers import ImageManifest, ManifestStore
@@ -67,7 +67,7 @@ def _success() -> api_pb2.GenericResult:
 class ImageService:
     def __init__(
         self,
-        store: SqliteStore,
+        store: ObjectStore,
         clock: Clock,
         blobs: LocalBlobStore,
         mount_files: MountFiles,

@@ -11,8 +11,8 @@ from berth.clock import Clock
 from berth.services.catalog import Catalog
 from berth.services.notify import Notifier
 from berth.services.results import RETRYABLE, retry_delay_s
+from berth.store.ports import InputStore
 from berth.store.records import InputLease, InputState
-from berth.store.sqlite import SqliteStore
 
 log = logging.getLogger("berth.inputs")
 
@@ -29,7 +29,7 @@ SCHEDULER_KEY = "scheduler"
 
 
 class InputService:
-    def __init__(self, store: SqliteStore, catalog: Catalog, notifier: Notifier, clock: Clock) -> None:
+    def __init__(self, store: InputStore, catalog: Catalog, notifier: Notifier, clock: Clock) -> None:
         self._store = store
         self._catalog = catalog
         self._notifier = notifier

@@ -18,7 +18,7 @@ from berth.clock import Clock
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.ids import new_id
 from berth.services.blobs import LocalBlobStore
-from berth.store.sqlite import SqliteStore
+from berth.store.ports import ObjectStore
 from berth.worker.registry import StandaloneMount, parse_standalone_mount, standalone_python_unavailable
 from berth.worker.rootfs import MirrorUnreadable, download_standalone, standalone_url, unpack_standalone
 
@@ -84,7 +84,7 @@ def _mount_checksum(files: list[api_pb2.MountFile]) -> str:
 
 
 class ObjectService:
-    def __init__(self, store: SqliteStore, blobs: LocalBlobStore, clock: Clock, python_mirror: str = "") -> None:
+    def __init__(self, store: ObjectStore, blobs: LocalBlobStore, clock: Clock, python_mirror: str = "") -> None:
         self._store = store
         self._blobs = blobs
         self._clock = clock

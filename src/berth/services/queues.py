@@ -4,13 +4,16 @@ the client retries with backoff until its own timeout."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.errors import InvalidArgument, ResourceExhausted
 from berth.services.notify import Notifier
 from berth.services.state_objects import NamedObjects, creation_info
-from berth.store.sqlite.state import SqliteStateStore, StateObject
+from berth.store.ports import QueueStore, StateObjectStore
+from berth.store.records import StateObject
 
 # Modal's documented limits, mirrored for error parity.
 MAX_ITEM_BYTES = 1024 * 1024
@@ -38,8 +41,12 @@ def _check_partition(partition: bytes) -> bytes:
     return partition
 
 
+class QueueObjects(StateObjectStore, QueueStore, Protocol):
+    """The queue objects and their contents."""
+
+
 class QueueService:
-    def __init__(self, store: SqliteStateStore, notifier: Notifier, clock: Clock) -> None:
+    def __init__(self, store: QueueObjects, notifier: Notifier, clock: Clock) -> None:
         self._store = store
         self._notifier = notifier
         self._clock = clock

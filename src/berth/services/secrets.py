@@ -14,7 +14,8 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.services.state_objects import OVERWRITE, NamedObjects, creation_info, environment_of
-from berth.store.sqlite.state import SqliteStateStore, StateObject
+from berth.store.ports import StateObjectStore
+from berth.store.records import StateObject
 
 
 def load_or_create_key(configured: str | None, key_path: Path) -> bytes:
@@ -46,7 +47,7 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
 
 
 class SecretService:
-    def __init__(self, store: SqliteStateStore, clock: Clock, key: bytes) -> None:
+    def __init__(self, store: StateObjectStore, clock: Clock, key: bytes) -> None:
         self._store = store
         self._fernet = Fernet(key)
         self.objects = NamedObjects(store, clock, "secret", "Secret", "st", heartbeats=False)

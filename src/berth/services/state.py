@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from berth.clock import Clock
@@ -13,7 +12,7 @@ from berth.services.notify import Notifier
 from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
 from berth.services.volumes import VolumeService
-from berth.store.sqlite.state import SqliteStateStore
+from berth.store.ports import StateStore
 
 
 @dataclass
@@ -25,9 +24,8 @@ class StateServices:
 
 
 def build_state(
-    settings: Settings, connection: sqlite3.Connection, blobs: LocalBlobStore, notifier: Notifier, clock: Clock
+    settings: Settings, store: StateStore, blobs: LocalBlobStore, notifier: Notifier, clock: Clock
 ) -> StateServices:
-    store = SqliteStateStore(connection)
     key = load_or_create_key(settings.secrets_key, settings.secrets_key_path)
     return StateServices(
         volumes=VolumeService(store, blobs, clock, settings.volume_dir, settings.max_object_bytes),

@@ -12,7 +12,8 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.errors import AlreadyExists, InvalidArgument, NotFound
 from berth.ids import new_id
-from berth.store.sqlite.state import SqliteStateStore, StateObject
+from berth.store.ports import StateObjectStore
+from berth.store.records import StateObject
 
 # Clients heartbeat ephemeral objects every 300 s; one missed beat is tolerated, several are not.
 EPHEMERAL_TTL_S = 1200.0
@@ -37,7 +38,7 @@ class NamedObjects:
     """One kind of state object (e.g. 'dict', labelled 'Dict', ids 'di-…')."""
 
     def __init__(
-        self, store: SqliteStateStore, clock: Clock, kind: str, label: str, prefix: str, heartbeats: bool = True
+        self, store: StateObjectStore, clock: Clock, kind: str, label: str, prefix: str, heartbeats: bool = True
     ) -> None:
         self.store = store
         # Kinds whose clients do not heartbeat (secrets) keep their anonymous objects.

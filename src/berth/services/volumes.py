@@ -24,7 +24,8 @@ from berth.errors import InvalidArgument, PermissionDenied
 from berth.services.blobs import LocalBlobStore
 from berth.services.state_objects import NamedObjects, creation_info
 from berth.services.volume_fs import VolumeDir, relative
-from berth.store.sqlite.state import SqliteStateStore, StateObject
+from berth.store.ports import StateObjectStore
+from berth.store.records import StateObject
 from berth.worker.spec import BindMount
 
 BLOCK_SIZE = 8 * 1024 * 1024
@@ -52,7 +53,7 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 class VolumeService:
     def __init__(
-        self, store: SqliteStateStore, blobs: LocalBlobStore, clock: Clock, root: Path, inline_limit: int
+        self, store: StateObjectStore, blobs: LocalBlobStore, clock: Clock, root: Path, inline_limit: int
     ) -> None:
         self._store = store
         self._blobs = blobs

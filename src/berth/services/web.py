@@ -26,9 +26,8 @@ from berth.services.calls import CallService, data_key
 from berth.services.containers import ContainerService
 from berth.services.inputs import call_key
 from berth.services.notify import Notifier
-from berth.store.records import AppRecord
-from berth.store.sqlite import SqliteStore
-from berth.store.sqlite.web import Endpoint, WebStore
+from berth.store.ports import CallStore, EndpointStore
+from berth.store.records import AppRecord, Endpoint
 
 log = logging.getLogger("berth.web")
 
@@ -59,10 +58,10 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(store: WebStore, now: float) -> tuple[str, str]:
+async def create_token(store: EndpointStore, now: float) -> tuple[str, str]:
     """A proxy-auth token (Modal-Key wk-…, Modal-Secret ws-…); only the secret's hash is stored."""
     token_id, secret = new_id("wk"), "ws-" + new_secret()
-    store.add_token(token_id, hash_secret(secret), now)
+    await store.add_token(token_id, hash_secret(secret), now)
     return token_id, secret
 
 
@@ -162,15 +161,15 @@ class WebCall:
         running = await self._s.calls.cancel(api_pb2.FunctionCallCancelRequest(function_call_id=self.call_id))
         self._s.containers.cancel_inputs(running, False)
 
-    def close(self) -> None:
-        self._s.web_store.drop_call_data(self.call_id)
+    async def close(self) -> None:
+        await self._s.core.drop_call_data(self.call_id)
 
 
 class WebService:
     def __init__(
         self,
-        web_store: WebStore,
-        core: SqliteStore,
+        web_store: EndpointStore,
+        core: CallStore,
         apps: AppService,
         calls: CallService,
         containers: ContainerService,
@@ -196,13 +195,13 @@ class WebService:
     async def start(self) -> None:
         """Reopen every persisted endpoint on its port; one whose port was taken moves to a new one."""
         assert self.listeners is not None
-        for ep in self.web_store.endpoints():
+        for ep in await self.web_store.endpoints():
             try:
                 await self.listeners.open(ep.port)
             except OSError as exc:
                 port = await self.listeners.open(0)
                 log.warning("web endpoint %s could not reuse port %d (%s); it moved to %d", ep.key, ep.port, exc, port)
-                self.web_store.move_endpoint(ep.key, port)
+                await self.web_store.move_endpoint(ep.key, port)
 
     # URL assignment (a Catalog definition hook)
     async def assign_urls(self, app_id: str, function_id: str, fn: api_pb2.Function, final: bool) -> None:
@@ -223,15 +222,15 @@ class WebService:
         assert self.listeners is not None
         dev = app.state not in _DEPLOYED
         key = endpoint_key(app.environment, app.name or app.description, name, config.requested_suffix, dev)
-        existing = self.web_store.endpoint_by_key(key)
+        existing = await self.web_store.endpoint_by_key(key)
         port = existing.port if existing is not None else await self.listeners.open(0)
         ep = Endpoint(key, port, app.app_id, function_id, method, config.requires_proxy_auth)
-        self.web_store.put_endpoint(ep, self.clock.now())
+        await self.web_store.put_endpoint(ep, self.clock.now())
         return self.url(port)
 
     # requests
     async def resolve(self, port: int) -> Endpoint:
-        ep = self.web_store.endpoint_by_port(port)
+        ep = await self.web_store.endpoint_by_port(port)
         if ep is None or not await self.apps.is_running(ep.app_id):
             raise NotFound("No running app serves this web endpoint")
         layout = await self.apps.layout(ep.app_id)
@@ -239,10 +238,10 @@ class WebService:
             raise NotFound("This web endpoint is no longer part of its app")
         return ep
 
-    def authorized(self, key: str | None, secret: str | None) -> bool:
+    async def authorized(self, key: str | None, secret: str | None) -> bool:
         if not key or not secret:
             return False
-        stored = self.web_store.token_hash(key)
+        stored = await self.web_store.token_hash(key)
         return stored is not None and hmac.compare_digest(stored, hash_secret(secret))
 
     async def open_call(self, ep: Endpoint, scope: Message) -> WebCall:

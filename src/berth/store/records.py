@@ -86,3 +86,57 @@ class TaskRecord:
     secret_hash: str
     created_at: float
     ended_at: float | None = None
+
+
+@dataclass
+class StateObject:
+    object_id: str
+    kind: str  # volume | secret | dict | queue
+    name: str | None
+    environment: str
+    ephemeral: bool
+    app_id: str | None
+    version: int
+    body: bytes | None  # secrets: the encrypted environment
+    created_at: float
+    heartbeat_at: float
+
+
+@dataclass
+class DeploymentRecord:
+    app_id: str
+    version: int
+    deployed_at: float
+    tag: str
+    client_version: str
+    rollback_version: int
+    commit_info: bytes
+    snapshot: bytes  # api_pb2.AppLayout plus function definitions, see services/deployments.py
+
+
+@dataclass
+class Endpoint:
+    key: str
+    port: int
+    app_id: str
+    function_id: str
+    method_name: str
+    requires_auth: bool
+
+
+@dataclass
+class ScheduleRow:
+    function_id: str
+    app_id: str
+    spec: bytes  # api_pb2.Schedule
+    anchor: float
+    next_tick: float
+
+
+@dataclass
+class TickRow:
+    function_id: str
+    tick_at: float
+    call_id: str
+    input_id: str
+    state: str  # pending → fired

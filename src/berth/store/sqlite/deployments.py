@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 
 from modal_proto import api_pb2
 
-from berth.store.records import AppRecord
+from berth.store.records import AppRecord, DeploymentRecord
 
 _DEPLOYED = api_pb2.APP_STATE_DEPLOYED
-
-
-@dataclass
-class DeploymentRecord:
-    app_id: str
-    version: int
-    deployed_at: float
-    tag: str
-    client_version: str
-    rollback_version: int
-    commit_info: bytes
-    snapshot: bytes  # api_pb2.AppLayout plus function definitions, see services/deployments.py
 
 
 class DeploymentStore:

@@ -7,26 +7,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from berth.store.records import StateObject
 from berth.store.sqlite.connection import transaction
 from berth.store.sqlite.state_schema import STATE_SCHEMA
 
 _COLS = "object_id, kind, name, environment, ephemeral, app_id, version, body, created_at, heartbeat_at"
-
-
-@dataclass
-class StateObject:
-    object_id: str
-    kind: str  # volume | secret | dict | queue
-    name: str | None
-    environment: str
-    ephemeral: bool
-    app_id: str | None
-    version: int
-    body: bytes | None  # secrets: the encrypted environment
-    created_at: float
-    heartbeat_at: float
 
 
 def _row(row: Sequence[object] | None) -> StateObject | None:

@@ -244,11 +244,11 @@ class SqliteStore:
         rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs WHERE holder=? AND state='leased'", (holder,))
         return [_input_state(r) for r in rows]
 
-    async def requeue_input(self, input_id: str, attempt: int, not_before: float) -> None:
-        self._write(
-            "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=?, not_before=? WHERE input_id=?",
-            (attempt, not_before, input_id),
-        )
+    async def requeue_input(self, input_id: str, attempt: int, not_before: float, holder: str | None = None) -> bool:
+        sql = "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=?, not_before=? WHERE input_id=?"
+        if holder is None:
+            return self._write(sql + " AND state!='done'", (attempt, not_before, input_id)) == 1
+        return self._write(sql + " AND state='leased' AND holder=?", (attempt, not_before, input_id, holder)) == 1
 
     async def finish_input(
         self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float
@@ -320,6 +320,10 @@ class SqliteStore:
             "INSERT OR IGNORE INTO data_chunks VALUES (?,?,?,?)",
             [(call_id, direction, idx, data) for idx, data in chunks],
         )
+
+    async def drop_call_data(self, call_id: str) -> None:
+        """Data channels of a finished web call: bodies of any size must not pile up."""
+        self._write("DELETE FROM data_chunks WHERE call_id=?", (call_id,))
 
     async def chunks_after(self, call_id: str, direction: str, last_index: int) -> list[tuple[int, bytes]]:
         rows = self._all(
