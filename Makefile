@@ -17,9 +17,11 @@ install: $(BIN)/berth
 host:
 	bash scripts/setup-host.sh
 
-# Test-only host tools: Debian's docker-registry (the CNCF distribution registry) that
+# Test-only host tools: PostgreSQL and Redis from Debian (scripts/setup-services.sh; the contract suite and
+# the cluster tests start their own instances), and Debian's docker-registry (the CNCF distribution registry) that
 # tests/e2e/test_registry.py runs on loopback to pull images from. Not needed by the product.
 test-host:
+	bash scripts/setup-services.sh
 	command -v docker-registry >/dev/null || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry; }
 
