@@ -11,6 +11,7 @@ from modal_proto import api_pb2
 from berth.api.caller import Caller
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
+from berth.domain.spec import TaskSpec
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.schedules import ScheduleTrigger
@@ -36,7 +37,6 @@ from berth.worker.agent import LocalWorker
 from berth.worker.gpu import GpuPool
 from berth.worker.gpu import detect as detect_gpus
 from berth.worker.runtime import Runtime
-from berth.worker.spec import TaskSpec
 
 log = logging.getLogger("berth.wiring")
 

@@ -7,19 +7,16 @@ import subprocess
 import pytest
 from modal_proto import api_pb2
 
-from berth.worker.gpu import (
+from berth.domain.gpu import (
     FALLBACKS_KEY,
     Gpu,
-    GpuPool,
     GpuRequestError,
     assign,
-    detect,
-    driver_libraries,
     fallbacks_option,
     function_requests,
     parse_request,
-    visible_devices_env,
 )
+from berth.worker.gpu import GpuPool, detect, driver_libraries, visible_devices_env
 
 SMI = """0, NVIDIA H100 80GB HBM3, GPU-aaaa, 81559
 1, NVIDIA H100 80GB HBM3, GPU-bbbb, 81559

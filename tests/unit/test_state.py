@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from modal_proto import api_pb2
 
+from berth.domain.spec import BindMount, TaskSpec
 from berth.errors import AlreadyExists, InvalidArgument, NotFound
 from berth.services.notify import Notifier
 from berth.services.queues import QueueService
@@ -21,7 +22,6 @@ from berth.services.state_objects import EPHEMERAL_TTL_S, NamedObjects
 from berth.services.volume_fs import VolumeDir, relative
 from berth.store.sqlite.state import SqliteStateStore
 from berth.worker.runtime.process import ProcessRuntime, link_bind
-from berth.worker.spec import BindMount, TaskSpec
 
 
 class FakeClock:

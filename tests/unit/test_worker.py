@@ -6,9 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
+from berth.domain.spec import TaskSpec
 from berth.worker.agent import LocalWorker
 from berth.worker.runtime.process import _ProcessContainer
-from berth.worker.spec import TaskSpec
 
 
 class _ShellRuntime:

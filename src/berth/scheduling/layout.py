@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
+from berth.domain.spec import BindMount, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
 from berth.services.blobs import LocalBlobStore
@@ -14,7 +15,6 @@ from berth.services.catalog import Catalog, handle_metadata
 from berth.services.objects import ObjectService
 from berth.services.secrets import SecretService
 from berth.services.volumes import VolumeService
-from berth.worker.spec import BindMount, MountedFile
 
 
 @dataclass

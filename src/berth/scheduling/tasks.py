@@ -13,6 +13,8 @@ from typing import Protocol
 from modal_proto import api_pb2
 
 from berth.clock import Clock
+from berth.domain import gpu
+from berth.domain.spec import TaskSpec
 from berth.ids import new_id, new_secret
 from berth.scheduling.layout import LayoutBuilder
 from berth.services.inputs import SCHEDULER_KEY, InputService
@@ -21,9 +23,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
-from berth.worker import gpu
 from berth.worker.agent import LocalWorker
-from berth.worker.spec import TaskSpec
 
 log = logging.getLogger("berth.tasks")
 

@@ -8,11 +8,11 @@ from typing import Any, cast
 from google.protobuf.message import Message
 from modal_proto import api_pb2
 
+from berth.domain import gpu
 from berth.errors import InvalidArgument, NotFound
 from berth.ids import new_id
 from berth.store.ports import FunctionStore
 from berth.store.records import FunctionRecord
-from berth.worker import gpu
 
 _PICKLE = [api_pb2.DATA_FORMAT_PICKLE]
 # Called with (app_id, function_id, definition, final) before a definition is handed out; may fill in

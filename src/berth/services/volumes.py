@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 from modal_proto import api_pb2
 
 from berth.clock import Clock
+from berth.domain.spec import BindMount
 from berth.errors import InvalidArgument, PermissionDenied
 from berth.services.blobs import LocalBlobStore
 from berth.services.state_objects import NamedObjects, creation_info
 from berth.services.volume_fs import VolumeDir, relative
 from berth.store.ports import StateObjectStore
 from berth.store.records import StateObject
-from berth.worker.spec import BindMount
 
 BLOCK_SIZE = 8 * 1024 * 1024
 URL_TTL_S = 3600

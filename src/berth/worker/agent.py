@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from berth.domain.spec import TaskSpec
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.runtime import Container, Runtime
-from berth.worker.spec import TaskSpec
 
 log = logging.getLogger("berth.worker")
 

@@ -23,9 +23,11 @@ from pathlib import Path
 
 from modal_proto import api_pb2
 
+from berth.domain.spec import BindMount, MountedFile
 from berth.worker import network
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder, LogFn
 from berth.worker.cgroups import ContainerCgroup
+from berth.worker.files import place_files
 from berth.worker.layers import ImageManifest, content_key
 from berth.worker.oci_config import Bind, ContainerConfig
 from berth.worker.runtime.oci import (
@@ -38,7 +40,6 @@ from berth.worker.runtime.oci import (
     standard_binds,
     umount,
 )
-from berth.worker.spec import BindMount, MountedFile, place_files
 
 RUNNER = Path(__file__).with_name("build_function_runner.py")
 DEFAULT_TIMEOUT_S = 3600  # run_function's own default

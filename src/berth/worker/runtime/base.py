@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Protocol
 
-from berth.worker.spec import TaskSpec
+from berth.domain.spec import TaskSpec
 
 
 class Container(Protocol):

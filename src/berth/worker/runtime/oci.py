@@ -27,12 +27,13 @@ from typing import Any
 
 from modal_proto import api_pb2
 
+from berth.domain.spec import TaskSpec
 from berth.worker import gpu, network, seccomp
 from berth.worker.cgroups import ContainerCgroup
+from berth.worker.files import place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.rootfs import RootfsCache
-from berth.worker.spec import TaskSpec, place_files
 
 log = logging.getLogger("berth.oci")
 

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from berth.worker.spec import BindMount, TaskSpec
+from berth.domain.spec import BindMount, TaskSpec
 
 
 class _ProcessContainer:

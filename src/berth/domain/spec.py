@@ -1,13 +1,12 @@
-"""What a worker needs to start one task container."""
+"""What a worker needs to start one task container: the task spec the control plane hands a worker
+through the worker port. It names files by content and nothing on the server's disk but volume binds."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth.worker.gpu import Gpu
+from berth.domain.gpu import Gpu
 
 
 @dataclass(frozen=True)
@@ -15,18 +14,6 @@ class MountedFile:
     remote_path: str  # absolute path inside the container, e.g. /root/app.py
     source: Path  # content on the host (the content-addressed store)
     mode: int = 0o644
-
-
-def place_files(files: list[MountedFile], root: Path) -> None:
-    """Copy mounted files to their container paths under `root`; ValueError for a path that would escape."""
-    for f in files:
-        parts = Path(f.remote_path).parts
-        if ".." in parts or not f.remote_path.startswith("/"):
-            raise ValueError(f"Refusing mount path {f.remote_path!r}")
-        dest = root / Path(*parts[1:])
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f.source, dest)
-        os.chmod(dest, f.mode & 0o7777 or 0o644)
 
 
 @dataclass(frozen=True)
