@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from modal_proto import api_pb2
 
@@ -32,51 +31,11 @@ from berth.services.objects import ObjectService
 from berth.services.state import StateServices, build_state
 from berth.services.web import WebService
 from berth.store.factory import Stores, open_stores
-from berth.store.ports import ObjectStore
-from berth.worker.agent import LocalWorker
-from berth.worker.gpu import GpuPool
-from berth.worker.gpu import detect as detect_gpus
-from berth.worker.runtime import Runtime
+from berth.worker.assemble import local_worker
+from berth.worker.files import LocalFiles
+from berth.workers.port import WorkerPort
 
 log = logging.getLogger("berth.wiring")
-
-
-def make_runtime(name: str, settings: Settings | None = None, images: ImageService | None = None) -> Runtime:
-    if name == "process":
-        from berth.worker.runtime.process import ProcessRuntime
-
-        log.warning("runtime 'process': containers are plain subprocesses with NO isolation (developer option)")
-        return ProcessRuntime()
-    from berth.worker.runtime.factory import check_runtime_name, make_oci_runtime
-
-    check_runtime_name(name)
-    if settings is None or images is None:
-        raise ValueError(f"The {name} runtime needs the settings and the image service")
-    ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
-    return make_oci_runtime(name, settings.image_cache_dir, images.manifest, ca, settings.task_dir)
-
-
-def build_images(
-    settings: Settings,
-    store: ObjectStore,
-    clock: Clock,
-    blobs: LocalBlobStore,
-    objects: ObjectService,
-    state: StateServices,
-) -> ImageService:
-    from berth.worker.runtime.factory import image_backend
-
-    ca = Path(settings.ca_bundle) if Path(settings.ca_bundle).is_file() else None
-    backend = image_backend(
-        settings.runtime,
-        settings.image_cache_dir,
-        settings.data_dir,
-        ca,
-        settings.insecure_registries,
-        python_mirror=settings.python_mirror,
-    )
-    builder, manifests = (backend.builder, backend.manifests) if backend else (None, None)
-    return ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, builder, manifests)
 
 
 @dataclass
@@ -95,7 +54,7 @@ class Services:
     layouts: LayoutBuilder
     tasks: TaskManager
     containers: ContainerService
-    worker: LocalWorker
+    worker: WorkerPort
     autoscaler: Autoscaler
     accounts: AccountService
     deployments: DeploymentService
@@ -151,7 +110,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
     state = build_state(settings, stores.state, blobs, notifier, clock)
-    layouts = LayoutBuilder(catalog, apps, objects, blobs, state.secrets, state.volumes)
+    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes)
 
     def on_output(spec: TaskSpec, fd: int, text: str) -> None:
         logs.output(spec.app_id, spec.task_id, spec.function_id, fd, text)
@@ -161,10 +120,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     async def on_exit(spec: TaskSpec, code: int) -> None:
         await holder["tasks"].on_exit(spec, code)
 
-    images = build_images(settings, store, clock, blobs, objects, state)
+    worker = local_worker(settings, LocalFiles(blobs.root / "cas"), on_output, on_exit)
+    images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)
     images.function_layout = layouts.container_arguments  # Image.run_function()
-    runtime = make_runtime(settings.runtime, settings, images)
-    worker = LocalWorker(runtime, settings.task_dir, on_output, on_exit, GpuPool(detect_gpus()))
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)

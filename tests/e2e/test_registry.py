@@ -283,7 +283,8 @@ def python_mirror(tmp_path: Path) -> Iterator[str]:
     """BERTH_PYTHON_MIRROR on loopback, holding a python-build-standalone-shaped install_only archive of
     Python 3.11 made from the debian_slim base (no real python-build-standalone download is reachable):
     Debian's interpreter and stdlib under python/, which CPython finds relative to its own location."""
-    from berth.worker.rootfs import python_version_of, standalone_url
+    from berth.pythons import standalone_url
+    from berth.worker.rootfs import python_version_of
 
     rootfs = _base_rootfs()
     version = python_version_of(rootfs)

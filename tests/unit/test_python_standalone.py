@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from berth.errors import FailedPrecondition
-from berth.worker.rootfs import BaseRequest, RootfsCache, python_version_of, resolve_base, standalone_url
+from berth.pythons import standalone_url
+from berth.worker.rootfs import BaseRequest, RootfsCache, python_version_of, resolve_base
 
 
 def _archive(version: str) -> bytes:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from modal_proto import api_pb2
 
+from berth.pythons import standalone_python_unavailable
 from berth.worker.layers import ImageManifest
 from berth.worker.registry import (
     ImageRef,
@@ -20,7 +21,6 @@ from berth.worker.registry import (
     parse_ref,
     python_on_path,
     require_python,
-    standalone_python_unavailable,
 )
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

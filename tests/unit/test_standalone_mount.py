@@ -21,10 +21,10 @@ import pytest
 from modal_proto import api_pb2
 
 from berth.errors import FailedPrecondition, NotFound
+from berth.pythons import standalone_url
 from berth.services.blobs import LocalBlobStore
 from berth.services.objects import ObjectService, standalone_mount_files
 from berth.store.sqlite import SqliteStore
-from berth.worker.rootfs import standalone_url
 
 NAME = "python-build-standalone.20230826.3.11.5-gnu"  # what modal 1.6.4 asks for with add_python="3.11"
 NEW_NAME = "python-build-standalone.20261021.3.11.17-gnu"  # a release that ships bin/python itself

@@ -21,6 +21,7 @@ from berth.services.secrets import SecretService, load_or_create_key
 from berth.services.state_objects import EPHEMERAL_TTL_S, NamedObjects
 from berth.services.volume_fs import VolumeDir, relative
 from berth.store.sqlite.state import SqliteStateStore
+from berth.worker.files import LocalFiles
 from berth.worker.runtime.process import ProcessRuntime, link_bind
 
 
@@ -93,7 +94,7 @@ def test_process_runtime_binds_under_root_and_its_cleanup_keeps_the_volume(tmp_p
     link_bind(workdir, BindMount(volume, "/root/mnt/vol"))
     assert (workdir / "root" / "mnt" / "vol" / "data.txt").read_text() == "keep me"
     spec = TaskSpec("ta-1", "fu-1", "ap-1", b"", "", "")
-    asyncio.run(ProcessRuntime().cleanup(spec, workdir))
+    asyncio.run(ProcessRuntime(LocalFiles(tmp_path)).cleanup(spec, workdir))
     assert not workdir.exists()
     assert (volume / "data.txt").read_text() == "keep me"
 

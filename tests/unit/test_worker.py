@@ -8,6 +8,7 @@ from pathlib import Path
 
 from berth.domain.spec import TaskSpec
 from berth.worker.agent import LocalWorker
+from berth.worker.files import LocalFiles
 from berth.worker.runtime.process import _ProcessContainer
 
 
@@ -40,7 +41,7 @@ async def test_exit_is_reported_and_leftover_children_end_with_the_container(tmp
     async def on_exit(spec: TaskSpec, code: int) -> None:
         exited.set_result(code)
 
-    worker = LocalWorker(runtime, tmp_path, lambda spec, fd, text: output.append(text), on_exit)
+    worker = LocalWorker(runtime, tmp_path, lambda spec, fd, text: output.append(text), on_exit, LocalFiles(tmp_path))
     await worker.start(TaskSpec("ta-1", "fu-1", "ap-1", b"", "unix:///nowhere", "secret"))
     # The background child holds the output pipes open; the exit must be reported regardless.
     assert await asyncio.wait_for(exited, 30) == 3
@@ -78,7 +79,7 @@ async def test_a_container_whose_launch_is_cancelled_is_still_stopped_at_shutdow
     async def on_exit(spec: TaskSpec, code: int) -> None:
         exits.append(code)
 
-    worker = LocalWorker(runtime, tmp_path, lambda spec, fd, text: None, on_exit)
+    worker = LocalWorker(runtime, tmp_path, lambda spec, fd, text: None, on_exit, LocalFiles(tmp_path))
     launch = asyncio.create_task(worker.start(TaskSpec("ta-1", "fu-1", "ap-1", b"", "unix:///nowhere", "secret")))
     await started.wait()
     launch.cancel()  # the server stops while the autoscaler is mid-launch

@@ -12,7 +12,7 @@ from berth.domain.gpu import Gpu
 @dataclass(frozen=True)
 class MountedFile:
     remote_path: str  # absolute path inside the container, e.g. /root/app.py
-    source: Path  # content on the host (the content-addressed store)
+    sha256: str  # content, fetched by the worker from the blob store
     mode: int = 0o644
 
 

@@ -10,7 +10,6 @@ from modal_proto import api_pb2
 from berth.domain.spec import BindMount, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
-from berth.services.blobs import LocalBlobStore
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.objects import ObjectService
 from berth.services.secrets import SecretService
@@ -31,14 +30,12 @@ class LayoutBuilder:
         catalog: Catalog,
         apps: AppService,
         objects: ObjectService,
-        blobs: LocalBlobStore,
         secrets: SecretService,
         volumes: VolumeService,
     ) -> None:
         self._catalog = catalog
         self._apps = apps
         self._objects = objects
-        self._blobs = blobs
         self._secrets = secrets
         self._volumes = volumes
 
@@ -86,6 +83,6 @@ class LayoutBuilder:
                 mount_files = await self._objects.mount_files(mount_id)
             except NotFound:
                 continue
-            files.extend(MountedFile(f.filename, self._blobs.cas_path(f.sha256_hex), f.mode) for f in mount_files)
+            files.extend(MountedFile(f.filename, f.sha256_hex, f.mode) for f in mount_files)
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         return BuiltArguments(args, env, files, binds)

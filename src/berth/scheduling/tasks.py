@@ -23,7 +23,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
-from berth.worker.agent import LocalWorker
+from berth.workers.port import WorkerPort
 
 log = logging.getLogger("berth.tasks")
 
@@ -64,7 +64,7 @@ class TaskManager:
     def __init__(
         self,
         store: TaskInputStore,
-        worker: LocalWorker,
+        worker: WorkerPort,
         inputs: InputService,
         layouts: LayoutBuilder,
         logs: LogBus,
@@ -92,7 +92,7 @@ class TaskManager:
 
     def gpu_blocker(self, fn: api_pb2.Function) -> str | None:
         """Why a container for `fn` cannot get its GPUs now; None when it can (or needs none)."""
-        return self._worker.gpus.blocker(gpu.function_requests(fn))
+        return self._worker.gpu_blocker(gpu.function_requests(fn))
 
     def tell_waiting(self, app_id: str, function_id: str, reason: str) -> None:
         self._logs.waiting(app_id, function_id, reason)

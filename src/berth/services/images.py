@@ -19,21 +19,18 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modal_proto import api_pb2
 
 from berth.clock import Clock
+from berth.domain.images import BuildError, ContextFile, FunctionBuild, ImageBuildSpec, ImageInfo, RegistryCredentials
 from berth.errors import BerthError, NotFound
 from berth.ids import new_id
 from berth.services.blobs import LocalBlobStore
 from berth.services.notify import Notifier
 from berth.store.ports import ObjectStore
-from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder
-from berth.worker.dockerfile import Plan, parse
-from berth.worker.layers import ImageManifest, ManifestStore
-from berth.worker.registry import RegistryAuth
+from berth.workers.port import WorkerPort
 
 if TYPE_CHECKING:
     from berth.scheduling.layout import BuiltArguments
@@ -72,31 +69,22 @@ class ImageService:
         blobs: LocalBlobStore,
         mount_files: MountFiles,
         secret_env: SecretEnv,
-        builder: ImageBuilder | None = None,
-        manifests: ManifestStore | None = None,
+        worker: WorkerPort,
     ) -> None:
         self._store = store
         self._clock = clock
         self._blobs = blobs
         self._mount_files = mount_files
         self._secret_env = secret_env
-        self._builder = builder
-        self._manifests = manifests
+        self._worker = worker
         self._builds: dict[str, _Build] = {}  # image id → build in progress or just finished
         self._building: dict[str, str] = {}  # content key → image id being built
         self._notifier = Notifier()
         # A function's definition, secrets, mounts and volumes, as its containers get them (set by wiring).
         self.function_layout: FunctionLayout | None = None
 
-    def manifest(self, image_id: str) -> ImageManifest:
-        """The built layers of an image, for the OCI runtime."""
-        found = self._manifests.load(image_id) if self._manifests is not None else None
-        if found is None:
-            raise NotFound(f"Image {image_id} is not built on this worker")
-        return found
-
-    def metadata(self, manifest: ImageManifest | None = None) -> api_pb2.ImageMetadata:
-        if manifest is None:
+    def metadata(self, info: ImageInfo | None = None) -> api_pb2.ImageMetadata:
+        if info is None:
             v = sys.version_info
             return api_pb2.ImageMetadata(
                 python_version_info=f"{v.major}.{v.minor}.{v.micro}",
@@ -104,9 +92,9 @@ class ImageService:
                 workdir="/root",
             )
         return api_pb2.ImageMetadata(
-            python_version_info=manifest.python_version,
+            python_version_info=info.python_version,
             image_builder_version=IMAGE_BUILDER_VERSION,
-            workdir=manifest.workdir,
+            workdir=info.workdir,
         )
 
     async def _content_key(self, image: api_pb2.Image, build_function_id: str = "") -> str:
@@ -127,19 +115,19 @@ class ImageService:
         return h.hexdigest()
 
     async def get_or_create(self, req: api_pb2.ImageGetOrCreateRequest) -> api_pb2.ImageGetOrCreateResponse:
-        if self._builder is None and (req.image.HasField("build_function") or req.build_function_id):
+        if not self._worker.builds_images and (req.image.HasField("build_function") or req.build_function_id):
             failed = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=NEEDS_OCI)
             return api_pb2.ImageGetOrCreateResponse(image_id=new_id("im"), result=failed)
         key = await self._content_key(req.image, req.build_function_id)
-        if self._builder is None:
+        if not self._worker.builds_images:
             return await self._define_only(req, key)
         force = req.force_build or req.ignore_cache
         if not force:
             found = await self._store.object_by_key("image", key)
-            manifest = self._manifests.load(found[0]) if found and self._manifests else None
-            if found is not None and manifest is not None:
+            info = self._worker.image_info(found[0]) if found else None
+            if found is not None and info is not None:
                 return api_pb2.ImageGetOrCreateResponse(
-                    image_id=found[0], result=_success(), metadata=self.metadata(manifest)
+                    image_id=found[0], result=_success(), metadata=self.metadata(info)
                 )
             if key in self._building:
                 return api_pb2.ImageGetOrCreateResponse(image_id=self._building[key])
@@ -170,19 +158,16 @@ class ImageService:
         self._notifier.notify(build.image_id)
 
     async def _run_build(self, build: _Build, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> None:
-        assert self._builder is not None and self._manifests is not None
         started = time.monotonic()
         try:
-            request = await self._request(build.image_id, req, force)
-            manifest = await self._builder.build(request, lambda line: self._log(build, line))
-            manifest.key = build.key
-            self._manifests.save(manifest)
+            spec = await self._spec(build, req, force)
+            info = await self._worker.build_image(spec, lambda line: self._log(build, line))
             body = req.image.SerializeToString()
             await self._store.put_object("image", build.image_id, body, self._clock.now(), key=build.key)
-            build.metadata = self.metadata(manifest)
+            build.metadata = self.metadata(info)
             self._log(build, f"Built image {build.image_id} in {time.monotonic() - started:.1f}s\n")
             build.result = _success()
-        except (BuildFailed, BerthError) as exc:
+        except (BuildError, BerthError) as exc:
             message = str(exc)
             self._log(build, f"\n{message}\n")
             build.result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=message)
@@ -194,59 +179,44 @@ class ImageService:
             self._building.pop(build.key, None)
             self._notifier.notify(build.image_id)
 
-    async def _request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
+    async def _spec(self, build: _Build, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> ImageBuildSpec:
         image = req.image
+        env: dict[str, str] = {}
+        for secret_id in image.secret_ids:
+            env.update(await self._secret_env(secret_id))
+        bases = {b.docker_tag: b.image_id for b in image.base_images}
         if image.HasField("build_function") or req.build_function_id:
-            return await self._function_request(image_id, req, force)
-        plan = parse(list(image.dockerfile_commands))
-        base = None
-        for b in image.base_images:
-            if b.docker_tag == plan.base:
-                base = self.manifest(b.image_id)
-        if plan.base == "base" and base is None:
-            raise BuildFailed("FROM base, but the request names no built base image")
-        context: dict[str, Path] = {}
-        modes: dict[str, int] = {}
+            if not req.build_function_id or self.function_layout is None:
+                raise BuildError("Image.run_function(): the request names no builder function")
+            built = await self.function_layout(req.build_function_id)
+            fn = FunctionBuild(built.arguments.function_def, image.build_function, built.env, built.files, built.binds)
+            return ImageBuildSpec(build.image_id, build.key, base_images=bases, env=env, force=force, function=fn)
+        context: list[ContextFile] = []
         if image.context_mount_id:
             for f in await self._mount_files(image.context_mount_id):
-                context[f.filename] = self._blobs.cas_path(f.sha256_hex)
-                if f.mode:
-                    modes[f.filename] = f.mode
-        for cf in image.context_files:
-            context[cf.filename] = self._context_file(cf.data)
-        env: dict[str, str] = {}
-        for secret_id in image.secret_ids:
-            env.update(await self._secret_env(secret_id))
-        auth = None
+                context.append(ContextFile(f.filename, f.sha256_hex, f.mode or None))
+        context += [ContextFile(cf.filename, self._context_file(cf.data)) for cf in image.context_files]
+        registry = None
         if image.image_registry_config.secret_id:  # from_registry(secret=...): credentials for the pull
             registry_env = await self._secret_env(image.image_registry_config.secret_id)
-            auth = RegistryAuth(image.image_registry_config.registry_auth_type, registry_env)
-        return BuildRequest(
-            image_id, plan, base, context, env, dict(image.build_args), force, registry_auth=auth, context_modes=modes
+            registry = RegistryCredentials(image.image_registry_config.registry_auth_type, registry_env)
+        return ImageBuildSpec(
+            build.image_id,
+            build.key,
+            list(image.dockerfile_commands),
+            bases,
+            context,
+            env,
+            dict(image.build_args),
+            force,
+            registry,
         )
 
-    async def _function_request(self, image_id: str, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> BuildRequest:
-        from berth.worker.build_function import RunFunctionStep
-
-        image = req.image
-        if not req.build_function_id or self.function_layout is None:
-            raise BuildFailed("Image.run_function(): the request names no builder function")
-        if len(image.base_images) != 1:
-            raise BuildFailed("Image.run_function() needs exactly one base image")
-        base = self.manifest(image.base_images[0].image_id)
-        built = await self.function_layout(req.build_function_id)
-        fn = built.arguments.function_def
-        step = RunFunctionStep.create(fn, image.build_function, built.env, built.files, built.binds)
-        env: dict[str, str] = {}
-        for secret_id in image.secret_ids:
-            env.update(await self._secret_env(secret_id))
-        return BuildRequest(image_id, Plan("base"), base, env=env, force=force, function_step=step)
-
-    def _context_file(self, data: bytes) -> Path:
+    def _context_file(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if not self._blobs.has_file(sha):
             self._blobs.put_file(sha, data)
-        return self._blobs.cas_path(sha)
+        return sha
 
     async def join(
         self, image_id: str, last_entry_id: str, timeout: float
@@ -255,8 +225,8 @@ class ImageService:
         if build is None:
             if await self._store.get_object("image", image_id) is None:
                 raise NotFound(f"Image {image_id} not found")
-            manifest = self._manifests.load(image_id) if self._manifests else None
-            yield api_pb2.ImageJoinStreamingResponse(result=_success(), metadata=self.metadata(manifest), eof=True)
+            info = self._worker.image_info(image_id) if self._worker.builds_images else None
+            yield api_pb2.ImageJoinStreamingResponse(result=_success(), metadata=self.metadata(info), eof=True)
             return
         cursor = int(last_entry_id) if last_entry_id.isdigit() else 0
         deadline = time.monotonic() + min(timeout or _JOIN_TIMEOUT_S, _JOIN_TIMEOUT_S)

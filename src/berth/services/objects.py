@@ -17,10 +17,17 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.ids import new_id
+from berth.pythons import (
+    MirrorUnreadable,
+    StandaloneMount,
+    download_standalone,
+    parse_standalone_mount,
+    standalone_python_unavailable,
+    standalone_url,
+    unpack_standalone,
+)
 from berth.services.blobs import LocalBlobStore
 from berth.store.ports import ObjectStore
-from berth.worker.registry import StandaloneMount, parse_standalone_mount, standalone_python_unavailable
-from berth.worker.rootfs import MirrorUnreadable, download_standalone, standalone_url, unpack_standalone
 
 log = logging.getLogger("berth.objects")
 

@@ -11,12 +11,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from berth.domain.images import ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec
+from berth.worker.builder import BuildFailed
+from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
+from berth.worker.images import ImageWorker
 from berth.worker.runtime import Container, Runtime
 
 log = logging.getLogger("berth.worker")
 
+BuildLog = Callable[[str], None]
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 
@@ -32,10 +37,21 @@ class _Running:
 
 
 class LocalWorker:
+    """The worker port (berth.workers.port) served in-process, for `berth up` and for `berth worker`."""
+
     def __init__(
-        self, runtime: Runtime, task_root: Path, on_output: OutputSink, on_exit: ExitSink, gpus: GpuPool | None = None
+        self,
+        runtime: Runtime,
+        task_root: Path,
+        on_output: OutputSink,
+        on_exit: ExitSink,
+        files: FileSource,
+        gpus: GpuPool | None = None,
+        images: ImageWorker | None = None,
     ) -> None:
         self.runtime = runtime
+        self.files = files
+        self.images = images
         self.gpus = gpus or GpuPool([])
         self._root = task_root
         self._on_output = on_output
@@ -47,6 +63,21 @@ class LocalWorker:
     @property
     def running_count(self) -> int:
         return len(self._running)
+
+    @property
+    def builds_images(self) -> bool:
+        return self.images is not None
+
+    def gpu_blocker(self, requests: list[tuple[str, int]]) -> str | None:
+        return self.gpus.blocker(requests)
+
+    async def build_image(self, spec: ImageBuildSpec, on_log: BuildLog) -> ImageInfo:
+        if self.images is None:
+            raise BuildFailed(f"The {self.runtime.name} runtime builds no images")
+        return await self.images.build(spec, on_log)
+
+    def image_info(self, image_id: str) -> ImageInfo | None:
+        return self.images.info(image_id) if self.images is not None else None
 
     def container_env(self, spec: TaskSpec, workdir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
@@ -69,6 +100,7 @@ class LocalWorker:
     async def start(self, spec: TaskSpec) -> None:
         if self._closing:
             raise RuntimeError("the worker is shutting down")
+        await self.files.fetch(f.sha256 for f in spec.files)
         workdir = self._root / spec.task_id
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)

@@ -27,7 +27,7 @@ from berth.domain.spec import BindMount, MountedFile
 from berth.worker import network
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder, LogFn
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.files import place_files
+from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest, content_key
 from berth.worker.oci_config import Bind, ContainerConfig
 from berth.worker.runtime.oci import (
@@ -97,12 +97,12 @@ class RunFunctionStep:
 
         return await builder.container_layer(state, key, f"RUN FUNCTION {self.name}", req.force, run, on_log)
 
-    def _prepare(self, tmp: Path, state: ImageManifest) -> None:
+    def _prepare(self, tmp: Path, state: ImageManifest, source: FileSource) -> None:
         """The files the container sees but the layer must not keep: the mounts, the mount points of the
         binds, and (bound at /__berth) the runner with the function's definition and input."""
         extra = tmp / "extra"
         try:
-            place_files(self.files, extra)
+            place_files(self.files, extra, source)
         except ValueError as exc:
             raise BuildFailed(str(exc)) from None
         for path in ["/root", state.workdir, "/pkg", "/__modal/deps", INNER, *(b.container_path for b in self.binds)]:
@@ -134,7 +134,8 @@ class RunFunctionStep:
     async def _run_container(
         self, builder: ImageBuilder, tmp: Path, state: ImageManifest, env: dict[str, str], on_log: LogFn
     ) -> None:
-        await asyncio.to_thread(self._prepare, tmp, state)
+        await builder.files.fetch(f.sha256 for f in self.files)
+        await asyncio.to_thread(self._prepare, tmp, state, builder.files)
         pkg, deps = await builder.rootfs.ensure_client(state.python_series or "3.11", on_log)
         merged = tmp / "merged"
         await asyncio.to_thread(

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from berth.domain.images import BuildError
 from berth.errors import FailedPrecondition
+from berth.hostio import file_sha256, run_logged
 from berth.worker import network
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.dockerfile import Plan, Step, expand
-from berth.worker.layers import ImageManifest, LayerStore, content_key, file_sha256
+from berth.worker.files import FileSource
+from berth.worker.layers import ImageManifest, LayerStore, content_key
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.registry import PullFailed, RegistryAuth, RegistryPuller, require_python
-from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base, run_logged
+from berth.worker.rootfs import BASE_ENV, RootfsCache, parse_python_base
 from berth.worker.runtime.oci import (
     BUNDLE_ROOT,
     STATE_ROOT,
@@ -41,7 +44,7 @@ MIN_FREE_BYTES = 512 * 1024 * 1024
 _TAIL_LINES = 30
 
 
-class BuildFailed(Exception):
+class BuildFailed(BuildError):
     """A build step failed; the message carries its output and exit code."""
 
 
@@ -104,8 +107,10 @@ class ImageBuilder:
         rootfs: RootfsCache,
         layers: LayerStore,
         ca_bundle: Path | None,
+        files: FileSource,
         insecure_registries: tuple[str, ...] = (),
     ) -> None:
+        self.files = files  # where build contexts and run_function mounts come from
         self.runtime = runtime
         self.rootfs = rootfs
         self.layers = layers

@@ -1,15 +1,47 @@
-"""Placing a task's mounted files into its container filesystem."""
+"""Mounted files on a worker host: where their content comes from (by sha256) and placing them into a
+container's filesystem. The control plane names files by content only; a worker fetches what it lacks
+before a container starts."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from berth.domain.spec import MountedFile
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-def place_files(files: list[MountedFile], root: Path) -> None:
+
+class FileSource(Protocol):
+    async def fetch(self, sha256s: Iterable[str]) -> None:
+        """Make these files present on this host (FileNotFoundError for one nobody has)."""
+
+    def path(self, sha256: str) -> Path:
+        """Where a fetched file is."""
+
+
+class LocalFiles:
+    """The content-addressed store on this host's disk, shared with an embedded server: nothing to fetch."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):
+            raise ValueError(f"Invalid sha256 {sha256!r}")
+        return self.root / sha256
+
+    async def fetch(self, sha256s: Iterable[str]) -> None:
+        missing = [s for s in set(sha256s) if not self.path(s).exists()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} mounted file(s) missing from {self.root}, e.g. {missing[0]}")
+
+
+def place_files(files: list[MountedFile], root: Path, source: FileSource) -> None:
     """Copy mounted files to their container paths under `root`; ValueError for a path that would escape."""
     for f in files:
         parts = Path(f.remote_path).parts
@@ -17,5 +49,5 @@ def place_files(files: list[MountedFile], root: Path) -> None:
             raise ValueError(f"Refusing mount path {f.remote_path!r}")
         dest = root / Path(*parts[1:])
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f.source, dest)
+        shutil.copyfile(source.path(f.sha256), dest)
         os.chmod(dest, f.mode & 0o7777 or 0o644)

@@ -47,14 +47,6 @@ def content_key(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class LayerStore:
     def __init__(self, root: Path) -> None:
         self.root = root

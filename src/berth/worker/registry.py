@@ -39,7 +39,6 @@ LogFn = Callable[[str], None]
 DOCKER_HUB = "docker.io"
 _INSPECT_TIMEOUT = "60s"
 _COPY_TIMEOUT = "30m"
-_STANDALONE_MOUNT = re.compile(r"^python-build-standalone\.(\d+)\.(\d+\.\d+\.\d+)-(\w+)$")
 
 
 class PullFailed(Exception):
@@ -197,46 +196,6 @@ def _last_error(output: str) -> str:
     text = m.group(1).replace('\\"', '"') if m else line
     text = re.sub(r"^Error parsing image name \"[^\"]*\": ", "", text)
     return text[:300]
-
-
-@dataclass(frozen=True)
-class StandaloneMount:
-    """What a python-build-standalone mount name (`python-build-standalone.<release>.<version>-gnu`) asks for."""
-
-    release: str  # "20230826"
-    version: str  # "3.11.5"
-
-    @property
-    def series(self) -> str:
-        return ".".join(self.version.split(".")[:2])
-
-
-def parse_standalone_mount(mount_name: str) -> StandaloneMount | None:
-    m = _STANDALONE_MOUNT.match(mount_name)
-    return StandaloneMount(m.group(1), m.group(2)) if m else None
-
-
-def standalone_python_unavailable(mount_name: str, mirror_error: str = "") -> str | None:
-    """The error for `add_python=`: its python-build-standalone mount, which Modal serves from its own
-    storage, does not exist here, and there is no mirror (BERTH_PYTHON_MIRROR) or the mirror failed with
-    `mirror_error`. None for other mount names."""
-    wanted = parse_standalone_mount(mount_name)
-    if wanted is None:
-        return None
-    if mirror_error:
-        why = f"the python-build-standalone mirror (BERTH_PYTHON_MIRROR) failed: {mirror_error}"
-    else:
-        why = (
-            "Modal serves it from its own storage and this server has no copy; set BERTH_PYTHON_MIRROR to a "
-            f"mirror of python-build-standalone install_only archives for Python {wanted.series}"
-        )
-    return (
-        f"Image.from_registry(add_python={wanted.series!r}) needs Python {wanted.version} from "
-        f"python-build-standalone (release {wanted.release}), which is not reachable from this Berth server: "
-        f"{why}. Or use an image that already has `python` on PATH, or install Python in it, e.g. "
-        "setup_dockerfile_commands=['RUN apt-get update && apt-get install -y python3 python3-pip "
-        "python-is-python3']."
-    )
 
 
 class RegistryPuller:

@@ -17,18 +17,16 @@ import contextlib
 import fcntl
 import importlib
 import logging
-import platform
 import re
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from berth.errors import FailedPrecondition
-from berth.worker.layers import file_sha256
+from berth.hostio import run_logged
+from berth.pythons import MirrorUnreadable, download_standalone, patchlevel_version, standalone_url, unpack_standalone
 
 log = logging.getLogger("berth.rootfs")
 
@@ -87,31 +85,6 @@ def resolve_base(req: BaseRequest, python_mirror: str = "") -> BaseRequest:
     )
 
 
-def standalone_url(mirror: str, series: str) -> str:
-    """The archive for `series` on the mirror: a URL template with {version} (and {arch}), or a folder
-    holding cpython-<series>-<arch>-unknown-linux-gnu-install_only.tar.gz."""
-    arch = platform.machine()
-    if "{version}" in mirror:
-        return mirror.format(version=series, arch=arch)
-    return f"{mirror.rstrip('/')}/cpython-{series}-{arch}-unknown-linux-gnu-install_only.tar.gz"
-
-
-def _fetch(url: str, dest: Path) -> None:
-    with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310 - operator's mirror
-        shutil.copyfileobj(resp, out, 1 << 20)
-
-
-def _fetch_text(url: str) -> str | None:
-    """The body at `url`, or None when the mirror has no such file."""
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - operator's mirror
-            return str(resp.read(4096).decode("utf-8", errors="replace"))
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
 def debian_mirror() -> str:
     """The first http(s) Debian mirror in the host's apt sources (deb.debian.org if none is found)."""
     candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
@@ -145,61 +118,6 @@ async def locked(path: Path, work: Callable[[], Awaitable[Path]]) -> Path:
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
-
-
-async def run_logged(argv: list[str], on_log: LogFn, env: dict[str, str] | None = None) -> int:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    assert proc.stdout is not None
-    while line := await proc.stdout.readline():
-        on_log(line.decode("utf-8", errors="replace"))
-    return await proc.wait()
-
-
-class MirrorUnreadable(Exception):
-    """The mirror did not give us the archive: str() is `<url>: <reason>`."""
-
-
-def download_standalone(url: str, archive: Path) -> Path:
-    """Fetch the python-build-standalone archive at `url` into `archive`, checked against `<url>.sha256` where
-    the mirror has one. Blocking: run it in a thread. MirrorUnreadable when the mirror fails, FailedPrecondition
-    when the archive does not match its checksum; nothing is left behind either way."""
-    try:
-        _fetch(url, archive)
-        expected = _fetch_text(url + ".sha256")
-    except (OSError, urllib.error.URLError) as exc:
-        archive.unlink(missing_ok=True)
-        raise MirrorUnreadable(f"{url}: {exc}") from exc
-    if expected is not None and expected.split()[0].lower() != file_sha256(archive):
-        archive.unlink(missing_ok=True)
-        raise FailedPrecondition(f"The archive at {url} does not match its .sha256; refusing to use it")
-    return archive
-
-
-async def unpack_standalone(series: str, archive: Path, prefix: Path, url: str, on_log: LogFn) -> str:
-    """Unpack an install_only archive (top folder `python/`) into `prefix` (the archive is removed), add the
-    bin/python3, bin/python and bin/pip links older releases lack, and check it really is Python `series`
-    (`url`, where it came from, is for the error). Returns its full version."""
-    try:
-        prefix.mkdir(parents=True, exist_ok=True)
-        code = await run_logged(["tar", "-xf", str(archive), "-C", str(prefix), "--strip-components=1"], on_log)
-        if code != 0:
-            raise FailedPrecondition(f"Could not unpack the Python {series} archive (tar exit code {code})")
-    finally:
-        archive.unlink(missing_ok=True)
-    bin_dir = prefix / "bin"
-    for link, target in (("python3", f"python{series}"), ("python", "python3"), ("pip", "pip3")):
-        if not (bin_dir / link).exists() and (bin_dir / target).exists():
-            (bin_dir / link).symlink_to(target)
-    version = _patchlevel_version(prefix, series) if (bin_dir / f"python{series}").exists() else ""
-    if not version.startswith(series + "."):
-        raise FailedPrecondition(f"The archive at {url} holds Python {version or '(none found)'}, not {series}")
-    return version
 
 
 class RootfsCache:
@@ -357,25 +275,13 @@ def write_missing_records(rootfs: Path) -> None:
             break
 
 
-def _patchlevel_version(prefix: Path, series: str) -> str:
-    """PY_VERSION from an installed CPython's headers, read rather than run: image contents never execute
-    on the host."""
-    with contextlib.suppress(OSError):
-        m = re.search(
-            r'#define PY_VERSION\s+"([^"]+)"', (prefix / "include" / f"python{series}" / "patchlevel.h").read_text()
-        )
-        if m:
-            return m.group(1)
-    return ""
-
-
 def python_version_of(rootfs: Path) -> str:
     """The full version of the rootfs's python3: a /usr/local build (python-build-standalone, or an image's
     own) first, else Debian's, from its stdlib directory, headers or changelog."""
     for lib in sorted(rootfs.glob("usr/local/lib/python3.*")):
         if (lib / "os.py").exists() and (rootfs / "usr/local/bin" / lib.name).exists():
             series = lib.name.removeprefix("python")
-            return _patchlevel_version(rootfs / "usr/local", series) or series
+            return patchlevel_version(rootfs / "usr/local", series) or series
     for lib in sorted(rootfs.glob("usr/lib/python3.*")):
         if (lib / "os.py").exists():
             series = lib.name.removeprefix("python")

@@ -12,7 +12,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from berth.worker.rootfs import locked, run_logged
+from berth.hostio import run_logged
+from berth.worker.rootfs import locked
 
 LogFn = Callable[[str], None]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from berth.worker.builder import ImageBuilder
+from berth.worker.files import FileSource
+from berth.worker.images import ImageWorker
 from berth.worker.layers import LayerStore, ManifestStore
 from berth.worker.rootfs import RootfsCache
 from berth.worker.runtime.base import Runtime
@@ -17,14 +18,6 @@ from berth.worker.runtime.oci import ImageResolver, OciRuntime, RuntimeUnavailab
 OCI_RUNTIMES = ("crun", "runc", "runsc")
 LAYER_PRUNE_AGE_S = 86400.0
 RUNTIMES = ("process", *OCI_RUNTIMES)
-
-
-@dataclass
-class ImageBackend:
-    """What the image service needs to build real images (None for the process runtime)."""
-
-    builder: ImageBuilder
-    manifests: ManifestStore
 
 
 def check_runtime_name(name: str) -> None:
@@ -39,14 +32,16 @@ def check_runtime_name(name: str) -> None:
         raise RuntimeUnavailable(f"the {name} runtime needs root (it mounts overlays and sets up networks), {fallback}")
 
 
-def image_backend(
+def image_worker(
     runtime: str,
     cache_dir: Path,
     data_dir: Path,
     ca_bundle: Path | None,
+    files: FileSource,
     insecure_registries: tuple[str, ...] = (),
     python_mirror: str = "",
-) -> ImageBackend | None:
+) -> ImageWorker | None:
+    """What builds real images on this host; None for the process runtime, which builds none."""
     if runtime not in OCI_RUNTIMES:
         return None
     check_runtime_name(runtime)
@@ -55,15 +50,21 @@ def image_backend(
     layers = LayerStore(cache_dir / "layers")
     # Layers a force_build replaced and builds a crash abandoned: gone once a day old and unmounted.
     threading.Thread(target=layers.prune, args=(LAYER_PRUNE_AGE_S,), name="layer-prune", daemon=True).start()
-    builder = ImageBuilder(build_rt, RootfsCache(cache_dir, python_mirror), layers, ca_bundle, insecure_registries)
-    return ImageBackend(builder, ManifestStore(data_dir / "images"))
+    rootfs = RootfsCache(cache_dir, python_mirror)
+    builder = ImageBuilder(build_rt, rootfs, layers, ca_bundle, files, insecure_registries)
+    return ImageWorker(builder, ManifestStore(data_dir / "images"), files)
 
 
 def make_oci_runtime(
-    name: str, cache_dir: Path, images: ImageResolver, ca_bundle: Path | None, task_root: Path | None = None
+    name: str,
+    cache_dir: Path,
+    images: ImageResolver,
+    ca_bundle: Path | None,
+    files: FileSource,
+    task_root: Path | None = None,
 ) -> Runtime:
     check_runtime_name(name)
-    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle)
+    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle, files)
     if task_root is not None:
         runtime.remove_orphans(task_root)
     return runtime

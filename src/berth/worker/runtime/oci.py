@@ -30,7 +30,7 @@ from modal_proto import api_pb2
 from berth.domain.spec import TaskSpec
 from berth.worker import gpu, network, seccomp
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.files import place_files
+from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.rootfs import RootfsCache
@@ -180,7 +180,10 @@ class OciRuntime:
 
     isolated = True
 
-    def __init__(self, name: str, rootfs: RootfsCache, images: ImageResolver, ca_bundle: Path | None) -> None:
+    def __init__(
+        self, name: str, rootfs: RootfsCache, images: ImageResolver, ca_bundle: Path | None, files: FileSource
+    ) -> None:
+        self._files = files
         self.name = name
         self.binary = runtime_binary(name)
         self.gvisor = name == "runsc"
@@ -308,7 +311,7 @@ class OciRuntime:
         sandbox.mounted.append(merged)
         (merged / "root").mkdir(exist_ok=True)
         write_hosts(merged, spec.task_id)
-        await asyncio.to_thread(place_files, spec.files, merged)
+        await asyncio.to_thread(place_files, spec.files, merged, self._files)
         pkg, deps = await self._rootfs.ensure_client(
             image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
         )

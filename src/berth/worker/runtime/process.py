@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from berth.domain.spec import BindMount, TaskSpec
+from berth.worker.files import FileSource
 
 
 class _ProcessContainer:
@@ -76,13 +77,16 @@ class ProcessRuntime:
     name = "process"
     isolated = False
 
+    def __init__(self, files: FileSource) -> None:
+        self._files = files
+
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
         root = workdir / "root"
         root.mkdir(parents=True, exist_ok=True)
         for f in spec.files:
             dest = host_path(workdir, f.remote_path)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f.source, dest)
+            shutil.copyfile(self._files.path(f.sha256), dest)
             os.chmod(dest, f.mode & 0o7777 or 0o644)
         try:
             for bind in spec.binds:

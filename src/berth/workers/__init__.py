@@ -1,0 +1,1 @@
+"""The worker port: how the control plane drives workers, wherever they run."""
