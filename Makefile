@@ -41,6 +41,7 @@ test-e2e: install host test-host
 check: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/pip install -q -e '.[bench]'

@@ -16,10 +16,11 @@ from grpclib.server import Server
 from modal_proto.api_grpc import ModalClientBase
 
 from berth.api.chain import build_mapping
+from berth.api.context import Services
 from berth.api.service import ModalServicer
 from berth.config import Settings
 from berth.http.web import start_front_door
-from berth.wiring import Services, build_services, recover
+from berth.wiring import build_services, recover
 from berth.worker.network import HOST_IP, ServerFirewall
 
 log = logging.getLogger("berth.server")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
-from berth.api.caller import Caller
+from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.scheduling.autoscaler import Autoscaler
+from berth.scheduling.containers import ContainerService
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
@@ -20,67 +20,20 @@ from berth.services.apps import AppService
 from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
-from berth.services.containers import ContainerService
 from berth.services.deployments import DeploymentService
 from berth.services.history import LogHistory
-from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
+from berth.services.images import ImageService
 from berth.services.inputs import InputService
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
-from berth.services.state import StateServices, build_state
+from berth.services.state import build_state
 from berth.services.web import WebService
-from berth.store.factory import Stores, open_stores
+from berth.store.factory import open_stores
 from berth.worker.assemble import local_worker
 from berth.worker.files import LocalFiles
-from berth.workers.port import WorkerPort
 
 log = logging.getLogger("berth.wiring")
-
-
-@dataclass
-class Services:
-    settings: Settings
-    stores: Stores
-    clock: Clock
-    notifier: Notifier
-    logs: LogBus
-    blobs: LocalBlobStore
-    catalog: Catalog
-    apps: AppService
-    objects: ObjectService
-    inputs: InputService
-    calls: CallService
-    layouts: LayoutBuilder
-    tasks: TaskManager
-    containers: ContainerService
-    worker: WorkerPort
-    autoscaler: Autoscaler
-    accounts: AccountService
-    deployments: DeploymentService
-    log_history: LogHistory
-    image_builder_version: str = IMAGE_BUILDER_VERSION
-    state: StateServices = field(init=False)
-    images: ImageService = field(init=False)
-    web: WebService = field(init=False)
-    schedules: ScheduleTrigger = field(init=False)
-
-    def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
-        settings = api_pb2.EnvironmentSettings(image_builder_version=self.image_builder_version, webhook_suffix="berth")
-        return api_pb2.EnvironmentGetOrCreateResponse(
-            environment_id=f"en-{name}", metadata=api_pb2.EnvironmentMetadata(name=name, settings=settings)
-        )
-
-    def blob_url(self, blob_id: str, caller: Caller) -> str:
-        base = self.settings.container_http_url if caller.is_container else self.settings.http_url
-        return f"{base}/blobs/{blob_id}"
-
-    # Authenticator
-    async def client(self, token_id: str, token_secret: str) -> str | None:
-        return await self.accounts.verify(token_id, token_secret)
-
-    async def container(self, task_id: str, secret: str) -> bool:
-        return self.tasks.authenticate(task_id, secret)
 
 
 async def recover(services: Services) -> None:
@@ -178,7 +131,15 @@ def wire_web(s: Services) -> None:
     """The web front door and the schedule trigger; both see every definition through catalog hooks."""
     web_store = s.stores.web
     s.web = WebService(
-        web_store, s.stores.core, s.apps, s.calls, s.containers, s.notifier, s.blobs, s.clock, s.settings.container_host
+        web_store,
+        s.stores.core,
+        s.apps,
+        s.calls,
+        s.containers.cancel_inputs,
+        s.notifier,
+        s.blobs,
+        s.clock,
+        s.settings.container_host,
     )
     s.schedules = ScheduleTrigger(web_store, s.stores.core, s.apps, s.inputs, s.notifier, s.clock)
     s.catalog.definition_hooks += [s.schedules.register, s.web.assign_urls]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from modal_proto import api_pb2
 
 from berth.api.caller import Caller
-from berth.wiring import Services
+from berth.api.context import Services
 
 
 class ImageRpcs:

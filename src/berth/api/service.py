@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.image_rpcs import ImageRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.api.web_rpcs import WebRpcs
-from berth.wiring import Services
 
 
 class ModalServicer(

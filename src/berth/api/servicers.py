@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2
 from modal_proto import api_pb2
 
 from berth.api.caller import Caller
-from berth.wiring import Services
+from berth.api.context import Services
 
 EMPTY = empty_pb2.Empty()
 

@@ -8,9 +8,9 @@ import signal
 from modal_proto import api_pb2
 
 from berth.api.caller import Caller
+from berth.api.context import Services
 from berth.errors import NotFound
 from berth.store.records import AppRecord
-from berth.wiring import Services
 
 
 class WebRpcs:

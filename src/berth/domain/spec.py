@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modal_proto import api_pb2
+
 from berth.domain.gpu import Gpu
 
 
@@ -41,3 +43,13 @@ class TaskSpec:
     image_id: str = ""  # the function's image; OCI runtimes run on its built layers
     gpu_requests: tuple[tuple[str, int], ...] = ()  # gpu= as (TYPE, count), best first (fallbacks after)
     gpus: tuple[Gpu, ...] = ()  # what the worker gave it, set when the container starts
+
+
+@dataclass
+class BuiltArguments:
+    """What a function's containers get: their ContainerArguments, environment, files and volumes."""
+
+    arguments: api_pb2.ContainerArguments
+    env: dict[str, str]
+    files: list[MountedFile]
+    binds: list[BindMount] = field(default_factory=list)

@@ -3,25 +3,15 @@ the files of its mounts, the environment from its secrets and the volumes bound 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from modal_proto import api_pb2
 
-from berth.domain.spec import BindMount, MountedFile
+from berth.domain.spec import BuiltArguments, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.objects import ObjectService
 from berth.services.secrets import SecretService
 from berth.services.volumes import VolumeService
-
-
-@dataclass
-class BuiltArguments:
-    arguments: api_pb2.ContainerArguments
-    env: dict[str, str]
-    files: list[MountedFile]
-    binds: list[BindMount] = field(default_factory=list)
 
 
 class LayoutBuilder:

@@ -33,7 +33,7 @@ from berth.store.ports import ObjectStore
 from berth.workers.port import WorkerPort
 
 if TYPE_CHECKING:
-    from berth.scheduling.layout import BuiltArguments
+    from berth.domain.spec import BuiltArguments
 
 log = logging.getLogger("berth.images")
 

@@ -12,7 +12,7 @@ import hmac
 import logging
 import pickle
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from modal_proto import api_pb2
@@ -23,7 +23,6 @@ from berth.ids import new_id, new_secret
 from berth.services.apps import AppService
 from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService, data_key
-from berth.services.containers import ContainerService
 from berth.services.inputs import call_key
 from berth.services.notify import Notifier
 from berth.store.ports import CallStore, EndpointStore
@@ -159,10 +158,14 @@ class WebCall:
     async def cancel(self) -> None:
         """The client went away: stop the input wherever it is."""
         running = await self._s.calls.cancel(api_pb2.FunctionCallCancelRequest(function_call_id=self.call_id))
-        self._s.containers.cancel_inputs(running, False)
+        self._s.cancel_inputs(running, False)
 
     async def close(self) -> None:
         await self._s.core.drop_call_data(self.call_id)
+
+
+# Stops the listed (input id, holder) inputs where they run; the scheduler's containers side does it.
+CancelInputs = Callable[[list[tuple[str, str]], bool], None]
 
 
 class WebService:
@@ -172,7 +175,7 @@ class WebService:
         core: CallStore,
         apps: AppService,
         calls: CallService,
-        containers: ContainerService,
+        cancel_inputs: CancelInputs,
         notifier: Notifier,
         blobs: LocalBlobStore,
         clock: Clock,
@@ -182,7 +185,7 @@ class WebService:
         self.core = core
         self.apps = apps
         self.calls = calls
-        self.containers = containers
+        self.cancel_inputs = cancel_inputs
         self.notifier = notifier
         self.blobs = blobs
         self.clock = clock

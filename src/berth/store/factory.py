@@ -3,21 +3,8 @@ every aggregate in one SQLite file; the scale-out backends plug in here and nowh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from berth.config import Settings
-from berth.store.ports import CoreStore, HistoryStore, StateStore, WebStore
-
-
-@dataclass
-class Stores:
-    core: CoreStore
-    history: HistoryStore
-    state: StateStore
-    web: WebStore
-
-    async def close(self) -> None:
-        await self.core.close()
+from berth.store.ports import Stores
 
 
 async def open_stores(settings: Settings) -> Stores:

@@ -12,6 +12,7 @@ Compare-and-set is part of the contract, not an accident of a driver that happen
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -248,3 +249,16 @@ class BlobStore(Protocol):
     def put_file(self, sha256_hex: str, data: bytes) -> None: ...
     @property
     def root(self) -> Path: ...
+
+
+@dataclass
+class Stores:
+    """One store per port group, as a server uses them (see store/factory.py)."""
+
+    core: CoreStore
+    history: HistoryStore
+    state: StateStore
+    web: WebStore
+
+    async def close(self) -> None:
+        await self.core.close()

@@ -1,0 +1,79 @@
+"""The application object the servicers work with: every service of one server, built by berth.wiring.
+It also answers the few questions the edge asks of the server as a whole (environment settings, blob URLs,
+credentials)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modal_proto import api_pb2
+
+from berth.api.caller import Caller
+from berth.clock import Clock
+from berth.config import Settings
+from berth.scheduling.autoscaler import Autoscaler
+from berth.scheduling.containers import ContainerService
+from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.schedules import ScheduleTrigger
+from berth.scheduling.tasks import TaskManager
+from berth.services.accounts import AccountService
+from berth.services.apps import AppService
+from berth.services.blobs import LocalBlobStore
+from berth.services.calls import CallService
+from berth.services.catalog import Catalog
+from berth.services.deployments import DeploymentService
+from berth.services.history import LogHistory
+from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
+from berth.services.inputs import InputService
+from berth.services.logs import LogBus
+from berth.services.notify import Notifier
+from berth.services.objects import ObjectService
+from berth.services.state import StateServices
+from berth.services.web import WebService
+from berth.store.ports import Stores
+from berth.workers.port import WorkerPort
+
+
+@dataclass
+class Services:
+    settings: Settings
+    stores: Stores
+    clock: Clock
+    notifier: Notifier
+    logs: LogBus
+    blobs: LocalBlobStore
+    catalog: Catalog
+    apps: AppService
+    objects: ObjectService
+    inputs: InputService
+    calls: CallService
+    layouts: LayoutBuilder
+    tasks: TaskManager
+    containers: ContainerService
+    worker: WorkerPort
+    autoscaler: Autoscaler
+    accounts: AccountService
+    deployments: DeploymentService
+    log_history: LogHistory
+    image_builder_version: str = IMAGE_BUILDER_VERSION
+    state: StateServices = field(init=False)
+    images: ImageService = field(init=False)
+    web: WebService = field(init=False)
+    schedules: ScheduleTrigger = field(init=False)
+
+    def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
+        settings = api_pb2.EnvironmentSettings(image_builder_version=self.image_builder_version, webhook_suffix="berth")
+        return api_pb2.EnvironmentGetOrCreateResponse(
+            environment_id=f"en-{name}", metadata=api_pb2.EnvironmentMetadata(name=name, settings=settings)
+        )
+
+    def blob_url(self, blob_id: str, caller: Caller) -> str:
+        base = self.settings.container_http_url if caller.is_container else self.settings.http_url
+        return f"{base}/blobs/{blob_id}"
+
+    # Authenticator
+    async def client(self, token_id: str, token_secret: str) -> str | None:
+        return await self.accounts.verify(token_id, token_secret)
+
+    async def container(self, task_id: str, secret: str) -> bool:
+        return self.tasks.authenticate(task_id, secret)
