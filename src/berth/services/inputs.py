@@ -70,8 +70,11 @@ class InputService:
         attempt = state.attempt + 1
         delay = retry_delay_s(fn.retry_policy, attempt)
         log.info("retrying input %s (attempt %d) in %.1fs", state.input_id, attempt, delay)
-        await self._store.requeue_input(state.input_id, attempt, self._clock.now() + delay)
-        self._notifier.notify(SCHEDULER_KEY)
+        # Only while the attempt that failed still holds it: an input another writer finished or
+        # requeued meanwhile is left as that writer put it (and counts as handled here).
+        holder = state.holder if state.state == "leased" else None
+        if await self._store.requeue_input(state.input_id, attempt, self._clock.now() + delay, holder):
+            self._notifier.notify(SCHEDULER_KEY)
         return True
 
     async def holder_of(self, input_id: str) -> str | None:
@@ -85,6 +88,7 @@ class InputService:
 
     async def release(self, state: InputState) -> None:
         """Put a leased input back without counting an attempt (its container was stopped by us)."""
-        await self._store.requeue_input(state.input_id, state.attempt, 0)
+        if not await self._store.requeue_input(state.input_id, state.attempt, 0, state.holder):
+            return  # finished or moved on since it was read
         self._notifier.notify(function_key(state.function_id))
         self._notifier.notify(SCHEDULER_KEY)
