@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import string
 
@@ -14,3 +16,13 @@ def new_id(prefix: str, length: int = 22) -> str:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def secret_digest(secret: str) -> str:
+    """How every secret Berth hands out is stored: its SHA-256 (the secrets are random, so no salt is needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(digest: str, secret: str) -> bool:
+    """Constant-time comparison of a presented secret with a stored digest."""
+    return hmac.compare_digest(digest, secret_digest(secret))

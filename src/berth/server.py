@@ -144,5 +144,9 @@ async def _start_socket_server(handlers: list[_Grpc], settings: Settings) -> Ser
 
 def _http_app(services: Services) -> web.Application:
     from berth.http.app import build_http_app
+    from berth.http.workers import add_worker_routes
 
-    return build_http_app(services.blobs, services.state.volumes)
+    app = build_http_app(services.blobs, services.state.volumes)
+    if services.hub is not None:
+        add_worker_routes(app, services.hub, services.join_tokens, services.blobs)
+    return app

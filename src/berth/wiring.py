@@ -24,6 +24,7 @@ from berth.services.deployments import DeploymentService
 from berth.services.history import LogHistory
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
+from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
@@ -32,6 +33,8 @@ from berth.services.web import WebService
 from berth.store.factory import open_stores
 from berth.worker.assemble import local_worker
 from berth.worker.files import LocalFiles
+from berth.workers.hub import WorkerHub
+from berth.workers.port import WorkerPort
 
 log = logging.getLogger("berth.wiring")
 
@@ -73,7 +76,13 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     async def on_exit(spec: TaskSpec, code: int) -> None:
         await holder["tasks"].on_exit(spec, code)
 
-    worker = local_worker(settings, LocalFiles(blobs.root / "cas"), on_output, on_exit)
+    join_tokens = JoinTokens(store, clock)
+    hub: WorkerHub | None = None
+    worker: WorkerPort
+    if settings.remote_workers:
+        worker = hub = WorkerHub(on_output, on_exit, join_tokens.verify)
+    else:
+        worker = local_worker(settings, LocalFiles(blobs.root / "cas"), on_output, on_exit)
     images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)
     images.function_layout = layouts.container_arguments  # Image.run_function()
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
@@ -95,7 +104,6 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         inputs,
         notifier,
         clock,
-        settings.worker_slots,
         settings.default_max_containers,
         settings.default_scaledown_s,
         settings.retention_s,
@@ -122,6 +130,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         log_history,
     )
     services.state = state
+    services.join_tokens = join_tokens
+    services.hub = hub
     services.images = images
     wire_web(services)
     return services

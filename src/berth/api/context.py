@@ -25,12 +25,14 @@ from berth.services.deployments import DeploymentService
 from berth.services.history import LogHistory
 from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
+from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.state import StateServices
 from berth.services.web import WebService
 from berth.store.ports import Stores
+from berth.workers.hub import WorkerHub
 from berth.workers.port import WorkerPort
 
 
@@ -60,6 +62,8 @@ class Services:
     images: ImageService = field(init=False)
     web: WebService = field(init=False)
     schedules: ScheduleTrigger = field(init=False)
+    join_tokens: JoinTokens = field(init=False)
+    hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
         settings = api_pb2.EnvironmentSettings(image_builder_version=self.image_builder_version, webhook_suffix="berth")

@@ -53,3 +53,17 @@ class BuiltArguments:
     env: dict[str, str]
     files: list[MountedFile]
     binds: list[BindMount] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerInventory:
+    """What a worker reports when it joins: its capacity, and the tasks it still runs (after a reconnect)."""
+
+    worker_id: str
+    slots: int
+    cpu: float
+    memory_mb: int
+    runtime: str
+    builds_images: bool
+    gpus: list[Gpu] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)

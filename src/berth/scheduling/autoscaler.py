@@ -18,6 +18,7 @@ from berth.services.inputs import SCHEDULER_KEY, InputService
 from berth.services.notify import Notifier
 from berth.services.results import terminated, timed_out
 from berth.store.ports import AppStore, CallStore, InputStore
+from berth.workers.port import NoCapacity
 
 log = logging.getLogger("berth.autoscaler")
 
@@ -55,7 +56,6 @@ class Autoscaler:
         inputs: InputService,
         notifier: Notifier,
         clock: Clock,
-        worker_slots: int,
         default_max_containers: int,
         default_scaledown_s: int,
         retention_s: float,
@@ -67,7 +67,6 @@ class Autoscaler:
         self._inputs = inputs
         self._notifier = notifier
         self._clock = clock
-        self._worker_slots = worker_slots
         self._default_max = default_max_containers
         self._default_scaledown = default_scaledown_s
         self._retention_s = retention_s
@@ -102,22 +101,27 @@ class Autoscaler:
             per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
             want = containers_needed(queued, live, per_task)
             fn_room = max_containers(fn, self._default_max) - len(live)
-            worker_room = self._worker_slots - len(self._tasks.tasks)
+            if min(want, fn_room) <= 0 or self._placement_blocked(function_id, rec.app_id, fn, live):
+                continue
+            worker_room = self._tasks.worker_room()
             if min(want, fn_room) > worker_room:
                 self._evict_idle(function_id, min(want, fn_room) - worker_room)
-            for _ in range(max(0, min(want, fn_room, worker_room))):
-                if self._gpu_blocked(function_id, rec.app_id, fn, live):
+            for i in range(max(0, min(want, fn_room, worker_room))):
+                if i > 0 and self._placement_blocked(function_id, rec.app_id, fn, live):
                     break
                 try:
                     await self._tasks.launch(function_id)
+                except NoCapacity:
+                    break
                 except Exception:
                     log.exception("launching a container for %s failed", function_id)
                     break
 
-    def _gpu_blocked(self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo]) -> bool:
-        """A GPU function whose GPUs aren't free keeps its inputs queued; while it has no container at
-        all, its caller is told why (once per reason)."""
-        reason = self._tasks.gpu_blocker(fn)
+    def _placement_blocked(self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo]) -> bool:
+        """A function no worker can take now (its GPUs aren't free, no worker has room, or none is
+        connected) keeps its inputs queued; while it has no container at all, its caller is told why
+        (once per reason)."""
+        reason = self._tasks.placement_blocker(fn)
         if reason is None:
             self._waiting.pop(function_id, None)
             return False

@@ -23,7 +23,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
-from berth.workers.port import WorkerPort
+from berth.workers.port import WORKER_LOST, NoCapacity, WorkerPort
 
 log = logging.getLogger("berth.tasks")
 
@@ -90,9 +90,13 @@ class TaskManager:
     def of_app(self, app_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.app_id == app_id]
 
-    def gpu_blocker(self, fn: api_pb2.Function) -> str | None:
-        """Why a container for `fn` cannot get its GPUs now; None when it can (or needs none)."""
-        return self._worker.gpu_blocker(gpu.function_requests(fn))
+    def placement_blocker(self, fn: api_pb2.Function) -> str | None:
+        """Why no worker can take a container for `fn` now (its GPUs, its memory, no worker at all);
+        None when one can."""
+        return self._worker.placement_blocker(gpu.function_requests(fn), fn.resources.memory_mb)
+
+    def worker_room(self) -> int:
+        return self._worker.free_slots()
 
     def tell_waiting(self, app_id: str, function_id: str, reason: str) -> None:
         self._logs.waiting(app_id, function_id, reason)
@@ -138,6 +142,11 @@ class TaskManager:
         self._logs.task_state(task.app_id, task_id, function_id, api_pb2.TASK_STATE_CREATED)
         try:
             await self._worker.start(spec)
+        except NoCapacity:
+            # Placement raced with another launch: nothing started, nothing failed; the autoscaler retries.
+            self.tasks.pop(task_id, None)
+            await self._store.end_task(task_id, "stopped", self._clock.now(), None)
+            raise
         except Exception as exc:
             log.exception("could not start task %s", task_id)
             task.init_failure = failure(f"Could not start container: {exc}")
@@ -202,6 +211,8 @@ class TaskManager:
 
     async def _on_exit_task(self, task: TaskInfo, code: int) -> None:
         # Exited before it ever asked for an input, and nobody stopped it: it could not start.
+        if code == WORKER_LOST and task.stop_reason is None:
+            task.stop_reason = "its worker was lost"  # not the task's fault: what it held is requeued
         crashed_at_start = task.state == "starting" and task.stop_reason is None and task.init_failure is None
         task.state = "stopped"
         self.tasks.pop(task.task_id, None)

@@ -48,7 +48,9 @@ class LocalWorker:
         files: FileSource,
         gpus: GpuPool | None = None,
         images: ImageWorker | None = None,
+        slots: int = 16,
     ) -> None:
+        self.slots = slots
         self.runtime = runtime
         self.files = files
         self.images = images
@@ -64,11 +66,17 @@ class LocalWorker:
     def running_count(self) -> int:
         return len(self._running)
 
+    def running_ids(self) -> list[str]:
+        return [*self._running, *self._starting]
+
     @property
     def builds_images(self) -> bool:
         return self.images is not None
 
-    def gpu_blocker(self, requests: list[tuple[str, int]]) -> str | None:
+    def free_slots(self) -> int:
+        return self.slots - len(self._running) - len(self._starting)
+
+    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int) -> str | None:
         return self.gpus.blocker(requests)
 
     async def build_image(self, spec: ImageBuildSpec, on_log: BuildLog) -> ImageInfo:

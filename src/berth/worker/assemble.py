@@ -48,4 +48,6 @@ def local_worker(settings: Settings, files: FileSource, on_output: OutputSink, o
         python_mirror=settings.python_mirror,
     )
     runtime = make_runtime(settings.runtime, settings, files, images)
-    return LocalWorker(runtime, settings.task_dir, on_output, on_exit, files, GpuPool(detect()), images)
+    return LocalWorker(
+        runtime, settings.task_dir, on_output, on_exit, files, GpuPool(detect()), images, settings.worker_slots
+    )

@@ -4,12 +4,16 @@ before a container starts."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+import aiohttp
 
 from berth.domain.spec import MountedFile
 
@@ -51,3 +55,39 @@ def place_files(files: list[MountedFile], root: Path, source: FileSource) -> Non
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source.path(f.sha256), dest)
         os.chmod(dest, f.mode & 0o7777 or 0o644)
+
+
+class HttpFiles:
+    """Mounted files fetched from the control plane's HTTP side (`/workers/files/<sha256>`, with the
+    worker's join token) into a cache on this host, checked against their hash and written atomically."""
+
+    def __init__(self, base_url: str, token: str, cache: Path) -> None:
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self.root = cache
+        cache.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):
+            raise ValueError(f"Invalid sha256 {sha256!r}")
+        return self.root / sha256
+
+    async def fetch(self, sha256s: Iterable[str]) -> None:
+        missing = [s for s in set(sha256s) if not self.path(s).exists()]
+        if not missing:
+            return
+        headers = {"Authorization": f"Bearer {self._token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            await asyncio.gather(*(self._fetch_one(session, sha) for sha in missing))
+
+    async def _fetch_one(self, session: aiohttp.ClientSession, sha256: str) -> None:
+        async with session.get(f"{self._base}/workers/files/{sha256}") as resp:
+            if resp.status == 404:
+                raise FileNotFoundError(f"The server has no file {sha256}")
+            resp.raise_for_status()
+            data = await resp.read()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise OSError(f"The file {sha256} arrived corrupted")
+        tmp = self.root / f".{sha256}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.root / sha256)

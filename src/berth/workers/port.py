@@ -16,17 +16,29 @@ from berth.domain.spec import TaskSpec
 
 BuildLog = Callable[[str], None]
 
+# The exit code a task gets when its worker was lost (killed, or cut off past its lease): the task did
+# nothing wrong, so what it held goes back to the queue without counting an attempt.
+WORKER_LOST = -1000
+
+
+class NoCapacity(Exception):
+    """No worker can take this container now (placement raced with another); try again later."""
+
 
 class WorkerPort(Protocol):
     @property
     def builds_images(self) -> bool:
         """False where images are not built (the process runtime runs every image on the worker's Python)."""
 
-    def gpu_blocker(self, requests: list[tuple[str, int]]) -> str | None:
-        """Why a container with these GPU requests (best first) cannot start now; None when it can."""
+    def free_slots(self) -> int:
+        """How many more containers the workers take now."""
+
+    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int) -> str | None:
+        """Why a container with these GPU requests (best first) and memory cannot start now; None when it can."""
 
     async def start(self, spec: TaskSpec) -> None:
-        """Start the task's container; raises when it cannot be started."""
+        """Start the task's container; NoCapacity when no worker has room after all, other errors when
+        the container cannot start."""
 
     def signal(self, task_id: str, signum: int) -> None: ...
 

@@ -1,0 +1,149 @@
+"""`berth server | worker | join-token`: a control plane with no local worker, workers that join it over the
+network, and the tokens that let them join."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from urllib.parse import urlsplit
+
+from berth.cli.server_cmds import data_dir_of
+from berth.config import Settings, default_runtime
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from berth.server import serve
+
+    _logging(args.verbose)
+    host, port = args.listen
+    settings = Settings(
+        data_dir=data_dir_of(args),
+        host=host,
+        port=port,
+        runtime="remote",
+        container_host=args.advertise or host,
+        remote_workers=True,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"berth: cannot start the server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def hub_url(server_url: str, http_url: str | None) -> str:
+    """The hub's WebSocket URL: on the server's HTTP side, which is the gRPC port + 1 unless told."""
+    if http_url is None:
+        parts = urlsplit(server_url)
+        http_url = f"{parts.scheme}://{parts.hostname}:{(parts.port or 50051) + 1}"
+    scheme = "wss" if http_url.startswith("https") else "ws"
+    return f"{scheme}://{http_url.split('://', 1)[1].rstrip('/')}/workers/connect"
+
+
+async def _run_worker(args: argparse.Namespace) -> int:
+    from berth.worker.assemble import local_worker
+    from berth.worker.files import HttpFiles
+    from berth.worker.link import JoinRefused, WorkerLink
+
+    settings = Settings(data_dir=data_dir_of(args), runtime=args.runtime, worker_slots=args.slots)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    hub = hub_url(args.server, args.http)
+    http = "http" + hub.removeprefix("ws").removesuffix("/workers/connect")
+    link = WorkerLink(hub, args.server, args.join_token, args.name)
+    files = HttpFiles(http, args.join_token, settings.data_dir / "files")
+    link.worker = local_worker(settings, files, link.on_output, link.on_exit)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await link.run(stop)
+    except JoinRefused as exc:
+        print(f"berth: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await link.worker.shutdown()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _logging(args.verbose)
+    if args.runtime != "process":
+        print(
+            f"berth: the {args.runtime} runtime is not available on remote workers yet: their containers would "
+            "run without the network isolation a server host sets up. Use `berth up` for isolated containers, "
+            "or `--runtime process` on a cluster whose code you trust.",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_run_worker(args))
+
+
+async def _join_tokens(args: argparse.Namespace) -> int:
+    from berth.clock import SystemClock
+    from berth.errors import BerthError
+    from berth.services.join_tokens import JoinTokens
+    from berth.store.factory import open_stores
+
+    stores = await open_stores(Settings(data_dir=data_dir_of(args)))
+    tokens = JoinTokens(stores.core, SystemClock())
+    try:
+        if args.action == "create":
+            print(await tokens.create())
+            print("Start a worker with: berth worker --server URL --join-token <the line above>", file=sys.stderr)
+        else:
+            await tokens.revoke(args.token_id)
+            print(f"revoked {args.token_id}")
+        return 0
+    except BerthError as exc:
+        print(f"berth: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await stores.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    server = sub.add_parser("server", help="run a control plane whose containers run on joined workers")
+    server.add_argument("--data-dir")
+    server.add_argument("--listen", type=_listen, default=("127.0.0.1", 50051), help="ADDR:PORT for gRPC (HTTP: +1)")
+    server.add_argument("--advertise", help="the address workers' containers reach this server at")
+    server.add_argument("-v", "--verbose", action="store_true")
+    server.set_defaults(func=cmd_server)
+    worker = sub.add_parser("worker", help="join a `berth server` and run its containers on this host")
+    worker.add_argument("--server", required=True, help="the server's gRPC URL, as clients use it")
+    worker.add_argument("--http", help="the server's HTTP URL (default: the gRPC port + 1)")
+    worker.add_argument("--join-token", required=True)
+    worker.add_argument("--data-dir")
+    worker.add_argument("--name", help="this worker's id (default: the host name)")
+    worker.add_argument("--slots", type=int, default=16, help="containers this worker runs at once")
+    worker.add_argument("--runtime", default=default_runtime(), choices=["process", "crun", "runc", "runsc"])
+    worker.add_argument("-v", "--verbose", action="store_true")
+    worker.set_defaults(func=cmd_worker)
+    tokens = sub.add_parser("join-token", help="tokens that let workers join this server")
+    actions = tokens.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a join token and print it")
+    create.add_argument("--data-dir")
+    create.set_defaults(func=lambda a: asyncio.run(_join_tokens(a)))
+    revoke = actions.add_parser("revoke", help="revoke a join token: workers using it can no longer join")
+    revoke.add_argument("token_id")
+    revoke.add_argument("--data-dir")
+    revoke.set_defaults(func=lambda a: asyncio.run(_join_tokens(a)))

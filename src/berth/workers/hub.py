@@ -1,0 +1,308 @@
+"""Remote workers, seen from the control plane. Workers on other hosts connect to the server's HTTP side
+(`/workers/connect`, a WebSocket, authenticated by a join token) and the hub serves the worker port over
+them: it places each container on a worker with room for it (slots, memory, GPUs; the least loaded
+first), forwards signals and stops, and turns the workers' events back into output and exits.
+
+A worker that goes away (killed, or cut off longer than the heartbeat allows) loses its tasks: each is
+reported with the WORKER_LOST exit code, so what they held is requeued and runs elsewhere. When the worker
+comes back, the tasks it still runs are ones the control plane gave up on, and it is told to stop them.
+
+The messages are JSON: {"type": "call", "id", "op", ...} from the hub, answered by {"type": "reply", "id",
+"ok", "value"|"error"}; {"type": "output"|"exit"|"log", ...} events from the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from berth.domain import codec
+from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
+from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
+from berth.domain.spec import TaskSpec, WorkerInventory
+from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity
+
+log = logging.getLogger("berth.workers")
+
+HEARTBEAT_S = 5.0  # a worker silent for about this long (no pong) is lost
+OutputSink = Callable[[TaskSpec, int, str], None]
+ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
+TokenCheck = Callable[[str], Awaitable[bool]]
+
+
+class WorkerLost(ConnectionError):
+    pass
+
+
+class RemoteError(Exception):
+    """An operation failed on the worker; the message is the worker's."""
+
+
+@dataclass
+class _Member:
+    inventory: WorkerInventory
+    ws: web.WebSocketResponse
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    gpus_held: dict[str, list[Gpu]] = field(default_factory=dict)
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+    build_logs: dict[int, BuildLog] = field(default_factory=dict)
+
+    @property
+    def worker_id(self) -> str:
+        return self.inventory.worker_id
+
+    def free_slots(self) -> int:
+        return self.inventory.slots - len(self.tasks)
+
+    def free_memory_mb(self) -> int:
+        return self.inventory.memory_mb - sum(s.memory_mb for s in self.tasks.values())
+
+    def free_gpus(self) -> list[Gpu]:
+        held = {g.uuid for gpus in self.gpus_held.values() for g in gpus}
+        return [g for g in self.inventory.gpus if g.uuid not in held]
+
+
+class WorkerHub:
+    def __init__(self, on_output: OutputSink, on_exit: ExitSink, check_token: TokenCheck) -> None:
+        self._on_output = on_output
+        self._on_exit = on_exit
+        self._check_token = check_token
+        self._members: dict[str, _Member] = {}
+        self._homes: dict[str, _Member] = {}  # task id → the worker it runs on
+        self._image_specs: dict[str, ImageBuildSpec] = {}  # how to build an image on a worker that lacks it
+        self._ids = itertools.count(1)
+        self._closing = False
+
+    # the worker port
+    @property
+    def builds_images(self) -> bool:
+        return any(m.inventory.builds_images for m in self._members.values())
+
+    @property
+    def workers(self) -> list[WorkerInventory]:
+        return [m.inventory for m in self._members.values()]
+
+    def free_slots(self) -> int:
+        return sum(max(0, m.free_slots()) for m in self._members.values())
+
+    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int) -> str | None:
+        """What keeps a container off every worker for longer than a container's lifetime: no worker at
+        all, GPUs or memory no worker has, or GPUs all in use. A worker that is merely full is not a
+        blocker: the autoscaler makes room there by retiring idle containers."""
+        members = list(self._members.values())
+        if not members:
+            return "Waiting for a worker: none is connected to this server (start one with `berth worker`)"
+        if memory_mb and not any(m.inventory.memory_mb >= memory_mb for m in members):
+            return f"Waiting for a worker with {memory_mb} MiB of memory: no connected worker has that much"
+        if not requests:
+            return None
+        asked = " or ".join(f"{t}:{n}" if n > 1 else t for t, n in requests)
+        if not any(self._fits_gpus(m.inventory.gpus, requests) for m in members):
+            return f"Waiting for gpu={asked}: no connected worker has such a GPU; the call stays queued"
+        if not any(self._fits_gpus(m.free_gpus(), requests) for m in members):
+            return f"Waiting for gpu={asked}: all matching GPUs are in use; the call stays queued until one is free"
+        return None
+
+    async def start(self, spec: TaskSpec) -> None:
+        requests = list(spec.gpu_requests)
+        candidates = [m for m in self._members.values() if self._fits(m, requests, spec.memory_mb)]
+        if not candidates:
+            raise NoCapacity(self.placement_blocker(requests, spec.memory_mb) or "every worker is full")
+        member = min(candidates, key=lambda m: (len(m.tasks) / max(1, m.inventory.slots), m.worker_id))
+        if requests:
+            gpus = self._take_gpus(member, requests)
+            member.gpus_held[spec.task_id] = gpus
+            spec = replace(spec, gpus=tuple(gpus))
+        member.tasks[spec.task_id] = spec
+        self._homes[spec.task_id] = member
+        try:
+            if member.inventory.builds_images and spec.image_id and spec.image_id not in member.images:
+                await self._build_on(member, spec.image_id)
+            await self._call(member, "start", spec=codec.encode(spec))
+        except BaseException:
+            self._forget(member, spec.task_id)
+            raise
+
+    def signal(self, task_id: str, signum: int) -> None:
+        member = self._homes.get(task_id)
+        if member is not None:
+            task = asyncio.ensure_future(self._call(member, "signal", task_id=task_id, signum=signum))
+            task.add_done_callback(_quiet)
+
+    async def stop(self, task_id: str, grace_s: float) -> None:
+        await self._task_call(task_id, "stop", grace_s)
+
+    async def stop_after(self, task_id: str, grace_s: float) -> None:
+        await self._task_call(task_id, "stop_after", grace_s)
+
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        self._closing = True
+        await asyncio.gather(*(self.stop(t, grace_s) for t in list(self._homes)), return_exceptions=True)
+        for member in list(self._members.values()):
+            await member.ws.close()
+
+    async def build_image(self, spec: ImageBuildSpec, on_log: BuildLog) -> ImageInfo:
+        self._image_specs[spec.image_id] = spec
+        builders = [m for m in self._members.values() if m.inventory.builds_images]
+        if not builders:
+            raise BuildError("No connected worker builds images; start one with `berth worker --runtime crun`")
+        member = min(builders, key=lambda m: len(m.tasks))
+        return await self._build_on(member, spec.image_id, on_log)
+
+    def image_info(self, image_id: str) -> ImageInfo | None:
+        return next((m.images[image_id] for m in self._members.values() if image_id in m.images), None)
+
+    # placement
+    @staticmethod
+    def _fits_gpus(gpus: list[Gpu], requests: list[tuple[str, int]]) -> bool:
+        return any(len([g for g in gpus if matches(t, g)]) >= n for t, n in requests)
+
+    def _fits(self, member: _Member, requests: list[tuple[str, int]], memory_mb: int) -> bool:
+        if member.free_slots() <= 0 or member.free_memory_mb() < memory_mb:
+            return False
+        return not requests or self._fits_gpus(member.free_gpus(), requests)
+
+    @staticmethod
+    def _take_gpus(member: _Member, requests: list[tuple[str, int]]) -> list[Gpu]:
+        for gpu_type, count in requests:
+            with contextlib.suppress(GpuRequestError):
+                return assign(gpu_type, count, member.free_gpus())
+        raise NoCapacity("the GPUs were taken meanwhile")
+
+    async def _build_on(self, member: _Member, image_id: str, on_log: BuildLog | None = None) -> ImageInfo:
+        spec = self._image_specs.get(image_id)
+        if spec is None:
+            raise BuildError(
+                f"Image {image_id} is not built on worker {member.worker_id}; run the app again to build it"
+            )
+        value = await self._call(member, "build_image", on_log=on_log, spec=codec.encode(spec))
+        info = codec.decode(ImageInfo, value)
+        member.images[image_id] = info
+        return info
+
+    # calls
+    async def _task_call(self, task_id: str, op: str, grace_s: float) -> None:
+        member = self._homes.get(task_id)
+        if member is not None:
+            with contextlib.suppress(WorkerLost):
+                await self._call(member, op, task_id=task_id, grace_s=grace_s)
+
+    async def _call(self, member: _Member, op: str, on_log: BuildLog | None = None, **args: Any) -> Any:
+        call_id = next(self._ids)
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        member.pending[call_id] = reply
+        if on_log is not None:
+            member.build_logs[call_id] = on_log
+        try:
+            await member.ws.send_json({"type": "call", "id": call_id, "op": op, **args})
+            return await reply
+        except (ConnectionError, RuntimeError) as exc:
+            raise WorkerLost(f"worker {member.worker_id} is gone: {exc}") from exc
+        finally:
+            member.pending.pop(call_id, None)
+            member.build_logs.pop(call_id, None)
+
+    def _forget(self, member: _Member, task_id: str) -> TaskSpec | None:
+        member.gpus_held.pop(task_id, None)
+        self._homes.pop(task_id, None)
+        return member.tasks.pop(task_id, None)
+
+    # the connection
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token or not await self._check_token(token):
+            return web.Response(status=401, text="The join token was refused (wrong, or revoked)")
+        if self._closing:
+            return web.Response(status=503, text="The server is shutting down")
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024 * 1024)
+        await ws.prepare(request)
+        try:
+            hello = await ws.receive_json(timeout=30)
+            inventory = codec.decode(WorkerInventory, hello.get("inventory"))
+        except (ValueError, TypeError, TimeoutError) as exc:
+            await ws.close(code=4400, message=f"bad hello: {exc}"[:120].encode())
+            return ws
+        member = await self._join(inventory, ws)
+        try:
+            await self._receive(member)
+        finally:
+            await self._leave(member)
+        return ws
+
+    async def _join(self, inventory: WorkerInventory, ws: web.WebSocketResponse) -> _Member:
+        old = self._members.get(inventory.worker_id)
+        if old is not None:
+            await old.ws.close(code=4409, message=b"replaced by a new connection of the same worker")
+        member = _Member(inventory, ws)
+        self._members[inventory.worker_id] = member
+        stale = [t for t in inventory.running if t not in self._homes]
+        await ws.send_json({"type": "welcome", "stop": stale})
+        log.info(
+            "worker %s joined: %d slots, %d MiB, %d GPU(s), runtime %s",
+            inventory.worker_id,
+            inventory.slots,
+            inventory.memory_mb,
+            len(inventory.gpus),
+            inventory.runtime,
+        )
+        return member
+
+    async def _receive(self, member: _Member) -> None:
+        async for msg in member.ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                await self._dispatch(member, msg.json())
+            except (ValueError, KeyError, TypeError):
+                log.warning("worker %s sent a malformed message", member.worker_id)
+
+    async def _dispatch(self, member: _Member, data: dict[str, Any]) -> None:
+        kind = data["type"]
+        if kind == "reply":
+            fut = member.pending.get(int(data["id"]))
+            if fut is not None and not fut.done():
+                if data.get("ok"):
+                    fut.set_result(data.get("value"))
+                elif data.get("kind") == "BuildError":
+                    fut.set_exception(BuildError(str(data.get("error"))))
+                else:
+                    fut.set_exception(RemoteError(str(data.get("error"))))
+        elif kind == "log":
+            sink = member.build_logs.get(int(data["id"]))
+            if sink is not None:
+                sink(str(data["line"]))
+        elif kind == "output":
+            spec = member.tasks.get(str(data["task_id"]))
+            if spec is not None:
+                self._on_output(spec, int(data["fd"]), str(data["text"]))
+        elif kind == "exit":
+            spec = self._forget(member, str(data["task_id"]))
+            if spec is not None:
+                await self._on_exit(spec, int(data["code"]))
+
+    async def _leave(self, member: _Member) -> None:
+        if self._members.get(member.worker_id) is member:
+            del self._members[member.worker_id]
+        for fut in member.pending.values():
+            if not fut.done():
+                fut.set_exception(WorkerLost(f"worker {member.worker_id} disconnected"))
+        lost = [s for s in (self._forget(member, t) for t in list(member.tasks)) if s is not None]
+        if lost or not self._closing:
+            log.warning("worker %s left; %d of its containers are lost", member.worker_id, len(lost))
+        for spec in lost:
+            try:
+                await self._on_exit(spec, WORKER_LOST)
+            except Exception:
+                log.exception("exit handler for task %s failed", spec.task_id)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
