@@ -52,6 +52,9 @@ class Settings:
     python_mirror: str = field(default_factory=lambda: os.environ.get("BERTH_PYTHON_MIRROR", ""))
     # `berth server`: containers run on workers that join over the network, none in this process.
     remote_workers: bool = False
+    # `berth server --tls`: the address served with TLS (certificates from Berth's CA) for other hosts;
+    # `host` then serves local clients in plain on loopback.
+    tls_host: str = ""
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 
@@ -74,6 +77,10 @@ class Settings:
     @property
     def volume_dir(self) -> Path:
         return self.data_dir / "volumes"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
 
     @property
     def secrets_key_path(self) -> Path:

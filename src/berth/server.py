@@ -20,6 +20,7 @@ from berth.api.context import Services
 from berth.api.service import ModalServicer
 from berth.config import Settings
 from berth.http.web import start_front_door
+from berth.tls import issue_server_cert, server_context
 from berth.wiring import build_services, recover
 from berth.worker.network import HOST_IP, ServerFirewall
 
@@ -84,6 +85,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await runner.setup()
     for http_host in (settings.host, *extra_hosts):
         await web.TCPSite(runner, http_host, settings.effective_http_port).start()
+    tls_server = await _start_tls(handlers, runner, settings)
     autoscaler = asyncio.create_task(services.autoscaler.run())
     schedules = asyncio.create_task(services.schedules.run())
     server_info_path(settings.data_dir).write_text(
@@ -109,7 +111,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await web_front_door.cleanup()
         await services.tasks.shutdown()
         await services.images.shutdown()
-        for server in (grpc_server, socket_server):
+        for server in (grpc_server, socket_server, tls_server):
             if server is not None:
                 server.close()
                 with contextlib.suppress(Exception):
@@ -129,6 +131,28 @@ async def _start_firewall(settings: Settings) -> ServerFirewall | None:
     firewall = ServerFirewall(settings.data_dir, settings.port, [settings.port, settings.effective_http_port])
     await asyncio.to_thread(firewall.start)
     return firewall
+
+
+async def _start_tls(handlers: list[_Grpc], runner: web.AppRunner, settings: Settings) -> Server | None:
+    """gRPC and the HTTP side again on the TLS address, for workers on other hosts (and clients that
+    trust Berth's CA), with a certificate from the data dir's CA."""
+    if not settings.tls_host:
+        return None
+    names = [settings.tls_host, settings.container_host, "localhost", "127.0.0.1"]
+    cert, key = await asyncio.to_thread(issue_server_cert, settings.tls_dir, names)
+    server = Server(handlers)
+    await server.start(settings.tls_host, settings.port, ssl=server_context(cert, key, ["h2"]))
+    http_tls = server_context(cert, key, ["http/1.1"])
+    await web.TCPSite(runner, settings.tls_host, settings.effective_http_port, ssl_context=http_tls).start()
+    log.info(
+        "berth serving TLS on https://%s:%d (HTTP https://%s:%d); workers check it with %s",
+        settings.tls_host,
+        settings.port,
+        settings.tls_host,
+        settings.effective_http_port,
+        settings.tls_dir / "ca.pem",
+    )
+    return server
 
 
 async def _start_socket_server(handlers: list[_Grpc], settings: Settings) -> Server | None:

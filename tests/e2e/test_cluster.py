@@ -30,25 +30,20 @@ class Cluster:
     def grpc_url(self) -> str:
         return f"http://127.0.0.1:{self.server.port}"
 
-    def add_worker(self, name: str, token: str | None = None) -> subprocess.Popen[bytes]:
+    def add_worker(
+        self, name: str, token: str | None = None, server: str = "", extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the worker writes to it until it ends
+        args = [
+            "--server",
+            server or self.grpc_url,
+            "--join-token",
+            token or self.token,
+            "--data-dir",
+            self.root / name,
+        ]
         proc = subprocess.Popen(
-            [
-                BIN / "berth",
-                "worker",
-                "--server",
-                self.grpc_url,
-                "--join-token",
-                token or self.token,
-                "--data-dir",
-                self.root / name,
-                "--name",
-                name,
-                "--runtime",
-                "process",
-                "--slots",
-                "4",
-            ],
+            [BIN / "berth", "worker", *args, "--name", name, "--runtime", "process", "--slots", "4", *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -80,14 +75,13 @@ def wait_for(check: object, what: str, timeout: float = 60) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_control_plane(root: Path) -> Cluster:
+def start_control_plane(root: Path, tls_host: str = "") -> Cluster:
     port = _free_port()
     data = root / "server"
     log_path = root / "server.log"
+    listen = ["--listen", f"{tls_host}:{port}", "--tls"] if tls_host else ["--listen", f"127.0.0.1:{port}"]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [BIN / "berth", "server", "--data-dir", data, "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log
-        )
+        proc = subprocess.Popen([BIN / "berth", "server", "--data-dir", data, *listen], stdout=log, stderr=log)
     server = BerthServer(data, port, proc, log_path)
     wait_for(
         lambda: subprocess.run([BIN / "berth", "status", "--data-dir", data], capture_output=True).returncode == 0,
@@ -177,3 +171,23 @@ def test_a_wrong_or_revoked_join_token_is_refused(cluster: Cluster) -> None:
     assert "refused the join token" in (cluster.root / "revoked.log").read_text()
     assert "joined" not in cluster.server.log()
     assert modal(cluster.server, "app", "list").returncode == 0  # the server still serves
+
+
+def test_workers_on_other_hosts_join_over_tls_checked_against_berths_ca(tmp_path: Path) -> None:
+    # 127.0.0.2 stands for another host's address: only TLS is served there; local clients keep 127.0.0.1.
+    cluster = start_control_plane(tmp_path, tls_host="127.0.0.2")
+    try:
+        https = f"https://127.0.0.2:{cluster.server.port}"
+        ca = cluster.server.data_dir / "tls" / "ca.pem"
+        untrusting = cluster.add_worker("no-ca", server=https)
+        cluster.add_worker("tls", server=https, extra=("--ca", str(ca)))
+        cluster.wait_joined("tls")
+        # A 3 MiB argument goes through a blob: the container fetches it through its worker's relay.
+        run = modal(cluster.server, "run", "cluster_map.py::big_len", "--size", str(3 * 1024 * 1024))
+        assert run.returncode == 0, run.output
+        assert "BIG LEN 3145728" in run.output
+        assert untrusting.poll() is None  # it keeps retrying, and never joins
+        assert "worker no-ca joined" not in cluster.server.log()
+        assert "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "no-ca.log").read_text()
+    finally:
+        cluster.stop()

@@ -71,9 +71,17 @@ class Services:
             environment_id=f"en-{name}", metadata=api_pb2.EnvironmentMetadata(name=name, settings=settings)
         )
 
+    def http_url_for(self, caller: Caller) -> str:
+        """The server's HTTP side as this caller reaches it: containers on remote workers through their
+        worker's relay, other containers at the container network's address, clients directly."""
+        if caller.task_id is not None and self.hub is not None:
+            relayed = self.hub.container_http_url(caller.task_id)
+            if relayed:
+                return relayed
+        return self.settings.container_http_url if caller.is_container else self.settings.http_url
+
     def blob_url(self, blob_id: str, caller: Caller) -> str:
-        base = self.settings.container_http_url if caller.is_container else self.settings.http_url
-        return f"{base}/blobs/{blob_id}"
+        return f"{self.http_url_for(caller)}/blobs/{blob_id}"
 
     # Authenticator
     async def client(self, token_id: str, token_secret: str) -> str | None:

@@ -145,8 +145,7 @@ class VolumeRpcs:
     s: Services
 
     def _http_base(self, caller: Caller) -> str:
-        settings = self.s.settings
-        return settings.container_http_url if caller.is_container else settings.http_url
+        return self.s.http_url_for(caller)
 
     async def VolumeGetOrCreate(
         self, req: api_pb2.VolumeGetOrCreateRequest, caller: Caller

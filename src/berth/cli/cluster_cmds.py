@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from berth.cli.server_cmds import data_dir_of
@@ -34,6 +35,16 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     _logging(args.verbose)
     host, port = args.listen
+    tls_host = ""
+    if args.tls:
+        if host in ("127.0.0.1", "localhost", "::1"):
+            print(
+                "berth: --tls serves other hosts: give --listen an address other than 127.0.0.1, which keeps "
+                f"serving local clients in plain HTTP (127.0.0.1:{port})",
+                file=sys.stderr,
+            )
+            return 2
+        host, tls_host = "127.0.0.1", host
     settings = Settings(
         data_dir=data_dir_of(args),
         host=host,
@@ -41,6 +52,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         runtime="remote",
         container_host=args.advertise or host,
         remote_workers=True,
+        tls_host=tls_host,
     )
     try:
         asyncio.run(serve(settings))
@@ -60,16 +72,34 @@ def hub_url(server_url: str, http_url: str | None) -> str:
 
 
 async def _run_worker(args: argparse.Namespace) -> int:
+    from berth.tls import client_context
     from berth.worker.assemble import local_worker
     from berth.worker.files import HttpFiles
     from berth.worker.link import JoinRefused, WorkerLink
+    from berth.worker.relay import Relay
 
     settings = Settings(data_dir=data_dir_of(args), runtime=args.runtime, worker_slots=args.slots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     hub = hub_url(args.server, args.http)
     http = "http" + hub.removeprefix("ws").removesuffix("/workers/connect")
-    link = WorkerLink(hub, args.server, args.join_token, args.name)
-    files = HttpFiles(http, args.join_token, settings.data_dir / "files")
+    secure = args.server.startswith("https://")
+    ca = Path(args.ca) if args.ca else None
+    if secure and ca is None:
+        print(
+            "berth: an https server needs --ca (its DATA_DIR/tls/ca.pem) unless its certificate is public",
+            file=sys.stderr,
+        )
+    tls = client_context(ca) if secure else None
+    # This host's containers call the server through local relays (plain on loopback, TLS upstream).
+    grpc_up, http_up = urlsplit(args.server), urlsplit(http)
+    relays = [
+        Relay((grpc_up.hostname or "", grpc_up.port or 443), client_context(ca, ["h2"]) if secure else None),
+        Relay((http_up.hostname or "", http_up.port or 443), client_context(ca, ["http/1.1"]) if secure else None),
+    ]
+    for relay in relays:
+        await relay.start()
+    link = WorkerLink(hub, relays[0].url, args.join_token, args.name, tls=tls, container_http_url=relays[1].url)
+    files = HttpFiles(http, args.join_token, settings.data_dir / "files", tls=tls)
     link.worker = local_worker(settings, files, link.on_output, link.on_exit)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,6 +112,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
         return 1
     finally:
         await link.worker.shutdown()
+        for relay in relays:
+            await relay.close()
     return 0
 
 
@@ -125,13 +157,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     server = sub.add_parser("server", help="run a control plane whose containers run on joined workers")
     server.add_argument("--data-dir")
     server.add_argument("--listen", type=_listen, default=("127.0.0.1", 50051), help="ADDR:PORT for gRPC (HTTP: +1)")
-    server.add_argument("--advertise", help="the address workers' containers reach this server at")
+    server.add_argument("--advertise", help="the address workers reach this server at (default: the --listen one)")
+    server.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve --listen with TLS from Berth's own CA (DATA_DIR/tls/ca.pem, for workers' --ca); local clients "
+        "keep plain HTTP on 127.0.0.1",
+    )
     server.add_argument("-v", "--verbose", action="store_true")
     server.set_defaults(func=cmd_server)
     worker = sub.add_parser("worker", help="join a `berth server` and run its containers on this host")
     worker.add_argument("--server", required=True, help="the server's gRPC URL, as clients use it")
     worker.add_argument("--http", help="the server's HTTP URL (default: the gRPC port + 1)")
     worker.add_argument("--join-token", required=True)
+    worker.add_argument("--ca", help="the server's CA certificate (its DATA_DIR/tls/ca.pem), for an https server")
     worker.add_argument("--data-dir")
     worker.add_argument("--name", help="this worker's id (default: the host name)")
     worker.add_argument("--slots", type=int, default=16, help="containers this worker runs at once")

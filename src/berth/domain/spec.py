@@ -67,3 +67,4 @@ class WorkerInventory:
     builds_images: bool
     gpus: list[Gpu] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    container_http_url: str = ""  # where this worker's containers reach the server's HTTP side (its relay)

@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import shutil
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -61,8 +62,9 @@ class HttpFiles:
     """Mounted files fetched from the control plane's HTTP side (`/workers/files/<sha256>`, with the
     worker's join token) into a cache on this host, checked against their hash and written atomically."""
 
-    def __init__(self, base_url: str, token: str, cache: Path) -> None:
+    def __init__(self, base_url: str, token: str, cache: Path, tls: ssl.SSLContext | None = None) -> None:
         self._base = base_url.rstrip("/")
+        self._tls = tls
         self._token = token
         self.root = cache
         cache.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,7 @@ class HttpFiles:
             await asyncio.gather(*(self._fetch_one(session, sha) for sha in missing))
 
     async def _fetch_one(self, session: aiohttp.ClientSession, sha256: str) -> None:
-        async with session.get(f"{self._base}/workers/files/{sha256}") as resp:
+        async with session.get(f"{self._base}/workers/files/{sha256}", ssl=self._tls or True) as resp:
             if resp.status == 404:
                 raise FileNotFoundError(f"The server has no file {sha256}")
             resp.raise_for_status()

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import platform
+import ssl
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -42,9 +43,19 @@ def memory_mb() -> int:
 
 
 class WorkerLink:
-    def __init__(self, hub_url: str, server_url: str, token: str, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        server_url: str,
+        token: str,
+        worker_id: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        container_http_url: str = "",
+    ) -> None:
         self.hub_url = hub_url  # ws(s)://server:http_port/workers/connect
-        self.server_url = server_url  # the gRPC URL this host's containers call back
+        self.server_url = server_url  # the gRPC URL this host's containers call back (the local relay)
+        self.container_http_url = container_http_url
+        self._tls = tls
         self._token = token
         self.worker_id = worker_id or platform.node()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -78,6 +89,7 @@ class WorkerLink:
             w.builds_images,
             list(w.gpus.gpus),
             w.running_ids(),
+            self.container_http_url,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -103,7 +115,9 @@ class WorkerLink:
     async def _session(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
-            ws = await session.ws_connect(self.hub_url, headers=headers, heartbeat=HEARTBEAT_S, max_msg_size=0)
+            ws = await session.ws_connect(
+                self.hub_url, headers=headers, heartbeat=HEARTBEAT_S, max_msg_size=0, ssl=self._tls or True
+            )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:
                 raise JoinRefused(f"{self.hub_url} refused the join token (wrong, or revoked)") from exc

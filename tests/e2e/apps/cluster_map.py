@@ -22,3 +22,13 @@ def main(n: int = 1500) -> None:
     if [r[0] for r in results] != [x * x for x in range(n)]:
         sys.exit("outputs missing, doubled or out of order")
     print(f"MAP OK {len(results)} outputs from {len({r[1] for r in results})} containers")
+
+
+@app.function()
+def length(data: bytes) -> int:
+    return len(data)
+
+
+@app.local_entrypoint()
+def big_len(size: int) -> None:
+    print(f"BIG LEN {length.remote(b'x' * size)}")
