@@ -11,7 +11,7 @@ Compare-and-set is part of the contract, not an accident of a driver that happen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -248,3 +248,13 @@ class BlobStore(Protocol):
     def put_file(self, sha256_hex: str, data: bytes) -> None: ...
     @property
     def root(self) -> Path: ...
+
+
+class WakeBus(Protocol):
+    """Carries wake-up keys between server replicas. Delivery is at most once and asynchronous; `on_resync`
+    runs each time this replica's subscription is confirmed (at start and after any gap), so that its
+    waiters re-check the store. `start` returns once the first subscription is live."""
+
+    async def start(self, on_key: Callable[[str], None], on_resync: Callable[[], None]) -> None: ...
+    def publish(self, key: str) -> None: ...
+    async def close(self) -> None: ...

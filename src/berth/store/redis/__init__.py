@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from berth.store.redis.dicts import RedisDictStore
 from berth.store.redis.queues import RedisQueueStore
+from berth.store.redis.wakebus import RedisWakeBus
 
-__all__ = ["RedisDictStore", "RedisQueueStore"]
+__all__ = ["RedisDictStore", "RedisQueueStore", "RedisWakeBus"]
