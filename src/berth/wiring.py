@@ -29,8 +29,9 @@ from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.state import StateServices, build_state
+from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
-from berth.store.factory import Stores, open_stores
+from berth.store.factory import Stores, open_stores, open_wake_bus
 from berth.store.ports import ObjectStore
 from berth.worker.agent import LocalWorker
 from berth.worker.gpu import GpuPool
@@ -140,7 +141,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     clock = clock or SystemClock()
     stores = await open_stores(settings)
     store = stores.core
-    notifier = Notifier()
+    notifier = await open_notifier(open_wake_bus(settings))
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)

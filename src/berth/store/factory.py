@@ -3,10 +3,11 @@ every aggregate in one SQLite file; the scale-out backends plug in here and nowh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from berth.config import Settings
-from berth.store.ports import CoreStore, HistoryStore, StateStore, WebStore
+from berth.store.ports import CoreStore, HistoryStore, StateStore, WakeBus, WebStore
 
 
 @dataclass
@@ -15,8 +16,12 @@ class Stores:
     history: HistoryStore
     state: StateStore
     web: WebStore
+    # Connections the stores hold beside the core store's (a Redis client), closed with it.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        for close in self.closers:
+            await close()
         await self.core.close()
 
 
@@ -27,6 +32,32 @@ async def open_stores(settings: Settings) -> Stores:
     from berth.store.sqlite.web import WebStore as SqliteWeb
 
     core = await SqliteStore.open(settings.db_path)
-    return Stores(
+    stores = Stores(
         core, SqliteDeployments(core.connection), SqliteStateStore(core.connection), SqliteWeb(core.connection)
     )
+    if settings.redis_url:
+        _contents_on_redis(stores, settings.redis_url)
+    return stores
+
+
+def _contents_on_redis(stores: Stores, url: str) -> None:
+    """Dict and queue contents move to Redis; the state objects stay where they are."""
+    from redis.asyncio import Redis
+
+    from berth.store.composed import ComposedStateStore
+    from berth.store.redis import RedisDictStore, RedisQueueStore
+
+    client = Redis.from_url(url)
+    stores.state = ComposedStateStore(stores.state, RedisDictStore(client), RedisQueueStore(client))
+    stores.closers.append(client.aclose)
+
+
+def open_wake_bus(settings: Settings) -> WakeBus | None:
+    """The bus that carries wake-ups between server replicas; None for a single process."""
+    if not settings.redis_url:
+        return None
+    from redis.asyncio import Redis
+
+    from berth.store.redis import RedisWakeBus
+
+    return RedisWakeBus(Redis.from_url(settings.redis_url))
