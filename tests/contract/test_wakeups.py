@@ -24,7 +24,7 @@ from berth.store.sqlite.state import SqliteStateStore
 @pytest.fixture
 async def replicas(redis_url: str) -> AsyncIterator[list[ReplicaNotifier]]:
     """Two started notifiers, each with its own connection, as two server processes would have."""
-    notifiers = [ReplicaNotifier(RedisWakeBus(Redis.from_url(redis_url))) for _ in range(2)]
+    notifiers = [ReplicaNotifier(RedisWakeBus.from_url(redis_url)) for _ in range(2)]
     for n in notifiers:
         await n.start()
     yield notifiers

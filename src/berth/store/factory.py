@@ -56,8 +56,6 @@ def open_wake_bus(settings: Settings) -> WakeBus | None:
     """The bus that carries wake-ups between server replicas; None for a single process."""
     if not settings.redis_url:
         return None
-    from redis.asyncio import Redis
-
     from berth.store.redis import RedisWakeBus
 
-    return RedisWakeBus(Redis.from_url(settings.redis_url))
+    return RedisWakeBus.from_url(settings.redis_url)

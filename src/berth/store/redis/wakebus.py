@@ -23,6 +23,7 @@ log = logging.getLogger("berth.store.redis.wakebus")
 
 CHANNEL = "berth:notify"
 _RETRY_S = (0.05, 0.2, 1.0)
+_POLL_S = 1.0
 
 
 class RedisWakeBus:
@@ -47,6 +48,11 @@ class RedisWakeBus:
             asyncio.create_task(self._send()),
         ]
         await asyncio.wait_for(subscribed.wait(), timeout)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisWakeBus:
+        # Keepalive and periodic PINGs: a subscriber on a dead connection would otherwise wait silently.
+        return cls(Redis.from_url(url, socket_keepalive=True, health_check_interval=15))
 
     def publish(self, key: str) -> None:
         self._pending[key] = None
@@ -99,7 +105,12 @@ class RedisWakeBus:
             await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
 
     async def _relay(self, pubsub: PubSub, on_key: Callable[[str], None], on_resync: Callable[[], None]) -> None:
-        async for message in pubsub.listen():
+        # Polls rather than blocks, so that the client's health check (a PING every health_check_interval)
+        # runs even when no one notifies, and a dead connection surfaces as an error here.
+        while True:
+            message = await pubsub.get_message(timeout=_POLL_S)
+            if message is None:
+                continue
             if message["type"] == "subscribe":
                 on_resync()
             elif message["type"] == "message":
