@@ -5,6 +5,7 @@ replica returns an item put through another."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -92,3 +93,12 @@ async def test_a_blocking_get_on_one_replica_returns_an_item_put_through_another
     assert await asyncio.wait_for(getter, 5) == [b"hello"]
     assert time.monotonic() - started < 1
     db.close()
+
+
+async def test_a_replica_whose_redis_is_unreachable_fails_to_start_and_says_why() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket closes
+    bus = RedisWakeBus.from_url(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(ConnectionError, match="no subscription to Redis wake-ups within 1 s"):
+        await bus.start(lambda key: None, lambda: None, timeout=1)

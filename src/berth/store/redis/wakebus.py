@@ -47,7 +47,11 @@ class RedisWakeBus:
             asyncio.create_task(self._receive(on_key, resynced)),
             asyncio.create_task(self._send()),
         ]
-        await asyncio.wait_for(subscribed.wait(), timeout)
+        try:
+            await asyncio.wait_for(subscribed.wait(), timeout)
+        except TimeoutError:
+            await self.close()
+            raise ConnectionError(f"no subscription to Redis wake-ups within {timeout:g} s; is it reachable?") from None
 
     @classmethod
     def from_url(cls, url: str) -> RedisWakeBus:
@@ -68,7 +72,10 @@ class RedisWakeBus:
         failures = 0
         while True:
             await self._has_pending.wait()
-            keys = list(self._pending)
+            # Take the whole set: a key notified again while this batch is in flight stays pending and is
+            # sent again, since its new write may come after the first message was already delivered.
+            keys, self._pending = list(self._pending), {}
+            self._has_pending.clear()
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key in keys:
@@ -76,14 +83,12 @@ class RedisWakeBus:
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("could not publish %d wake-ups, retrying: %s", len(keys), exc)
+                for key in keys:
+                    self.publish(key)
                 await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
                 failures += 1
                 continue
             failures = 0
-            for key in keys:
-                self._pending.pop(key, None)
-            if not self._pending:
-                self._has_pending.clear()
 
     async def _receive(self, on_key: Callable[[str], None], on_resync: Callable[[], None]) -> None:
         failures = 0
