@@ -55,6 +55,8 @@ class Settings:
     # `berth server --tls`: the address served with TLS (certificates from Berth's CA) for other hosts;
     # `host` then serves local clients in plain on loopback.
     tls_host: str = ""
+    # Redis for the contents of dicts and queues and for wake-ups between replicas; unset: all in SQLite.
+    redis_url: str = field(default_factory=lambda: os.environ.get("BERTH_REDIS_URL", ""))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

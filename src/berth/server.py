@@ -119,6 +119,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
         if firewall is not None:
             await asyncio.to_thread(firewall.close)
+        await services.notifier.close()
         await services.stores.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
 

@@ -26,11 +26,11 @@ from berth.services.images import ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
-from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.state import build_state
+from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
-from berth.store.factory import open_stores
+from berth.store.factory import open_stores, open_wake_bus
 from berth.worker.assemble import local_worker
 from berth.worker.files import LocalFiles
 from berth.workers.hub import WorkerHub
@@ -55,7 +55,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     clock = clock or SystemClock()
     stores = await open_stores(settings)
     store = stores.core
-    notifier = Notifier()
+    notifier = await open_notifier(open_wake_bus(settings))
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)

@@ -1,5 +1,6 @@
 """Keyed wake-ups for long polls. A waiter registers before it checks the store, so a notification
-that lands between the check and the wait is not lost."""
+that lands between the check and the wait is not lost. Between server replicas, services/wakeups.py keeps
+that rule true."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ class Notifier:
         for fut in self._waiters.pop(key, ()):
             if not fut.done():
                 fut.set_result(None)
+
+    def notify_all(self) -> None:
+        """Wakes every waiter, for when wake-ups may have been missed: each re-checks the store."""
+        for key in list(self._waiters):
+            Notifier.notify(self, key)
+
+    async def close(self) -> None:
+        """Nothing to release in one process; a notifier shared between replicas stops its bus."""
 
     @contextlib.contextmanager
     def listen(self, *keys: str) -> Iterator[Waiter]:

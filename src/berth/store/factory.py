@@ -4,7 +4,7 @@ every aggregate in one SQLite file; the scale-out backends plug in here and nowh
 from __future__ import annotations
 
 from berth.config import Settings
-from berth.store.ports import Stores
+from berth.store.ports import Stores, WakeBus
 
 
 async def open_stores(settings: Settings) -> Stores:
@@ -14,6 +14,30 @@ async def open_stores(settings: Settings) -> Stores:
     from berth.store.sqlite.web import WebStore as SqliteWeb
 
     core = await SqliteStore.open(settings.db_path)
-    return Stores(
+    stores = Stores(
         core, SqliteDeployments(core.connection), SqliteStateStore(core.connection), SqliteWeb(core.connection)
     )
+    if settings.redis_url:
+        _contents_on_redis(stores, settings.redis_url)
+    return stores
+
+
+def _contents_on_redis(stores: Stores, url: str) -> None:
+    """Dict and queue contents move to Redis; the state objects stay where they are."""
+    from redis.asyncio import Redis
+
+    from berth.store.composed import ComposedStateStore
+    from berth.store.redis import RedisDictStore, RedisQueueStore
+
+    client = Redis.from_url(url)
+    stores.state = ComposedStateStore(stores.state, RedisDictStore(client), RedisQueueStore(client))
+    stores.closers.append(client.aclose)
+
+
+def open_wake_bus(settings: Settings) -> WakeBus | None:
+    """The bus that carries wake-ups between server replicas; None for a single process."""
+    if not settings.redis_url:
+        return None
+    from berth.store.redis import RedisWakeBus
+
+    return RedisWakeBus.from_url(settings.redis_url)

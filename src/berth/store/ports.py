@@ -11,8 +11,8 @@ Compare-and-set is part of the contract, not an accident of a driver that happen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -259,6 +259,20 @@ class Stores:
     history: HistoryStore
     state: StateStore
     web: WebStore
+    # Connections the stores hold beside the core store's (a Redis client), closed with it.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        for close in self.closers:
+            await close()
         await self.core.close()
+
+
+class WakeBus(Protocol):
+    """Carries wake-up keys between server replicas. Delivery is at most once and asynchronous; `on_resync`
+    runs each time this replica's subscription is confirmed (at start and after any gap), so that its
+    waiters re-check the store. `start` returns once the first subscription is live."""
+
+    async def start(self, on_key: Callable[[str], None], on_resync: Callable[[], None]) -> None: ...
+    def publish(self, key: str) -> None: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,11 @@
+"""Redis adapters: the contents of dicts and queues (`RedisDictStore`, `RedisQueueStore`) and the bus that
+carries wake-ups between server replicas (`RedisWakeBus`). Every key of one object shares a hash tag
+(`{<object id>}`), so the multi-key scripts stay within one slot."""
+
+from __future__ import annotations
+
+from berth.store.redis.dicts import RedisDictStore
+from berth.store.redis.queues import RedisQueueStore
+from berth.store.redis.wakebus import RedisWakeBus
+
+__all__ = ["RedisDictStore", "RedisQueueStore", "RedisWakeBus"]
