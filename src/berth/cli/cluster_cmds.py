@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,6 +55,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         remote_workers=True,
         tls_host=tls_host,
     )
+    if args.redis:
+        settings = replace(settings, redis_url=args.redis)
     try:
         asyncio.run(serve(settings))
     except OSError as exc:
@@ -164,6 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="serve --listen with TLS from Berth's own CA (DATA_DIR/tls/ca.pem, for workers' --ca); local clients "
         "keep plain HTTP on 127.0.0.1",
     )
+    server.add_argument("--redis", help="Redis URL for dict and queue contents and wake-ups between replicas")
     server.add_argument("-v", "--verbose", action="store_true")
     server.set_defaults(func=cmd_server)
     worker = sub.add_parser("worker", help="join a `berth server` and run its containers on this host")
