@@ -1,0 +1,117 @@
+"""The worker hub over real WebSockets, with scripted workers: a join token is required, a worker can
+report on its own tasks only, and a worker that goes away loses its tasks with WORKER_LOST."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from berth.domain import codec
+from berth.domain.spec import TaskSpec, WorkerInventory
+from berth.workers.hub import WorkerHub
+from berth.workers.port import WORKER_LOST
+
+
+class Events:
+    def __init__(self) -> None:
+        self.output: list[tuple[str, str]] = []
+        self.exits: list[tuple[str, int]] = []
+
+    def on_output(self, spec: TaskSpec, fd: int, text: str) -> None:
+        self.output.append((spec.task_id, text))
+
+    async def on_exit(self, spec: TaskSpec, code: int) -> None:
+        self.exits.append((spec.task_id, code))
+
+
+async def _check(token: str) -> bool:
+    return token == "wt-good:secret"
+
+
+@pytest.fixture
+async def hub_server() -> AsyncIterator[tuple[WorkerHub, Events, TestServer]]:
+    events = Events()
+    hub = WorkerHub(events.on_output, events.on_exit, _check)
+    app = web.Application()
+    app.router.add_get("/workers/connect", hub.handle)
+    server = TestServer(app)
+    await server.start_server()
+    yield hub, events, server
+    await server.close()
+
+
+async def _join(session: aiohttp.ClientSession, server: TestServer, name: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect(
+        server.make_url("/workers/connect"), headers={"Authorization": "Bearer wt-good:secret"}
+    )
+    inventory = WorkerInventory(name, 2, 1.0, 1024, "process", False)
+    await ws.send_json({"type": "hello", "inventory": codec.encode(inventory)})
+    assert (await ws.receive_json())["type"] == "welcome"
+    return ws
+
+
+async def _answer_start(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    call = await ws.receive_json()
+    assert call["op"] == "start"
+    await ws.send_json({"type": "reply", "id": call["id"], "ok": True, "value": None})
+    return dict(call)
+
+
+async def test_a_worker_without_a_good_join_token_is_refused(hub_server: tuple[WorkerHub, Events, TestServer]) -> None:
+    _, _, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        for headers in ({}, {"Authorization": "Bearer wt-good:wrong"}):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await session.ws_connect(server.make_url("/workers/connect"), headers=headers)
+            assert err.value.status == 401
+
+
+async def test_a_worker_cannot_report_on_another_workers_task(hub_server: tuple[WorkerHub, Events, TestServer]) -> None:
+    hub, events, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        first = await _join(session, server, "w1")
+        second = await _join(session, server, "w2")
+        spec = TaskSpec("ta-1", "fu-1", "ap-1", b"", "", "secret")
+        started = asyncio.ensure_future(hub.start(spec))
+        done, _ = await asyncio.wait(
+            [asyncio.ensure_future(_answer_start(first)), asyncio.ensure_future(_answer_start(second))],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        await started
+        owner, other = (first, second) if "w1" in hub._homes["ta-1"].worker_id else (second, first)
+        await other.send_json({"type": "output", "task_id": "ta-1", "fd": 1, "text": "forged"})
+        await other.send_json({"type": "exit", "task_id": "ta-1", "code": 0})
+        await owner.send_json({"type": "output", "task_id": "ta-1", "fd": 1, "text": "real"})
+        await owner.send_json({"type": "exit", "task_id": "ta-1", "code": 3})
+        for _ in range(100):
+            if events.exits:
+                break
+            await asyncio.sleep(0.01)
+        assert events.output == [("ta-1", "real")]
+        assert events.exits == [("ta-1", 3)]
+        for ws in (first, second):
+            await ws.close()
+
+
+async def test_a_worker_that_goes_away_loses_its_tasks(hub_server: tuple[WorkerHub, Events, TestServer]) -> None:
+    hub, events, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        ws = await _join(session, server, "w1")
+        started = asyncio.ensure_future(hub.start(TaskSpec("ta-2", "fu-1", "ap-1", b"", "", "secret")))
+        await _answer_start(ws)
+        await started
+        assert hub.free_slots() == 1
+        await ws.close()
+        for _ in range(200):
+            if events.exits:
+                break
+            await asyncio.sleep(0.01)
+        assert events.exits == [("ta-2", WORKER_LOST)]
+        assert hub.free_slots() == 0
+        assert "none is connected" in (hub.placement_blocker([], 0) or "")
