@@ -17,7 +17,6 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
-from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.containers import ContainerService
@@ -31,7 +30,8 @@ from berth.services.objects import ObjectService
 from berth.services.state import StateServices, build_state
 from berth.services.web import WebService
 from berth.store.factory import Stores, open_stores
-from berth.store.ports import ObjectStore
+from berth.store.local_blobs import LocalBlobStore
+from berth.store.ports import BlobStore, ObjectStore
 from berth.worker.agent import LocalWorker
 from berth.worker.gpu import GpuPool
 from berth.worker.gpu import detect as detect_gpus
@@ -60,7 +60,7 @@ def build_images(
     settings: Settings,
     store: ObjectStore,
     clock: Clock,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     objects: ObjectService,
     state: StateServices,
 ) -> ImageService:
@@ -86,7 +86,7 @@ class Services:
     clock: Clock
     notifier: Notifier
     logs: LogBus
-    blobs: LocalBlobStore
+    blobs: BlobStore
     catalog: Catalog
     apps: AppService
     objects: ObjectService
@@ -144,7 +144,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs: BlobStore = LocalBlobStore(settings.blob_dir)
     catalog = Catalog(store)
     apps = AppService(store, logs, clock, settings.http_url, settings.app_heartbeat_timeout_s)
     objects = ObjectService(store, blobs, clock, settings.python_mirror)

@@ -3,17 +3,18 @@ the files of its mounts, the environment from its secrets and the volumes bound 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
 from berth.errors import NotFound
 from berth.services.apps import AppService
-from berth.services.blobs import LocalBlobStore
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.objects import ObjectService
 from berth.services.secrets import SecretService
 from berth.services.volumes import VolumeService
+from berth.store.ports import BlobStore
 from berth.worker.spec import BindMount, MountedFile
 
 
@@ -31,7 +32,7 @@ class LayoutBuilder:
         catalog: Catalog,
         apps: AppService,
         objects: ObjectService,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         secrets: SecretService,
         volumes: VolumeService,
     ) -> None:
@@ -86,6 +87,8 @@ class LayoutBuilder:
                 mount_files = await self._objects.mount_files(mount_id)
             except NotFound:
                 continue
-            files.extend(MountedFile(f.filename, self._blobs.cas_path(f.sha256_hex), f.mode) for f in mount_files)
+            # A remote blob store fetches each file into this host's cache: all of a mount's at once.
+            paths = await asyncio.gather(*(self._blobs.local_file(f.sha256_hex) for f in mount_files))
+            files.extend(MountedFile(f.filename, p, f.mode) for f, p in zip(mount_files, paths, strict=True))
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         return BuiltArguments(args, env, files, binds)

@@ -27,9 +27,8 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.errors import BerthError, NotFound
 from berth.ids import new_id
-from berth.services.blobs import LocalBlobStore
 from berth.services.notify import Notifier
-from berth.store.ports import ObjectStore
+from berth.store.ports import BlobStore, ObjectStore
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder
 from berth.worker.dockerfile import Plan, parse
 from berth.worker.layers import ImageManifest, ManifestStore
@@ -69,7 +68,7 @@ class ImageService:
         self,
         store: ObjectStore,
         clock: Clock,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         mount_files: MountFiles,
         secret_env: SecretEnv,
         builder: ImageBuilder | None = None,
@@ -209,11 +208,11 @@ class ImageService:
         modes: dict[str, int] = {}
         if image.context_mount_id:
             for f in await self._mount_files(image.context_mount_id):
-                context[f.filename] = self._blobs.cas_path(f.sha256_hex)
+                context[f.filename] = await self._blobs.local_file(f.sha256_hex)
                 if f.mode:
                     modes[f.filename] = f.mode
         for cf in image.context_files:
-            context[cf.filename] = self._context_file(cf.data)
+            context[cf.filename] = await self._context_file(cf.data)
         env: dict[str, str] = {}
         for secret_id in image.secret_ids:
             env.update(await self._secret_env(secret_id))
@@ -242,11 +241,11 @@ class ImageService:
             env.update(await self._secret_env(secret_id))
         return BuildRequest(image_id, Plan("base"), base, env=env, force=force, function_step=step)
 
-    def _context_file(self, data: bytes) -> Path:
+    async def _context_file(self, data: bytes) -> Path:
         sha = hashlib.sha256(data).hexdigest()
-        if not self._blobs.has_file(sha):
-            self._blobs.put_file(sha, data)
-        return self._blobs.cas_path(sha)
+        if not await self._blobs.has_file(sha):
+            await self._blobs.put_file(sha, data)
+        return await self._blobs.local_file(sha)
 
     async def join(
         self, image_id: str, last_entry_id: str, timeout: float
