@@ -50,6 +50,9 @@ class Settings:
     insecure_registries: tuple[str, ...] = field(default_factory=lambda: _env_list("BERTH_INSECURE_REGISTRIES"))
     # python-build-standalone archives for Pythons Debian does not carry: a folder URL or a {version} template.
     python_mirror: str = field(default_factory=lambda: os.environ.get("BERTH_PYTHON_MIRROR", ""))
+    # Where blobs and mount files live: "" for the local directory under data_dir (the default), or an
+    # S3-compatible bucket, s3://KEY:SECRET@HOST:PORT/BUCKET[?region=R&scheme=https] (store/s3/location.py).
+    blob_url: str = field(default_factory=lambda: os.environ.get("BERTH_BLOBS_URL", ""))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 
@@ -64,6 +67,11 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def blob_cache_dir(self) -> Path:
+        """This host's copies of files fetched from a remote blob store."""
+        return self.data_dir / "blob-cache"
 
     @property
     def task_dir(self) -> Path:

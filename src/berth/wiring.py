@@ -29,8 +29,7 @@ from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.state import StateServices, build_state
 from berth.services.web import WebService
-from berth.store.factory import Stores, open_stores
-from berth.store.local_blobs import LocalBlobStore
+from berth.store.factory import Stores, open_blobs, open_stores
 from berth.store.ports import BlobStore, ObjectStore
 from berth.worker.agent import LocalWorker
 from berth.worker.gpu import GpuPool
@@ -144,7 +143,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)
-    blobs: BlobStore = LocalBlobStore(settings.blob_dir)
+    blobs = await open_blobs(settings)
     catalog = Catalog(store)
     apps = AppService(store, logs, clock, settings.http_url, settings.app_heartbeat_timeout_s)
     objects = ObjectService(store, blobs, clock, settings.python_mirror)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from berth.config import Settings
-from berth.store.ports import CoreStore, HistoryStore, StateStore, WebStore
+from berth.store.ports import BlobStore, CoreStore, HistoryStore, StateStore, WebStore
 
 
 @dataclass
@@ -30,3 +30,15 @@ async def open_stores(settings: Settings) -> Stores:
     return Stores(
         core, SqliteDeployments(core.connection), SqliteStateStore(core.connection), SqliteWeb(core.connection)
     )
+
+
+async def open_blobs(settings: Settings) -> BlobStore:
+    """The local blob directory by default; an S3-compatible bucket when BERTH_BLOBS_URL names one."""
+    if settings.blob_url:
+        from berth.store.s3.blobs import S3BlobStore
+        from berth.store.s3.location import S3Location
+
+        return await S3BlobStore.open(S3Location.parse(settings.blob_url), settings.blob_cache_dir)
+    from berth.store.local_blobs import LocalBlobStore
+
+    return LocalBlobStore(settings.blob_dir)
