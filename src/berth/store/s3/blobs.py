@@ -174,7 +174,7 @@ class S3BlobStore:
 
     async def _exists(self, what: str, key: str) -> bool:
         try:
-            await self._run(what, self._head, key, missing="-")
+            await self._run(what, self._head, key, missing=f"{key} not found")
         except NotFound:
             return False
         return True
