@@ -41,6 +41,12 @@ class SeaweedS3:
         host = self.endpoint.removeprefix("http://")
         return f"s3://{self.access_key}:{self.secret_key}@{host}/{bucket}?scheme=http&region={self.region}"
 
+    def __enter__(self) -> SeaweedS3:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self, grace_s: float = 2.0) -> None:
         """SIGTERM, then SIGKILL after grace_s. A graceful weed shutdown takes about 15 s (its HTTP
         servers drain), which throwaway test data does not need."""
@@ -140,7 +146,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], endpoint: str, log_path: Path, de
 
 
 def start_seaweed_s3(root: Path, region: str = "us-east-1") -> SeaweedS3:
-    """Starts `weed server -s3` with its data under `root`; returns once the S3 port answers."""
+    """Starts `weed server -s3` with its data under `root`; returns once the S3 port answers. Use it as
+    a context manager (or call stop()) so the server never outlives its caller."""
     weed = weed_binary()
     root.mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir(exist_ok=True)
