@@ -1,5 +1,5 @@
-"""Fixture plugins shared by the suites. pytest reads `pytest_plugins` only from a top-level conftest
-(a nested one fails `pytest tests`), so the contract suite's engine fixtures are listed here; they start
-nothing until a test asks for them."""
+"""Fixture plugins shared by the suites: real backing services, each started once per session and only
+when a test asks for it. pytest reads `pytest_plugins` only from a top-level conftest (a nested one fails
+`pytest tests`, what CI runs), so the contract suite's engine fixtures are listed here."""
 
-pytest_plugins = ["tests.contract.redis_fixtures", "tests.contract.backends"]
+pytest_plugins = ["tests.contract.redis_fixtures", "tests.contract.s3_fixtures", "tests.contract.backends"]

@@ -57,6 +57,9 @@ class Settings:
     tls_host: str = ""
     # Redis for the contents of dicts and queues and for wake-ups between replicas; unset: all in SQLite.
     redis_url: str = field(default_factory=lambda: os.environ.get("BERTH_REDIS_URL", ""))
+    # Where blobs and mount files live: "" for the local directory under data_dir (the default), or an
+    # S3-compatible bucket, s3://KEY:SECRET@HOST:PORT/BUCKET[?region=R&scheme=https] (store/s3/location.py).
+    blob_url: str = field(default_factory=lambda: os.environ.get("BERTH_BLOBS_URL", ""))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 
@@ -71,6 +74,11 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def blob_cache_dir(self) -> Path:
+        """This host's copies of files fetched from a remote blob store."""
+        return self.data_dir / "blob-cache"
 
     @property
     def task_dir(self) -> Path:

@@ -45,3 +45,9 @@ class AlreadyExists(BerthError):
 
 class Unimplemented(BerthError):
     status = Status.UNIMPLEMENTED
+
+
+class Unavailable(BerthError):
+    """A backing service (the blob store, a database) cannot be reached; worth retrying later."""
+
+    status = Status.UNAVAILABLE

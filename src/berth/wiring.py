@@ -17,7 +17,6 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
-from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
@@ -30,9 +29,9 @@ from berth.services.objects import ObjectService
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
-from berth.store.factory import open_stores, open_wake_bus
+from berth.store.factory import open_blobs, open_stores, open_wake_bus
 from berth.worker.assemble import local_worker
-from berth.worker.files import LocalFiles
+from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
 from berth.workers.port import WorkerPort
 
@@ -59,7 +58,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = await open_blobs(settings)
     catalog = Catalog(store)
     apps = AppService(store, logs, clock, settings.http_url, settings.app_heartbeat_timeout_s)
     objects = ObjectService(store, blobs, clock, settings.python_mirror)
@@ -82,7 +81,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     if settings.remote_workers:
         worker = hub = WorkerHub(on_output, on_exit, join_tokens.verify)
     else:
-        worker = local_worker(settings, LocalFiles(blobs.root / "cas"), on_output, on_exit)
+        worker = local_worker(settings, StoreFiles(blobs.local_file), on_output, on_exit)
     images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)
     images.function_layout = layouts.container_arguments  # Image.run_function()
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)

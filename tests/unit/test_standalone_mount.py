@@ -22,8 +22,8 @@ from modal_proto import api_pb2
 
 from berth.errors import FailedPrecondition, NotFound
 from berth.pythons import standalone_url
-from berth.services.blobs import LocalBlobStore
 from berth.services.objects import ObjectService, standalone_mount_files
+from berth.store.local_blobs import LocalBlobStore
 from berth.store.sqlite import SqliteStore
 
 NAME = "python-build-standalone.20230826.3.11.5-gnu"  # what modal 1.6.4 asks for with add_python="3.11"
@@ -186,7 +186,7 @@ async def test_the_mount_is_made_once_from_the_mirror_while_the_server_keeps_ser
     ]
     interp = files["/python/bin/python3.11"]
     assert files["/python/bin/python3"].sha256_hex == interp.sha256_hex and interp.mode == 0o755
-    assert blobs.cas_path(interp.sha256_hex).read_bytes() == b"\x7fELF interpreter"
+    assert await blobs.read_file(interp.sha256_hex) == b"\x7fELF interpreter"
     assert files["/python/lib/python3.11/os.py"].mode == 0o644
     assert not list((tmp_path / "blobs" / "tmp").iterdir())  # the download and the unpacked tree are gone
 

@@ -18,7 +18,6 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
-from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
@@ -31,7 +30,7 @@ from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.state import StateServices
 from berth.services.web import WebService
-from berth.store.ports import Stores
+from berth.store.ports import BlobStore, Stores
 from berth.workers.hub import WorkerHub
 from berth.workers.port import WorkerPort
 
@@ -43,7 +42,7 @@ class Services:
     clock: Clock
     notifier: Notifier
     logs: LogBus
-    blobs: LocalBlobStore
+    blobs: BlobStore
     catalog: Catalog
     apps: AppService
     objects: ObjectService

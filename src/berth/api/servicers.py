@@ -75,7 +75,7 @@ class ObjectRpcs:
         )
 
     async def BlobGet(self, req: api_pb2.BlobGetRequest, caller: Caller) -> api_pb2.BlobGetResponse:
-        self.s.blobs.require_blob(req.blob_id)
+        await self.s.blobs.require_blob(req.blob_id)
         return api_pb2.BlobGetResponse(download_url=self.s.blob_url(req.blob_id, caller))
 
 

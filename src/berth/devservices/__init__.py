@@ -1,2 +1,2 @@
-"""Throwaway instances of the scale-out engines (Redis, ...) on loopback, for tests and local clusters.
-Not used by the product."""
+"""Throwaway instances of the scale-out engines (PostgreSQL, Redis, SeaweedFS S3) on loopback, for tests
+and local clusters. Not used by the product."""

@@ -4,33 +4,42 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.errors import BerthError, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound, Unavailable
 from berth.http.volumes import add_volume_routes
-from berth.services.blobs import LocalBlobStore
 from berth.services.volumes import VolumeService
+from berth.store.blob_keys import check_blob_id
+from berth.store.ports import BlobStore
 
 MAX_BLOB_BYTES = 5 * 1024**3
 
 
-def build_http_app(blobs: LocalBlobStore, volumes: VolumeService | None = None) -> web.Application:
+def exc_status(exc: BerthError) -> int:
+    if isinstance(exc, InvalidArgument):
+        return 400
+    return 503 if isinstance(exc, Unavailable) else 500
+
+
+def build_http_app(blobs: BlobStore, volumes: VolumeService | None = None) -> web.Application:
     async def put_blob(request: web.Request) -> web.Response:
         blob_id = request.match_info["blob_id"]
         try:
-            blobs.blob_path(blob_id)
+            check_blob_id(blob_id)  # before reading a body that may be large
         except BerthError as exc:
             return web.Response(status=400, text=exc.message)
         data = await request.read()
-        etag = blobs.write_blob(blob_id, data)
+        etag = await blobs.write_blob(blob_id, data)
         return web.Response(status=200, headers={"ETag": f'"{etag}"'})
 
     async def get_blob(request: web.Request) -> web.StreamResponse:
+        # The body comes through this server rather than as a redirect to a presigned S3 URL: clients
+        # and containers then need to reach only the server, and the bucket can stay private.
         try:
-            path = blobs.require_blob(request.match_info["blob_id"])
+            data = await blobs.read_blob(request.match_info["blob_id"])
         except NotFound as exc:
             return web.Response(status=404, text=exc.message)
         except BerthError as exc:
-            return web.Response(status=400, text=exc.message)
-        return web.FileResponse(path)
+            return web.Response(status=exc_status(exc), text=exc.message)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

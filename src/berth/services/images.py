@@ -27,9 +27,8 @@ from berth.clock import Clock
 from berth.domain.images import BuildError, ContextFile, FunctionBuild, ImageBuildSpec, ImageInfo, RegistryCredentials
 from berth.errors import BerthError, NotFound
 from berth.ids import new_id
-from berth.services.blobs import LocalBlobStore
 from berth.services.notify import Notifier
-from berth.store.ports import ObjectStore
+from berth.store.ports import BlobStore, ObjectStore
 from berth.workers.port import WorkerPort
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ class ImageService:
         self,
         store: ObjectStore,
         clock: Clock,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         mount_files: MountFiles,
         secret_env: SecretEnv,
         worker: WorkerPort,
@@ -195,7 +194,7 @@ class ImageService:
         if image.context_mount_id:
             for f in await self._mount_files(image.context_mount_id):
                 context.append(ContextFile(f.filename, f.sha256_hex, f.mode or None))
-        context += [ContextFile(cf.filename, self._context_file(cf.data)) for cf in image.context_files]
+        context += [ContextFile(cf.filename, await self._context_file(cf.data)) for cf in image.context_files]
         registry = None
         if image.image_registry_config.secret_id:  # from_registry(secret=...): credentials for the pull
             registry_env = await self._secret_env(image.image_registry_config.secret_id)
@@ -212,10 +211,10 @@ class ImageService:
             registry,
         )
 
-    def _context_file(self, data: bytes) -> str:
+    async def _context_file(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if not self._blobs.has_file(sha):
-            self._blobs.put_file(sha, data)
+        if not await self._blobs.has_file(sha):
+            await self._blobs.put_file(sha, data)
         return sha
 
     async def join(

@@ -26,8 +26,7 @@ from berth.pythons import (
     standalone_url,
     unpack_standalone,
 )
-from berth.services.blobs import LocalBlobStore
-from berth.store.ports import ObjectStore
+from berth.store.ports import BlobStore, ObjectStore
 
 log = logging.getLogger("berth.objects")
 
@@ -91,7 +90,7 @@ def _mount_checksum(files: list[api_pb2.MountFile]) -> str:
 
 
 class ObjectService:
-    def __init__(self, store: ObjectStore, blobs: LocalBlobStore, clock: Clock, python_mirror: str = "") -> None:
+    def __init__(self, store: ObjectStore, blobs: BlobStore, clock: Clock, python_mirror: str = "") -> None:
         self._store = store
         self._blobs = blobs
         self._clock = clock
@@ -100,18 +99,19 @@ class ObjectService:
 
     # mounts
     async def missing_files(self, hashes: list[str]) -> list[str]:
-        return [h for h in hashes if not self._blobs.has_file(h)]
+        present = await asyncio.gather(*(self._blobs.has_file(h) for h in hashes))
+        return [h for h, there in zip(hashes, present, strict=True) if not there]
 
     async def put_file(self, req: api_pb2.MountPutFileRequest) -> bool:
         if req.WhichOneof("data_oneof") == "data_blob_id":
-            data = self._blobs.read_blob(req.data_blob_id)
+            data = await self._blobs.read_blob(req.data_blob_id)
         elif req.WhichOneof("data_oneof") == "data":
             data = req.data
         else:
-            return self._blobs.has_file(req.sha256_hex)
+            return await self._blobs.has_file(req.sha256_hex)
         if len(data) > _MAX_INLINE_FILE and req.WhichOneof("data_oneof") == "data":
             raise InvalidArgument("Mount file too large to send inline; upload it as a blob")
-        self._blobs.put_file(req.sha256_hex, data)
+        await self._blobs.put_file(req.sha256_hex, data)
         return True
 
     async def mount_get_or_create(self, req: api_pb2.MountGetOrCreateRequest) -> api_pb2.MountGetOrCreateResponse:
@@ -119,7 +119,9 @@ class ObjectService:
         for f in files:
             if not f.filename.startswith("/") or ".." in f.filename.split("/"):
                 raise InvalidArgument(f"Mount file path must be absolute and normalized: {f.filename!r}")
-            if not self._blobs.has_file(f.sha256_hex):
+        missing = set(await self.missing_files([f.sha256_hex for f in files]))
+        for f in files:
+            if f.sha256_hex in missing:
                 raise InvalidArgument(f"Mount file {f.filename} was not uploaded (sha256 {f.sha256_hex})")
         checksum = _mount_checksum(files)
         key = None
@@ -172,12 +174,12 @@ class ObjectService:
     async def _standalone_files(self, wanted: StandaloneMount, name: str) -> list[api_pb2.MountFile]:
         url = standalone_url(self._python_mirror, wanted.series)
         log.info("mount %s: downloading Python %s from %s", name, wanted.series, url)
-        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="berth-standalone-", dir=self._blobs.root / "tmp"))
+        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="berth-standalone-", dir=self._blobs.scratch_dir))
         try:
             archive = await asyncio.to_thread(download_standalone, url, tmp / "archive.tar")
             prefix = tmp / "python"
             version = await unpack_standalone(wanted.series, archive, prefix, url, lambda line: None)
-            files = await asyncio.to_thread(self._store_standalone, prefix, wanted, name)
+            files = await self._store_standalone(prefix, wanted, name)
         except (MirrorUnreadable, FailedPrecondition) as exc:
             message = str(exc)
             log.warning("mount %s: %s", name, message)
@@ -192,17 +194,17 @@ class ObjectService:
         log.info("mount %s: Python %s from %s, %d files%s", name, version, url, len(files), same)
         return files
 
-    def _store_standalone(self, prefix: Path, wanted: StandaloneMount, name: str) -> list[api_pb2.MountFile]:
-        """Put the unpacked tree's files in the content-addressed store (blocking: run in a thread)."""
-        entries, skipped = standalone_mount_files(prefix, python_link=wanted.release >= _FIRST_RELEASE_WITH_PYTHON_LINK)
+    async def _store_standalone(self, prefix: Path, wanted: StandaloneMount, name: str) -> list[api_pb2.MountFile]:
+        """Put the unpacked tree's files in the content-addressed store."""
+        link = wanted.release >= _FIRST_RELEASE_WITH_PYTHON_LINK
+        entries, skipped = await asyncio.to_thread(standalone_mount_files, prefix, python_link=link)
         for reason in skipped:
             log.info("mount %s: left out %s", name, reason)
         out: list[api_pb2.MountFile] = []
         for entry in entries:
-            data = entry.source.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
-            if not self._blobs.has_file(sha):
-                self._blobs.put_file(sha, data)
+            data, sha = await asyncio.to_thread(_read_hashed, entry.source)
+            if not await self._blobs.has_file(sha):
+                await self._blobs.put_file(sha, data)
             out.append(api_pb2.MountFile(filename=entry.path, sha256_hex=sha, mode=entry.mode, size=len(data)))
         return out
 
@@ -225,3 +227,8 @@ class ObjectService:
                     object_id=object_id, mount_handle_metadata=self._mount_response(object_id, body).handle_metadata
                 )
         return api_pb2.Object(object_id=object_id)
+
+
+def _read_hashed(path: Path) -> tuple[bytes, str]:
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 from berth.clock import Clock
 from berth.config import Settings
-from berth.services.blobs import LocalBlobStore
 from berth.services.dicts import DictService
 from berth.services.notify import Notifier
 from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
 from berth.services.volumes import VolumeService
-from berth.store.ports import StateStore
+from berth.store.ports import BlobStore, StateStore
 
 
 @dataclass
@@ -24,7 +23,7 @@ class StateServices:
 
 
 def build_state(
-    settings: Settings, store: StateStore, blobs: LocalBlobStore, notifier: Notifier, clock: Clock
+    settings: Settings, store: StateStore, blobs: BlobStore, notifier: Notifier, clock: Clock
 ) -> StateServices:
     key = load_or_create_key(settings.secrets_key, settings.secrets_key_path)
     return StateServices(

@@ -22,10 +22,9 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.domain.spec import BindMount
 from berth.errors import InvalidArgument, PermissionDenied
-from berth.services.blobs import LocalBlobStore
 from berth.services.state_objects import NamedObjects, creation_info
 from berth.services.volume_fs import VolumeDir, relative
-from berth.store.ports import StateObjectStore
+from berth.store.ports import BlobStore, StateObjectStore
 from berth.store.records import StateObject
 
 BLOCK_SIZE = 8 * 1024 * 1024
@@ -53,7 +52,7 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 class VolumeService:
     def __init__(
-        self, store: StateObjectStore, blobs: LocalBlobStore, clock: Clock, root: Path, inline_limit: int
+        self, store: StateObjectStore, blobs: BlobStore, clock: Clock, root: Path, inline_limit: int
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -158,7 +157,7 @@ class VolumeService:
             reply.data = data
         else:
             blob_id = self._blobs.new_blob_id()
-            await asyncio.to_thread(self._blobs.write_blob, blob_id, data)
+            await self._blobs.write_blob(blob_id, data)
             reply.data_blob_id = blob_id
         return reply
 
@@ -169,10 +168,10 @@ class VolumeService:
         plan = []
         overwrite = not req.disallow_overwrite_existing_files
         for f in req.files:
-            if not self._blobs.has_file(f.sha256_hex):
+            if not await self._blobs.has_file(f.sha256_hex):
                 raise InvalidArgument(f"{f.filename}: content {f.sha256_hex} was not uploaded")
             target = await _in_thread(lambda f=f: vol.check_writable(f.filename, overwrite))  # type: ignore[misc]
-            plan.append((target, self._blobs.cas_path(f.sha256_hex), f.mode))
+            plan.append((target, await self._blobs.local_file(f.sha256_hex), f.mode))
         for target, source, mode in plan:
             await _in_thread(lambda t=target, s=source, m=mode: vol.write_from(t, [s], m))  # type: ignore[misc]
 

@@ -21,11 +21,10 @@ from berth.clock import Clock
 from berth.errors import NotFound
 from berth.ids import new_id, new_secret
 from berth.services.apps import AppService
-from berth.services.blobs import LocalBlobStore
 from berth.services.calls import CallService, data_key
 from berth.services.inputs import call_key
 from berth.services.notify import Notifier
-from berth.store.ports import CallStore, EndpointStore
+from berth.store.ports import BlobStore, CallStore, EndpointStore
 from berth.store.records import AppRecord, Endpoint
 
 log = logging.getLogger("berth.web")
@@ -145,7 +144,7 @@ class WebCall:
                 chunks = await self._s.core.chunks_after(self.call_id, "out", last)
                 for idx, raw in chunks:
                     last = idx
-                    msg = decode_message(self._s.chunk_bytes(api_pb2.DataChunk.FromString(raw)))
+                    msg = decode_message(await self._s.chunk_bytes(api_pb2.DataChunk.FromString(raw)))
                     if msg is not None:
                         yield msg
                 if not chunks:
@@ -177,7 +176,7 @@ class WebService:
         calls: CallService,
         cancel_inputs: CancelInputs,
         notifier: Notifier,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         clock: Clock,
         url_host: str,
     ) -> None:
@@ -264,7 +263,7 @@ class WebService:
         )
         return WebCall(self, ep, resp.function_call_id)
 
-    def chunk_bytes(self, chunk: api_pb2.DataChunk) -> bytes:
+    async def chunk_bytes(self, chunk: api_pb2.DataChunk) -> bytes:
         if chunk.data_blob_id:
-            return self.blobs.require_blob(chunk.data_blob_id).read_bytes()
+            return await self.blobs.read_blob(chunk.data_blob_id)
         return bytes(chunk.data)

@@ -4,7 +4,7 @@ every aggregate in one SQLite file; the scale-out backends plug in here and nowh
 from __future__ import annotations
 
 from berth.config import Settings
-from berth.store.ports import Stores, WakeBus
+from berth.store.ports import BlobStore, Stores, WakeBus
 
 
 async def open_stores(settings: Settings) -> Stores:
@@ -41,3 +41,15 @@ def open_wake_bus(settings: Settings) -> WakeBus | None:
     from berth.store.redis import RedisWakeBus
 
     return RedisWakeBus.from_url(settings.redis_url)
+
+
+async def open_blobs(settings: Settings) -> BlobStore:
+    """The local blob directory by default; an S3-compatible bucket when BERTH_BLOBS_URL names one."""
+    if settings.blob_url:
+        from berth.store.s3.blobs import S3BlobStore
+        from berth.store.s3.location import S3Location
+
+        return await S3BlobStore.open(S3Location.parse(settings.blob_url), settings.blob_cache_dir)
+    from berth.store.local_blobs import LocalBlobStore
+
+    return LocalBlobStore(settings.blob_dir)

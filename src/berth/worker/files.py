@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +44,23 @@ class LocalFiles:
         missing = [s for s in set(sha256s) if not self.path(s).exists()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} mounted file(s) missing from {self.root}, e.g. {missing[0]}")
+
+
+class StoreFiles:
+    """Files from the server's own blob store, on the server's host (`berth up`): each is made local by the
+    store (its own file, or a copy in its cache when the store is remote)."""
+
+    def __init__(self, local_file: Callable[[str], Awaitable[Path]]) -> None:
+        self._local_file = local_file
+        self._paths: dict[str, Path] = {}
+
+    def path(self, sha256: str) -> Path:
+        return self._paths[sha256]
+
+    async def fetch(self, sha256s: Iterable[str]) -> None:
+        wanted = [s for s in set(sha256s) if s not in self._paths or not self._paths[s].exists()]
+        for sha, found in zip(wanted, await asyncio.gather(*map(self._local_file, wanted)), strict=True):
+            self._paths[sha] = found
 
 
 def place_files(files: list[MountedFile], root: Path, source: FileSource) -> None:

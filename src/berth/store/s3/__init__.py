@@ -1,0 +1,1 @@
+"""The S3-compatible blob store: blob bodies and mount files in one bucket, for many hosts."""
