@@ -1,0 +1,247 @@
+"""A whole Berth cluster on this machine, for tests, the bench and anyone trying Berth on many "hosts":
+PostgreSQL, Redis and a SeaweedFS S3 server on loopback, a `berth server` on PostgreSQL + Redis + S3 that
+serves TLS on a private bridge, and N `berth worker`s, each in its own network namespace behind that
+bridge. Everything lives under DIR; `scripts/local-cluster.sh` is the command line:
+
+    up DIR N            start it all; returns once the server serves and every worker has joined
+    env DIR             the exports a modal client needs (as `berth env` prints them)
+    kill-worker DIR I   SIGKILL worker I (1..N)
+    cut-worker DIR I    take worker I's network down (heal-worker DIR I brings it back)
+    down DIR            stop everything this cluster started and remove its namespaces and links
+
+Only processes this module started are signalled, by the pids it recorded in DIR/cluster.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+def _ip(*args: str, check: bool = True) -> None:
+    subprocess.run(["ip", *args], check=check, capture_output=True)
+
+
+def _names(root: Path) -> dict[str, Any]:
+    """Interface and namespace names (15 characters at most) and a /24 that are stable for this DIR."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()
+    tag = digest[:4]
+    subnet = 10 + int(digest[4:8], 16) % 200
+    return {"tag": tag, "bridge": f"blc{tag}", "prefix": f"10.251.{subnet}"}
+
+
+def _state_path(root: Path) -> Path:
+    return root / "cluster.json"
+
+
+def _load(root: Path) -> dict[str, Any]:
+    return dict(json.loads(_state_path(root).read_text()))
+
+
+def _save(root: Path, state: dict[str, Any]) -> None:
+    _state_path(root).write_text(json.dumps(state, indent=2))
+
+
+def _wait(check: Any, what: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def _start_services(root: Path, state: dict[str, Any]) -> dict[str, str]:
+    from berth.devservices.postgres import start as start_postgres
+    from berth.devservices.redis import start_redis
+    from berth.devservices.s3 import start_seaweed_s3
+
+    pg = start_postgres(root / "postgres")
+    state["pids"]["postgres"] = pg.proc.pid
+    _save(root, state)
+    redis = start_redis(root / "redis")
+    state["pids"]["redis"] = redis.proc.pid
+    _save(root, state)
+    s3 = start_seaweed_s3(root / "s3")
+    state["pids"]["s3"] = s3.proc.pid  # its own process group
+    _save(root, state)
+    return {"BERTH_DATABASE_URL": pg.url(), "BERTH_REDIS_URL": redis.url, "BERTH_BLOBS_URL": s3.blobs_url("berth")}
+
+
+def _network(root: Path, n: int) -> dict[str, Any]:
+    names = _names(root)
+    bridge, prefix = names["bridge"], names["prefix"]
+    _ip("link", "add", bridge, "type", "bridge")
+    _ip("addr", "add", f"{prefix}.1/24", "dev", bridge)
+    _ip("link", "set", bridge, "up")
+    for i in range(1, n + 1):
+        ns, host_end = f"{bridge}-w{i}", f"{bridge}w{i}"
+        _ip("netns", "add", ns)
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _ip("link", "set", host_end, "master", bridge)
+        _ip("link", "set", host_end, "up")
+        _ip("-n", ns, "addr", "add", f"{prefix}.{10 + i}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+    return names
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    return proc.pid
+
+
+def _berth_status(data_dir: Path) -> bool:
+    return subprocess.run([BIN / "berth", "status", "--data-dir", data_dir], capture_output=True).returncode == 0
+
+
+def up(root: Path, n: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    if _state_path(root).exists():
+        raise SystemExit(f"{root} already holds a cluster; run `down {root}` first")
+    state: dict[str, Any] = {"n": n, "pids": {"workers": {}}, **_names(root)}
+    _save(root, state)
+    try:
+        _up(root, n, state)
+    except BaseException:
+        down(root)
+        raise
+
+
+def _up(root: Path, n: int, state: dict[str, Any]) -> None:
+    engines = _start_services(root, state)
+    names = _network(root, n)
+    state["network"] = True
+    from berth.devservices.postgres import free_port
+
+    port = free_port()
+    state["port"] = port
+    server_dir = root / "server"
+    listen = f"{names['prefix']}.1:{port}"
+    argv = [str(BIN / "berth"), "server", "--data-dir", str(server_dir), "--listen", listen, "--tls"]
+    state["pids"]["server"] = _spawn(argv, root / "server.log", {**os.environ, **engines})
+    _save(root, state)
+    _wait(lambda: _berth_status(server_dir), "berth server to serve")
+    token = subprocess.run(
+        [BIN / "berth", "join-token", "create", "--data-dir", server_dir], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for i in range(1, n + 1):
+        state["pids"]["workers"][str(i)] = _start_worker(root, state, i, token)
+        _save(root, state)
+    log = root / "server.log"
+    for i in range(1, n + 1):
+        _wait(lambda i=i: f"worker w{i} joined" in log.read_text(errors="replace"), f"worker {i} to join")
+
+
+def _start_worker(root: Path, state: dict[str, Any], i: int, token: str) -> int:
+    ns = f"{state['bridge']}-w{i}"
+    server = f"https://{state['prefix']}.1:{state['port']}"
+    argv = ["ip", "netns", "exec", ns, str(BIN / "berth"), "worker", "--server", server]
+    argv += ["--ca", str(root / "server" / "tls" / "ca.pem"), "--join-token", token, "--name", f"w{i}"]
+    argv += ["--data-dir", str(root / f"w{i}"), "--runtime", "process", "--slots", "8"]
+    return _spawn(argv, root / f"w{i}.log")
+
+
+def env(root: Path) -> None:
+    out = subprocess.run([BIN / "berth", "env", "--data-dir", root / "server"], capture_output=True, text=True)
+    sys.stdout.write(out.stdout)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr.strip())
+
+
+def kill_worker(root: Path, i: int) -> None:
+    pid = _load(root)["pids"]["workers"][str(i)]
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def link_worker(root: Path, i: int, up_: bool) -> None:
+    state = _load(root)
+    _ip("link", "set", f"{state['bridge']}w{i}", "up" if up_ else "down")
+
+
+def _signal(pid: int | None, sig: int, group: bool = False) -> None:
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, sig) if group else os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_gone(pid: int | None, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    _signal(pid, signal.SIGKILL)
+
+
+def down(root: Path) -> None:
+    if not _state_path(root).exists():
+        return
+    state = _load(root)
+    pids = state["pids"]
+    for pid in pids["workers"].values():
+        _signal(pid, signal.SIGTERM, group=True)
+    for pid in pids["workers"].values():
+        _wait_gone(pid, 20)
+    for i in range(1, state["n"] + 1):  # what is left in a namespace is ours: a killed worker's containers
+        ns = f"{state['bridge']}-w{i}"
+        found = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        for pid in map(int, found):
+            _signal(pid, signal.SIGKILL)
+        _ip("netns", "del", ns, check=False)
+        _ip("link", "del", f"{state['bridge']}w{i}", check=False)
+    _signal(pids.get("server"), signal.SIGINT)
+    _wait_gone(pids.get("server"), 60)
+    _signal(pids.get("postgres"), signal.SIGINT)
+    _signal(pids.get("redis"), signal.SIGTERM)
+    _signal(pids.get("s3"), signal.SIGTERM, group=True)
+    for name in ("postgres", "redis"):
+        _wait_gone(pids.get(name), 30)
+    _wait_gone(pids.get("s3"), 5)
+    _signal(pids.get("s3"), signal.SIGKILL, group=True)
+    _ip("link", "del", state["bridge"], check=False)
+    _state_path(root).unlink()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, root = argv[0], Path(argv[1]).resolve()
+    if command == "up" and len(argv) == 3:
+        up(root, int(argv[2]))
+    elif command == "env":
+        env(root)
+    elif command == "kill-worker" and len(argv) == 3:
+        kill_worker(root, int(argv[2]))
+    elif command in ("cut-worker", "heal-worker") and len(argv) == 3:
+        link_worker(root, int(argv[2]), command == "heal-worker")
+    elif command == "down":
+        down(root)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
