@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runtimes.py
+	$(BIN)/python bench/cluster.py
 
 coverage: install
 	$(BIN)/python scripts/rpc_coverage.py > docs/rpc-coverage.md
