@@ -50,6 +50,8 @@ class Settings:
     insecure_registries: tuple[str, ...] = field(default_factory=lambda: _env_list("BERTH_INSECURE_REGISTRIES"))
     # python-build-standalone archives for Pythons Debian does not carry: a folder URL or a {version} template.
     python_mirror: str = field(default_factory=lambda: os.environ.get("BERTH_PYTHON_MIRROR", ""))
+    # PostgreSQL (postgresql://user:password@host:port/db) for the control plane; empty: SQLite in the data dir.
+    database_url: str = field(default_factory=lambda: os.environ.get("BERTH_DATABASE_URL", ""))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

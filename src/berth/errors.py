@@ -45,3 +45,9 @@ class AlreadyExists(BerthError):
 
 class Unimplemented(BerthError):
     status = Status.UNIMPLEMENTED
+
+
+class StoreUnavailable(BerthError):
+    """The database is down or unreachable (after retries). Its message names the database without secrets."""
+
+    status = Status.UNAVAILABLE
