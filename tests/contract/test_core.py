@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from berth.store.factory import Stores
 from berth.store.records import AppRecord, FunctionRecord, TaskRecord
 
@@ -99,3 +101,17 @@ async def test_a_task_ends_keeps_its_result_and_stale_tasks_are_stopped(stores: 
     assert ended is not None and (ended.state, ended.ended_at) == ("stopped", 9.0)
     assert (await core.get_task("ta-1")).ended_at == 5.0  # type: ignore[union-attr]
     assert await core.get_task("ta-missing") is None
+
+
+async def test_concurrent_puts_under_one_content_key_leave_one_object_and_fail_none(
+    stores: Stores, replica: Stores
+) -> None:
+    puts = [
+        (stores, replica)[i % 2].core.put_object("mount", f"mo-{i}", b"%d" % i, 1.0, key="ns/main/app")
+        for i in range(10)
+    ]
+    await asyncio.gather(*puts)
+    found = await stores.core.object_by_key("mount", "ns/main/app")
+    assert found is not None
+    survivors = [i for i in range(10) if await stores.core.get_object("mount", f"mo-{i}") is not None]
+    assert survivors == [int(found[0].removeprefix("mo-"))]

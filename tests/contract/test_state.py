@@ -109,3 +109,11 @@ async def test_a_partition_is_cleared_its_ttl_after_the_last_put(stores: Stores)
     await state.queue_push("qu-1", b"b", [b"3"], 8.0, 10, 10.0)
     await state.queue_expire("qu-1", 12.0)
     assert await state.queue_len("qu-1", b"a") == 0 and await state.queue_len("qu-1", b"b") == 2
+
+
+async def test_concurrent_puts_of_one_name_leave_one_object_and_fail_none(stores: Stores, replica: Stores) -> None:
+    puts = [(stores, replica)[i % 2].state.put(_obj(f"vo-{i}", "shared")) for i in range(10)]
+    await asyncio.gather(*puts)
+    found = await stores.state.by_name("volume", "main", "shared")
+    assert found is not None
+    assert [i for i in range(10) if await stores.state.get("volume", f"vo-{i}")] == [int(found.object_id[3:])]

@@ -86,3 +86,12 @@ async def test_pruning_ticks_forgets_only_fired_ones_before_the_cutoff(stores: S
     await web.mark_fired("fu-1", 30.0)
     assert await web.prune_ticks(before=25.0) == 1
     assert [(t.tick_at, t.state) for t in await web.ticks("fu-1")] == [(20.0, "pending"), (30.0, "fired")]
+
+
+async def test_concurrent_puts_on_one_port_leave_one_endpoint_and_fail_none(stores: Stores, replica: Stores) -> None:
+    puts = [
+        (stores, replica)[i % 2].web.put_endpoint(Endpoint(f"ep-{i}", 9100, "ap-1", "fu-1", "", False), 1.0)
+        for i in range(10)
+    ]
+    await asyncio.gather(*puts)
+    assert len(await stores.web.endpoints()) == 1

@@ -5,7 +5,7 @@ that held the same value of another unique column, as SQLite's REPLACE does."""
 from __future__ import annotations
 
 from berth.store.postgres.calls import CallTables
-from berth.store.postgres.db import Conn, Database
+from berth.store.postgres.db import Conn, Database, lock_value
 from berth.store.records import AppRecord, FunctionRecord, TaskRecord
 
 _APP_COLS = "app_id, name, description, state, environment, created_at, stopped_at"
@@ -145,6 +145,7 @@ class PostgresCoreStore(CallTables):
     ) -> None:
         async def upsert(conn: Conn) -> None:
             if key is not None:  # the content key is unique per kind: an older object under it is replaced
+                await lock_value(conn, "objects.key", kind, key)
                 await conn.execute(
                     "DELETE FROM objects WHERE kind=$1 AND key=$2 AND object_id<>$3", kind, key, object_id
                 )

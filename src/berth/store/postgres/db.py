@@ -60,6 +60,13 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, retryable)
 
 
+async def lock_value(conn: Conn, *parts: object) -> None:
+    """Serialise the transactions that write one value of a unique column until they commit. Two
+    concurrent "delete the holder, then insert" replacements would otherwise both find nothing to delete
+    and one would fail on the unique index; with the lock the second deletes what the first inserted."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "\x1f".join(map(str, parts)))
+
+
 def rowcount(status: str) -> int:
     """Rows a statement touched, from its command tag ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
     tail = status.rsplit(" ", 1)[-1]

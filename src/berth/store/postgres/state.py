@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from berth.store.postgres.db import Conn, Database
+from berth.store.postgres.db import Conn, Database, lock_value
 from berth.store.records import StateObject
 
 _COLS = "object_id, kind, name, environment, ephemeral, app_id, version, body, created_at, heartbeat_at"
@@ -23,7 +23,7 @@ def _obj(row: Any) -> StateObject:
 
 
 async def _lock_queue(conn: Conn, queue_id: str) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "queue:" + queue_id)
+    await lock_value(conn, "queue", queue_id)
 
 
 class PostgresStateStore:
@@ -34,6 +34,7 @@ class PostgresStateStore:
     async def put(self, obj: StateObject) -> None:
         async def upsert(conn: Conn) -> None:
             if obj.name is not None:  # SQLite's REPLACE also drops the row that held this name
+                await lock_value(conn, "state_objects.name", obj.kind, obj.environment, obj.name)
                 await conn.execute(
                     "DELETE FROM state_objects WHERE kind=$1 AND environment=$2 AND name=$3 AND object_id<>$4",
                     obj.kind,

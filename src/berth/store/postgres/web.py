@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.store.postgres.db import Conn, Database
+from berth.store.postgres.db import Conn, Database, lock_value
 from berth.store.records import Endpoint, ScheduleRow, TickRow
 
 _EP_COLS = "key, port, app_id, function_id, method_name, requires_auth"
@@ -45,6 +45,7 @@ class PostgresWebStore:
     async def put_endpoint(self, ep: Endpoint, now: float) -> None:
         async def upsert(conn: Conn) -> None:
             # The port is unique too: SQLite's REPLACE drops an endpoint that held it under another key.
+            await lock_value(conn, "web_endpoints.port", ep.port)
             await conn.execute("DELETE FROM web_endpoints WHERE port=$1 AND key<>$2", ep.port, ep.key)
             await conn.execute(
                 f"INSERT INTO web_endpoints({_EP_COLS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
