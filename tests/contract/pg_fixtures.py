@@ -27,8 +27,13 @@ def postgres_server() -> Iterator[devpg.LocalPostgres]:
     try:
         server = devpg.start(root)
     except devpg.PostgresUnavailable as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
         shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"PostgreSQL is needed by the contract suite: {exc} ({devpg.SETUP_HINT})", pytrace=False)
+        hint = "" if "setup-services.sh" in problem else f" ({devpg.SETUP_HINT})"
+        pytest.fail(f"PostgreSQL is needed by the contract suite: {problem}{hint}", pytrace=False)
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
