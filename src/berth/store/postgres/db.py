@@ -167,6 +167,8 @@ class Database:
                 return await attempt(conn)
             except Exception as exc:
                 if committing and not idempotent and is_connection_error(exc):
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
                     raise StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.url} while committing; not retried"
                     ) from exc
