@@ -60,6 +60,8 @@ class Settings:
     # Where blobs and mount files live: "" for the local directory under data_dir (the default), or an
     # S3-compatible bucket, s3://KEY:SECRET@HOST:PORT/BUCKET[?region=R&scheme=https] (store/s3/location.py).
     blob_url: str = field(default_factory=lambda: os.environ.get("BERTH_BLOBS_URL", ""))
+    # PostgreSQL (postgresql://user:password@host:port/db) for the control plane; empty: SQLite in the data dir.
+    database_url: str = field(default_factory=lambda: os.environ.get("BERTH_DATABASE_URL", ""))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

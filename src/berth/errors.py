@@ -50,4 +50,8 @@ class Unimplemented(BerthError):
 class Unavailable(BerthError):
     """A backing service (the blob store, a database) cannot be reached; worth retrying later."""
 
+
+class StoreUnavailable(BerthError):
+    """The database is down or unreachable (after retries). Its message names the database without secrets."""
+
     status = Status.UNAVAILABLE

@@ -3,18 +3,17 @@ and nothing left once the object is deleted."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from redis.asyncio import Redis
 
 from berth.store.composed import ComposedStateStore
 from berth.store.records import StateObject
 from berth.store.redis import RedisDictStore, RedisQueueStore
 from berth.store.sqlite.state import SqliteStateStore
+from tests.contract.backends import migrated_memory_db
 
 
 async def test_keys_are_namespaced_by_object_and_delete_leaves_none(redis_client: Redis) -> None:
-    db = sqlite3.connect(":memory:", isolation_level=None)
+    db = migrated_memory_db()
     state = ComposedStateStore(SqliteStateStore(db), RedisDictStore(redis_client), RedisQueueStore(redis_client))
     for object_id, kind in (("di-9", "dict"), ("qu-9", "queue")):
         await state.put(StateObject(object_id, kind, None, "main", True, None, 1, None, 1.0, 1.0))

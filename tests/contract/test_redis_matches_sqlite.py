@@ -5,7 +5,6 @@ interleaving of puts, pops, clears, cursors and expiry; this finds the ones they
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +16,7 @@ from berth.store.composed import ComposedStateStore
 from berth.store.ports import StateStore
 from berth.store.redis import RedisDictStore, RedisQueueStore
 from berth.store.sqlite.state import SqliteStateStore
+from tests.contract.backends import migrated_memory_db
 
 _keys = st.sampled_from([b"a", b"b", b"c", b"\x00"])
 _values = st.binary(max_size=3)
@@ -66,7 +66,7 @@ async def _apply(store: StateStore, op: tuple[Any, ...], now: float) -> object:
 
 async def _compare(url: str, ops: list[tuple[Any, ...]]) -> None:
     client = Redis.from_url(url)
-    db = sqlite3.connect(":memory:", isolation_level=None)
+    db = migrated_memory_db()
     try:
         await client.flushdb()
         sqlite = SqliteStateStore(db)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from berth.services.wakeups import ReplicaNotifier
 from berth.store.composed import ComposedStateStore
 from berth.store.redis import RedisDictStore, RedisQueueStore, RedisWakeBus
 from berth.store.sqlite.state import SqliteStateStore
+from tests.contract.backends import migrated_memory_db
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ async def test_a_lost_subscription_wakes_every_waiter_once_it_is_back(
 async def test_a_blocking_get_on_one_replica_returns_an_item_put_through_another(
     replicas: list[ReplicaNotifier], redis_client: Redis
 ) -> None:
-    db = sqlite3.connect(":memory:", isolation_level=None)  # the shared SQL the objects live in
+    db = migrated_memory_db()  # the shared SQL the objects live in
     store = ComposedStateStore(SqliteStateStore(db), RedisDictStore(redis_client), RedisQueueStore(redis_client))
     put_side, get_side = (QueueService(store, n, SystemClock()) for n in replicas)
     created = await put_side.get_or_create(

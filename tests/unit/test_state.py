@@ -20,6 +20,7 @@ from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
 from berth.services.state_objects import EPHEMERAL_TTL_S, NamedObjects
 from berth.services.volume_fs import VolumeDir, relative
+from berth.store.sqlite.migrate import migrate
 from berth.store.sqlite.state import SqliteStateStore
 from berth.worker.files import LocalFiles
 from berth.worker.runtime.process import ProcessRuntime, link_bind
@@ -39,6 +40,7 @@ class FakeClock:
 @pytest.fixture
 def store() -> Iterator[SqliteStateStore]:
     db = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(db)
     yield SqliteStateStore(db)
     db.close()
 

@@ -55,8 +55,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         remote_workers=True,
         tls_host=tls_host,
     )
-    if args.redis:
-        settings = replace(settings, redis_url=args.redis)
+    engines = {"database_url": args.database, "redis_url": args.redis, "blob_url": args.blobs}
+    settings = replace(settings, **{k: v for k, v in engines.items() if v})
     try:
         asyncio.run(serve(settings))
     except OSError as exc:
@@ -167,7 +167,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="serve --listen with TLS from Berth's own CA (DATA_DIR/tls/ca.pem, for workers' --ca); local clients "
         "keep plain HTTP on 127.0.0.1",
     )
-    server.add_argument("--redis", help="Redis URL for dict and queue contents and wake-ups between replicas")
+    server.add_argument("--database", help="PostgreSQL URL for the control plane (default: $BERTH_DATABASE_URL)")
+    server.add_argument(
+        "--redis", help="Redis URL for dict and queue contents and wake-ups (default: $BERTH_REDIS_URL)"
+    )
+    server.add_argument(
+        "--blobs", help="s3://KEY:SECRET@HOST:PORT/BUCKET for blobs and mounts (default: $BERTH_BLOBS_URL)"
+    )
     server.add_argument("-v", "--verbose", action="store_true")
     server.set_defaults(func=cmd_server)
     worker = sub.add_parser("worker", help="join a `berth server` and run its containers on this host")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from berth.cli import cluster_cmds, host_cmds, server_cmds, token_cmds, web_cmds
+from berth.errors import StoreUnavailable
 
 # Command families, in the order `berth --help` lists them.
 FAMILIES = [server_cmds, cluster_cmds, token_cmds, web_cmds, host_cmds]
@@ -21,7 +22,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StoreUnavailable as exc:
+        # The message names the database without its password (store/postgres/db.redact).
+        print(f"berth: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

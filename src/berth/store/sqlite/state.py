@@ -1,6 +1,7 @@
 """SQLite store for the state objects apps share: named and ephemeral volumes, secrets, dicts and queues,
-the entries of dicts and the items of queues. It shares the core store's connection (one file, one writer);
-statements run on the event loop's thread and never await mid-transaction, so each method is atomic."""
+the entries of dicts and the items of queues. It shares the core store's connection (one file, one writer),
+whose tables SqliteStore.open created by migration; statements run on the event loop's thread and never
+await mid-transaction, so each method is atomic."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Sequence
 
 from berth.store.records import StateObject
 from berth.store.sqlite.connection import transaction
-from berth.store.sqlite.state_schema import STATE_SCHEMA
 
 _COLS = "object_id, kind, name, environment, ephemeral, app_id, version, body, created_at, heartbeat_at"
 
@@ -36,7 +36,6 @@ def _row(row: Sequence[object] | None) -> StateObject | None:
 class SqliteStateStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        db.executescript(STATE_SCHEMA)
 
     def _tx(self) -> contextlib.AbstractContextManager[None]:
         return transaction(self._db)

@@ -22,7 +22,7 @@ from berth.store.records import (
     TaskRecord,
 )
 from berth.store.sqlite.connection import transaction
-from berth.store.sqlite.schema import SCHEMA
+from berth.store.sqlite.migrate import migrate
 
 _INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
 
@@ -45,7 +45,7 @@ class SqliteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(SCHEMA)
+        migrate(db)
         return cls(db)
 
     async def close(self) -> None:

@@ -1,8 +1,8 @@
 """SQLite tables of the web front door and the schedule trigger: endpoint URLs (one listening port each),
 proxy-auth tokens (hashed) and schedules with the ticks they fired.
 
-Shares the main store's connection (one file, one writer); every statement runs synchronously on the
-event loop thread and commits before it returns."""
+Shares the main store's connection (one file, one writer), whose tables SqliteStore.open created by
+migration; every statement runs synchronously on the event loop thread and commits before it returns."""
 
 from __future__ import annotations
 
@@ -12,39 +12,6 @@ from typing import Any
 
 from berth.store.records import Endpoint, ScheduleRow, TickRow
 
-WEB_SCHEMA = """
-CREATE TABLE IF NOT EXISTS web_endpoints (
-    key TEXT PRIMARY KEY,
-    port INTEGER NOT NULL UNIQUE,
-    app_id TEXT NOT NULL,
-    function_id TEXT NOT NULL,
-    method_name TEXT NOT NULL DEFAULT '',
-    requires_auth INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS web_tokens (
-    token_id TEXT PRIMARY KEY,
-    secret_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE TABLE IF NOT EXISTS schedules (
-    function_id TEXT PRIMARY KEY,
-    app_id TEXT NOT NULL,
-    spec BLOB NOT NULL,
-    anchor REAL NOT NULL,
-    next_tick REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS schedule_ticks (
-    function_id TEXT NOT NULL,
-    tick_at REAL NOT NULL,
-    call_id TEXT NOT NULL,
-    input_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    PRIMARY KEY (function_id, tick_at)
-);
-"""
-
 
 def _endpoint(row: Sequence[Any]) -> Endpoint:
     return Endpoint(row[0], int(row[1]), row[2], row[3], row[4], bool(row[5]))
@@ -53,7 +20,6 @@ def _endpoint(row: Sequence[Any]) -> Endpoint:
 class WebStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        db.executescript(WEB_SCHEMA)
 
     # endpoints
     async def endpoint_by_key(self, key: str) -> Endpoint | None:

@@ -1,6 +1,7 @@
-"""Schema of the embedded store. Statements are idempotent so opening a data dir twice is safe."""
-
-SCHEMA = """
+-- The schema as the embedded store created it before versioned migrations. Every statement says
+-- IF NOT EXISTS, so a data dir made by that code (tables present, no schema_migrations) takes this
+-- migration as a no-op and is recorded at version 1.
+-- core: tokens, apps, functions, objects, calls, inputs, outputs, tasks
 CREATE TABLE IF NOT EXISTS tokens (
     token_id TEXT PRIMARY KEY,
     secret_hash TEXT NOT NULL,
@@ -125,4 +126,72 @@ CREATE TABLE IF NOT EXISTS tasks (
     ended_at REAL,
     result BLOB
 );
-"""
+
+-- state objects and the contents of dicts and queues
+CREATE TABLE IF NOT EXISTS state_objects (
+    object_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT,
+    environment TEXT NOT NULL,
+    ephemeral INTEGER NOT NULL DEFAULT 0,
+    app_id TEXT,
+    version INTEGER NOT NULL DEFAULT 0,
+    body BLOB,
+    created_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS state_objects_name ON state_objects(kind, environment, name) WHERE name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS state_objects_ephemeral ON state_objects(kind, heartbeat_at) WHERE ephemeral = 1;
+CREATE TABLE IF NOT EXISTS dict_entries (
+    dict_id TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (dict_id, key)
+);
+CREATE TABLE IF NOT EXISTS queue_items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_id TEXT NOT NULL,
+    partition BLOB NOT NULL,
+    value BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_items_partition ON queue_items(queue_id, partition, seq);
+CREATE TABLE IF NOT EXISTS queue_partitions (
+    queue_id TEXT NOT NULL,
+    partition BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue_id, partition)
+);
+
+-- web endpoints, proxy-auth tokens, schedules and their ticks
+CREATE TABLE IF NOT EXISTS web_endpoints (
+    key TEXT PRIMARY KEY,
+    port INTEGER NOT NULL UNIQUE,
+    app_id TEXT NOT NULL,
+    function_id TEXT NOT NULL,
+    method_name TEXT NOT NULL DEFAULT '',
+    requires_auth INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS web_tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    function_id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    spec BLOB NOT NULL,
+    anchor REAL NOT NULL,
+    next_tick REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    function_id TEXT NOT NULL,
+    tick_at REAL NOT NULL,
+    call_id TEXT NOT NULL,
+    input_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (function_id, tick_at)
+);

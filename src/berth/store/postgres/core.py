@@ -1,0 +1,213 @@
+"""PostgreSQL CoreStore: tokens, apps, functions and classes, generic objects and tasks, plus the call
+path from store/postgres/calls.py. SQLite's INSERT OR REPLACE becomes an upsert that also removes a row
+that held the same value of another unique column, as SQLite's REPLACE does."""
+
+from __future__ import annotations
+
+from berth.store.postgres.calls import CallTables
+from berth.store.postgres.db import Conn, Database, lock_value
+from berth.store.records import AppRecord, FunctionRecord, TaskRecord
+
+_APP_COLS = "app_id, name, description, state, environment, created_at, stopped_at"
+_FN_COLS = "function_id, app_id, tag, definition, bound_from, serialized_params, options"
+_TASK_COLS = "task_id, function_id, app_id, state, secret_hash, created_at, ended_at"
+
+
+class PostgresCoreStore(CallTables):
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+
+    @property
+    def database(self) -> Database:
+        """The shared pool, for the other PostgreSQL stores of this package."""
+        return self._db
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # tokens
+    async def add_token(self, token_id: str, secret_hash: str, environment: str | None, now: float) -> None:
+        await self._db.write(
+            "INSERT INTO tokens(token_id, secret_hash, environment, created_at) VALUES ($1, $2, $3, $4)",
+            token_id,
+            secret_hash,
+            environment,
+            now,
+        )
+
+    async def token(self, token_id: str) -> tuple[str, str] | None:
+        """(secret hash, environment scope or '') of a live token."""
+        row = await self._db.fetchrow(
+            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=$1 AND revoked_at IS NULL",
+            token_id,
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
+    async def tokens(self) -> list[tuple[str, str, float, float | None]]:
+        rows = await self._db.fetch(
+            "SELECT token_id, coalesce(environment, ''), created_at, revoked_at FROM tokens ORDER BY created_at"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def revoke_token(self, token_id: str, now: float) -> bool:
+        rows = await self._db.write(
+            "UPDATE tokens SET revoked_at=$1 WHERE token_id=$2 AND revoked_at IS NULL RETURNING 1", now, token_id
+        )
+        return len(rows) == 1
+
+    # apps
+    async def put_app(self, app: AppRecord) -> None:
+        await self._db.execute(
+            f"INSERT INTO apps({_APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_id) DO UPDATE SET "
+            "name=EXCLUDED.name, description=EXCLUDED.description, state=EXCLUDED.state, "
+            "environment=EXCLUDED.environment, created_at=EXCLUDED.created_at, stopped_at=EXCLUDED.stopped_at",
+            app.app_id,
+            app.name,
+            app.description,
+            app.state,
+            app.environment,
+            app.created_at,
+            app.stopped_at,
+        )
+
+    async def get_app(self, app_id: str) -> AppRecord | None:
+        row = await self._db.fetchrow(f"SELECT {_APP_COLS} FROM apps WHERE app_id=$1", app_id)
+        return AppRecord(*row) if row else None
+
+    async def set_app_state(self, app_id: str, state: int, stopped_at: float | None = None) -> None:
+        await self._db.execute("UPDATE apps SET state=$1, stopped_at=$2 WHERE app_id=$3", state, stopped_at, app_id)
+
+    async def delete_app(self, app_id: str) -> None:
+        async def body(conn: Conn) -> None:
+            await conn.execute("DELETE FROM functions WHERE app_id=$1", app_id)
+            await conn.execute("DELETE FROM classes WHERE app_id=$1", app_id)
+            await conn.execute("DELETE FROM objects WHERE kind='layout' AND object_id=$1", app_id)
+            await conn.execute("DELETE FROM apps WHERE app_id=$1", app_id)
+
+        await self._db.transaction(body, idempotent=True)
+
+    # functions and classes
+    async def put_function(self, fn: FunctionRecord) -> None:
+        await self._db.execute(
+            f"INSERT INTO functions({_FN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (function_id) DO UPDATE SET app_id=EXCLUDED.app_id, tag=EXCLUDED.tag, "
+            "definition=EXCLUDED.definition, bound_from=EXCLUDED.bound_from, "
+            "serialized_params=EXCLUDED.serialized_params, options=EXCLUDED.options",
+            fn.function_id,
+            fn.app_id,
+            fn.tag,
+            fn.definition,
+            fn.bound_from,
+            fn.serialized_params,
+            fn.options,
+        )
+
+    async def get_function(self, function_id: str) -> FunctionRecord | None:
+        row = await self._db.fetchrow(f"SELECT {_FN_COLS} FROM functions WHERE function_id=$1", function_id)
+        return FunctionRecord(*row) if row else None
+
+    async def find_bound_function(self, parent_id: str, params: bytes, options: bytes) -> str | None:
+        row = await self._db.fetchrow(
+            "SELECT function_id FROM functions WHERE bound_from=$1 AND serialized_params=$2 AND options=$3 LIMIT 1",
+            parent_id,
+            params,
+            options,
+        )
+        return str(row[0]) if row else None
+
+    async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None:
+        await self._db.execute(
+            "INSERT INTO classes(class_id, app_id, tag, metadata) VALUES ($1, $2, $3, $4) ON CONFLICT (class_id) "
+            "DO UPDATE SET app_id=EXCLUDED.app_id, tag=EXCLUDED.tag, metadata=EXCLUDED.metadata",
+            class_id,
+            app_id,
+            tag,
+            metadata,
+        )
+
+    async def get_class(self, class_id: str) -> tuple[str, bytes] | None:
+        row = await self._db.fetchrow("SELECT app_id, metadata FROM classes WHERE class_id=$1", class_id)
+        return (str(row[0]), bytes(row[1])) if row else None
+
+    # generic objects (mounts, images, layouts)
+    async def put_object(
+        self,
+        kind: str,
+        object_id: str,
+        body: bytes,
+        now: float,
+        *,
+        key: str | None = None,
+        name: str | None = None,
+        namespace: int = 0,
+        environment: str = "",
+        app_id: str | None = None,
+    ) -> None:
+        async def upsert(conn: Conn) -> None:
+            if key is not None:  # the content key is unique per kind: an older object under it is replaced
+                await lock_value(conn, "objects.key", kind, key)
+                await conn.execute(
+                    "DELETE FROM objects WHERE kind=$1 AND key=$2 AND object_id<>$3", kind, key, object_id
+                )
+            await conn.execute(
+                "INSERT INTO objects(object_id, kind, name, namespace, environment, app_id, key, body, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (object_id) DO UPDATE SET "
+                "kind=EXCLUDED.kind, name=EXCLUDED.name, namespace=EXCLUDED.namespace, "
+                "environment=EXCLUDED.environment, app_id=EXCLUDED.app_id, key=EXCLUDED.key, body=EXCLUDED.body, "
+                "created_at=EXCLUDED.created_at",
+                object_id,
+                kind,
+                name,
+                namespace,
+                environment,
+                app_id,
+                key,
+                body,
+                now,
+            )
+
+        await self._db.transaction(upsert, idempotent=True)
+
+    async def get_object(self, kind: str, object_id: str) -> bytes | None:
+        row = await self._db.fetchrow("SELECT body FROM objects WHERE kind=$1 AND object_id=$2", kind, object_id)
+        return bytes(row[0]) if row else None
+
+    async def object_by_key(self, kind: str, key: str) -> tuple[str, bytes] | None:
+        row = await self._db.fetchrow("SELECT object_id, body FROM objects WHERE kind=$1 AND key=$2", kind, key)
+        return (str(row[0]), bytes(row[1])) if row else None
+
+    # tasks
+    async def put_task(self, task: TaskRecord) -> None:
+        # REPLACE semantics: a re-put task starts without a result, as in SQLite.
+        await self._db.execute(
+            f"INSERT INTO tasks({_TASK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO UPDATE "
+            "SET function_id=EXCLUDED.function_id, app_id=EXCLUDED.app_id, state=EXCLUDED.state, "
+            "secret_hash=EXCLUDED.secret_hash, created_at=EXCLUDED.created_at, ended_at=EXCLUDED.ended_at, "
+            "result=NULL",
+            task.task_id,
+            task.function_id,
+            task.app_id,
+            task.state,
+            task.secret_hash,
+            task.created_at,
+            task.ended_at,
+        )
+
+    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
+        await self._db.execute(
+            "UPDATE tasks SET state=$1, ended_at=$2, result=coalesce($3, result) WHERE task_id=$4",
+            state,
+            now,
+            result,
+            task_id,
+        )
+
+    async def set_task_result(self, task_id: str, result: bytes) -> None:
+        await self._db.execute("UPDATE tasks SET result=$1 WHERE task_id=$2", result, task_id)
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        row = await self._db.fetchrow(f"SELECT {_TASK_COLS} FROM tasks WHERE task_id=$1", task_id)
+        return TaskRecord(*row) if row else None
+
+    async def end_stale_tasks(self, now: float) -> None:
+        await self._db.execute("UPDATE tasks SET state='stopped', ended_at=$1 WHERE ended_at IS NULL", now)
