@@ -66,7 +66,7 @@ def wait_for(check: object, what: str, timeout: float = 120) -> None:
 def test_a_10000_input_map_loses_nothing_when_a_worker_dies_and_another_is_cut_off(cluster: Path) -> None:
     log = cluster / "server.log"
     run = subprocess.Popen(
-        [BIN / "modal", "run", "cluster_map.py", "--n", "10000"],
+        [BIN / "modal", "run", "cluster_map.py::main", "--n", "10000"],
         cwd=APPS,
         env=client_env(cluster),
         stdout=subprocess.PIPE,

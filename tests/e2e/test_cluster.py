@@ -110,7 +110,7 @@ def test_a_map_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
         cluster.add_worker(name)
         cluster.wait_joined(name)
     run = subprocess.Popen(
-        [BIN / "modal", "run", "cluster_map.py", "--n", "1500"],
+        [BIN / "modal", "run", "cluster_map.py::main", "--n", "1500"],
         cwd=APPS,
         env=cluster.server.env,
         stdout=subprocess.PIPE,
@@ -118,7 +118,12 @@ def test_a_map_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
         text=True,
     )
     victim = cluster.workers["w1"]
-    wait_for(lambda: len(children(victim.pid)) >= 1, "w1 to run containers", timeout=120)
+
+    def victim_busy() -> bool:
+        assert run.poll() is None, f"the map ended before w1 ran anything: {run.communicate()[0][-3000:]}"
+        return len(children(victim.pid)) >= 1
+
+    wait_for(victim_busy, "w1 to run containers", timeout=120)
     time.sleep(1.0)  # mid-map: some of its inputs are done, some are held
     orphans = children(victim.pid)
     victim.send_signal(signal.SIGKILL)
@@ -136,7 +141,7 @@ def test_a_map_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
 
 def test_calls_wait_for_a_worker_and_run_once_one_joins(cluster: Cluster) -> None:
     run = subprocess.Popen(
-        [BIN / "modal", "run", "cluster_map.py", "--n", "20"],
+        [BIN / "modal", "run", "cluster_map.py::main", "--n", "20"],
         cwd=APPS,
         env=cluster.server.env,
         stdout=subprocess.PIPE,
