@@ -121,6 +121,34 @@ async def test_two_concurrent_finishes_of_one_lease_append_one_output(stores: St
     assert len(await stores.core.outputs_after("fc-1", 0, 10)) == 1
 
 
+async def test_a_reader_paging_outputs_while_many_finish_concurrently_misses_none(
+    stores: Stores, replica: Stores
+) -> None:
+    """Outputs are paged by seq; a seq that became visible after a higher one would be skipped for good.
+    (On PostgreSQL a per-call lock orders them; the local cluster's maps caught the skip under load.)"""
+    n = 400
+    await _call(stores.core)
+    await _enqueue(stores.core, n)
+    leases = await stores.core.claim_inputs("fu-1", "ta-a", n, now=2.0, timeout_s=None)
+    seen: list[str] = []
+
+    async def read() -> None:
+        cursor = 0
+        for _ in range(5000):
+            outs = await stores.core.outputs_after("fc-1", cursor, 3)
+            seen.extend(o.input_id for o in outs)
+            cursor = outs[-1].seq if outs else cursor
+            if len(seen) >= n:
+                return
+            await asyncio.sleep(0.005 if not outs else 0)
+
+    async def finish(i: int) -> None:
+        await (stores, replica)[i % 2].core.finish_input(leases[i].input_id, "ta-a", b"r", 1, now=3.0)
+
+    await asyncio.wait_for(asyncio.gather(read(), *(finish(i) for i in range(n))), 120)
+    assert sorted(seen) == sorted(lease.input_id for lease in leases)
+
+
 async def test_finishing_without_a_holder_closes_a_queued_or_leased_input(stores: Stores) -> None:
     core = stores.core
     await _call(core)

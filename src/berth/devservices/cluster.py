@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,14 @@ def _start_services(root: Path, state: dict[str, Any]) -> dict[str, str]:
     from berth.devservices.redis import start_redis
     from berth.devservices.s3 import start_seaweed_s3
 
-    pg = start_postgres(root / "postgres")
+    # As root, postgres runs as the `postgres` user, which may not be able to enter DIR (a 0700 temp dir):
+    # its files go to a directory of its own under /tmp, linked from DIR and removed by `down`.
+    pg_dir = Path(tempfile.mkdtemp(prefix="berth-lc-pg-"))
+    pg_dir.chmod(0o755)
+    (root / "postgres").symlink_to(pg_dir)
+    state["postgres_dir"] = str(pg_dir)
+    _save(root, state)
+    pg = start_postgres(pg_dir)
     state["pids"]["postgres"] = pg.proc.pid
     _save(root, state)
     redis = start_redis(root / "redis")
@@ -133,8 +142,12 @@ def _up(root: Path, n: int, state: dict[str, Any]) -> None:
     state["pids"]["server"] = _spawn(argv, root / "server.log", {**os.environ, **engines})
     _save(root, state)
     _wait(lambda: _berth_status(server_dir), "berth server to serve")
-    token = subprocess.run(
-        [BIN / "berth", "join-token", "create", "--data-dir", server_dir], capture_output=True, text=True, check=True
+    token = subprocess.run(  # in the server's database, so with its engines' settings
+        [BIN / "berth", "join-token", "create", "--data-dir", server_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **engines},
     ).stdout.strip()
     for i in range(1, n + 1):
         state["pids"]["workers"][str(i)] = _start_worker(root, state, i, token)
@@ -219,6 +232,9 @@ def down(root: Path) -> None:
     _wait_gone(pids.get("s3"), 5)
     _signal(pids.get("s3"), signal.SIGKILL, group=True)
     _ip("link", "del", state["bridge"], check=False)
+    if state.get("postgres_dir"):
+        shutil.rmtree(state["postgres_dir"], ignore_errors=True)
+        (root / "postgres").unlink(missing_ok=True)
     _state_path(root).unlink()
 
 

@@ -132,10 +132,23 @@ class CallTables:
         """Mark an input done and append its output, in one statement. With a holder given, only the
         container that holds the lease may finish it; a stale or foreign output is dropped."""
         if holder is None:
-            rows = await self._db.write(_FINISH.format(cond="state<>'done'"), input_id, result, data_format, now)
+            sql = _FINISH.format(cond="state<>'done'")
+            args: tuple[Any, ...] = (input_id, result, data_format, now)
         else:
             sql = _FINISH.format(cond="state='leased' AND holder=$5")
-            rows = await self._db.write(sql, input_id, result, data_format, now, holder)
+            args = (input_id, result, data_format, now, holder)
+
+        async def body(conn: Conn) -> Any:
+            # Readers page a call's outputs by seq (outputs_after). Serial values are taken at insert and
+            # become visible at commit, so two finishes of one call committing out of order would let a
+            # reader skip the lower seq for good. A per-call transaction lock makes seq order commit order.
+            call_id = await conn.fetchval("SELECT call_id FROM inputs WHERE input_id=$1", input_id)
+            if call_id is None:
+                return []
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", call_id)
+            return await conn.fetch(sql, *args)
+
+        rows = await self._db.transaction(body)
         if not rows:
             return None
         seq, call_id, idx = rows[0]
