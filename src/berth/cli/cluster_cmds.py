@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from berth.cli.server_cmds import data_dir_of
+from berth.cli.server_cmds import data_dir_of, setup_logging
 from berth.config import Settings, default_runtime
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("hpack").setLevel(logging.WARNING)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -34,7 +25,7 @@ def _listen(value: str) -> tuple[str, int]:
 def cmd_server(args: argparse.Namespace) -> int:
     from berth.server import serve
 
-    _logging(args.verbose)
+    setup_logging(args.verbose)
     host, port = args.listen
     tls_host = ""
     if args.tls:
@@ -121,7 +112,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    _logging(args.verbose)
+    setup_logging(args.verbose)
     if args.runtime != "process":
         print(
             f"berth: the {args.runtime} runtime is not available on remote workers yet: their containers would "

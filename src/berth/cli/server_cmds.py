@@ -27,14 +27,18 @@ def container_host(args: argparse.Namespace) -> str:
     return HOST_IP
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from berth.server import serve
-
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("hpack").setLevel(logging.WARNING)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from berth.server import serve
+
+    setup_logging(args.verbose)
     settings = Settings(
         data_dir=data_dir_of(args),
         host=args.host,

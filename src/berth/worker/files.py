@@ -75,21 +75,16 @@ def place_files(files: list[MountedFile], root: Path, source: FileSource) -> Non
         os.chmod(dest, f.mode & 0o7777 or 0o644)
 
 
-class HttpFiles:
+class HttpFiles(LocalFiles):
     """Mounted files fetched from the control plane's HTTP side (`/workers/files/<sha256>`, with the
     worker's join token) into a cache on this host, checked against their hash and written atomically."""
 
     def __init__(self, base_url: str, token: str, cache: Path, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(cache)
         self._base = base_url.rstrip("/")
         self._tls = tls
         self._token = token
-        self.root = cache
         cache.mkdir(parents=True, exist_ok=True)
-
-    def path(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
-            raise ValueError(f"Invalid sha256 {sha256!r}")
-        return self.root / sha256
 
     async def fetch(self, sha256s: Iterable[str]) -> None:
         missing = [s for s in set(sha256s) if not self.path(s).exists()]
