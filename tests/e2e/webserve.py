@@ -57,10 +57,10 @@ class Serve:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 120, after: int = 0) -> None:
+    def wait_for(self, text: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in "".join(self.lines[after:]):
+            if text in self.output:
                 return
             if self.proc.poll() is not None:
                 break
