@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The stock client's AppHeartbeat period (modal config `heartbeat_interval`, MODAL_HEARTBEAT_INTERVAL).
+CLIENT_HEARTBEAT_S = 15.0
+
 
 def _env_list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
@@ -36,7 +39,7 @@ class Settings:
     default_scaledown_s: int = field(default_factory=lambda: _env_int("BERTH_SCALEDOWN_SECONDS", 60))
     # How long finished calls, their outputs and app logs are kept (Modal keeps spawned results ~7 days).
     retention_s: float = field(default_factory=lambda: _env_int("BERTH_RETENTION_DAYS", 7) * 86400.0)
-    # An ephemeral app whose client sends no heartbeat for this long is stopped (the client beats every 15 s).
+    # An ephemeral app whose client sends no heartbeat for this long is stopped (CLIENT_HEARTBEAT_S: every 15 s).
     app_heartbeat_timeout_s: float = field(default_factory=lambda: float(_env_int("BERTH_APP_HEARTBEAT_TIMEOUT", 60)))
     # Fernet key that encrypts secret values at rest; unset: a key file under the data dir, made on first start.
     secrets_key: str | None = field(default_factory=lambda: os.environ.get("BERTH_SECRETS_KEY") or None)

@@ -18,7 +18,7 @@ from modal_proto.api_grpc import ModalClientBase
 from berth.api.chain import build_mapping
 from berth.api.context import Services
 from berth.api.service import ModalServicer
-from berth.config import Settings
+from berth.config import CLIENT_HEARTBEAT_S, Settings
 from berth.http.web import start_front_door
 from berth.tls import issue_server_cert, server_context
 from berth.wiring import build_services, recover
@@ -94,6 +94,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     log.info(
         "berth serving gRPC on %s, HTTP on %s (runtime: %s)", settings.server_url, settings.http_url, settings.runtime
     )
+    if settings.app_heartbeat_timeout_s <= CLIENT_HEARTBEAT_S:
+        log.warning(
+            "BERTH_APP_HEARTBEAT_TIMEOUT=%gs is not longer than the client's %gs heartbeat interval: the ephemeral"
+            " apps of live clients are stopped unless they set MODAL_HEARTBEAT_INTERVAL below it",
+            settings.app_heartbeat_timeout_s,
+            CLIENT_HEARTBEAT_S,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

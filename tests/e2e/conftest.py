@@ -24,6 +24,20 @@ BIN = Path(sys.executable).parent
 APPS = Path(__file__).parent / "apps"
 
 
+def _ignore_sigint(signum: int, frame: object) -> None:
+    pass
+
+
+# Tests stop clients (`modal serve`, an app.run() script) with SIGINT, as Ctrl-C would. A run started in the
+# background by a non-interactive shell (`make test &`, as a CI runner may do) inherits SIGINT ignored, and an
+# ignored signal stays ignored across exec: every client would ignore it too (Python then installs no
+# KeyboardInterrupt handler), and never stop. A signal this process handles is reset to the default in each
+# child at exec, so a handler that ignores it keeps this process as it was and gives the clients what a
+# terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, _ignore_sigint)
+
+
 def _free_port() -> int:
     # The server takes PORT and PORT+1 (HTTP); pick a pair that is free now.
     for _ in range(50):

@@ -24,6 +24,13 @@ def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServ
     stop_server(server)
 
 
+def _client_env(server: BerthServer) -> dict[str, str]:
+    # The client beats every 15 s by default: against a 5 s timeout, a live client's app would be stopped
+    # 5 s after it started, before a slow container even ran. A client that beats every second is quiet
+    # only once it is gone.
+    return {**server.env, "MODAL_HEARTBEAT_INTERVAL": "1"}
+
+
 def _alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
@@ -33,7 +40,7 @@ def _alive(pid: int) -> bool:
 def test_ephemeral_app_stops_with_its_client(quick_server: BerthServer, tmp_path: Path, how: str) -> None:
     note = tmp_path / "pid"
     client = subprocess.Popen(
-        [sys.executable, "long_call.py", str(note)], cwd=APPS, env=quick_server.env,
+        [sys.executable, "long_call.py", str(note)], cwd=APPS, env=_client_env(quick_server),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60

@@ -13,9 +13,13 @@ from tests.e2e.conftest import APPS, BerthServer, modal, run_cmd, start_server, 
 from tests.e2e.webserve import Serve
 
 
+def _app_text(version: str) -> str:
+    return (APPS / "web_small.py").read_text().replace('VERSION = "v1"', f'VERSION = "{version}"')
+
+
 def _app_copy(tmp: Path, version: str) -> Path:
     target = tmp / "web_small.py"
-    target.write_text((APPS / "web_small.py").read_text().replace('VERSION = "v1"', f'VERSION = "{version}"'))
+    target.write_text(_app_text(version))
     return target
 
 
@@ -23,7 +27,7 @@ def _get(url: str) -> requests.Response:
     return requests.get(url, timeout=120)
 
 
-def _eventually(url: str, expected: str, timeout: float = 120) -> None:
+def _eventually(url: str, expected: str, timeout: float = 120, serve: Serve | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -31,7 +35,8 @@ def _eventually(url: str, expected: str, timeout: float = 120) -> None:
         if last.status_code == 200 and last.json() == expected:
             return
         time.sleep(1)
-    raise AssertionError(f"{url} never answered {expected!r}; last: {last.status_code if last else None}")
+    output = f"\nmodal serve output:\n{serve.output}" if serve else ""
+    raise AssertionError(f"{url} never answered {expected!r}; last: {last.status_code if last else None}{output}")
 
 
 def test_serve_reloads_on_file_change_and_keeps_the_url(berth: BerthServer, tmp_path: Path) -> None:
@@ -39,18 +44,18 @@ def test_serve_reloads_on_file_change_and_keeps_the_url(berth: BerthServer, tmp_
     serve = Serve(berth, str(path), cwd=tmp_path)
     try:
         serve.wait_for("Serving...", timeout=1200)
+        serve.wait_watching(tmp_path)
         url = serve.urls["version"]
         assert _get(url).json() == "v1"
-        mark = len(serve.lines)
-        _app_copy(tmp_path, "v2")
-        serve.wait_for("Created Function version", timeout=120, after=mark)
-        _eventually(url, "v2")
+        serve.edit(path, _app_text("v2"), expect="Created Function version")
+        _eventually(url, "v2", serve=serve)
         assert serve.urls["version"] == url
-        # A reload that drops an endpoint leaves its URL answering 404.
+        # A reload that drops an endpoint leaves its URL answering 404. One write, so one reload.
         label_url = serve.urls["labelled"]
-        text = _app_copy(tmp_path, "v3").read_text()
-        path.write_text(text[: text.index("@app.function()\n@modal.fastapi_endpoint(label=")])
-        _eventually(url, "v3")
+        text = _app_text("v3")
+        without_label = text[: text.index("@app.function()\n@modal.fastapi_endpoint(label=")]
+        serve.edit(path, without_label, expect="Created Function version")
+        _eventually(url, "v3", serve=serve)
         assert _get(label_url).status_code == 404
     finally:
         out = serve.stop()
