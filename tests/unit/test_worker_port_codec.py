@@ -65,6 +65,8 @@ def test_placement_waits_for_a_worker_and_names_what_no_worker_has() -> None:
     hub = _hub_with(WorkerInventory("w1", 4, 2.0, 1024, "process", False, [h100]))
     assert hub.placement_blocker([], 512) is None
     assert "2048 MiB" in (hub.placement_blocker([], 2048) or "")
+    assert "4 CPUs" in (hub.placement_blocker([], 0, 4.0) or "")
+    assert hub.placement_blocker([], 0, 1.5) is None
     assert "no connected worker has such a GPU" in (hub.placement_blocker([("T4", 1)], 0) or "")
     assert hub.placement_blocker([("H100", 1)], 0) is None
     assert hub.free_slots() == 4

@@ -93,7 +93,9 @@ class TaskManager:
     def placement_blocker(self, fn: api_pb2.Function) -> str | None:
         """Why no worker can take a container for `fn` now (its GPUs, its memory, no worker at all);
         None when one can."""
-        return self._worker.placement_blocker(gpu.function_requests(fn), fn.resources.memory_mb)
+        return self._worker.placement_blocker(
+            gpu.function_requests(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
+        )
 
     def worker_room(self) -> int:
         return self._worker.free_slots()

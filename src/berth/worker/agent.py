@@ -76,7 +76,7 @@ class LocalWorker:
     def free_slots(self) -> int:
         return self.slots - len(self._running) - len(self._starting)
 
-    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int) -> str | None:
+    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         return self.gpus.blocker(requests)
 
     async def build_image(self, spec: ImageBuildSpec, on_log: BuildLog) -> ImageInfo:

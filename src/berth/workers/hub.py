@@ -64,6 +64,9 @@ class _Member:
     def free_memory_mb(self) -> int:
         return self.inventory.memory_mb - sum(s.memory_mb for s in self.tasks.values())
 
+    def free_cpu(self) -> float:
+        return self.inventory.cpu - sum(s.cpu for s in self.tasks.values())
+
     def free_gpus(self) -> list[Gpu]:
         held = {g.uuid for gpus in self.gpus_held.values() for g in gpus}
         return [g for g in self.inventory.gpus if g.uuid not in held]
@@ -92,7 +95,7 @@ class WorkerHub:
     def free_slots(self) -> int:
         return sum(max(0, m.free_slots()) for m in self._members.values())
 
-    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int) -> str | None:
+    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         """What keeps a container off every worker for longer than a container's lifetime: no worker at
         all, GPUs or memory no worker has, or GPUs all in use. A worker that is merely full is not a
         blocker: the autoscaler makes room there by retiring idle containers."""
@@ -101,6 +104,8 @@ class WorkerHub:
             return "Waiting for a worker: none is connected to this server (start one with `berth worker`)"
         if memory_mb and not any(m.inventory.memory_mb >= memory_mb for m in members):
             return f"Waiting for a worker with {memory_mb} MiB of memory: no connected worker has that much"
+        if cpu and not any(m.inventory.cpu >= cpu for m in members):
+            return f"Waiting for a worker with {cpu:g} CPUs: no connected worker has that many"
         if not requests:
             return None
         asked = " or ".join(f"{t}:{n}" if n > 1 else t for t, n in requests)
@@ -112,9 +117,9 @@ class WorkerHub:
 
     async def start(self, spec: TaskSpec) -> None:
         requests = list(spec.gpu_requests)
-        candidates = [m for m in self._members.values() if self._fits(m, requests, spec.memory_mb)]
+        candidates = [m for m in self._members.values() if self._fits(m, requests, spec.memory_mb, spec.cpu)]
         if not candidates:
-            raise NoCapacity(self.placement_blocker(requests, spec.memory_mb) or "every worker is full")
+            raise NoCapacity(self.placement_blocker(requests, spec.memory_mb, spec.cpu) or "every worker is full")
         member = min(candidates, key=lambda m: (len(m.tasks) / max(1, m.inventory.slots), m.worker_id))
         if requests:
             gpus = self._take_gpus(member, requests)
@@ -169,8 +174,8 @@ class WorkerHub:
     def _fits_gpus(gpus: list[Gpu], requests: list[tuple[str, int]]) -> bool:
         return any(len([g for g in gpus if matches(t, g)]) >= n for t, n in requests)
 
-    def _fits(self, member: _Member, requests: list[tuple[str, int]], memory_mb: int) -> bool:
-        if member.free_slots() <= 0 or member.free_memory_mb() < memory_mb:
+    def _fits(self, member: _Member, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> bool:
+        if member.free_slots() <= 0 or member.free_memory_mb() < memory_mb or member.free_cpu() < cpu:
             return False
         return not requests or self._fits_gpus(member.free_gpus(), requests)
 

@@ -33,8 +33,9 @@ class WorkerPort(Protocol):
     def free_slots(self) -> int:
         """How many more containers the workers take now."""
 
-    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int) -> str | None:
-        """Why a container with these GPU requests (best first) and memory cannot start now; None when it can."""
+    def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
+        """Why a container with these GPU requests (best first), memory and CPUs cannot start now; None when
+        it can."""
 
     async def start(self, spec: TaskSpec) -> None:
         """Start the task's container; NoCapacity when no worker has room after all, other errors when
