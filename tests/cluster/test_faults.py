@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import APPS, BIN
+from tests.e2e.conftest import APPS, BIN, wait_for
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "local-cluster.sh"
 pytestmark = [
@@ -54,15 +54,6 @@ def namespace_pids(root: Path, i: int) -> list[str]:
     return subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
 
 
-def wait_for(check: object, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_10000_input_map_loses_nothing_when_a_worker_dies_and_another_is_cut_off(cluster: Path) -> None:
     log = cluster / "server.log"
     run = subprocess.Popen(
@@ -74,11 +65,11 @@ def test_a_10000_input_map_loses_nothing_when_a_worker_dies_and_another_is_cut_o
         text=True,
     )
     # Worker 1 runs containers (its namespace holds more than the worker itself): kill it mid-map.
-    wait_for(lambda: len(namespace_pids(cluster, 1)) > 1, "worker 1 to run containers")
+    wait_for(lambda: len(namespace_pids(cluster, 1)) > 1, "worker 1 to run containers", 120)
     time.sleep(2)
     cluster_cmd("kill-worker", cluster, 1)
     # Worker 2 loses its network for longer than the hub's heartbeat allows, then comes back.
-    wait_for(lambda: len(namespace_pids(cluster, 2)) > 1, "worker 2 to run containers")
+    wait_for(lambda: len(namespace_pids(cluster, 2)) > 1, "worker 2 to run containers", 120)
     cluster_cmd("cut-worker", cluster, 2)
     wait_for(lambda: "worker w2 left" in log.read_text(errors="replace"), "the server to give worker 2 up", 60)
     time.sleep(3)

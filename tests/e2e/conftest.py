@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,3 +181,13 @@ def call_remote(berth: BerthServer, app: str, fn: str, *args: object) -> Any:
 def last_json(out: str) -> dict[str, Any]:
     """The JSON object a snippet printed on its last line."""
     return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll `check` until it is true; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

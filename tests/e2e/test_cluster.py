@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import APPS, BIN, BerthServer, _free_port, modal
+from tests.e2e.conftest import APPS, BIN, BerthServer, _free_port, modal, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -64,15 +64,6 @@ class Cluster:
                 proc.kill()
         self.server.proc.send_signal(signal.SIGINT)
         self.server.proc.wait(timeout=60)
-
-
-def wait_for(check: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_control_plane(root: Path, tls_host: str = "") -> Cluster:

@@ -56,13 +56,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def hub_url(server_url: str, http_url: str | None) -> str:
-    """The hub's WebSocket URL: on the server's HTTP side, which is the gRPC port + 1 unless told."""
+def server_http_url(server_url: str, http_url: str | None) -> str:
+    """The server's HTTP side: the gRPC port + 1 on the same host unless told."""
     if http_url is None:
         parts = urlsplit(server_url)
         http_url = f"{parts.scheme}://{parts.hostname}:{(parts.port or 50051) + 1}"
-    scheme = "wss" if http_url.startswith("https") else "ws"
-    return f"{scheme}://{http_url.split('://', 1)[1].rstrip('/')}/workers/connect"
+    return http_url.rstrip("/")
 
 
 async def _run_worker(args: argparse.Namespace) -> int:
@@ -74,8 +73,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
 
     settings = Settings(data_dir=data_dir_of(args), runtime=args.runtime, worker_slots=args.slots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    hub = hub_url(args.server, args.http)
-    http = "http" + hub.removeprefix("ws").removesuffix("/workers/connect")
+    http = server_http_url(args.server, args.http)
+    hub = "ws" + http.removeprefix("http") + "/workers/connect"  # ws:// or wss://
     secure = args.server.startswith("https://")
     ca = Path(args.ca) if args.ca else None
     if secure and ca is None:

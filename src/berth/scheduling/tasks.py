@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -15,7 +13,7 @@ from modal_proto import api_pb2
 from berth.clock import Clock
 from berth.domain import gpu
 from berth.domain.spec import TaskSpec
-from berth.ids import new_id, new_secret
+from berth.ids import new_id, new_secret, secret_digest, secret_matches
 from berth.scheduling.layout import LayoutBuilder
 from berth.services.inputs import SCHEDULER_KEY, InputService
 from berth.services.logs import LogBus
@@ -105,8 +103,7 @@ class TaskManager:
 
     def authenticate(self, task_id: str, secret: str) -> bool:
         task = self.tasks.get(task_id)
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        return task is not None and hmac.compare_digest(task.secret_hash, digest)
+        return task is not None and secret_matches(task.secret_hash, secret)
 
     async def launch(self, function_id: str) -> TaskInfo:
         built = await self._layouts.container_arguments(function_id)
@@ -119,7 +116,7 @@ class TaskManager:
             task_id,
             function_id,
             built.arguments.app_id,
-            hashlib.sha256(secret.encode()).hexdigest(),
+            secret_digest(secret),
             max(1, fn.max_concurrent_inputs),
             now,
             last_active=now,

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from modal._utils.name_utils import is_valid_environment_name
 from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from berth.ids import new_id, new_secret
+from berth.ids import new_id, new_secret, secret_digest, secret_matches
 from berth.store.ports import EnvironmentStore, TokenStore
 
 DEFAULT_ENVIRONMENT = "main"
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class AccountService:
@@ -31,13 +24,13 @@ class AccountService:
         if environment:
             await self.require_environment(environment)
         token_id, secret = new_id("ak"), new_secret()
-        await self._store.add_token(token_id, _digest(secret), environment or None, self._clock.now())
+        await self._store.add_token(token_id, secret_digest(secret), environment or None, self._clock.now())
         return token_id, secret
 
     async def verify(self, token_id: str, secret: str) -> str | None:
         """The token's environment scope ('' for all), or None when the pair is not valid."""
         found = await self._store.token(token_id)
-        if found is None or not hmac.compare_digest(found[0], _digest(secret)):
+        if found is None or not secret_matches(found[0], secret):
             return None
         return found[1]
 

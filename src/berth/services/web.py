@@ -7,8 +7,6 @@ from the host and from containers alike, with no DNS. The HTTP side (berth.http.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import pickle
 import re
@@ -19,7 +17,7 @@ from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.errors import NotFound
-from berth.ids import new_id, new_secret
+from berth.ids import new_id, new_secret, secret_digest, secret_matches
 from berth.services.apps import AppService
 from berth.services.calls import CallService, data_key
 from berth.services.inputs import call_key
@@ -52,14 +50,10 @@ def endpoint_key(environment: str, app_name: str, function_name: str, label: str
     return f"{environment}/{base}{'-dev' if dev else ''}"
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 async def create_token(store: EndpointStore, now: float) -> tuple[str, str]:
     """A proxy-auth token (Modal-Key wk-…, Modal-Secret ws-…); only the secret's hash is stored."""
     token_id, secret = new_id("wk"), "ws-" + new_secret()
-    await store.add_token(token_id, hash_secret(secret), now)
+    await store.add_token(token_id, secret_digest(secret), now)
     return token_id, secret
 
 
@@ -244,7 +238,7 @@ class WebService:
         if not key or not secret:
             return False
         stored = await self.web_store.token_hash(key)
-        return stored is not None and hmac.compare_digest(stored, hash_secret(secret))
+        return stored is not None and secret_matches(stored, secret)
 
     async def open_call(self, ep: Endpoint, scope: Message) -> WebCall:
         # The container calls the web callable with `*args`: the scope travels as pickled ((scope,), {}).

@@ -18,10 +18,10 @@ from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.images import ImageWorker
 from berth.worker.runtime import Container, Runtime
+from berth.workers.port import BuildLog
 
 log = logging.getLogger("berth.worker")
 
-BuildLog = Callable[[str], None]
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 

@@ -71,8 +71,9 @@ class WorkerLink:
     async def on_exit(self, spec: TaskSpec, code: int) -> None:
         self._send({"type": "exit", "task_id": spec.task_id, "code": code})
 
-    def _send(self, message: dict[str, Any]) -> None:
-        ws = self._ws
+    def _send(self, message: dict[str, Any], ws: aiohttp.ClientWebSocketResponse | None = None) -> None:
+        """Send without waiting, on `ws` or the current connection; nothing when it is closed."""
+        ws = ws or self._ws
         if ws is not None and not ws.closed:
             task = asyncio.ensure_future(ws.send_json(message))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -175,9 +176,7 @@ class WorkerLink:
             await ws.send_json(reply)
 
     def _log(self, ws: aiohttp.ClientWebSocketResponse, call_id: int, line: str) -> None:
-        if not ws.closed:
-            task = asyncio.ensure_future(ws.send_json({"type": "log", "id": call_id, "line": line}))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._send({"type": "log", "id": call_id, "line": line}, ws)
 
     async def _perform(self, call: dict[str, Any], on_log: Callable[[str], None]) -> Any:
         worker = self.worker

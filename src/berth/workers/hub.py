@@ -164,7 +164,9 @@ class WorkerHub:
     def container_http_url(self, task_id: str) -> str | None:
         """Where the task's containers reach the server's HTTP side: through their worker's relay."""
         member = self._homes.get(task_id)
-        return member.inventory.container_http_url or None if member is not None else None
+        if member is None:
+            return None
+        return member.inventory.container_http_url or None
 
     def image_info(self, image_id: str) -> ImageInfo | None:
         return next((m.images[image_id] for m in self._members.values() if image_id in m.images), None)
