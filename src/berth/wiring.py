@@ -26,6 +26,7 @@ from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
 from berth.services.objects import ObjectService
+from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
@@ -130,6 +131,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     )
     services.state = state
     services.join_tokens = join_tokens
+    services.signer = Signer(store, clock)
+    await services.signer.load()
     services.hub = hub
     services.images = images
     wire_web(services)

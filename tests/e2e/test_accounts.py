@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import APPS, BIN, BerthServer, modal, run_cmd
+from tests.e2e.conftest import APPS, BIN, BerthServer, last_json, modal, run_cmd, sdk
 
 
 def _berth(server: BerthServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +57,10 @@ def test_modal_token_set_info_and_profile_work_against_berth(berth: BerthServer,
     full = {**base, **env}
     run = subprocess.run(
         [str(BIN / "modal"), "token", "set", "--token-id", token_id, "--token-secret", secret, "--profile", "berth"],
-        env=full, capture_output=True, text=True, timeout=60,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert token_id in (tmp_path / "modal.toml").read_text()
@@ -100,3 +103,30 @@ def test_unknown_environment_and_deletion(berth: BerthServer) -> None:
     assert modal(berth, "environment", "create", "temp").returncode == 0
     assert modal(berth, "environment", "delete", "temp", "--yes").returncode == 0
     assert "temp" not in modal(berth, "environment", "list", "--json").stdout
+
+
+def test_auth_token_is_a_jwt_that_expires_and_names_the_token(berth: BerthServer) -> None:
+    """`AuthTokenGet` (sandboxes V2 and the JS SDK wait on it): the stock client's token manager takes the
+    token, reads its `exp` and keeps it until shortly before then."""
+    out = sdk(
+        berth,
+        """
+import asyncio, json, time
+from modal.client import Client
+from modal._utils.auth_token_manager import _AuthTokenManager
+
+async def main():
+    client = await Client.from_env.aio()
+    manager = _AuthTokenManager(client.stub)
+    token = await manager.get_token()
+    claims = manager._decode_jwt(token)
+    print(json.dumps({"claims": claims, "now": time.time(), "again": await manager.get_token() == token}))
+
+asyncio.run(main())
+""",
+    )
+    result = last_json(out)
+    claims = result["claims"]
+    assert claims["sub"] == berth.env["MODAL_TOKEN_ID"]
+    assert 600 < claims["exp"] - result["now"] <= 3600 + 5
+    assert result["again"] is True

@@ -40,8 +40,11 @@ def _alive(pid: int) -> bool:
 def test_ephemeral_app_stops_with_its_client(quick_server: BerthServer, tmp_path: Path, how: str) -> None:
     note = tmp_path / "pid"
     client = subprocess.Popen(
-        [sys.executable, "long_call.py", str(note)], cwd=APPS, env=_client_env(quick_server),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "long_call.py", str(note)],
+        cwd=APPS,
+        env=_client_env(quick_server),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not (note.exists() and note.read_text()) and time.monotonic() < deadline:

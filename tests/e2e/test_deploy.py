@@ -109,7 +109,10 @@ def test_app_logs_shows_container_output(berth: BerthServer, tmp_path: Path) -> 
     assert "LOG-LINE-1" in logs.stdout, logs.output
     follow = subprocess.Popen(
         [str(Path(sys.executable).parent / "modal"), "app", "logs", "noisy-app", "-f"],
-        env=berth.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=berth.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         time.sleep(2)

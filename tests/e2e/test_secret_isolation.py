@@ -30,8 +30,12 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 def test_running_container_keeps_secret_values_out_of_the_data_dir(berth_oci: BerthServer) -> None:
     value = "held-" + secrets.token_hex(12)
     proc = subprocess.Popen(
-        [sys.executable, "secret_holder.py", value, "holder-" + secrets.token_hex(6)], cwd=APPS, env=berth_oci.env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "secret_holder.py", value, "holder-" + secrets.token_hex(6)],
+        cwd=APPS,
+        env=berth_oci.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -23,7 +23,11 @@ class _ShellRuntime:
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
         proc = await asyncio.create_subprocess_exec(
-            "sh", "-c", self.script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "sh",
+            "-c",
+            self.script,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         return _ProcessContainer(proc)

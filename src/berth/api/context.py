@@ -28,6 +28,7 @@ from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
+from berth.services.signing import Signer
 from berth.services.state import StateServices
 from berth.services.web import WebService
 from berth.store.ports import BlobStore, Stores
@@ -62,6 +63,7 @@ class Services:
     web: WebService = field(init=False)
     schedules: ScheduleTrigger = field(init=False)
     join_tokens: JoinTokens = field(init=False)
+    signer: Signer = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

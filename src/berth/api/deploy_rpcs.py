@@ -61,6 +61,10 @@ class DeploymentRpcs:
         return await self.s.log_history.count(req, self.s.clock.now())
 
 
+AUTH_AUDIENCE = "modal-client"
+AUTH_TOKEN_TTL_S = 3600.0
+
+
 class AccountRpcs:
     s: Services
 
@@ -84,6 +88,12 @@ class AccountRpcs:
         ):
             await self.s.accounts.create_environment(env)
         return self.s.environment(await self.s.accounts.require_environment(env))
+
+    async def AuthTokenGet(self, req: api_pb2.AuthTokenGetRequest, caller: Caller) -> api_pb2.AuthTokenGetResponse:
+        """The short-lived token clients send as `x-modal-auth-token` (sandboxes V2, the JS SDK); it names the
+        caller and expires, and the client fetches another before it does."""
+        subject = caller.token_id or caller.task_id or ""
+        return api_pb2.AuthTokenGetResponse(token=self.s.signer.issue(subject, AUTH_AUDIENCE, AUTH_TOKEN_TTL_S))
 
     async def TokenInfoGet(self, req: api_pb2.TokenInfoGetRequest, caller: Caller) -> api_pb2.TokenInfoGetResponse:
         return api_pb2.TokenInfoGetResponse(

@@ -51,9 +51,7 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 
 class VolumeService:
-    def __init__(
-        self, store: StateObjectStore, blobs: BlobStore, clock: Clock, root: Path, inline_limit: int
-    ) -> None:
+    def __init__(self, store: StateObjectStore, blobs: BlobStore, clock: Clock, root: Path, inline_limit: int) -> None:
         self._store = store
         self._blobs = blobs
         self._clock = clock
