@@ -7,6 +7,7 @@ map through the shared queue, and its restart hands back what they held."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.e2e.conftest import APPS, BIN, wait_for
@@ -56,6 +58,26 @@ def namespace_pids(root: Path, i: int) -> list[str]:
     return subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
 
 
+def held_by_replica(root: Path, name: str) -> int:
+    """Inputs leased now by containers of the replica named `name` (read from the cluster's database)."""
+    url = json.loads((root / "cluster.json").read_text())["engines"]["BERTH_DATABASE_URL"]
+
+    async def count() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM inputs i JOIN tasks t ON t.task_id = i.holder JOIN replicas r "
+                    "ON r.replica_id = t.replica_id WHERE i.state = 'leased' AND r.name = $1",
+                    name,
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
 def server_logs(root: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted(root.glob("server*.log")))
 
@@ -74,9 +96,8 @@ def test_a_10000_input_map_loses_nothing_when_a_worker_dies_another_is_cut_off_a
     )
     # Worker 2 is joined to replica 2, whose containers serve the map of replica 1's client. Replica 2 dies
     # with kill -9 while they hold inputs, and comes back; worker 2 moves to replica 1 meanwhile.
-    wait_for(lambda: len(namespace_pids(cluster, 2)) > 1, "worker 2 to run containers", 120)
+    wait_for(lambda: held_by_replica(cluster, "replica2") > 0, "replica 2's containers to hold inputs", 180)
     assert "worker w2 joined" in replica2_log.read_text(errors="replace")
-    time.sleep(2)
     cluster_cmd("restart-server", cluster, 2)
     wait_for(
         lambda: "held by containers of a replica that is gone" in server_logs(cluster),
