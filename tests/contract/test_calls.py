@@ -271,3 +271,15 @@ async def test_a_cancellation_reaches_the_holder_once_and_never_a_later_one(stor
     await core.claim_inputs("fu-1", "ta-b", 1, now=3.0, timeout_s=None)
     assert await core.take_cancels("ta-b") == []  # asked of ta-a, not of whoever holds it next
     assert await core.take_cancels("ta-a") == []
+
+
+async def test_outputs_can_be_read_for_a_range_of_input_indexes(stores: Stores) -> None:
+    core = stores.core
+    await _call(core)
+    ids = await _enqueue(core, 6)
+    for i in (4, 1, 5, 0, 3, 2):  # finished out of order
+        await core.finish_input(ids[i], None, b"r%d" % i, 1, now=3.0)
+    assert [o.idx for o in await core.outputs_after("fc-1", 0, 10, (2, 4))] == [4, 3, 2]  # commit order
+    assert [o.result for o in await core.outputs_after("fc-1", 0, 10, (3, 3))] == [b"r3"]
+    assert [o.idx for o in await core.outputs_after("fc-1", 0, 2, (0, 5))] == [4, 1]
+    assert await core.outputs_after("fc-1", 0, 10, (7, 9)) == []

@@ -198,12 +198,17 @@ class CallTables:
         return int(await self._db.fetchval("SELECT count(*) FROM inputs WHERE call_id=$1 AND state<>'done'", call_id))
 
     # outputs
-    async def outputs_after(self, call_id: str, cursor: int, limit: int) -> list[OutputRecord]:
+    async def outputs_after(
+        self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
+    ) -> list[OutputRecord]:
+        low, high = idx_range if idx_range is not None else (-1, 2**62)
         rows = await self._db.fetch(
             "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
-            "WHERE call_id=$1 AND seq>$2 ORDER BY seq LIMIT $3",
+            "WHERE call_id=$1 AND seq>$2 AND idx BETWEEN $3 AND $4 ORDER BY seq LIMIT $5",
             call_id,
             cursor,
+            low,
+            high,
             limit,
         )
         return [OutputRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]

@@ -381,11 +381,14 @@ class SqliteStore:
         return int(row[0])
 
     # outputs
-    async def outputs_after(self, call_id: str, cursor: int, limit: int) -> list[OutputRecord]:
+    async def outputs_after(
+        self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
+    ) -> list[OutputRecord]:
+        low, high = idx_range if idx_range is not None else (-1, 2**62)
         rows = self._all(
             "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
-            "WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
-            (call_id, cursor, limit),
+            "WHERE call_id=? AND seq>? AND idx BETWEEN ? AND ? ORDER BY seq LIMIT ?",
+            (call_id, cursor, low, high, limit),
         )
         return [OutputRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]
 

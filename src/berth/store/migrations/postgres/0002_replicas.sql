@@ -16,3 +16,5 @@ ALTER TABLE apps ADD COLUMN heartbeat_at DOUBLE PRECISION;
 -- 2 terminates the container.
 ALTER TABLE inputs ADD COLUMN cancel_for TEXT;
 ALTER TABLE inputs ADD COLUMN cancel_kind INTEGER NOT NULL DEFAULT 0;
+-- FunctionGetOutputs with start_idx/end_idx (FunctionCall.get(index=), .iter()) reads outputs by input index.
+CREATE INDEX outputs_by_idx ON outputs(call_id, idx);
