@@ -12,14 +12,17 @@ from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
+from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
+from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
@@ -136,7 +139,18 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.hub = hub
     services.images = images
     wire_web(services)
+    wire_insights(services)
     return services
+
+
+def wire_insights(s: Services) -> None:
+    """What the observability RPCs read: the store's records of inputs and containers, and live tasks."""
+    store = s.stores.core
+    s.function_insights = FunctionInsights(
+        store, s.catalog, s.tasks, s.clock, s.settings.default_max_containers, s.settings.default_scaledown_s
+    )
+    s.call_insights = CallInsights(store, s.catalog, s.apps, s.deployments, s.stores.history)
+    s.function_metrics = FunctionMetrics(store, s.catalog)
 
 
 def wire_web(s: Services) -> None:

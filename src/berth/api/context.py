@@ -13,14 +13,17 @@ from berth.clock import Clock
 from berth.config import Settings
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
+from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
+from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
 from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
@@ -64,6 +67,9 @@ class Services:
     schedules: ScheduleTrigger = field(init=False)
     join_tokens: JoinTokens = field(init=False)
     signer: Signer = field(init=False)
+    function_insights: FunctionInsights = field(init=False)
+    call_insights: CallInsights = field(init=False)
+    function_metrics: FunctionMetrics = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

@@ -54,6 +54,15 @@ class TaskInfo:
         return self.state in ("starting", "running")
 
 
+def _failure_result(task: TaskInfo, code: int) -> bytes | None:
+    """What a failed container leaves in its task record (observability counts these as errored); None for
+    one that exited cleanly or was stopped on purpose."""
+    result = task.init_failure
+    if result is None and code != 0 and task.stop_reason is None:
+        result = failure(f"Container exited with code {code}")
+    return None if result is None else bytes(result.SerializeToString())
+
+
 def task_key(task_id: str) -> str:
     return f"task:{task_id}"
 
@@ -224,7 +233,7 @@ class TaskManager:
             else:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
-        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), _failure_result(task, code))
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
         if crashed_at_start:
             await self._startup_crash(task, code)

@@ -57,7 +57,7 @@ class InputService:
         if result.status == api_pb2.GenericResult.GENERIC_STATUS_TERMINATED and not result.exception:
             result.exception = "The input was cancelled before it finished"
         out = await self._store.finish_input(
-            input_id, holder, result.SerializeToString(), data_format, self._clock.now()
+            input_id, holder, result.SerializeToString(), data_format, self._clock.now(), result.status
         )
         if out is not None:
             self._notifier.notify(call_key(out.call_id))
