@@ -21,8 +21,13 @@ def broken(x: int) -> int:
 
 
 @app.function()
+def cube(x: int) -> int:
+    return x * x * x
+
+
+@app.function()
 def fan_out(n: int) -> int:
-    return sum(square.map(range(n)))
+    return sum(cube.map(range(n)))
 
 
 @app.function()
