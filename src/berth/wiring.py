@@ -12,6 +12,7 @@ from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
+from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.schedules import ScheduleTrigger
@@ -34,6 +35,7 @@ from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
 from berth.store.factory import open_blobs, open_stores, open_wake_bus
+from berth.telemetry import Telemetry
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -151,6 +153,9 @@ def wire_insights(s: Services) -> None:
     )
     s.call_insights = CallInsights(store, s.catalog, s.apps, s.deployments, s.stores.history)
     s.function_metrics = FunctionMetrics(store, s.catalog)
+    s.telemetry = Telemetry()
+    s.inputs.telemetry = s.tasks.telemetry = s.containers.telemetry = s.images.telemetry = s.telemetry
+    s.gauges = Gauges(s.telemetry, s.tasks, store, s.catalog, s.worker, s.clock)
 
 
 def wire_web(s: Services) -> None:

@@ -57,6 +57,7 @@ def _count_containers(
         return info.state if info is not None else "stopped"
 
     resp.container_total_count = len(tasks)
+
     def started(t: TaskOutcome) -> bool:
         return t.first_input_at is not None or (state(t) != "starting" and not t.failed)
 

@@ -21,6 +21,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
+from berth.telemetry import Telemetry
 from berth.workers.port import WORKER_LOST, NoCapacity, WorkerPort
 
 log = logging.getLogger("berth.tasks")
@@ -90,6 +91,7 @@ class TaskManager:
         self.tasks: dict[str, TaskInfo] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
+        self.telemetry: Telemetry | None = None
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.function_id == function_id]
@@ -163,6 +165,8 @@ class TaskManager:
             # rather than being relaunched forever.
             await self._inputs.fail_queued(function_id, task.init_failure)
             raise
+        if self.telemetry is not None:
+            self.telemetry.container_started(function_id, fn.function_name)
         return task
 
     def mark_running(self, task: TaskInfo) -> None:

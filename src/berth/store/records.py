@@ -65,6 +65,7 @@ class InputState:
     holder: str | None
     attempt: int
     payload: bytes
+    created_at: float = 0.0  # when it was enqueued
 
 
 @dataclass

@@ -14,7 +14,7 @@ from berth.store.postgres.activity import CALL_COLS, PostgresActivity
 from berth.store.postgres.db import Conn, Database
 from berth.store.records import CallRecord, InputLease, InputState, OutputRecord
 
-_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
+_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at"
 _CALL_COLS = CALL_COLS
 
 # The head of the queue picks the method; the batch takes only inputs of that method (@batched).
@@ -47,8 +47,8 @@ RETURNING seq, call_id, idx
 
 
 def _input_state(row: Sequence[Any]) -> InputState:
-    input_id, call_id, function_id, idx, state, holder, attempt, payload = row
-    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload))
+    input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at = row
+    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
 
 
 class CallTables(PostgresActivity):

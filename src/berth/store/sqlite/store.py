@@ -25,12 +25,12 @@ from berth.store.sqlite.activity import CALL_COLS, SqliteActivity, call_record
 from berth.store.sqlite.connection import transaction
 from berth.store.sqlite.migrate import migrate
 
-_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
+_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at"
 
 
 def _input_state(row: Sequence[Any]) -> InputState:
-    input_id, call_id, function_id, idx, state, holder, attempt, payload = row
-    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload))
+    input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at = row
+    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
 
 
 class SqliteStore(SqliteActivity):
