@@ -9,13 +9,17 @@ import json
 import secrets
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import APPS, BIN, BerthServer, modal, sdk, wait_for
+
+SECRET_VALUE = f"never-in-metrics-{secrets.token_hex(8)}"
 
 
 @dataclass
@@ -33,6 +37,8 @@ def _json(berth: BerthServer, *args: str) -> Any:
 @pytest.fixture(scope="module")
 def observed(berth: BerthServer) -> Observed:
     name = f"e2e-observed-{secrets.token_hex(3)}"
+    secret = modal(berth, "secret", "create", "--force", "e2e-observed-secret", f"OBSERVED_TOKEN={SECRET_VALUE}")
+    assert secret.returncode == 0, secret.output
     run = modal(berth, "deploy", str(APPS / "observed.py"), "--name", name, timeout=180)
     assert run.returncode == 0, run.output
     out = sdk(
@@ -231,3 +237,60 @@ def test_unknown_ids_are_not_found_and_the_server_keeps_serving(berth: BerthServ
     )
     assert "NOT FOUND" in out
     assert _json(berth, "function", "stats", f"{observed.name}/square")["input_success_count"] == 3
+
+
+def _scrape(berth: BerthServer) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    """/metrics as text, and its samples by name and labels (parsed as Prometheus would)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{berth.port + 1}/metrics", timeout=30) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    return text, samples
+
+
+def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def test_metrics_count_rpcs_calls_and_containers_and_show_no_secret(berth: BerthServer, observed: Observed) -> None:
+    _, before = _scrape(berth)
+    out = sdk(
+        berth,
+        f"""
+        import modal
+        print(modal.Function.from_name({observed.name!r}, "square").remote(5))
+        print(modal.Function.from_name({observed.name!r}, "peek_secret").remote())
+        """,
+    )
+    assert out.split() == ["25", str(len(SECRET_VALUE))]
+    text, after = _scrape(berth)
+
+    def moved(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert moved("berth_inputs_finished_total", function="square", status="success") == 1
+    assert moved("berth_inputs_finished_total", function="peek_secret", status="success") == 1
+    assert _value(after, "berth_inputs_finished_total", function="broken", status="failure") == 1
+    assert moved("berth_call_latency_seconds_count", function="square") == 1
+    assert moved("berth_rpc_requests_total", method="FunctionMap", code="OK") == 2
+    assert moved("berth_rpc_requests_total", method="FunctionGet", code="OK") >= 2
+    assert moved("berth_cold_starts_total", function="peek_secret") == 1
+    assert moved("berth_cold_start_duration_seconds_count", function="peek_secret") == 1
+    assert _value(after, "berth_worker_slots", kind="total") > 0
+    assert _value(after, "berth_worker_memory_bytes", kind="total") > 0
+    assert _value(after, "berth_containers", state="running") >= 1
+    assert "berth_queue_depth" in text and "berth_image_build_duration_seconds" in text
+
+    # An unserved RPC and an unknown id count as errors, by code.
+    modal(berth, "function", "stats", "fu-" + "1" * 22, timeout=60)
+    _, errors = _scrape(berth)
+    assert _value(errors, "berth_rpc_requests_total", method="FunctionGetById", code="NOT_FOUND") >= 1
+
+    assert SECRET_VALUE not in text
+    assert berth.env["MODAL_TOKEN_SECRET"] not in text

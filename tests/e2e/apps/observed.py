@@ -1,7 +1,8 @@
 """A deployable app for the observability commands: a function called a known number of times, one that
-fails, one that calls another from its container (a call graph), a parameterized class (variants), and one
-that keeps printing (to follow a container's logs)."""
+fails, one that calls another from its container (a call graph), a parameterized class (variants), one
+that keeps printing (to follow a container's logs) and one that reads a secret (which /metrics must not show)."""
 
+import os
 import time
 
 import modal
@@ -45,3 +46,8 @@ class Scaler:
     @modal.method()
     def scale(self, x: int) -> int:
         return self.factor * x
+
+
+@app.function(secrets=[modal.Secret.from_name("e2e-observed-secret")])
+def peek_secret() -> int:
+    return len(os.environ["OBSERVED_TOKEN"])
