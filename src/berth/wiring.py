@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from modal_proto import api_pb2
-
 from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
@@ -15,6 +13,7 @@ from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.replicas import Replicas
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
@@ -34,7 +33,7 @@ from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
-from berth.store.factory import open_blobs, open_stores, open_wake_bus
+from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
@@ -45,15 +44,18 @@ log = logging.getLogger("berth.wiring")
 
 
 async def recover(services: Services) -> None:
-    """After a restart (clean or kill -9): no container of the previous process is alive, so their
-    leases go back to the queue, and clients of ephemeral apps get a heartbeat window to come back."""
-    released = await services.stores.core.release_all_leases()
-    await services.stores.core.end_stale_tasks(services.clock.now())
-    for app in await services.deployments.store.running_apps():
-        if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING):
-            services.apps.track(app.app_id)
-    if released:
-        log.info("requeued %d inputs held by containers of the previous server process", released)
+    """After a restart (clean or kill -9). On an exclusive database (SQLite) no container of the previous
+    process is alive, so all leases go back to the queue. On a shared one, other replicas' containers are,
+    so only what dead replicas (this one's earlier incarnation among them) held goes back. Clients of
+    ephemeral apps get a heartbeat window to come back."""
+    await services.replicas.join()
+    if services.settings.exclusive_database:
+        released = await services.stores.core.release_all_leases()
+        await services.stores.core.end_stale_tasks(services.clock.now())
+        if released:
+            log.info("requeued %d inputs held by containers of the previous server process", released)
+    await services.replicas.release_orphans()
+    await services.apps.expect_heartbeats()
 
 
 async def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -64,6 +66,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)
+    fanout = open_log_fanout(settings)
+    if fanout is not None:
+        await logs.share(fanout)
     blobs = await open_blobs(settings)
     catalog = Catalog(store)
     apps = AppService(store, logs, clock, settings.http_url, settings.app_heartbeat_timeout_s)
@@ -92,6 +97,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     images.function_layout = layouts.container_arguments  # Image.run_function()
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
+    replicas = Replicas(store, tasks, worker, notifier, clock, settings.effective_replica_name)
+    tasks.replica_id = replicas.replica_id
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)
 
     async def stop_app(app_id: str) -> None:
@@ -135,6 +142,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         log_history,
     )
     services.state = state
+    services.replicas = replicas
+    autoscaler.others_can_place = replicas.others_can_place
     services.join_tokens = join_tokens
     services.signer = Signer(store, clock)
     await services.signer.load()

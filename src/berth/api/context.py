@@ -16,6 +16,7 @@ from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.replicas import Replicas
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
@@ -74,6 +75,7 @@ class Services:
     function_metrics: FunctionMetrics = field(init=False)
     telemetry: Telemetry = field(init=False)
     gauges: Gauges = field(init=False)
+    replicas: Replicas = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

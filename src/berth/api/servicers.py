@@ -124,7 +124,7 @@ class FunctionRpcs:
 
     async def FunctionCallCancel(self, req: api_pb2.FunctionCallCancelRequest, caller: Caller) -> empty_pb2.Empty:
         running = await self.s.calls.cancel(req)
-        self.s.containers.cancel_inputs(running, req.terminate_containers)
+        await self.s.containers.cancel_inputs(running, req.terminate_containers)
         return EMPTY
 
     async def FunctionCallFromId(

@@ -101,24 +101,40 @@ class ContainerService:
         task.last_active = self._clock.now()
 
     async def heartbeat(self, task_id: str | None) -> api_pb2.ContainerHeartbeatResponse:
-        """Held open for a while so a cancellation reaches the container within about a second."""
+        """Held open for a while so a cancellation reaches the container within about a second, whichever
+        replica it was asked of."""
         task = self.task(task_id)
         deadline = time.monotonic() + HEARTBEAT_HOLD_S
+        check_store = True
         while not task.pending_cancels and task.accepting and (remaining := deadline - time.monotonic()) > 0:
             with self._notifier.listen(task_key(task.task_id)) as waiter:
-                await waiter.wait(min(remaining, 1.0))
+                if check_store:
+                    await self._take_cancels(task)
+                    if task.pending_cancels or not task.accepting:
+                        break
+                check_store = await waiter.wait(min(remaining, 1.0))
         resp = api_pb2.ContainerHeartbeatResponse()
         if task.pending_cancels:
             resp.cancel_input_event.input_ids.extend(sorted(task.pending_cancels))
             task.pending_cancels.clear()
         return resp
 
-    def cancel_inputs(self, running: list[tuple[str, str]], terminate: bool) -> None:
+    async def _take_cancels(self, task: TaskInfo) -> None:
+        """Cancellations other replicas recorded for the inputs this task holds."""
+        for input_id, terminate in await self._inputs.take_cancels(task.task_id):
+            if terminate:
+                self._tasks.kill(task, "cancelled")
+            else:
+                task.pending_cancels.add(input_id)
+
+    async def cancel_inputs(self, running: list[tuple[str, str]], terminate: bool) -> None:
         for input_id, holder in running:
             task = self._tasks.tasks.get(holder)
             if task is None:
-                continue
-            if terminate:
+                # Held by a container of another replica: it takes the request at its next heartbeat.
+                if await self._inputs.request_cancel(input_id, holder, terminate):
+                    self._notifier.notify(task_key(holder))
+            elif terminate:
                 self._tasks.kill(task, "cancelled")
             else:
                 task.pending_cancels.add(input_id)

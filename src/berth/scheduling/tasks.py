@@ -89,6 +89,7 @@ class TaskManager:
         self._clock = clock
         self._server_url = server_url
         self.tasks: dict[str, TaskInfo] = {}
+        self.replica_id = ""  # the server replica these tasks belong to (scheduling/replicas.py)
         self._background: set[asyncio.Task[None]] = set()
         self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
         self.telemetry: Telemetry | None = None
@@ -148,7 +149,9 @@ class TaskManager:
             gpu_requests=tuple(gpu.function_requests(fn)),
         )
         self.tasks[task_id] = task
-        await self._store.put_task(TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now))
+        await self._store.put_task(
+            TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now, replica_id=self.replica_id)
+        )
         self._logs.task_state(task.app_id, task_id, function_id, api_pb2.TASK_STATE_CREATED)
         try:
             await self._worker.start(spec)
@@ -206,6 +209,18 @@ class TaskManager:
             if busy:
                 self._worker.signal(task.task_id, signal.SIGTERM)
         await asyncio.gather(*(self._worker.stop_after(t.task_id, grace_s) for t in tasks), return_exceptions=True)
+
+    async def abandon_all(self, reason: str) -> None:
+        """Stop every container at once: what they held was already handed to other replicas."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.state = "draining"
+            task.stop_reason = reason
+        await asyncio.gather(*(self._worker.stop(t.task_id, 2.0) for t in tasks), return_exceptions=True)
+
+    async def open_elsewhere(self, function_id: str) -> int:
+        """Containers of `function_id` that other server replicas run now."""
+        return max(0, await self._store.open_tasks(function_id) - len(self.of_function(function_id)))
 
     async def _stop_later(self, task_id: str, grace_s: float) -> None:
         await asyncio.sleep(grace_s)

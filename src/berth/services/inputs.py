@@ -92,6 +92,12 @@ class InputService:
         state = await self._store.get_input(input_id)
         return state.holder if state is not None and state.state == "leased" else None
 
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        return await self._store.request_cancel(input_id, holder, terminate)
+
+    async def take_cancels(self, task_id: str) -> list[tuple[str, bool]]:
+        return await self._store.take_cancels(task_id)
+
     async def fail_queued(self, function_id: str, result: api_pb2.GenericResult) -> None:
         for state in await self._store.queued_inputs_of_function(function_id):
             await self.finish(state.input_id, None, result, api_pb2.DATA_FORMAT_PICKLE)

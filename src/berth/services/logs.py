@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from modal_proto import api_pb2
 
 from berth.services.notify import Notifier
+from berth.store.ports import LogFanout
 
 _KEEP_BATCHES = 5000
 
@@ -33,11 +34,34 @@ class LogBus:
         self._apps: dict[str, _AppLog] = {}
         self._notifier = Notifier()
         self._sink = sink
+        self._fanout: LogFanout | None = None
+
+    async def share(self, fanout: LogFanout) -> None:
+        """Exchange live batches with the other server replicas: a client following an app on this replica
+        sees the output of containers joined to another one."""
+        await fanout.start_fanout(self._from_other_replica)
+        self._fanout = fanout
+
+    async def close(self) -> None:
+        if self._fanout is not None:
+            await self._fanout.close()
+
+    def _from_other_replica(self, app_id: str, payload: bytes) -> None:
+        try:
+            batch = api_pb2.TaskLogsBatch.FromString(payload)
+        except Exception:
+            return
+        if batch.app_done:
+            self._done(app_id)
+        else:
+            self._append(app_id, batch, shared=False)
 
     def _app(self, app_id: str) -> _AppLog:
         return self._apps.setdefault(app_id, _AppLog())
 
-    def _append(self, app_id: str, batch: api_pb2.TaskLogsBatch) -> None:
+    def _append(self, app_id: str, batch: api_pb2.TaskLogsBatch, shared: bool = True) -> None:
+        if shared and self._fanout is not None:
+            self._fanout.publish_batch(app_id, batch.SerializeToString())  # entry ids are each replica's own
         log = self._app(app_id)
         batch.entry_id = str(log.next_entry)
         log.next_entry += 1
@@ -68,6 +92,11 @@ class LogBus:
             self._sink(app_id, batch)
 
     def app_done(self, app_id: str) -> None:
+        if self._fanout is not None:
+            self._fanout.publish_batch(app_id, api_pb2.TaskLogsBatch(app_done=True).SerializeToString())
+        self._done(app_id)
+
+    def _done(self, app_id: str) -> None:
         self._app(app_id).done = True
         self._notifier.notify(app_id)
 

@@ -26,6 +26,7 @@ from berth.store.records import (
     InputRecord,
     InputState,
     OutputRecord,
+    ReplicaRecord,
     ScheduleRow,
     StateObject,
     TaskOutcome,
@@ -54,6 +55,17 @@ class AppStore(Protocol):
     async def get_app(self, app_id: str) -> AppRecord | None: ...
     async def set_app_state(self, app_id: str, state: int, stopped_at: float | None = None) -> None: ...
     async def delete_app(self, app_id: str) -> None: ...
+    async def app_heartbeat(self, app_id: str, now: float) -> None:
+        """The app's client is alive at `now`; any replica may have received the heartbeat."""
+        ...
+
+    async def silent_apps(self, before: float) -> list[str]:
+        """Ephemeral and initializing apps whose client last beat (or, never beating, was created) before `before`."""
+        ...
+
+    async def touch_live_apps(self, now: float) -> None:
+        """Give every ephemeral and initializing app a fresh heartbeat (its client gets a window after a restart)."""
+        ...
 
 
 class DeploymentStore(Protocol):
@@ -149,6 +161,14 @@ class InputStore(Protocol):
     async def expired_leases(self, now: float) -> list[InputState]: ...
     async def queued_inputs_of_function(self, function_id: str) -> list[InputState]: ...
     async def release_all_leases(self) -> int: ...
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        """Ask the container that holds a running input to cancel it (or to stop, with `terminate`); False when
+        `holder` no longer holds it."""
+        ...
+
+    async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
+        """The (input id, terminate) cancellations asked of `holder` for inputs it still holds, each once."""
+        ...
 
 
 class ActivityStore(Protocol):
@@ -177,6 +197,30 @@ class TaskStore(Protocol):
     async def set_task_result(self, task_id: str, result: bytes) -> None: ...
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
     async def end_stale_tasks(self, now: float) -> None: ...
+    async def open_tasks(self, function_id: str) -> int:
+        """Tasks of the function not ended yet, whichever replica started them."""
+        ...
+
+
+class ReplicaStore(Protocol):
+    """The server replicas sharing this database. A replica is alive while it beats; the tasks it started are
+    recorded with its id (TaskRecord.replica_id), and when it stops beating their leases go back to the queue."""
+
+    async def join_replica(self, replica: ReplicaRecord) -> None:
+        """Register a replica, forgetting earlier incarnations of the same name (a restart names itself alike)."""
+        ...
+
+    async def replica_beat(self, replica_id: str, now: float, info: bytes) -> bool:
+        """Mark the replica alive; False when it was declared dead meanwhile (its row is gone)."""
+        ...
+
+    async def leave_replica(self, replica_id: str) -> None: ...
+    async def live_replicas(self, seen_after: float) -> list[ReplicaRecord]: ...
+    async def release_orphans(self, seen_after: float, now: float) -> list[str]:
+        """Forget replicas not seen after `seen_after`; then end every open task whose replica is gone and put
+        the inputs those tasks held back in the queue, without counting an attempt. Returns the functions
+        whose inputs went back."""
+        ...
 
 
 class StateObjectStore(Protocol):
@@ -246,7 +290,16 @@ class ScheduleStore(Protocol):
 
 
 class CoreStore(
-    AppStore, FunctionStore, ObjectStore, CallStore, InputStore, ActivityStore, TaskStore, TokenStore, Protocol
+    AppStore,
+    FunctionStore,
+    ObjectStore,
+    CallStore,
+    InputStore,
+    ActivityStore,
+    TaskStore,
+    TokenStore,
+    ReplicaStore,
+    Protocol,
 ):
     """The aggregates a relational backend holds together."""
 
@@ -312,6 +365,15 @@ class Stores:
         for close in self.closers:
             await close()
         await self.core.close()
+
+
+class LogFanout(Protocol):
+    """Carries live app log batches (serialized TaskLogsBatch) between server replicas, at most once; the
+    history stays in the LogStore. `close` ends it."""
+
+    async def start_fanout(self, on_batch: Callable[[str, bytes], None], timeout: float = 10) -> None: ...
+    def publish_batch(self, app_id: str, payload: bytes) -> None: ...
+    async def close(self) -> None: ...
 
 
 class WakeBus(Protocol):

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The SQL columns of AppRecord and TaskRecord, in field order (every SQL backend selects them so).
+APP_COLS = "app_id, name, description, state, environment, created_at, stopped_at"
+TASK_COLS = "task_id, function_id, app_id, state, secret_hash, created_at, ended_at, replica_id"
+
+
+@dataclass
+class ReplicaRecord:
+    replica_id: str
+    name: str
+    started_at: float
+    seen_at: float
+    info: bytes
+
 
 @dataclass
 class AppRecord:
@@ -88,6 +101,7 @@ class TaskRecord:
     secret_hash: str
     created_at: float
     ended_at: float | None = None
+    replica_id: str = ""  # the server replica that started it (several replicas on one database)
 
 
 @dataclass

@@ -117,6 +117,25 @@ class CallTables(PostgresActivity):
     async def inputs_held_by(self, holder: str) -> list[InputState]:
         return await self._inputs("holder=$1 AND state='leased' ORDER BY seq", holder)
 
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        touched = await self._db.execute(
+            "UPDATE inputs SET cancel_for=$2, cancel_kind=$3 WHERE input_id=$1 AND state='leased' AND holder=$2",
+            input_id,
+            holder,
+            2 if terminate else 1,
+        )
+        return touched == 1
+
+    async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
+        rows = await self._db.transaction(
+            lambda c: c.fetch(
+                "UPDATE inputs SET cancel_for=NULL WHERE holder=$1 AND cancel_for=$1 AND state='leased' "
+                "RETURNING input_id, cancel_kind",
+                holder,
+            )
+        )
+        return [(r[0], r[1] == 2) for r in rows]
+
     async def requeue_input(self, input_id: str, attempt: int, not_before: float, holder: str | None = None) -> bool:
         sql = "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=$2, not_before=$3 "
         sql += "WHERE input_id=$1"
