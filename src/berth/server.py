@@ -41,7 +41,11 @@ def generated_handlers() -> dict[str, Any]:
 class _Grpc:
     def __init__(self, services: Services) -> None:
         self._mapping = build_mapping(
-            generated_handlers(), ModalServicer(services), services, services.settings.max_request_bytes
+            generated_handlers(),
+            ModalServicer(services),
+            services,
+            services.settings.max_request_bytes,
+            services.telemetry.rpc,
         )
 
     def __mapping__(self) -> dict[str, Any]:
@@ -182,7 +186,7 @@ def _http_app(services: Services) -> web.Application:
     from berth.http.app import build_http_app
     from berth.http.workers import add_worker_routes
 
-    app = build_http_app(services.blobs, services.state.volumes)
+    app = build_http_app(services.blobs, services.state.volumes, services.metrics_text)
     if services.hub is not None:
         add_worker_routes(app, services.hub, services.join_tokens, services.blobs)
     return app

@@ -10,15 +10,19 @@ from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
+from berth.scheduling.gauges import Gauges
+from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.replicas import Replicas
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
+from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
@@ -30,6 +34,7 @@ from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
+from berth.telemetry import Telemetry
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -145,7 +150,21 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.hub = hub
     services.images = images
     wire_web(services)
+    wire_insights(services)
     return services
+
+
+def wire_insights(s: Services) -> None:
+    """What the observability RPCs read: the store's records of inputs and containers, and live tasks."""
+    store = s.stores.core
+    s.function_insights = FunctionInsights(
+        store, s.catalog, s.tasks, s.clock, s.settings.default_max_containers, s.settings.default_scaledown_s
+    )
+    s.call_insights = CallInsights(store, s.catalog, s.apps, s.deployments, s.stores.history)
+    s.function_metrics = FunctionMetrics(store, s.catalog)
+    s.telemetry = Telemetry()
+    s.inputs.telemetry = s.tasks.telemetry = s.containers.telemetry = s.images.telemetry = s.telemetry
+    s.gauges = Gauges(s.telemetry, s.tasks, store, s.catalog, s.worker, s.clock)
 
 
 def wire_web(s: Services) -> None:

@@ -14,6 +14,7 @@ from berth.services.catalog import Catalog
 from berth.services.inputs import InputService, function_key
 from berth.services.notify import Notifier
 from berth.store.records import InputLease
+from berth.telemetry import Telemetry
 
 INPUT_POLL_S = 20.0
 HEARTBEAT_HOLD_S = 10.0
@@ -28,6 +29,7 @@ class ContainerService:
         self._catalog = catalog
         self._notifier = notifier
         self._clock = clock
+        self.telemetry: Telemetry | None = None
 
     def task(self, task_id: str | None) -> TaskInfo:
         task = self._tasks.tasks.get(task_id or "")
@@ -61,6 +63,9 @@ class ContainerService:
         task.last_active = now
         if leases and task.first_input_at is None:
             task.first_input_at = now
+            if self.telemetry is not None:
+                fn = await self._catalog.definition(task.function_id)
+                self.telemetry.first_input(task.function_id, fn.function_name, now - task.created_at)
         return api_pb2.FunctionGetInputsResponse(inputs=[self._item(lease) for lease in leases])
 
     async def _linger(self, task: TaskInfo, want: int, linger_s: float) -> list[InputLease]:

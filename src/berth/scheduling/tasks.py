@@ -21,6 +21,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
+from berth.telemetry import Telemetry
 from berth.workers.port import WORKER_LOST, NoCapacity, WorkerPort
 
 log = logging.getLogger("berth.tasks")
@@ -54,6 +55,15 @@ class TaskInfo:
         return self.state in ("starting", "running")
 
 
+def _failure_result(task: TaskInfo, code: int) -> bytes | None:
+    """What a failed container leaves in its task record (observability counts these as errored); None for
+    one that exited cleanly or was stopped on purpose."""
+    result = task.init_failure
+    if result is None and code != 0 and task.stop_reason is None:
+        result = failure(f"Container exited with code {code}")
+    return None if result is None else bytes(result.SerializeToString())
+
+
 def task_key(task_id: str) -> str:
     return f"task:{task_id}"
 
@@ -82,6 +92,7 @@ class TaskManager:
         self.replica_id = ""  # the server replica these tasks belong to (scheduling/replicas.py)
         self._background: set[asyncio.Task[None]] = set()
         self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
+        self.telemetry: Telemetry | None = None
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.function_id == function_id]
@@ -157,6 +168,8 @@ class TaskManager:
             # rather than being relaunched forever.
             await self._inputs.fail_queued(function_id, task.init_failure)
             raise
+        if self.telemetry is not None:
+            self.telemetry.container_started(function_id, fn.function_name)
         return task
 
     def mark_running(self, task: TaskInfo) -> None:
@@ -239,7 +252,7 @@ class TaskManager:
             else:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
-        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), _failure_result(task, code))
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
         if crashed_at_start:
             await self._startup_crash(task, code)

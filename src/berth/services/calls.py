@@ -71,6 +71,7 @@ class CallService:
             0,
             unary,
             self._clock.now(),
+            req.parent_input_id,
         )
         items = [self._check_input(i) for i in req.pipelined_inputs]
         await self._store.create_call(call)

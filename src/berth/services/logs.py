@@ -105,8 +105,11 @@ class LogBus:
         self._app(app_id).epoch += 1
         self._notifier.notify(app_id)
 
-    async def follow(self, app_id: str, last_entry_id: str, timeout: float) -> AsyncIterator[api_pb2.TaskLogsBatch]:
-        """Yield batches after last_entry_id until the app is done or `timeout` passes without one."""
+    async def follow(
+        self, app_id: str, last_entry_id: str, timeout: float, task_id: str = "", function_id: str = ""
+    ) -> AsyncIterator[api_pb2.TaskLogsBatch]:
+        """Yield batches after last_entry_id until the app is done or `timeout` passes without one; with
+        `task_id` or `function_id`, only that container's or that function's batches."""
         log = self._app(app_id)
         epoch = log.epoch
         cursor = int(last_entry_id) if last_entry_id.isdigit() else 0
@@ -116,7 +119,10 @@ class LogBus:
                 fresh = [b for b in log.batches if int(b.entry_id) > cursor]
                 for batch in fresh:
                     cursor = int(batch.entry_id)
-                    yield batch
+                    if (not task_id or batch.task_id == task_id) and (
+                        not function_id or batch.function_id == function_id
+                    ):
+                        yield batch
                 if log.done or log.epoch != epoch:
                     yield api_pb2.TaskLogsBatch(app_done=True, entry_id=str(cursor))
                     return

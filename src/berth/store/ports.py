@@ -23,11 +23,13 @@ from berth.store.records import (
     Endpoint,
     FunctionRecord,
     InputLease,
+    InputRecord,
     InputState,
     OutputRecord,
     ReplicaRecord,
     ScheduleRow,
     StateObject,
+    TaskOutcome,
     TaskRecord,
     TickRow,
 )
@@ -92,6 +94,9 @@ class FunctionStore(Protocol):
     async def find_bound_function(self, parent_id: str, params: bytes, options: bytes) -> str | None: ...
     async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None: ...
     async def get_class(self, class_id: str) -> tuple[str, bytes] | None: ...
+    async def bound_functions(self, parent_id: str) -> list[FunctionRecord]:
+        """The variants of a function (bound parameters or options), newest first."""
+        ...
 
 
 class ObjectStore(Protocol):
@@ -151,8 +156,11 @@ class InputStore(Protocol):
         ...
 
     async def finish_input(
-        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float
-    ) -> OutputRecord | None: ...
+        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float, status: int = 0
+    ) -> OutputRecord | None:
+        """Mark the input done at `now` with `status` (the result's GenericStatus) and append its output."""
+        ...
+
     async def queued_counts(self, now: float) -> dict[str, int]: ...
     async def has_future_inputs(self, now: float) -> float | None: ...
     async def expired_leases(self, now: float) -> list[InputState]: ...
@@ -165,6 +173,26 @@ class InputStore(Protocol):
 
     async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
         """The (input id, terminate) cancellations asked of `holder` for inputs it still holds, each once."""
+        ...
+
+
+class ActivityStore(Protocol):
+    """What observability reads: the inputs, calls and containers of functions over a time window
+    (kept as long as the retention period keeps calls and tasks)."""
+
+    async def inputs_of_functions(
+        self, function_ids: Sequence[str], since: float, until: float, limit: int, newest_first: bool
+    ) -> list[InputRecord]:
+        """Inputs enqueued in [since, until), at most `limit`, oldest or newest first."""
+        ...
+
+    async def inputs_of_calls(self, call_ids: Sequence[str]) -> list[InputRecord]: ...
+    async def calls_made_by(self, input_ids: Sequence[str]) -> list[CallRecord]:
+        """The calls whose parent is one of these inputs (made from inside their containers)."""
+        ...
+
+    async def tasks_of_functions(self, function_ids: Sequence[str], since: float, until: float) -> list[TaskOutcome]:
+        """Containers alive at some point in [since, until): created before `until`, not ended before `since`."""
         ...
 
 
@@ -267,7 +295,16 @@ class ScheduleStore(Protocol):
 
 
 class CoreStore(
-    AppStore, FunctionStore, ObjectStore, CallStore, InputStore, TaskStore, TokenStore, ReplicaStore, Protocol
+    AppStore,
+    FunctionStore,
+    ObjectStore,
+    CallStore,
+    InputStore,
+    ActivityStore,
+    TaskStore,
+    TokenStore,
+    ReplicaStore,
+    Protocol,
 ):
     """The aggregates a relational backend holds together."""
 

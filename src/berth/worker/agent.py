@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from berth.domain.images import ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec
+from berth.domain.spec import TaskSpec, WorkerCapacity
 from berth.worker.builder import BuildFailed
 from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
@@ -27,6 +27,18 @@ ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 
 _DRAIN_S = 5.0
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+def memory_mb() -> int:
+    """This host's memory (MemTotal), 0 where /proc/meminfo cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
 
 
 @dataclass
@@ -78,6 +90,20 @@ class LocalWorker:
 
     def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         return self.gpus.blocker(requests)
+
+    def capacity(self) -> list[WorkerCapacity]:
+        specs = [r.spec for r in self._running.values()]
+        return [
+            WorkerCapacity(
+                "local",
+                self.slots,
+                self.slots - self.free_slots(),
+                float(os.cpu_count() or 1),
+                sum(s.cpu for s in specs),
+                memory_mb(),
+                sum(s.memory_mb for s in specs),
+            )
+        ]
 
     async def build_image(self, spec: ImageBuildSpec, on_log: BuildLog) -> ImageInfo:
         if self.images is None:

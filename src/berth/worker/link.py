@@ -19,7 +19,7 @@ import aiohttp
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
 from berth.domain.spec import TaskSpec, WorkerInventory
-from berth.worker.agent import LocalWorker
+from berth.worker.agent import LocalWorker, memory_mb
 
 log = logging.getLogger("berth.worker.link")
 
@@ -29,17 +29,6 @@ _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 class JoinRefused(Exception):
     """The server refused the join token: retrying cannot help."""
-
-
-def memory_mb() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 0
 
 
 class WorkerLink:

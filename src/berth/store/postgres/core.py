@@ -185,6 +185,12 @@ class PostgresCoreStore(CallTables):
         )
         return str(row[0]) if row else None
 
+    async def bound_functions(self, parent_id: str) -> list[FunctionRecord]:
+        rows = await self._db.fetch(
+            f"SELECT {_FN_COLS} FROM functions WHERE bound_from=$1 ORDER BY function_id DESC", parent_id
+        )
+        return [FunctionRecord(*r) for r in rows]
+
     async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None:
         await self._db.execute(
             "INSERT INTO classes(class_id, app_id, tag, metadata) VALUES ($1, $2, $3, $4) ON CONFLICT (class_id) "

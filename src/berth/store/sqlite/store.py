@@ -26,18 +26,19 @@ from berth.store.records import (
     ReplicaRecord,
     TaskRecord,
 )
+from berth.store.sqlite.activity import CALL_COLS, SqliteActivity, call_record
 from berth.store.sqlite.connection import transaction
 from berth.store.sqlite.migrate import migrate
 
-_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
+_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at"
 
 
 def _input_state(row: Sequence[Any]) -> InputState:
-    input_id, call_id, function_id, idx, state, holder, attempt, payload = row
-    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload))
+    input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at = row
+    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
 
 
-class SqliteStore:
+class SqliteStore(SqliteActivity):
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         # A call's invocation type never changes; claims look it up for every input.
@@ -192,6 +193,10 @@ class SqliteStore:
     async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None:
         self._write("INSERT OR REPLACE INTO classes VALUES (?,?,?,?)", (class_id, app_id, tag, metadata))
 
+    async def bound_functions(self, parent_id: str) -> list[FunctionRecord]:
+        rows = self._all("SELECT * FROM functions WHERE bound_from=? ORDER BY rowid DESC", (parent_id,))
+        return [FunctionRecord(*r) for r in rows]
+
     async def get_class(self, class_id: str) -> tuple[str, bytes] | None:
         row = self._one("SELECT app_id, metadata FROM classes WHERE class_id=?", (class_id,))
         return (str(row[0]), bytes(row[1])) if row else None
@@ -226,7 +231,7 @@ class SqliteStore:
     # calls and inputs
     async def create_call(self, call: CallRecord) -> None:
         self._write(
-            "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT INTO calls({CALL_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 call.call_id,
                 call.function_id,
@@ -236,14 +241,13 @@ class SqliteStore:
                 call.num_inputs,
                 int(call.inputs_finished),
                 call.created_at,
+                call.parent_input_id,
             ),
         )
 
     async def get_call(self, call_id: str) -> CallRecord | None:
-        row = self._one("SELECT * FROM calls WHERE call_id=?", (call_id,))
-        if not row:
-            return None
-        return CallRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5], bool(row[6]), row[7])
+        row = self._one(f"SELECT {CALL_COLS} FROM calls WHERE call_id=?", (call_id,))
+        return call_record(row) if row else None
 
     async def finish_call_inputs(self, call_id: str, num_inputs: int | None = None) -> None:
         if num_inputs is None:
@@ -276,11 +280,11 @@ class SqliteStore:
             return []
         deadline = now + timeout_s if timeout_s else None
         rows = self._all(
-            "UPDATE inputs SET state='leased', holder=?, deadline=? WHERE seq IN ("
+            "UPDATE inputs SET state='leased', holder=?, deadline=?, started_at=? WHERE seq IN ("
             " SELECT seq FROM inputs WHERE function_id=? AND state='queued' AND not_before<=? AND method_name=?"
             " ORDER BY seq LIMIT ?) "
             "RETURNING input_id, call_id, function_id, idx, payload, attempt, seq",
-            (holder, deadline, function_id, now, first[0], limit),
+            (holder, deadline, now, function_id, now, first[0], limit),
         )
         rows.sort(key=lambda r: r[6])
         call_types = self._call_invocation_types({r[1] for r in rows})
@@ -330,17 +334,18 @@ class SqliteStore:
         return self._write(sql + " AND state='leased' AND holder=?", (attempt, not_before, input_id, holder)) == 1
 
     async def finish_input(
-        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float
+        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float, status: int = 0
     ) -> OutputRecord | None:
         """Mark an input done and append its output, in one transaction. With a holder given, only
         the container that holds the lease may finish it; a stale or foreign output is dropped."""
         if holder is None:
-            cond, args = "state!='done'", (input_id,)
+            cond, args = "state!='done'", (now, status, input_id)
         else:
-            cond, args = "state='leased' AND holder=?", (input_id, holder)  # type: ignore[assignment]
+            cond, args = "state='leased' AND holder=?", (now, status, input_id, holder)  # type: ignore[assignment]
         with self._tx():
             row = self._one(
-                f"UPDATE inputs SET state='done', deadline=NULL WHERE input_id=? AND {cond} RETURNING call_id, idx",
+                f"UPDATE inputs SET state='done', deadline=NULL, finished_at=?, status=? WHERE input_id=? AND {cond} "
+                "RETURNING call_id, idx",
                 args,
             )
             if row is None:
