@@ -176,4 +176,4 @@ def _idx_span(req: api_pb2.FunctionGetOutputsRequest) -> tuple[int, int] | None:
     FunctionCall.iter(start=, end=) for pages of a range. None: every input."""
     if not req.HasField("start_idx") and not req.HasField("end_idx"):
         return None
-    return (req.start_idx if req.HasField("start_idx") else 0, req.end_idx if req.HasField("end_idx") else 2**62)
+    return (req.start_idx if req.HasField("start_idx") else 0, req.end_idx if req.HasField("end_idx") else 2**31 - 1)
