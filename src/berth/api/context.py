@@ -14,6 +14,7 @@ from berth.config import Settings
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
@@ -64,6 +65,7 @@ class Services:
     schedules: ScheduleTrigger = field(init=False)
     join_tokens: JoinTokens = field(init=False)
     signer: Signer = field(init=False)
+    sandboxes: SandboxManager = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.image_rpcs import ImageRpcs
+from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.api.web_rpcs import WebRpcs
@@ -23,6 +24,7 @@ class ModalServicer(
     QueueRpcs,
     VolumeRpcs,
     ImageRpcs,
+    SandboxRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

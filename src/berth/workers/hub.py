@@ -82,6 +82,8 @@ class WorkerHub:
         self._image_specs: dict[str, ImageBuildSpec] = {}  # how to build an image on a worker that lacks it
         self._ids = itertools.count(1)
         self._closing = False
+        self._grant_key = b""  # handed to every worker in its welcome, for its command router
+        self._routers: dict[str, str] = {}  # task id → its worker's router URL (kept after the task exits)
 
     # the worker port
     @property
@@ -127,6 +129,8 @@ class WorkerHub:
             spec = replace(spec, gpus=tuple(gpus))
         member.tasks[spec.task_id] = spec
         self._homes[spec.task_id] = member
+        if member.inventory.router_url:
+            self._routers[spec.task_id] = member.inventory.router_url
         try:
             if member.inventory.builds_images and spec.image_id and spec.image_id not in member.images:
                 await self._build_on(member, spec.image_id)
@@ -167,6 +171,12 @@ class WorkerHub:
         if member is None:
             return None
         return member.inventory.container_http_url or None
+
+    def router_url(self, task_id: str) -> str | None:
+        return self._routers.get(task_id) or None
+
+    def trust_grants(self, public_pem: bytes) -> None:
+        self._grant_key = public_pem
 
     def image_info(self, image_id: str) -> ImageInfo | None:
         return next((m.images[image_id] for m in self._members.values() if image_id in m.images), None)
@@ -255,7 +265,7 @@ class WorkerHub:
         member = _Member(inventory, ws)
         self._members[inventory.worker_id] = member
         stale = [t for t in inventory.running if t not in self._homes]
-        await ws.send_json({"type": "welcome", "stop": stale})
+        await ws.send_json({"type": "welcome", "stop": stale, "grant_key": self._grant_key.decode()})
         log.info(
             "worker %s joined: %d slots, %d MiB, %d GPU(s), runtime %s",
             inventory.worker_id,
