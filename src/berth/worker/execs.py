@@ -17,6 +17,8 @@ log = logging.getLogger("berth.worker.execs")
 READ_CHUNK = 64 * 1024
 EXEC_TIMEOUT_CODE = 124  # what an exec killed at its timeout_secs exits with (as `timeout(1)` does)
 COMMAND_NOT_FOUND = 127  # the shell's code for a command that does not exist
+# Where the client's Sandbox.filesystem API expects its helper (berth.worker.fs_tools stands in for it).
+FS_TOOLS_PATH = "/__modal/.bin/modal-sandbox-fs-tools"
 
 
 class OutputBuffer:

@@ -7,13 +7,14 @@ UNIMPLEMENTED with their name."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from google.protobuf.message import Message
-from grpclib.const import Handler, Status
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 from modal_proto import task_command_router_pb2 as sr
@@ -57,7 +58,12 @@ class CommandRouter:
         for path, handler in _Generated().__mapping__().items():
             rpc = path.rsplit("/", 1)[1]
             impl = getattr(self, f"rpc_{rpc}", None)
-            func = self._wrap(rpc, impl) if impl is not None else _unimplemented(rpc)
+            if impl is None:
+                func = _unimplemented(rpc)
+            elif handler.cardinality == Cardinality.STREAM_UNARY:
+                func = self._wrap_client_stream(rpc, impl)
+            else:
+                func = self._wrap(rpc, impl)
             mapping[path] = Handler(func, handler.cardinality, handler.request_type, handler.reply_type)
         return mapping
 
@@ -81,24 +87,26 @@ class CommandRouter:
         async def handler(stream: Stream[Any, Any]) -> None:
             request = await stream.recv_message()
             assert request is not None
-            try:
+            with _mapped_errors(rpc):
                 session = self._authorize(stream.metadata or {}, request.task_id)
                 if streaming:
                     async for reply in impl(session, request):
                         await stream.send_message(reply)
                 else:
                     await stream.send_message(await impl(session, request))
-            except (GRPCError, GeneratorExit):
-                raise
-            except BerthError as exc:
-                raise GRPCError(exc.status, exc.message) from exc
-            except ExecNotFound as exc:
-                raise GRPCError(Status.NOT_FOUND, str(exc)) from exc
-            except (ExecError, StdinOutOfOrder) as exc:
-                raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from exc
-            except Exception as exc:
-                log.exception("%s failed", rpc)
-                raise GRPCError(Status.INTERNAL, f"{rpc} failed on the worker: {exc}") from exc
+
+        return handler
+
+    def _wrap_client_stream(self, rpc: str, impl: Callable[..., Any]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+        """Client-streaming RPCs: the first message names the task (and is where the grant is checked)."""
+
+        async def handler(stream: Stream[Any, Any]) -> None:
+            with _mapped_errors(rpc):
+                first = await stream.recv_message()
+                if first is None or not first.HasField("start"):
+                    raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc} must start with a start message")
+                session = self._authorize(stream.metadata or {}, first.start.task_id)
+                await stream.send_message(await impl(session, first.start, stream))
 
         return handler
 
@@ -154,6 +162,25 @@ class CommandRouter:
         await session.exec(req.exec_id).stdin.write(req.offset, req.data, req.eof)
         return sr.TaskExecStdinWriteResponse()
 
+    async def rpc_TaskExecStdinWriteStream(
+        self, session: TaskSession, start: sr.TaskExecStdinWriteStreamStart, stream: Stream[Any, Any]
+    ) -> Message:
+        """Start (offset), data chunks, then an explicit end (EOF); a broken stream resumes from
+        TaskExecStdinStatus's offset."""
+        stdin = session.exec(start.exec_id).stdin
+        offset = start.offset
+        async for message in stream:
+            if message.HasField("end"):
+                await stdin.write(offset, b"", eof=True)
+                break
+            await stdin.write(offset, message.data, eof=False)
+            offset += len(message.data)
+        return sr.TaskExecStdinWriteStreamResponse()
+
+    async def rpc_TaskExecStdinStatus(self, session: TaskSession, req: sr.TaskExecStdinStatusRequest) -> Message:
+        stdin = session.exec(req.exec_id).stdin
+        return sr.TaskExecStdinStatusResponse(num_bytes_written=stdin.written, closed=stdin.closed)
+
     async def rpc_TaskExecPoll(self, session: TaskSession, req: sr.TaskExecPollRequest) -> Message:
         process = session.exec(req.exec_id)
         if process.exit_code is None:
@@ -178,6 +205,23 @@ class CommandRouter:
         session.touch()
         await session.stdin.write(req.offset, req.data, req.eof)
         return sr.SandboxStdinWriteV2Response()
+
+
+@contextlib.contextmanager
+def _mapped_errors(rpc: str) -> Iterator[None]:
+    try:
+        yield
+    except (GRPCError, GeneratorExit):
+        raise
+    except BerthError as exc:
+        raise GRPCError(exc.status, exc.message) from exc
+    except ExecNotFound as exc:
+        raise GRPCError(Status.NOT_FOUND, str(exc)) from exc
+    except (ExecError, StdinOutOfOrder) as exc:
+        raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from exc
+    except Exception as exc:
+        log.exception("%s failed", rpc)
+        raise GRPCError(Status.INTERNAL, f"{rpc} failed on the worker: {exc}") from exc
 
 
 def _unimplemented(rpc: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:

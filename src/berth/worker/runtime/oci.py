@@ -29,9 +29,9 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.worker import gpu, network, seccomp
+from berth.worker import fs_tools, gpu, network, seccomp
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.execs import COMMAND_NOT_FOUND, kill_pid_file
+from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, kill_pid_file
 from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
@@ -64,6 +64,20 @@ OOM_EXIT = 137
 _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
 
 ImageResolver = Callable[[str], ImageManifest]
+
+
+def fs_tools_file() -> Path:
+    """berth.worker.fs_tools as an executable file a container can bind-mount (on the bundles' tmpfs)."""
+    target = BUNDLE_ROOT / "fs-tools" / "modal-sandbox-fs-tools"
+    source = Path(fs_tools.__file__).read_bytes()
+    if not target.exists() or target.read_bytes() != source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(target.parent, 0o755)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(source)
+        os.chmod(partial, 0o755)
+        partial.replace(target)
+    return target
 
 
 class RuntimeUnavailable(OSError):
@@ -327,6 +341,8 @@ class OciRuntime:
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
             binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+        else:  # the helper the client's Sandbox.filesystem API execs
+            binds.append(Bind(str(fs_tools_file()), FS_TOOLS_PATH, readonly=True))
         for b in spec.binds:  # volumes
             b.host_path.mkdir(parents=True, exist_ok=True)
             binds.append(Bind(str(b.host_path), b.container_path, readonly=b.read_only))
@@ -374,12 +390,21 @@ class OciRuntime:
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
         await self._until_running(sandbox)
-        pid_file = sandbox.bundle / f"exec-{secrets.token_hex(8)}.pid"
-        options = ["--pid-file", str(pid_file), "--cwd", cwd or sandbox.cwd]
-        for key, value in env.items():
-            options += ["--env", f"{key}={value}"]
+        name = f"exec-{secrets.token_hex(8)}"
+        pid_file = sandbox.bundle / f"{name}.pid"
+        # The container's own process (user, capabilities, limits, environment) with this command: written
+        # to the bundle's tmpfs, so secret values never appear on a command line.
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        process = dict(config["process"])
+        base = dict(item.split("=", 1) for item in process.get("env", []))
+        process.update(args=list(argv), cwd=cwd or sandbox.cwd, env=[f"{k}={v}" for k, v in {**base, **env}.items()])
+        process["terminal"] = False
+        process_file = sandbox.bundle / f"{name}.json"
+        fd = os.open(process_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(process, f)
         proc = await asyncio.create_subprocess_exec(
-            *self._command("exec", *options, sandbox.container_id, *argv),
+            *self._command("exec", "--pid-file", str(pid_file), "--process", str(process_file), sandbox.container_id),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from berth.domain.spec import BindMount, TaskSpec
+from berth.worker import fs_tools
+from berth.worker.execs import FS_TOOLS_PATH
 from berth.worker.files import FileSource
 
 
@@ -119,6 +121,8 @@ class ProcessRuntime:
         """A subprocess beside the task's own, with its environment and working directory (paths under
         /root are the task's directory; there is no mount namespace)."""
         directory = host_path(workdir, cwd) if cwd else workdir / "root"
+        if argv and argv[0] == FS_TOOLS_PATH:  # no mount namespace to put it at its path: run it from here
+            argv = [sys.executable, fs_tools.__file__, *argv[1:]]
         if not directory.is_dir():
             raise NotADirectoryError(f"workdir {cwd} does not exist")
         proc = await asyncio.create_subprocess_exec(
