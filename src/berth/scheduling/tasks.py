@@ -168,6 +168,11 @@ class TaskManager:
         CPUs and memory), which runs its image's command and takes no inputs. NoCapacity when no worker
         has room."""
         assert spec.sandbox is not None
+        blocker = self._worker.placement_blocker(list(spec.gpu_requests), spec.memory_mb, spec.cpu)
+        if blocker is None and self._worker.free_slots() <= 0:
+            blocker = "every worker slot is taken"
+        if blocker is not None:
+            raise NoCapacity(blocker)
         now = self._clock.now()
         task = TaskInfo(spec.task_id, "", spec.app_id, secret_digest(spec.secret), 0, now, last_active=now)
         task.sandbox_id = spec.sandbox.sandbox_id
