@@ -5,6 +5,7 @@ crun (isolated containers); a few run on the process runtime too."""
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -410,3 +411,29 @@ def test_router_refuses_grants_for_another_task_expired_forged_or_missing(berth_
     assert seen["other"] == seen["expired"] == seen["forged"] == seen["missing"] == "UNAUTHENTICATED"
     assert {"task_id", "sandbox_id", "exp", "aud"} <= set(seen["claims"])
     assert 0 < seen["ttl"] <= 3600
+
+
+def test_sandbox_on_a_remote_worker_is_reached_through_that_workers_router(tmp_path: Path) -> None:
+    from tests.e2e.test_cluster import start_control_plane
+
+    cluster = start_control_plane(tmp_path)
+    try:
+        cluster.add_worker("w1")
+        cluster.wait_joined("w1")
+        seen = run(
+            cluster.server,
+            "sb-remote",
+            """
+            sb = modal.Sandbox.create("sh", "-c", "echo from-remote; sleep 600", app=app)
+            first = next(iter(sb.stdout))
+            out = sb.exec("echo", "exec-remote").stdout.read()
+            sb.terminate()
+            sb.wait(raise_on_termination=False)
+            print(json.dumps({"first": first, "out": out, "rc": sb.returncode}))
+            """,
+        )
+        worker_log = (tmp_path / "w1.log").read_text()
+    finally:
+        cluster.stop()
+    assert seen == {"first": "from-remote\n", "out": "exec-remote\n", "rc": 137}
+    assert "command router serving on http://127.0.0.1:" in worker_log  # the worker's own router served it
