@@ -32,11 +32,11 @@ ROUTER_AUDIENCE = "task-router"
 SecretResolver = Callable[[list[str]], Awaitable[dict[str, str]]]
 
 
-class _Generated(TaskCommandRouterBase):  # type: ignore[misc]
+class GeneratedRouterService(TaskCommandRouterBase):  # type: ignore[misc]
     """Only used to read the generated RPC table."""
 
 
-_Generated.__abstractmethods__ = frozenset()
+GeneratedRouterService.__abstractmethods__ = frozenset()
 
 
 class CommandRouter:
@@ -55,7 +55,7 @@ class CommandRouter:
     # serving
     def __mapping__(self) -> dict[str, Handler]:
         mapping: dict[str, Handler] = {}
-        for path, handler in _Generated().__mapping__().items():
+        for path, handler in GeneratedRouterService().__mapping__().items():
             rpc = path.rsplit("/", 1)[1]
             impl = getattr(self, f"rpc_{rpc}", None)
             if impl is None:
