@@ -128,6 +128,28 @@ def test_exec_text_binary_lines_stdin_env_workdir_and_secrets(berth_oci: BerthSe
     assert seen["err"] == "to-err\n" and seen["rc"] == 5
 
 
+def test_volumes_workdir_cpu_memory_and_blocked_network(berth_oci: BerthServer) -> None:
+    seen = run(
+        berth_oci,
+        "sb-volumes",
+        """
+        vol = modal.Volume.from_name("sb-vol", create_if_missing=True)
+        writer = modal.Sandbox.create("sh", "-c", "echo kept > /data/note; pwd", app=app, image=image,
+                                      volumes={"/data": vol}, workdir="/tmp", cpu=0.5, memory=256)
+        writer.wait()
+        where = writer.stdout.read()
+        reader = modal.Sandbox.create(app=app, image=image, volumes={"/data": vol}, block_network=True)
+        note = reader.exec("cat", "/data/note").stdout.read()
+        net = reader.exec("python3", "-c", "import urllib.request as u; u.urlopen('http://1.1.1.1', timeout=3)")
+        net_rc, net_err = net.wait(), net.stderr.read()
+        reader.terminate()
+        print(json.dumps({"where": where, "note": note, "net_rc": net_rc, "net_err": net_err[-200:]}))
+        """,
+    )
+    assert seen["where"] == "/tmp\n" and seen["note"] == "kept\n"
+    assert seen["net_rc"] != 0 and "unreachable" in seen["net_err"].lower()
+
+
 def test_many_concurrent_execs_in_one_sandbox(berth_oci: BerthServer) -> None:
     seen = run(
         berth_oci,

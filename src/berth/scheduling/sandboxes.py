@@ -32,6 +32,7 @@ log = logging.getLogger("berth.sandboxes")
 ROUTER_AUDIENCE = "task-router"  # berth.worker.router checks grants for this audience
 ROUTER_GRANT_TTL_S = 900.0
 _KIND = "sandbox"
+FORGET_AFTER_S = 3600.0  # finished sandboxes leave memory after this; their records stay in the object store
 GS = api_pb2.GenericResult
 
 
@@ -149,6 +150,7 @@ class SandboxManager:
     async def create(self, req: api_pb2.SandboxCreateV2Request, environment: str) -> SandboxRecord:
         definition = req.definition
         _check_supported(definition)
+        self.forget_finished(self._clock.now() - FORGET_AFTER_S)
         if definition.name:
             self._check_name_free(req.app_id, definition.name)
         sandbox_id, task_id = new_sandbox_id(), new_sandbox_task_id()

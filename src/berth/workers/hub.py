@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,7 @@ from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity
 log = logging.getLogger("berth.workers")
 
 HEARTBEAT_S = 5.0  # a worker silent for about this long (no pong) is lost
+_KEEP_ROUTERS = 4096
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 TokenCheck = Callable[[str], Awaitable[bool]]
@@ -83,7 +85,8 @@ class WorkerHub:
         self._ids = itertools.count(1)
         self._closing = False
         self._grant_key = b""  # handed to every worker in its welcome, for its command router
-        self._routers: dict[str, str] = {}  # task id → its worker's router URL (kept after the task exits)
+        # task id → its worker's router URL, kept after the task exits (clients read a finished sandbox's output)
+        self._routers: OrderedDict[str, str] = OrderedDict()
 
     # the worker port
     @property
@@ -131,6 +134,8 @@ class WorkerHub:
         self._homes[spec.task_id] = member
         if member.inventory.router_url:
             self._routers[spec.task_id] = member.inventory.router_url
+            while len(self._routers) > _KEEP_ROUTERS:
+                self._routers.popitem(last=False)
         try:
             if member.inventory.builds_images and spec.image_id and spec.image_id not in member.images:
                 await self._build_on(member, spec.image_id)
