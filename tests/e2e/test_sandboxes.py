@@ -4,12 +4,16 @@ crun (isolated containers); a few run on the process runtime too."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, last_json, sdk, start_server, stop_server
+from tests.e2e.conftest import APPS, BerthServer, last_json, modal, sdk, start_server, stop_server, wait_for
 
 HEAD = """
 import json, time, modal
@@ -459,3 +463,22 @@ def test_sandbox_on_a_remote_worker_is_reached_through_that_workers_router(tmp_p
         cluster.stop()
     assert seen == {"first": "from-remote\n", "out": "exec-remote\n", "rc": 137}
     assert "command router serving on http://127.0.0.1:" in worker_log  # the worker's own router served it
+
+
+def test_modal_container_exec_runs_in_a_function_container(berth: BerthServer, tmp_path: Path) -> None:
+    note = tmp_path / "pid"
+    client = subprocess.Popen(
+        [sys.executable, "long_call.py", str(note)], cwd=APPS, env=berth.env, stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_for(note.exists, "the function to start", timeout=120)
+        listed = modal(berth, "container", "list", "--json")
+        assert listed.returncode == 0, listed.output
+        rows = [list(map(str, row.values())) for row in json.loads(listed.stdout)]
+        task_id = next(v for row in rows if any("long-call" in x for x in row) for v in row if v.startswith("ta-"))
+        ran = modal(berth, "container", "exec", task_id, "--", "sh", "-c", "echo in-container $MODAL_TASK_ID")
+    finally:
+        client.send_signal(signal.SIGINT)
+        client.wait(timeout=60)
+    assert ran.returncode == 0, ran.output
+    assert ran.stdout == f"in-container {task_id}\n"

@@ -152,8 +152,7 @@ class LocalWorker:
     async def start(self, spec: TaskSpec) -> None:
         if self._closing:
             raise RuntimeError("the worker is shutting down")
-        if spec.sandbox is not None:
-            await self.start_router()
+        await self.start_router()  # `modal container exec` reaches function containers through it too
         await self.files.fetch(f.sha256 for f in spec.files)
         workdir = self._root / spec.task_id
         workdir.mkdir(parents=True, exist_ok=True)

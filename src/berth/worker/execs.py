@@ -28,6 +28,13 @@ class OutputBuffer:
         self._data = bytearray()
         self._closed = False
         self._changed = asyncio.Condition()
+        self.readers = 0  # read_from generators running now
+        self.delivered = 0  # the furthest offset a reader has handed on
+
+    @property
+    def drained(self) -> bool:
+        """Closed, and read to the end by a reader (or nobody is reading it)."""
+        return self._closed and (self.readers == 0 or self.delivered >= len(self._data))
 
     @property
     def size(self) -> int:
@@ -52,16 +59,28 @@ class OutputBuffer:
     async def read_from(self, offset: int) -> AsyncIterator[tuple[int, bytes]]:
         """(offset, bytes) chunks from `offset` on, until the stream is closed and fully read."""
         offset = max(0, offset)
-        while True:
-            async with self._changed:
-                await self._changed.wait_for(self._readable(offset))
-                chunk = bytes(self._data[offset : offset + READ_CHUNK])
-                closed = self._closed
-            if chunk:
-                yield offset, chunk
-                offset += len(chunk)
-            elif closed:
-                return
+        self.readers += 1
+        try:
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(self._readable(offset))
+                    chunk = bytes(self._data[offset : offset + READ_CHUNK])
+                    closed = self._closed
+                if chunk:
+                    yield offset, chunk
+                    offset += len(chunk)
+                    self.delivered = max(self.delivered, offset)
+                elif closed:
+                    return
+        finally:
+            self.readers -= 1
+
+    async def until_drained(self, timeout_s: float) -> None:
+        """Give a reader that is streaming this output up to timeout_s to hand on what is left: an exit status
+        sent before the last output would let a client that prints the output as it comes exit without it."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.drained and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
 
 async def pump(

@@ -7,6 +7,7 @@ UNIMPLEMENTED with their name."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -190,6 +191,7 @@ class CommandRouter:
     async def rpc_TaskExecWait(self, session: TaskSession, req: sr.TaskExecWaitRequest) -> Message:
         process = session.exec(req.exec_id)
         await process.done.wait()
+        await asyncio.gather(process.stdout.until_drained(1.0), process.stderr.until_drained(1.0))
         assert process.exit_code is not None
         return sr.TaskExecWaitResponse(code=process.exit_code)
 
