@@ -308,16 +308,23 @@ class OciRuntime:
             return None
 
         def kill(signum: int) -> None:
-            self._spawn(self._command("kill", cid, str(signum)))
+            self._spawn(self._command("kill", cid, str(signum)), lambda: proc.returncode is not None)
 
         return OciContainer(proc, on_exit, kill)
 
-    def _spawn(self, argv: list[str]) -> None:
+    def _spawn(self, argv: list[str], gone: Callable[[], bool]) -> None:
+        """Run a `crun kill` until it is delivered: right after `crun run` starts, the container may not
+        exist yet, and a kill that found nothing would be lost (a terminate would then wait forever)."""
+
         async def run() -> None:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-            )
-            await proc.wait()
+            for _ in range(200):
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                )
+                if await proc.wait() == 0 or gone():
+                    return
+                await asyncio.sleep(0.05)
+            log.warning("could not deliver %s", " ".join(argv[-3:]))
 
         task = asyncio.ensure_future(run())
         self._background.add(task)
