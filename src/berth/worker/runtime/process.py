@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -78,6 +79,19 @@ def link_bind(workdir: Path, bind: BindMount) -> None:
     os.symlink(bind.host_path, link, target_is_directory=True)
 
 
+def _task_paths(workdir: Path, command: str) -> str:
+    """The filesystem API's paths, as the task sees them (/root is its directory, the rest under fs/): without
+    a mount namespace, a sandbox's /tmp would otherwise be the host's."""
+    try:
+        op = json.loads(command)
+        (args,) = op.values()
+        path = str(args["path"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return command  # the tool reports a malformed command itself
+    args["path"] = str(host_path(workdir, path))  # ValueError for a path with "..": refused
+    return json.dumps(op)
+
+
 class ProcessRuntime:
     name = "process"
     isolated = False
@@ -122,7 +136,7 @@ class ProcessRuntime:
         /root are the task's directory; there is no mount namespace)."""
         directory = host_path(workdir, cwd) if cwd else workdir / "root"
         if argv and argv[0] == FS_TOOLS_PATH:  # no mount namespace to put it at its path: run it from here
-            argv = [sys.executable, fs_tools.__file__, *argv[1:]]
+            argv = [sys.executable, fs_tools.__file__, *(_task_paths(workdir, a) for a in argv[1:])]
         if not directory.is_dir():
             raise NotADirectoryError(f"workdir {cwd} does not exist")
         proc = await asyncio.create_subprocess_exec(
