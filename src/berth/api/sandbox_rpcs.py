@@ -33,7 +33,7 @@ class SandboxRpcs:
         self, req: api_pb2.SandboxCreateV2Request, caller: Caller
     ) -> api_pb2.SandboxCreateV2Response:
         await self.s.apps.get(req.app_id)
-        record = await self.s.sandboxes.create(req, caller.environment or "main")
+        record = await self.s.sandboxes.create(req)
         return api_pb2.SandboxCreateV2Response(
             sandbox_id=record.sandbox_id,
             task_id=record.task_id,

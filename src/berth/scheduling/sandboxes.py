@@ -144,10 +144,9 @@ class SandboxManager:
         self._clock = clock
         self._server_url = server_url
         self.live: dict[str, SandboxRecord] = {}  # sandboxes started by this server, running or finished
-        self._by_task: dict[str, str] = {}
         tasks.on_sandbox_exit = self.on_exit
 
-    async def create(self, req: api_pb2.SandboxCreateV2Request, environment: str) -> SandboxRecord:
+    async def create(self, req: api_pb2.SandboxCreateV2Request) -> SandboxRecord:
         definition = req.definition
         _check_supported(definition)
         self.forget_finished(self._clock.now() - FORGET_AFTER_S)
@@ -165,9 +164,12 @@ class SandboxManager:
             timeout_s=definition.timeout_secs or 300,
             idle_timeout_s=definition.idle_timeout_secs,
         )
-        spec = await self._task_spec(record, req)
-        self.live[sandbox_id] = record
-        self._by_task[task_id] = sandbox_id
+        self.live[sandbox_id] = record  # before any await: holds the name against a concurrent create
+        try:
+            spec = await self._task_spec(record, req)
+        except BaseException:
+            self.live.pop(sandbox_id, None)
+            raise
         await self._save(record)
         try:
             await self._tasks.start_sandbox(spec)
@@ -308,4 +310,3 @@ class SandboxManager:
         for sandbox_id, record in list(self.live.items()):
             if record.result is not None and record.created_at < older_than:
                 self.live.pop(sandbox_id, None)
-                self._by_task.pop(record.task_id, None)
