@@ -44,7 +44,7 @@ def measure(workers: int, inputs: int, tmp: Path) -> tuple[float, float | None]:
     root = tmp / f"c{workers}"
     cluster("up", root, workers)
     try:
-        server_pid = json.loads((root / "cluster.json").read_text())["pids"]["server"]
+        server_pid = json.loads((root / "cluster.json").read_text())["pids"]["servers"]["1"]
         before = process_cpu_seconds(server_pid)
         run = subprocess.run(
             [BIN / "modal", "run", "cluster_app.py", "--n", str(inputs)],

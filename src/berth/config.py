@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +66,20 @@ class Settings:
     blob_url: str = field(default_factory=lambda: os.environ.get("BERTH_BLOBS_URL", ""))
     # PostgreSQL (postgresql://user:password@host:port/db) for the control plane; empty: SQLite in the data dir.
     database_url: str = field(default_factory=lambda: os.environ.get("BERTH_DATABASE_URL", ""))
+    # This server among the replicas sharing one database; a restart under the same name takes over at once
+    # from its earlier incarnation. Empty: HOSTNAME:PORT.
+    replica_name: str = ""
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def exclusive_database(self) -> bool:
+        """SQLite in the data dir: no other server shares it, so whatever the last process left open is dead."""
+        return not self.database_url
+
+    @property
+    def effective_replica_name(self) -> str:
+        return self.replica_name or f"{socket.gethostname()}:{self.port}"
 
     @property
     def effective_http_port(self) -> int:

@@ -41,7 +41,11 @@ def generated_handlers() -> dict[str, Any]:
 class _Grpc:
     def __init__(self, services: Services) -> None:
         self._mapping = build_mapping(
-            generated_handlers(), ModalServicer(services), services, services.settings.max_request_bytes
+            generated_handlers(),
+            ModalServicer(services),
+            services,
+            services.settings.max_request_bytes,
+            services.telemetry.rpc,
         )
 
     def __mapping__(self) -> dict[str, Any]:
@@ -88,6 +92,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     tls_server = await _start_tls(handlers, runner, settings)
     autoscaler = asyncio.create_task(services.autoscaler.run())
     schedules = asyncio.create_task(services.schedules.run())
+    replicas = asyncio.create_task(services.replicas.run())
     server_info_path(settings.data_dir).write_text(
         json.dumps({"server_url": settings.server_url, "http_url": settings.http_url, "pid": os.getpid()})
     )
@@ -111,13 +116,15 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("berth shutting down")
-        autoscaler.cancel()
-        schedules.cancel()
+        for loop_task in (autoscaler, schedules, replicas):
+            loop_task.cancel()
         # Let a launch the autoscaler was in finish unwinding before the tasks are stopped.
-        await asyncio.gather(autoscaler, schedules, return_exceptions=True)
+        await asyncio.gather(autoscaler, schedules, replicas, return_exceptions=True)
         await web_front_door.cleanup()
         await services.tasks.shutdown()
         await services.images.shutdown()
+        with contextlib.suppress(Exception):
+            await services.replicas.leave()  # its containers are stopped: nothing of it is left to hand back
         for server in (grpc_server, socket_server, tls_server):
             if server is not None:
                 server.close()
@@ -127,6 +134,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         if firewall is not None:
             await asyncio.to_thread(firewall.close)
         await services.notifier.close()
+        await services.logs.close()
         await services.stores.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
 
@@ -178,7 +186,7 @@ def _http_app(services: Services) -> web.Application:
     from berth.http.app import build_http_app
     from berth.http.workers import add_worker_routes
 
-    app = build_http_app(services.blobs, services.state.volumes)
+    app = build_http_app(services.blobs, services.state.volumes, services.metrics_text)
     if services.hub is not None:
         add_worker_routes(app, services.hub, services.join_tokens, services.blobs)
     return app

@@ -5,23 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from modal_proto import api_pb2
-
 from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
+from berth.scheduling.gauges import Gauges
+from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.replicas import Replicas
 from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
+from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
@@ -32,7 +35,8 @@ from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
-from berth.store.factory import open_blobs, open_stores, open_wake_bus
+from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
+from berth.telemetry import Telemetry
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -42,15 +46,18 @@ log = logging.getLogger("berth.wiring")
 
 
 async def recover(services: Services) -> None:
-    """After a restart (clean or kill -9): no container of the previous process is alive, so their
-    leases go back to the queue, and clients of ephemeral apps get a heartbeat window to come back."""
-    released = await services.stores.core.release_all_leases()
-    await services.stores.core.end_stale_tasks(services.clock.now())
-    for app in await services.deployments.store.running_apps():
-        if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING):
-            services.apps.track(app.app_id)
-    if released:
-        log.info("requeued %d inputs held by containers of the previous server process", released)
+    """After a restart (clean or kill -9). On an exclusive database (SQLite) no container of the previous
+    process is alive, so all leases go back to the queue. On a shared one, other replicas' containers are,
+    so only what dead replicas (this one's earlier incarnation among them) held goes back. Clients of
+    ephemeral apps get a heartbeat window to come back."""
+    await services.replicas.join()
+    if services.settings.exclusive_database:
+        released = await services.stores.core.release_all_leases()
+        await services.stores.core.end_stale_tasks(services.clock.now())
+        if released:
+            log.info("requeued %d inputs held by containers of the previous server process", released)
+    await services.replicas.release_orphans()
+    await services.apps.expect_heartbeats()
 
 
 async def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -61,6 +68,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     deployment_store = stores.history
     log_history = LogHistory(deployment_store)
     logs = LogBus(log_history.record)
+    fanout = open_log_fanout(settings)
+    if fanout is not None:
+        await logs.share(fanout)
     blobs = await open_blobs(settings)
     catalog = Catalog(store)
     apps = AppService(store, logs, clock, settings.http_url, settings.app_heartbeat_timeout_s)
@@ -89,6 +99,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     images.function_layout = layouts.container_arguments  # Image.run_function()
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
+    replicas = Replicas(store, tasks, worker, notifier, clock, settings.effective_replica_name)
+    tasks.replica_id = replicas.replica_id
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)
 
     async def stop_app(app_id: str) -> None:
@@ -132,6 +144,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         log_history,
     )
     services.state = state
+    services.replicas = replicas
+    autoscaler.others_can_place = replicas.others_can_place
     services.join_tokens = join_tokens
     services.signer = Signer(store, clock)
     await services.signer.load()
@@ -144,6 +158,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.hub = hub
     services.images = images
     wire_web(services)
+    wire_insights(services)
     return services
 
 
@@ -152,6 +167,19 @@ async def _secret_env(env_of: Callable[[str], Awaitable[dict[str, str]]], ids: l
     for secret_id in ids:
         env.update(await env_of(secret_id))
     return env
+
+
+def wire_insights(s: Services) -> None:
+    """What the observability RPCs read: the store's records of inputs and containers, and live tasks."""
+    store = s.stores.core
+    s.function_insights = FunctionInsights(
+        store, s.catalog, s.tasks, s.clock, s.settings.default_max_containers, s.settings.default_scaledown_s
+    )
+    s.call_insights = CallInsights(store, s.catalog, s.apps, s.deployments, s.stores.history)
+    s.function_metrics = FunctionMetrics(store, s.catalog)
+    s.telemetry = Telemetry()
+    s.inputs.telemetry = s.tasks.telemetry = s.containers.telemetry = s.images.telemetry = s.telemetry
+    s.gauges = Gauges(s.telemetry, s.tasks, store, s.catalog, s.worker, s.clock)
 
 
 def wire_web(s: Services) -> None:

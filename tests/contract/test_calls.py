@@ -254,3 +254,32 @@ async def test_prune_forgets_only_finished_calls_ended_tasks_and_logs_older_than
     assert await core.get_call("fc-open") is not None and await core.get_call("fc-new") is not None
     assert await core.get_task("ta-ended") is None and await core.get_task("ta-live") is not None
     assert [b for _, b in await stores.history.logs_between("ap-1", 0.0, 100.0, 10)] == [b"new"]
+
+
+async def test_a_cancellation_reaches_the_holder_once_and_never_a_later_one(stores: Stores, replica: Stores) -> None:
+    core = stores.core
+    await _call(core)
+    ids = await _enqueue(core, 3)
+    await core.claim_inputs("fu-1", "ta-a", 3, now=2.0, timeout_s=None)
+    assert await replica.core.request_cancel(ids[0], "ta-a", terminate=False)
+    assert await replica.core.request_cancel(ids[1], "ta-a", terminate=True)
+    assert not await replica.core.request_cancel(ids[2], "ta-other", terminate=False)  # not its holder
+    assert sorted(await core.take_cancels("ta-a")) == [(ids[0], False), (ids[1], True)]
+    assert await core.take_cancels("ta-a") == []  # taken once
+    await core.request_cancel(ids[2], "ta-a", terminate=False)
+    await core.requeue_input(ids[2], 0, 0.0, "ta-a")
+    await core.claim_inputs("fu-1", "ta-b", 1, now=3.0, timeout_s=None)
+    assert await core.take_cancels("ta-b") == []  # asked of ta-a, not of whoever holds it next
+    assert await core.take_cancels("ta-a") == []
+
+
+async def test_outputs_can_be_read_for_a_range_of_input_indexes(stores: Stores) -> None:
+    core = stores.core
+    await _call(core)
+    ids = await _enqueue(core, 6)
+    for i in (4, 1, 5, 0, 3, 2):  # finished out of order
+        await core.finish_input(ids[i], None, b"r%d" % i, 1, now=3.0)
+    assert [o.idx for o in await core.outputs_after("fc-1", 0, 10, (2, 4))] == [4, 3, 2]  # commit order
+    assert [o.result for o in await core.outputs_after("fc-1", 0, 10, (3, 3))] == [b"r3"]
+    assert [o.idx for o in await core.outputs_after("fc-1", 0, 2, (0, 5))] == [4, 1]
+    assert await core.outputs_after("fc-1", 0, 10, (7, 9)) == []

@@ -50,6 +50,11 @@ def test_spawn_map_returns_none(calls: dict[str, Any]) -> None:
     assert calls["spawn_map"] is True
 
 
+def test_the_outputs_of_a_spawned_map_are_read_by_index_and_by_range(calls: dict[str, Any]) -> None:
+    assert calls["spawn_map_index"] == [18, 11, 14]
+    assert calls["spawn_map_iter"] == [13, 14, 15, 16]
+
+
 def test_generators_stream_every_item(calls: dict[str, Any]) -> None:
     assert calls["gen"] == [0, 10, 20, 30]
     assert calls["agen"] == ["a0", "a1", "a2"]

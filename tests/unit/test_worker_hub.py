@@ -115,3 +115,25 @@ async def test_a_worker_that_goes_away_loses_its_tasks(hub_server: tuple[WorkerH
         assert events.exits == [("ta-2", WORKER_LOST)]
         assert hub.free_slots() == 0
         assert "none is connected" in (hub.placement_blocker([], 0) or "")
+
+
+async def test_capacity_reports_each_remote_worker_and_what_its_containers_hold(
+    hub_server: tuple[WorkerHub, Events, TestServer],
+) -> None:
+    hub, _, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        ws = await _join(session, server, "w1")
+        spec = TaskSpec("ta-3", "fu-1", "ap-1", b"", "", "secret", memory_mb=256, cpu=0.5)
+        started = asyncio.ensure_future(hub.start(spec))
+        await _answer_start(ws)
+        await started
+        (w1,) = hub.capacity()
+        assert "w1" in w1.worker_id
+        assert (w1.slots, w1.slots_used, w1.cpu, w1.cpu_used) == (2, 1, 1.0, 0.5)
+        assert (w1.memory_mb, w1.memory_used_mb) == (1024, 256)
+        await ws.close()
+        for _ in range(200):
+            if not hub.capacity():
+                break
+            await asyncio.sleep(0.01)
+        assert hub.capacity() == []

@@ -1,4 +1,4 @@
-"""The one ordered chain every RPC passes through: request context, size limit, authentication,
+"""The one ordered chain every RPC passes through: metrics, request context, size limit, authentication,
 logging and error mapping. Servicers stay thin because of it."""
 
 from __future__ import annotations
@@ -76,6 +76,30 @@ def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
 
 UnaryImpl = Callable[[Any, Caller], Awaitable[Message]]
 StreamImpl = Callable[[Any, Caller], AsyncIterator[Message]]
+# Told of every request once it ends: the RPC, its status code's name and how long it took (metrics).
+RpcObserver = Callable[[str, str, float], None]
+
+
+def observed(
+    rpc: str, handler: Callable[[Stream[Any, Any]], Awaitable[None]], observe: RpcObserver | None
+) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+    """The outermost link: counts every request, refused ones (unauthenticated, unimplemented) included."""
+    if observe is None:
+        return handler
+
+    async def counted(stream: Stream[Any, Any]) -> None:
+        started = time.monotonic()
+        code = "CANCELLED"  # a client that went away mid-request
+        try:
+            await handler(stream)
+            code = "OK"
+        except GRPCError as exc:
+            code = exc.status.name
+            raise
+        finally:
+            observe(rpc, code, time.monotonic() - started)
+
+    return counted
 
 
 def wrap(
@@ -120,14 +144,18 @@ def unimplemented(rpc: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
 
 
 def build_mapping(
-    generated: Mapping[str, Handler], servicer: object, auth: Authenticator, max_request_bytes: int
+    generated: Mapping[str, Handler],
+    servicer: object,
+    auth: Authenticator,
+    max_request_bytes: int,
+    observe: RpcObserver | None = None,
 ) -> dict[str, Handler]:
     """Serve every RPC of the generated service: ours through the chain, the rest as UNIMPLEMENTED."""
     mapping: dict[str, Handler] = {}
     for path, handler in generated.items():
         rpc = path.rsplit("/", 1)[1]
         impl = getattr(servicer, rpc, None)
-        func = wrap(rpc, impl, auth, max_request_bytes) if impl else unimplemented(rpc)
+        func = observed(rpc, wrap(rpc, impl, auth, max_request_bytes) if impl else unimplemented(rpc), observe)
         if impl and inspect.isasyncgenfunction(impl) != (handler.cardinality == Cardinality.UNARY_STREAM):
             raise TypeError(f"{rpc}: servicer cardinality does not match the generated service")
         mapping[path] = Handler(func, handler.cardinality, handler.request_type, handler.reply_type)

@@ -13,15 +13,20 @@ from berth.clock import Clock
 from berth.config import Settings
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
+from berth.scheduling.gauges import Gauges
+from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.replicas import Replicas
 from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
 from berth.services.deployments import DeploymentService
+from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
 from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
@@ -33,6 +38,7 @@ from berth.services.signing import Signer
 from berth.services.state import StateServices
 from berth.services.web import WebService
 from berth.store.ports import BlobStore, Stores
+from berth.telemetry import Telemetry
 from berth.workers.hub import WorkerHub
 from berth.workers.port import WorkerPort
 
@@ -66,6 +72,12 @@ class Services:
     join_tokens: JoinTokens = field(init=False)
     signer: Signer = field(init=False)
     sandboxes: SandboxManager = field(init=False)
+    function_insights: FunctionInsights = field(init=False)
+    call_insights: CallInsights = field(init=False)
+    function_metrics: FunctionMetrics = field(init=False)
+    telemetry: Telemetry = field(init=False)
+    gauges: Gauges = field(init=False)
+    replicas: Replicas = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
@@ -82,6 +94,11 @@ class Services:
             if relayed:
                 return relayed
         return self.settings.container_http_url if caller.is_container else self.settings.http_url
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this server, its gauges read just now."""
+        await self.gauges.refresh()
+        return self.telemetry.render()
 
     def blob_url(self, blob_id: str, caller: Caller) -> str:
         return f"{self.http_url_for(caller)}/blobs/{blob_id}"

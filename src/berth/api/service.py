@@ -5,6 +5,7 @@ from __future__ import annotations
 from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.image_rpcs import ImageRpcs
+from berth.api.insight_rpcs import InsightRpcs
 from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
@@ -25,6 +26,7 @@ class ModalServicer(
     VolumeRpcs,
     ImageRpcs,
     SandboxRpcs,
+    InsightRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

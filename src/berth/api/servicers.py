@@ -42,8 +42,13 @@ class AppRpcs:
         return api_pb2.AppGetLayoutResponse(app_layout=await self.s.layouts.app_layout(req.app_id, []))
 
     async def AppGetLogs(self, req: api_pb2.AppGetLogsRequest, caller: Caller) -> AsyncIterator[api_pb2.TaskLogsBatch]:
-        await self.s.apps.get(req.app_id)
-        async for batch in self.s.logs.follow(req.app_id, req.last_entry_id, min(req.timeout or 55.0, 55.0)):
+        # `modal container logs -f` names only the container: its app is the container's.
+        app_id = req.app_id or (await self.s.function_insights.app_of_task(req.task_id) if req.task_id else "")
+        await self.s.apps.get(app_id)
+        timeout = min(req.timeout or 55.0, 55.0)
+        # A function's own logs (a variant's with --all-variants would carry other function ids: not filtered).
+        function_id = req.parametrized_function_id
+        async for batch in self.s.logs.follow(app_id, req.last_entry_id, timeout, req.task_id, function_id):
             yield batch
 
     async def ClientHello(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.ClientHelloResponse:
@@ -119,7 +124,7 @@ class FunctionRpcs:
 
     async def FunctionCallCancel(self, req: api_pb2.FunctionCallCancelRequest, caller: Caller) -> empty_pb2.Empty:
         running = await self.s.calls.cancel(req)
-        self.s.containers.cancel_inputs(running, req.terminate_containers)
+        await self.s.containers.cancel_inputs(running, req.terminate_containers)
         return EMPTY
 
     async def FunctionCallFromId(

@@ -45,6 +45,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         container_host=args.advertise or host,
         remote_workers=True,
         tls_host=tls_host,
+        replica_name=args.replica_name or "",
     )
     engines = {"database_url": args.database, "redis_url": args.redis, "blob_url": args.blobs}
     settings = replace(settings, **{k: v for k, v in engines.items() if v})
@@ -64,6 +65,11 @@ def server_http_url(server_url: str, http_url: str | None) -> str:
     return http_url.rstrip("/")
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or 443
+
+
 async def _run_worker(args: argparse.Namespace) -> int:
     from berth.tls import client_context
     from berth.worker.assemble import local_worker
@@ -73,9 +79,10 @@ async def _run_worker(args: argparse.Namespace) -> int:
 
     settings = Settings(data_dir=data_dir_of(args), runtime=args.runtime, worker_slots=args.slots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    http = server_http_url(args.server, args.http)
-    hub = "ws" + http.removeprefix("http") + "/workers/connect"  # ws:// or wss://
-    secure = args.server.startswith("https://")
+    servers = [url.strip() for url in args.server.split(",") if url.strip()]
+    https = [server_http_url(url, args.http if len(servers) == 1 else None) for url in servers]
+    hubs = ["ws" + http.removeprefix("http") + "/workers/connect" for http in https]  # ws:// or wss://
+    secure = servers[0].startswith("https://")
     ca = Path(args.ca) if args.ca else None
     if secure and ca is None:
         print(
@@ -83,20 +90,30 @@ async def _run_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     tls = client_context(ca) if secure else None
-    # This host's containers call the server through local relays (plain on loopback, TLS upstream).
-    grpc_up, http_up = urlsplit(args.server), urlsplit(http)
+    # This host's containers call the server through local relays (plain on loopback, TLS upstream), which
+    # follow the worker to whichever server replica it is joined to.
+    grpc_ups = [_host_port(url) for url in servers]
+    http_ups = [_host_port(url) for url in https]
     relays = [
-        Relay((grpc_up.hostname or "", grpc_up.port or 443), client_context(ca, ["h2"]) if secure else None),
-        Relay((http_up.hostname or "", http_up.port or 443), client_context(ca, ["http/1.1"]) if secure else None),
+        Relay(grpc_ups[0], client_context(ca, ["h2"]) if secure else None),
+        Relay(http_ups[0], client_context(ca, ["http/1.1"]) if secure else None),
     ]
     for relay in relays:
         await relay.start()
-    link = WorkerLink(hub, relays[0].url, args.join_token, args.name, tls=tls, container_http_url=relays[1].url)
-    files = HttpFiles(http, args.join_token, settings.data_dir / "files", tls=tls)
+
+    def switch(index: int) -> None:
+        relays[0].retarget(grpc_ups[index])
+        relays[1].retarget(http_ups[index])
+
+    link = WorkerLink(
+        hubs, relays[0].url, args.join_token, args.name, tls=tls, container_http_url=relays[1].url, on_switch=switch
+    )
+    # Mounted files come through the HTTP relay too, from the replica the worker is joined to.
+    files = HttpFiles(relays[1].url, args.join_token, settings.data_dir / "files")
     link.worker = local_worker(settings, files, link.on_output, link.on_exit)
     # The sandbox command router: clients connect to it directly, at the address this host is reached at.
     router_host, router_port = args.router_listen
-    advertise = args.advertise or _facing_address(grpc_up.hostname or "127.0.0.1")
+    advertise = args.advertise or _facing_address(grpc_ups[0][0] or "127.0.0.1")
     link.worker.router_address(router_host, advertise)
     await link.worker.start_router(router_port)
     stop = asyncio.Event()
@@ -183,10 +200,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     server.add_argument(
         "--blobs", help="s3://KEY:SECRET@HOST:PORT/BUCKET for blobs and mounts (default: $BERTH_BLOBS_URL)"
     )
+    server.add_argument(
+        "--replica-name",
+        help="this server among replicas sharing the database (default HOSTNAME:PORT); a restart under the same "
+        "name hands back at once what its containers held",
+    )
     server.add_argument("-v", "--verbose", action="store_true")
     server.set_defaults(func=cmd_server)
     worker = sub.add_parser("worker", help="join a `berth server` and run its containers on this host")
-    worker.add_argument("--server", required=True, help="the server's gRPC URL, as clients use it")
+    worker.add_argument(
+        "--server",
+        required=True,
+        help="the server's gRPC URL, as clients use it; with several replicas, their URLs separated by commas "
+        "(the worker joins the first it reaches and moves on when it loses it)",
+    )
     worker.add_argument("--http", help="the server's HTTP URL (default: the gRPC port + 1)")
     worker.add_argument("--join-token", required=True)
     worker.add_argument("--ca", help="the server's CA certificate (its DATA_DIR/tls/ca.pem), for an https server")

@@ -3,9 +3,11 @@ PostgreSQL, Redis and a SeaweedFS S3 server on loopback, a `berth server` on Pos
 serves TLS on a private bridge, and N `berth worker`s, each in its own network namespace behind that
 bridge. Everything lives under DIR; `scripts/local-cluster.sh` is the command line:
 
-    up DIR N            start it all; returns once the server serves and every worker has joined
-    env DIR             the exports a modal client needs (as `berth env` prints them)
+    up DIR N [R]        start it all (R server replicas on the one database, default 1); returns once every
+                        replica serves and every worker has joined (worker I joins replica (I-1)%R+1 first)
+    env DIR             the exports a modal client needs (as `berth env` prints them), for replica 1
     kill-worker DIR I   SIGKILL worker I (1..N)
+    restart-server DIR R  SIGKILL server replica R (1..R) and start it again under the same name and port
     cut-worker DIR I    take worker I's network down (heal-worker DIR I brings it back)
     down DIR            stop everything this cluster started and remove its namespaces and links
 
@@ -115,11 +117,11 @@ def _berth_status(data_dir: Path) -> bool:
     return subprocess.run([BIN / "berth", "status", "--data-dir", data_dir], capture_output=True).returncode == 0
 
 
-def up(root: Path, n: int) -> None:
+def up(root: Path, n: int, replicas: int = 1) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if _state_path(root).exists():
         raise SystemExit(f"{root} already holds a cluster; run `down {root}` first")
-    state: dict[str, Any] = {"n": n, "pids": {"workers": {}}, **_names(root)}
+    state: dict[str, Any] = {"n": n, "replicas": replicas, "pids": {"workers": {}, "servers": {}}, **_names(root)}
     _save(root, state)
     try:
         _up(root, n, state)
@@ -128,38 +130,71 @@ def up(root: Path, n: int) -> None:
         raise
 
 
+def _server_dir(root: Path, r: int) -> Path:
+    return root / ("server" if r == 1 else f"server{r}")
+
+
+def _server_log(root: Path, r: int) -> Path:
+    return root / ("server.log" if r == 1 else f"server{r}.log")
+
+
+def _start_server(root: Path, state: dict[str, Any], r: int) -> None:
+    """Replica r on its own port of the bridge address; replicas after the first share the first one's CA, so
+    workers check every replica with one --ca."""
+    data_dir = _server_dir(root, r)
+    if r > 1 and not (data_dir / "tls").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(_server_dir(root, 1) / "tls", data_dir / "tls")
+        for leaf in data_dir.joinpath("tls").glob("server*"):
+            leaf.unlink()  # its own server certificate is issued at start
+    listen = f"{state['prefix']}.1:{state['ports'][r - 1]}"
+    argv = [str(BIN / "berth"), "server", "--data-dir", str(data_dir), "--listen", listen, "--tls"]
+    argv += ["--replica-name", f"replica{r}"]
+    state["pids"]["servers"][str(r)] = _spawn(argv, _server_log(root, r), {**os.environ, **state["engines"]})
+    _save(root, state)
+    _wait(lambda: _berth_status(data_dir), f"berth server replica {r} to serve")
+
+
 def _up(root: Path, n: int, state: dict[str, Any]) -> None:
-    engines = _start_services(root, state)
-    names = _network(root, n)
+    state["engines"] = _start_services(root, state)
+    _network(root, n)
     state["network"] = True
     from berth.devservices.postgres import free_port
 
-    port = free_port()
-    state["port"] = port
-    server_dir = root / "server"
-    listen = f"{names['prefix']}.1:{port}"
-    argv = [str(BIN / "berth"), "server", "--data-dir", str(server_dir), "--listen", listen, "--tls"]
-    state["pids"]["server"] = _spawn(argv, root / "server.log", {**os.environ, **engines})
-    _save(root, state)
-    _wait(lambda: _berth_status(server_dir), "berth server to serve")
-    token = subprocess.run(  # in the server's database, so with its engines' settings
-        [BIN / "berth", "join-token", "create", "--data-dir", server_dir],
+    state["ports"] = [free_port() for _ in range(state["replicas"])]
+    for r in range(1, state["replicas"] + 1):
+        _start_server(root, state, r)
+    token = subprocess.run(  # in the servers' database, so with its engines' settings
+        [BIN / "berth", "join-token", "create", "--data-dir", _server_dir(root, 1)],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, **engines},
+        env={**os.environ, **state["engines"]},
     ).stdout.strip()
     for i in range(1, n + 1):
         state["pids"]["workers"][str(i)] = _start_worker(root, state, i, token)
         _save(root, state)
-    log = root / "server.log"
+    logs = [_server_log(root, r) for r in range(1, state["replicas"] + 1)]
     for i in range(1, n + 1):
-        _wait(lambda i=i: f"worker w{i} joined" in log.read_text(errors="replace"), f"worker {i} to join")
+        _wait(
+            lambda i=i: any(f"worker w{i} joined" in log.read_text(errors="replace") for log in logs),
+            f"worker {i} to join",
+        )
+
+
+def restart_server(root: Path, r: int) -> None:
+    state = _load(root)
+    pid = state["pids"]["servers"][str(r)]
+    _signal(pid, signal.SIGKILL)
+    _wait_gone(pid, 10)
+    _start_server(root, state, r)
 
 
 def _start_worker(root: Path, state: dict[str, Any], i: int, token: str) -> int:
     ns = f"{state['bridge']}-w{i}"
-    server = f"https://{state['prefix']}.1:{state['port']}"
+    count = state["replicas"]
+    order = [(i - 1 + k) % count for k in range(count)]  # its own replica first, then the others
+    server = ",".join(f"https://{state['prefix']}.1:{state['ports'][k]}" for k in order)
     argv = ["ip", "netns", "exec", ns, str(BIN / "berth"), "worker", "--server", server]
     argv += ["--ca", str(root / "server" / "tls" / "ca.pem"), "--join-token", token, "--name", f"w{i}"]
     argv += ["--data-dir", str(root / f"w{i}"), "--runtime", "process", "--slots", "8"]
@@ -222,8 +257,11 @@ def down(root: Path) -> None:
             _signal(pid, signal.SIGKILL)
         _ip("netns", "del", ns, check=False)
         _ip("link", "del", f"{state['bridge']}w{i}", check=False)
-    _signal(pids.get("server"), signal.SIGINT)
-    _wait_gone(pids.get("server"), 60)
+    servers = list(pids.get("servers", {}).values())
+    for pid in servers:
+        _signal(pid, signal.SIGINT)
+    for pid in servers:
+        _wait_gone(pid, 60)
     _signal(pids.get("postgres"), signal.SIGINT)
     _signal(pids.get("redis"), signal.SIGTERM)
     _signal(pids.get("s3"), signal.SIGTERM, group=True)
@@ -243,8 +281,10 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     command, root = argv[0], Path(argv[1]).resolve()
-    if command == "up" and len(argv) == 3:
-        up(root, int(argv[2]))
+    if command == "up" and len(argv) in (3, 4):
+        up(root, int(argv[2]), int(argv[3]) if len(argv) == 4 else 1)
+    elif command == "restart-server" and len(argv) == 3:
+        restart_server(root, int(argv[2]))
     elif command == "env":
         env(root)
     elif command == "kill-worker" and len(argv) == 3:

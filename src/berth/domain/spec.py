@@ -80,6 +80,19 @@ class BuiltArguments:
 
 
 @dataclass(frozen=True)
+class WorkerCapacity:
+    """A worker's capacity and what its containers hold of it now (for metrics)."""
+
+    worker_id: str
+    slots: int
+    slots_used: int
+    cpu: float
+    cpu_used: float
+    memory_mb: int
+    memory_used_mb: int
+
+
+@dataclass(frozen=True)
 class WorkerInventory:
     """What a worker reports when it joins: its capacity, and the tasks it still runs (after a reconnect)."""
 

@@ -1,8 +1,12 @@
-"""aiohttp application: PUT/GET /blobs/{id} (the URLs BlobCreate/BlobGet hand out) and /healthz."""
+"""aiohttp application: PUT/GET /blobs/{id} (the URLs BlobCreate/BlobGet hand out), /healthz and /metrics
+(Prometheus text format)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from berth.errors import BerthError, InvalidArgument, NotFound, Unavailable
 from berth.http.volumes import add_volume_routes
@@ -19,7 +23,11 @@ def exc_status(exc: BerthError) -> int:
     return 503 if isinstance(exc, Unavailable) else 500
 
 
-def build_http_app(blobs: BlobStore, volumes: VolumeService | None = None) -> web.Application:
+def build_http_app(
+    blobs: BlobStore,
+    volumes: VolumeService | None = None,
+    metrics: Callable[[], Awaitable[bytes]] | None = None,
+) -> web.Application:
     async def put_blob(request: web.Request) -> web.Response:
         blob_id = request.match_info["blob_id"]
         try:
@@ -50,4 +58,11 @@ def build_http_app(blobs: BlobStore, volumes: VolumeService | None = None) -> we
     app.router.add_get("/healthz", healthz)
     if volumes is not None:
         add_volume_routes(app, volumes)
+    if metrics is not None:
+        render = metrics
+
+        async def scrape(request: web.Request) -> web.Response:
+            return web.Response(body=await render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/metrics", scrape)
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 from modal_proto import api_pb2
@@ -72,6 +73,9 @@ class Autoscaler:
         self._retention_s = retention_s
         self._last_prune = 0.0
         self._waiting: dict[str, str] = {}  # function → why its queued inputs wait (last said)
+        # Whether another server replica has room for containers (scheduling/replicas.py): then a function
+        # this replica cannot place is not stuck, and its caller is not told that it is.
+        self.others_can_place: Callable[[], bool] = lambda: False
 
     async def run(self) -> None:
         while True:
@@ -85,6 +89,7 @@ class Autoscaler:
 
     async def tick(self) -> None:
         await self._scale_up()
+        await self._stop_tasks_of_stopped_apps()
         await self._retire_idle()
         await self._enforce_timeouts()
         await self._stop_silent_apps()
@@ -100,7 +105,7 @@ class Autoscaler:
             live = [t for t in self._tasks.of_function(function_id) if t.accepting]
             per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
             want = containers_needed(queued, live, per_task)
-            fn_room = max_containers(fn, self._default_max) - len(live)
+            fn_room = max_containers(fn, self._default_max) - len(live) - await self._tasks.open_elsewhere(function_id)
             if min(want, fn_room) <= 0 or self._placement_blocked(function_id, rec.app_id, fn, live):
                 continue
             worker_room = self._tasks.worker_room()
@@ -125,6 +130,8 @@ class Autoscaler:
         if reason is None:
             self._waiting.pop(function_id, None)
             return False
+        if self.others_can_place():
+            return True
         if not live and self._waiting.get(function_id) != reason:
             self._waiting[function_id] = reason
             log.info("function %s: %s", function_id, reason)
@@ -140,6 +147,12 @@ class Autoscaler:
         ]
         for task in sorted(idle, key=lambda t: t.last_active)[:count]:
             self._tasks.drain(task, "evicted to make room for queued inputs")
+
+    async def _stop_tasks_of_stopped_apps(self) -> None:
+        """An app stopped through another replica: this one stops the app's containers it runs."""
+        for app_id in {t.app_id for t in self._tasks.tasks.values() if t.accepting}:
+            if not await self._apps.is_running(app_id):
+                await self._tasks.stop_app_tasks(app_id, "app stopped")
 
     async def _terminate_queued(self, function_id: str) -> None:
         await self._inputs.fail_queued(function_id, terminated("The app was stopped before this input ran"))
@@ -165,7 +178,7 @@ class Autoscaler:
                 self._tasks.kill(task, f"input {state.input_id} timed out")
 
     async def _stop_silent_apps(self) -> None:
-        for app_id in self._apps.silent_apps():
+        for app_id in await self._apps.silent_apps():
             app = await self._store.get_app(app_id)
             if app is not None and app.state == api_pb2.APP_STATE_EPHEMERAL:
                 log.info("stopping app %s: no heartbeat from its client", app_id)

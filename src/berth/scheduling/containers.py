@@ -14,6 +14,7 @@ from berth.services.catalog import Catalog
 from berth.services.inputs import InputService, function_key
 from berth.services.notify import Notifier
 from berth.store.records import InputLease
+from berth.telemetry import Telemetry
 
 INPUT_POLL_S = 20.0
 HEARTBEAT_HOLD_S = 10.0
@@ -28,6 +29,7 @@ class ContainerService:
         self._catalog = catalog
         self._notifier = notifier
         self._clock = clock
+        self.telemetry: Telemetry | None = None
 
     def task(self, task_id: str | None) -> TaskInfo:
         task = self._tasks.tasks.get(task_id or "")
@@ -61,6 +63,9 @@ class ContainerService:
         task.last_active = now
         if leases and task.first_input_at is None:
             task.first_input_at = now
+            if self.telemetry is not None:
+                fn = await self._catalog.definition(task.function_id)
+                self.telemetry.first_input(task.function_id, fn.function_name, now - task.created_at)
         return api_pb2.FunctionGetInputsResponse(inputs=[self._item(lease) for lease in leases])
 
     async def _linger(self, task: TaskInfo, want: int, linger_s: float) -> list[InputLease]:
@@ -96,24 +101,40 @@ class ContainerService:
         task.last_active = self._clock.now()
 
     async def heartbeat(self, task_id: str | None) -> api_pb2.ContainerHeartbeatResponse:
-        """Held open for a while so a cancellation reaches the container within about a second."""
+        """Held open for a while so a cancellation reaches the container within about a second, whichever
+        replica it was asked of."""
         task = self.task(task_id)
         deadline = time.monotonic() + HEARTBEAT_HOLD_S
+        check_store = True
         while not task.pending_cancels and task.accepting and (remaining := deadline - time.monotonic()) > 0:
             with self._notifier.listen(task_key(task.task_id)) as waiter:
-                await waiter.wait(min(remaining, 1.0))
+                if check_store:
+                    await self._take_cancels(task)
+                    if task.pending_cancels or not task.accepting:
+                        break
+                check_store = await waiter.wait(min(remaining, 1.0))
         resp = api_pb2.ContainerHeartbeatResponse()
         if task.pending_cancels:
             resp.cancel_input_event.input_ids.extend(sorted(task.pending_cancels))
             task.pending_cancels.clear()
         return resp
 
-    def cancel_inputs(self, running: list[tuple[str, str]], terminate: bool) -> None:
+    async def _take_cancels(self, task: TaskInfo) -> None:
+        """Cancellations other replicas recorded for the inputs this task holds."""
+        for input_id, terminate in await self._inputs.take_cancels(task.task_id):
+            if terminate:
+                self._tasks.kill(task, "cancelled")
+            else:
+                task.pending_cancels.add(input_id)
+
+    async def cancel_inputs(self, running: list[tuple[str, str]], terminate: bool) -> None:
         for input_id, holder in running:
             task = self._tasks.tasks.get(holder)
             if task is None:
-                continue
-            if terminate:
+                # Held by a container of another replica: it takes the request at its next heartbeat.
+                if await self._inputs.request_cancel(input_id, holder, terminate):
+                    self._notifier.notify(task_key(holder))
+            elif terminate:
                 self._tasks.kill(task, "cancelled")
             else:
                 task.pending_cancels.add(input_id)

@@ -22,6 +22,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
+from berth.telemetry import Telemetry
 from berth.workers.port import WORKER_LOST, NoCapacity, WorkerPort
 
 log = logging.getLogger("berth.tasks")
@@ -60,6 +61,15 @@ class TaskInfo:
 SandboxExit = Callable[[str, int, str | None], Awaitable[None]]
 
 
+def _failure_result(task: TaskInfo, code: int) -> bytes | None:
+    """What a failed container leaves in its task record (observability counts these as errored); None for
+    one that exited cleanly or was stopped on purpose."""
+    result = task.init_failure
+    if result is None and code != 0 and task.stop_reason is None:
+        result = failure(f"Container exited with code {code}")
+    return None if result is None else bytes(result.SerializeToString())
+
+
 def task_key(task_id: str) -> str:
     return f"task:{task_id}"
 
@@ -85,9 +95,11 @@ class TaskManager:
         self._clock = clock
         self._server_url = server_url
         self.tasks: dict[str, TaskInfo] = {}
+        self.replica_id = ""  # the server replica these tasks belong to (scheduling/replicas.py)
         self._background: set[asyncio.Task[None]] = set()
         self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
         self.on_sandbox_exit: SandboxExit | None = None
+        self.telemetry: Telemetry | None = None
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.function_id == function_id]
@@ -144,7 +156,9 @@ class TaskManager:
             gpu_requests=tuple(gpu.function_requests(fn)),
         )
         self.tasks[task_id] = task
-        await self._store.put_task(TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now))
+        await self._store.put_task(
+            TaskRecord(task_id, function_id, task.app_id, "starting", task.secret_hash, now, replica_id=self.replica_id)
+        )
         self._logs.task_state(task.app_id, task_id, function_id, api_pb2.TASK_STATE_CREATED)
         try:
             await self._worker.start(spec)
@@ -161,6 +175,8 @@ class TaskManager:
             # rather than being relaunched forever.
             await self._inputs.fail_queued(function_id, task.init_failure)
             raise
+        if self.telemetry is not None:
+            self.telemetry.container_started(function_id, fn.function_name)
         return task
 
     async def start_sandbox(self, spec: TaskSpec) -> TaskInfo:
@@ -177,7 +193,10 @@ class TaskManager:
         task = TaskInfo(spec.task_id, "", spec.app_id, secret_digest(spec.secret), 0, now, last_active=now)
         task.sandbox_id = spec.sandbox.sandbox_id
         self.tasks[spec.task_id] = task
-        await self._store.put_task(TaskRecord(spec.task_id, "", spec.app_id, "starting", task.secret_hash, now))
+        record = TaskRecord(
+            spec.task_id, "", spec.app_id, "starting", task.secret_hash, now, replica_id=self.replica_id
+        )
+        await self._store.put_task(record)
         self._logs.task_state(spec.app_id, spec.task_id, "", api_pb2.TASK_STATE_CREATED)
         try:
             await self._worker.start(spec)
@@ -228,6 +247,18 @@ class TaskManager:
                 self._worker.signal(task.task_id, signal.SIGTERM)
         await asyncio.gather(*(self._worker.stop_after(t.task_id, grace_s) for t in tasks), return_exceptions=True)
 
+    async def abandon_all(self, reason: str) -> None:
+        """Stop every container at once: what they held was already handed to other replicas."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.state = "draining"
+            task.stop_reason = reason
+        await asyncio.gather(*(self._worker.stop(t.task_id, 2.0) for t in tasks), return_exceptions=True)
+
+    async def open_elsewhere(self, function_id: str) -> int:
+        """Containers of `function_id` that other server replicas run now."""
+        return max(0, await self._store.open_tasks(function_id) - len(self.of_function(function_id)))
+
     async def _stop_later(self, task_id: str, grace_s: float) -> None:
         await asyncio.sleep(grace_s)
         await self._worker.stop(task_id, 5.0)
@@ -261,7 +292,7 @@ class TaskManager:
             else:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
-        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), _failure_result(task, code))
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
         if crashed_at_start:
             await self._startup_crash(task, code)

@@ -41,7 +41,6 @@ class AppService:
         self._logs = logs
         self._clock = clock
         self._base_url = base_url
-        self._heartbeats: dict[str, float] = {}
         self._layouts: dict[str, api_pb2.AppLayout] = {}
         self.on_stop: StopHook | None = None
 
@@ -60,7 +59,6 @@ class AppService:
         now = self._clock.now()
         state = req.app_state or api_pb2.APP_STATE_EPHEMERAL
         await self._store.put_app(AppRecord(app_id, "", req.description, state, environment, now))
-        self._heartbeats[app_id] = self._clock.monotonic()
         url = f"{self._base_url}/apps/{app_id}"
         return api_pb2.AppCreateResponse(app_id=app_id, app_page_url=url, app_logs_url=url + "/logs")
 
@@ -89,14 +87,13 @@ class AppService:
 
     async def heartbeat(self, app_id: str) -> None:
         await self.get(app_id)
-        self._heartbeats[app_id] = self._clock.monotonic()
+        await self._store.app_heartbeat(app_id, self._clock.now())
 
     async def client_disconnected(self, app_id: str) -> None:
         app = await self.get(app_id)
         if app.state == api_pb2.APP_STATE_DETACHED:
             app.state = api_pb2.APP_STATE_DETACHED_DISCONNECTED
             await self._store.put_app(app)
-            self._heartbeats.pop(app_id, None)
             self._logs.release_followers(app_id)
             return
         if app.state == api_pb2.APP_STATE_INITIALIZING:
@@ -109,7 +106,6 @@ class AppService:
         if app.state == api_pb2.APP_STATE_STOPPED:
             return
         await self._store.set_app_state(app_id, api_pb2.APP_STATE_STOPPED, self._clock.now())
-        self._heartbeats.pop(app_id, None)
         if self.on_stop is not None:
             await self.on_stop(app_id)
         self._logs.app_done(app_id)
@@ -120,14 +116,10 @@ class AppService:
         await self._store.delete_app(app_id)
         self._layouts.pop(app_id, None)
 
-    def track(self, app_id: str) -> None:
-        """Expect heartbeats from this app's client from now on (used after a restart)."""
-        self._heartbeats[app_id] = self._clock.monotonic()
+    async def expect_heartbeats(self) -> None:
+        """After a restart: every live app's client gets a full heartbeat window to come back."""
+        await self._store.touch_live_apps(self._clock.now())
 
-    def silent_apps(self) -> list[str]:
-        """Ephemeral apps whose client stopped sending heartbeats."""
-        cutoff = self._clock.monotonic() - self._heartbeat_timeout_s
-        silent = [app_id for app_id, seen in self._heartbeats.items() if seen < cutoff]
-        for app_id in silent:
-            del self._heartbeats[app_id]
-        return silent
+    async def silent_apps(self) -> list[str]:
+        """Ephemeral and initializing apps whose client stopped sending heartbeats (to whichever replica)."""
+        return await self._store.silent_apps(self._clock.now() - self._heartbeat_timeout_s)

@@ -71,6 +71,7 @@ class CallService:
             0,
             unary,
             self._clock.now(),
+            req.parent_input_id,
         )
         items = [self._check_input(i) for i in req.pipelined_inputs]
         await self._store.create_call(call)
@@ -110,14 +111,15 @@ class CallService:
         cursor = _cursor(req.last_entry_id)
         deadline = time.monotonic() + min(max(req.timeout, 0.0), MAX_OUTPUT_POLL_S)
         limit = req.max_values or 1000
+        span = _idx_span(req)
         while True:
             with self._notifier.listen(call_key(call.call_id)) as waiter:
-                outs = await self._store.outputs_after(call.call_id, cursor, limit)
+                outs = await self._store.outputs_after(call.call_id, cursor, limit, span)
                 remaining = deadline - time.monotonic()
                 if outs or remaining <= 0 or not await waiter.wait(remaining):
                     break
         if not outs:
-            outs = await self._store.outputs_after(call.call_id, cursor, limit)
+            outs = await self._store.outputs_after(call.call_id, cursor, limit, span)
         resp = api_pb2.FunctionGetOutputsResponse(last_entry_id=f"{outs[-1].seq if outs else cursor}-0")
         if not outs:
             # Clients read this only from an empty reply (no outputs and nothing unfinished: expired);
@@ -167,3 +169,11 @@ class CallService:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not await waiter.wait(remaining):
                     return
+
+
+def _idx_span(req: api_pb2.FunctionGetOutputsRequest) -> tuple[int, int] | None:
+    """The inputs whose outputs are asked for, both ends inclusive: FunctionCall.get(index=k) asks for k alone,
+    FunctionCall.iter(start=, end=) for pages of a range. None: every input."""
+    if not req.HasField("start_idx") and not req.HasField("end_idx"):
+        return None
+    return (req.start_idx if req.HasField("start_idx") else 0, req.end_idx if req.HasField("end_idx") else 2**62)

@@ -231,3 +231,11 @@ class Catalog:
             raise NotFound(f"Class {class_id} not found")
         md: api_pb2.ClassHandleMetadata = api_pb2.ClassHandleMetadata.FromString(row[1])
         return md
+
+    async def by_id(self, function_id: str) -> api_pb2.FunctionGetByIdResponse:
+        """A function or a variant by id (`modal function info fu-...`); a variant names its base."""
+        rec = await self.record(function_id)
+        fn = await self.definition(function_id)
+        md = handle_metadata(fn, rec.app_id)
+        md.base_function_id = rec.bound_from or ""
+        return api_pb2.FunctionGetByIdResponse(function=function_data(fn), handle_metadata=md)

@@ -29,6 +29,7 @@ from berth.errors import BerthError, NotFound
 from berth.ids import new_id
 from berth.services.notify import Notifier
 from berth.store.ports import BlobStore, ObjectStore
+from berth.telemetry import Telemetry
 from berth.workers.port import WorkerPort
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class ImageService:
         self._store = store
         self._clock = clock
         self._blobs = blobs
+        self.telemetry: Telemetry | None = None
         self._mount_files = mount_files
         self._secret_env = secret_env
         self._worker = worker
@@ -177,6 +179,9 @@ class ImageService:
         finally:
             self._building.pop(build.key, None)
             self._notifier.notify(build.image_id)
+            if self.telemetry is not None:
+                ok = build.result is not None and build.result.status == api_pb2.GenericResult.GENERIC_STATUS_SUCCESS
+                self.telemetry.image_built(ok, time.monotonic() - started)
 
     async def _spec(self, build: _Build, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> ImageBuildSpec:
         image = req.image

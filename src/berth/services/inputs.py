@@ -13,6 +13,7 @@ from berth.services.notify import Notifier
 from berth.services.results import RETRYABLE, retry_delay_s
 from berth.store.ports import InputStore
 from berth.store.records import InputLease, InputState
+from berth.telemetry import Telemetry
 
 log = logging.getLogger("berth.inputs")
 
@@ -34,6 +35,7 @@ class InputService:
         self._catalog = catalog
         self._notifier = notifier
         self._clock = clock
+        self.telemetry: Telemetry | None = None
 
     async def enqueue(self, call_id: str, function_id: str, items: list[tuple[str, int, str, bytes]]) -> None:
         await self._store.add_inputs(call_id, function_id, items, self._clock.now())
@@ -57,11 +59,19 @@ class InputService:
         if result.status == api_pb2.GenericResult.GENERIC_STATUS_TERMINATED and not result.exception:
             result.exception = "The input was cancelled before it finished"
         out = await self._store.finish_input(
-            input_id, holder, result.SerializeToString(), data_format, self._clock.now()
+            input_id, holder, result.SerializeToString(), data_format, self._clock.now(), result.status
         )
         if out is not None:
             self._notifier.notify(call_key(out.call_id))
+            await self._observe(state, result.status)
         return out is not None
+
+    async def _observe(self, state: InputState, status: int) -> None:
+        if self.telemetry is None:
+            return
+        fn = await self._catalog.definition(state.function_id)
+        label = api_pb2.GenericResult.GenericStatus.Name(status).removeprefix("GENERIC_STATUS_").lower()
+        self.telemetry.input_finished(state.function_id, fn.function_name, label, self._clock.now() - state.created_at)
 
     async def _retry(self, state: InputState) -> bool:
         fn = await self._catalog.definition(state.function_id)
@@ -81,6 +91,12 @@ class InputService:
         """The task that holds an input's lease now, if any."""
         state = await self._store.get_input(input_id)
         return state.holder if state is not None and state.state == "leased" else None
+
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        return await self._store.request_cancel(input_id, holder, terminate)
+
+    async def take_cancels(self, task_id: str) -> list[tuple[str, bool]]:
+        return await self._store.take_cancels(task_id)
 
     async def fail_queued(self, function_id: str, result: api_pb2.GenericResult) -> None:
         for state in await self._store.queued_inputs_of_function(function_id):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from modal_proto import api_pb2
 
 from berth.services.notify import Notifier
+from berth.store.ports import LogFanout
 
 _KEEP_BATCHES = 5000
 
@@ -33,11 +34,34 @@ class LogBus:
         self._apps: dict[str, _AppLog] = {}
         self._notifier = Notifier()
         self._sink = sink
+        self._fanout: LogFanout | None = None
+
+    async def share(self, fanout: LogFanout) -> None:
+        """Exchange live batches with the other server replicas: a client following an app on this replica
+        sees the output of containers joined to another one."""
+        await fanout.start_fanout(self._from_other_replica)
+        self._fanout = fanout
+
+    async def close(self) -> None:
+        if self._fanout is not None:
+            await self._fanout.close()
+
+    def _from_other_replica(self, app_id: str, payload: bytes) -> None:
+        try:
+            batch = api_pb2.TaskLogsBatch.FromString(payload)
+        except Exception:
+            return
+        if batch.app_done:
+            self._done(app_id)
+        else:
+            self._append(app_id, batch, shared=False)
 
     def _app(self, app_id: str) -> _AppLog:
         return self._apps.setdefault(app_id, _AppLog())
 
-    def _append(self, app_id: str, batch: api_pb2.TaskLogsBatch) -> None:
+    def _append(self, app_id: str, batch: api_pb2.TaskLogsBatch, shared: bool = True) -> None:
+        if shared and self._fanout is not None:
+            self._fanout.publish_batch(app_id, batch.SerializeToString())  # entry ids are each replica's own
         log = self._app(app_id)
         batch.entry_id = str(log.next_entry)
         log.next_entry += 1
@@ -68,6 +92,11 @@ class LogBus:
             self._sink(app_id, batch)
 
     def app_done(self, app_id: str) -> None:
+        if self._fanout is not None:
+            self._fanout.publish_batch(app_id, api_pb2.TaskLogsBatch(app_done=True).SerializeToString())
+        self._done(app_id)
+
+    def _done(self, app_id: str) -> None:
         self._app(app_id).done = True
         self._notifier.notify(app_id)
 
@@ -76,8 +105,11 @@ class LogBus:
         self._app(app_id).epoch += 1
         self._notifier.notify(app_id)
 
-    async def follow(self, app_id: str, last_entry_id: str, timeout: float) -> AsyncIterator[api_pb2.TaskLogsBatch]:
-        """Yield batches after last_entry_id until the app is done or `timeout` passes without one."""
+    async def follow(
+        self, app_id: str, last_entry_id: str, timeout: float, task_id: str = "", function_id: str = ""
+    ) -> AsyncIterator[api_pb2.TaskLogsBatch]:
+        """Yield batches after last_entry_id until the app is done or `timeout` passes without one; with
+        `task_id` or `function_id`, only that container's or that function's batches."""
         log = self._app(app_id)
         epoch = log.epoch
         cursor = int(last_entry_id) if last_entry_id.isdigit() else 0
@@ -87,7 +119,10 @@ class LogBus:
                 fresh = [b for b in log.batches if int(b.entry_id) > cursor]
                 for batch in fresh:
                     cursor = int(batch.entry_id)
-                    yield batch
+                    if (not task_id or batch.task_id == task_id) and (
+                        not function_id or batch.function_id == function_id
+                    ):
+                        yield batch
                 if log.done or log.epoch != epoch:
                     yield api_pb2.TaskLogsBatch(app_done=True, entry_id=str(cursor))
                     return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from modal_proto import api_pb2
@@ -151,14 +151,14 @@ class WebCall:
     async def cancel(self) -> None:
         """The client went away: stop the input wherever it is."""
         running = await self._s.calls.cancel(api_pb2.FunctionCallCancelRequest(function_call_id=self.call_id))
-        self._s.cancel_inputs(running, False)
+        await self._s.cancel_inputs(running, False)
 
     async def close(self) -> None:
         await self._s.core.drop_call_data(self.call_id)
 
 
 # Stops the listed (input id, holder) inputs where they run; the scheduler's containers side does it.
-CancelInputs = Callable[[list[tuple[str, str]], bool], None]
+CancelInputs = Callable[[list[tuple[str, str]], bool], Awaitable[None]]
 
 
 class WebService:

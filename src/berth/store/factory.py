@@ -5,7 +5,7 @@ scale-out backends plug in here and nowhere else. Opening applies the schema mig
 from __future__ import annotations
 
 from berth.config import Settings
-from berth.store.ports import BlobStore, Stores, WakeBus
+from berth.store.ports import BlobStore, LogFanout, Stores, WakeBus
 
 
 async def open_stores(settings: Settings) -> Stores:
@@ -67,6 +67,15 @@ def open_wake_bus(settings: Settings) -> WakeBus | None:
     from berth.store.redis import RedisWakeBus
 
     return RedisWakeBus.from_url(settings.redis_url)
+
+
+def open_log_fanout(settings: Settings) -> LogFanout | None:
+    """The bus that carries live logs between server replicas; None for a single process."""
+    if not settings.redis_url:
+        return None
+    from berth.store.redis import RedisLogFanout
+
+    return RedisLogFanout.from_url(settings.redis_url)
 
 
 async def open_blobs(settings: Settings) -> BlobStore:

@@ -23,10 +23,13 @@ from berth.store.records import (
     Endpoint,
     FunctionRecord,
     InputLease,
+    InputRecord,
     InputState,
     OutputRecord,
+    ReplicaRecord,
     ScheduleRow,
     StateObject,
+    TaskOutcome,
     TaskRecord,
     TickRow,
 )
@@ -52,6 +55,17 @@ class AppStore(Protocol):
     async def get_app(self, app_id: str) -> AppRecord | None: ...
     async def set_app_state(self, app_id: str, state: int, stopped_at: float | None = None) -> None: ...
     async def delete_app(self, app_id: str) -> None: ...
+    async def app_heartbeat(self, app_id: str, now: float) -> None:
+        """The app's client is alive at `now`; any replica may have received the heartbeat."""
+        ...
+
+    async def silent_apps(self, before: float) -> list[str]:
+        """Ephemeral and initializing apps whose client last beat (or, never beating, was created) before `before`."""
+        ...
+
+    async def touch_live_apps(self, now: float) -> None:
+        """Give every ephemeral and initializing app a fresh heartbeat (its client gets a window after a restart)."""
+        ...
 
 
 class DeploymentStore(Protocol):
@@ -80,6 +94,9 @@ class FunctionStore(Protocol):
     async def find_bound_function(self, parent_id: str, params: bytes, options: bytes) -> str | None: ...
     async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None: ...
     async def get_class(self, class_id: str) -> tuple[str, bytes] | None: ...
+    async def bound_functions(self, parent_id: str) -> list[FunctionRecord]:
+        """The variants of a function (bound parameters or options), newest first."""
+        ...
 
 
 class ObjectStore(Protocol):
@@ -110,7 +127,12 @@ class CallStore(Protocol):
     async def finish_call_inputs(self, call_id: str, num_inputs: int | None = None) -> None: ...
     async def open_inputs_of_call(self, call_id: str) -> list[InputState]: ...
     async def unfinished_count(self, call_id: str) -> int: ...
-    async def outputs_after(self, call_id: str, cursor: int, limit: int) -> list[OutputRecord]: ...
+    async def outputs_after(
+        self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
+    ) -> list[OutputRecord]:
+        """Outputs after `cursor` in commit order; with `idx_range` (inclusive), only those inputs' outputs."""
+        ...
+
     async def delete_outputs(self, seqs: Sequence[int]) -> None: ...
     async def put_chunks(self, call_id: str, direction: str, chunks: Iterable[tuple[int, bytes]]) -> None: ...
     async def chunks_after(self, call_id: str, direction: str, last_index: int) -> list[tuple[int, bytes]]: ...
@@ -134,13 +156,44 @@ class InputStore(Protocol):
         ...
 
     async def finish_input(
-        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float
-    ) -> OutputRecord | None: ...
+        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float, status: int = 0
+    ) -> OutputRecord | None:
+        """Mark the input done at `now` with `status` (the result's GenericStatus) and append its output."""
+        ...
+
     async def queued_counts(self, now: float) -> dict[str, int]: ...
     async def has_future_inputs(self, now: float) -> float | None: ...
     async def expired_leases(self, now: float) -> list[InputState]: ...
     async def queued_inputs_of_function(self, function_id: str) -> list[InputState]: ...
     async def release_all_leases(self) -> int: ...
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        """Ask the container that holds a running input to cancel it (or to stop, with `terminate`); False when
+        `holder` no longer holds it."""
+        ...
+
+    async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
+        """The (input id, terminate) cancellations asked of `holder` for inputs it still holds, each once."""
+        ...
+
+
+class ActivityStore(Protocol):
+    """What observability reads: the inputs, calls and containers of functions over a time window
+    (kept as long as the retention period keeps calls and tasks)."""
+
+    async def inputs_of_functions(
+        self, function_ids: Sequence[str], since: float, until: float, limit: int, newest_first: bool
+    ) -> list[InputRecord]:
+        """Inputs enqueued in [since, until), at most `limit`, oldest or newest first."""
+        ...
+
+    async def inputs_of_calls(self, call_ids: Sequence[str]) -> list[InputRecord]: ...
+    async def calls_made_by(self, input_ids: Sequence[str]) -> list[CallRecord]:
+        """The calls whose parent is one of these inputs (made from inside their containers)."""
+        ...
+
+    async def tasks_of_functions(self, function_ids: Sequence[str], since: float, until: float) -> list[TaskOutcome]:
+        """Containers alive at some point in [since, until): created before `until`, not ended before `since`."""
+        ...
 
 
 class TaskStore(Protocol):
@@ -149,6 +202,30 @@ class TaskStore(Protocol):
     async def set_task_result(self, task_id: str, result: bytes) -> None: ...
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
     async def end_stale_tasks(self, now: float) -> None: ...
+    async def open_tasks(self, function_id: str) -> int:
+        """Tasks of the function not ended yet, whichever replica started them."""
+        ...
+
+
+class ReplicaStore(Protocol):
+    """The server replicas sharing this database. A replica is alive while it beats; the tasks it started are
+    recorded with its id (TaskRecord.replica_id), and when it stops beating their leases go back to the queue."""
+
+    async def join_replica(self, replica: ReplicaRecord) -> None:
+        """Register a replica, forgetting earlier incarnations of the same name (a restart names itself alike)."""
+        ...
+
+    async def replica_beat(self, replica_id: str, now: float, info: bytes) -> bool:
+        """Mark the replica alive; False when it was declared dead meanwhile (its row is gone)."""
+        ...
+
+    async def leave_replica(self, replica_id: str) -> None: ...
+    async def live_replicas(self, seen_after: float) -> list[ReplicaRecord]: ...
+    async def release_orphans(self, seen_after: float, now: float) -> list[str]:
+        """Forget replicas not seen after `seen_after`; then end every open task whose replica is gone and put
+        the inputs those tasks held back in the queue, without counting an attempt. Returns the functions
+        whose inputs went back."""
+        ...
 
 
 class StateObjectStore(Protocol):
@@ -217,7 +294,18 @@ class ScheduleStore(Protocol):
     async def ticks(self, function_id: str) -> list[TickRow]: ...
 
 
-class CoreStore(AppStore, FunctionStore, ObjectStore, CallStore, InputStore, TaskStore, TokenStore, Protocol):
+class CoreStore(
+    AppStore,
+    FunctionStore,
+    ObjectStore,
+    CallStore,
+    InputStore,
+    ActivityStore,
+    TaskStore,
+    TokenStore,
+    ReplicaStore,
+    Protocol,
+):
     """The aggregates a relational backend holds together."""
 
     async def close(self) -> None: ...
@@ -282,6 +370,15 @@ class Stores:
         for close in self.closers:
             await close()
         await self.core.close()
+
+
+class LogFanout(Protocol):
+    """Carries live app log batches (serialized TaskLogsBatch) between server replicas, at most once; the
+    history stays in the LogStore. `close` ends it."""
+
+    async def start_fanout(self, on_batch: Callable[[str, bytes], None], timeout: float = 10) -> None: ...
+    def publish_batch(self, app_id: str, payload: bytes) -> None: ...
+    async def close(self) -> None: ...
 
 
 class WakeBus(Protocol):

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The SQL columns of AppRecord and TaskRecord, in field order (every SQL backend selects them so).
+APP_COLS = "app_id, name, description, state, environment, created_at, stopped_at"
+TASK_COLS = "task_id, function_id, app_id, state, secret_hash, created_at, ended_at, replica_id"
+
+
+@dataclass
+class ReplicaRecord:
+    replica_id: str
+    name: str
+    started_at: float
+    seen_at: float
+    info: bytes
+
 
 @dataclass
 class AppRecord:
@@ -37,6 +50,7 @@ class CallRecord:
     num_inputs: int
     inputs_finished: bool
     created_at: float
+    parent_input_id: str = ""  # the input whose container made this call; "" for a call from a client
 
 
 @dataclass
@@ -64,6 +78,7 @@ class InputState:
     holder: str | None
     attempt: int
     payload: bytes
+    created_at: float = 0.0  # when it was enqueued
 
 
 @dataclass
@@ -86,6 +101,33 @@ class TaskRecord:
     secret_hash: str
     created_at: float
     ended_at: float | None = None
+    replica_id: str = ""  # the server replica that started it (several replicas on one database)
+
+
+@dataclass
+class TaskOutcome:
+    """A container as observability reads it: its record, whether it failed, and when it took its first input."""
+
+    task: TaskRecord
+    failed: bool
+    first_input_at: float | None
+
+
+@dataclass
+class InputRecord:
+    """One input as observability reads it: its call, its last attempt's times and how it ended."""
+
+    input_id: str
+    call_id: str
+    function_id: str
+    method_name: str
+    state: str  # queued | leased | done
+    holder: str | None  # the task that holds or last held it
+    attempt: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    status: int  # api_pb2.GenericResult.GenericStatus once done, else 0
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from berth.clock import Clock, SystemClock
 from berth.domain.images import ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec
+from berth.domain.spec import TaskSpec, WorkerCapacity
 from berth.worker.builder import BuildFailed
 from berth.worker.execs import OrderedStdin, pump
 from berth.worker.files import FileSource
@@ -35,6 +35,18 @@ _DRAIN_S = 5.0
 _WATCHDOG_S = 0.5
 _KEEP_FINISHED = 256
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+def memory_mb() -> int:
+    """This host's memory (MemTotal), 0 where /proc/meminfo cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
 
 
 @dataclass
@@ -119,6 +131,20 @@ class LocalWorker:
 
     def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         return self.gpus.blocker(requests)
+
+    def capacity(self) -> list[WorkerCapacity]:
+        specs = [r.spec for r in self._running.values()]
+        return [
+            WorkerCapacity(
+                "local",
+                self.slots,
+                self.slots - self.free_slots(),
+                float(os.cpu_count() or 1),
+                sum(s.cpu for s in specs),
+                memory_mb(),
+                sum(s.memory_mb for s in specs),
+            )
+        ]
 
     async def build_image(self, spec: ImageBuildSpec, on_log: BuildLog) -> ImageInfo:
         if self.images is None:

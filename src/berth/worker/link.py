@@ -19,7 +19,7 @@ import aiohttp
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
 from berth.domain.spec import TaskSpec, WorkerInventory
-from berth.worker.agent import LocalWorker
+from berth.worker.agent import LocalWorker, memory_mb
 
 log = logging.getLogger("berth.worker.link")
 
@@ -31,28 +31,22 @@ class JoinRefused(Exception):
     """The server refused the join token: retrying cannot help."""
 
 
-def memory_mb() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 0
-
-
 class WorkerLink:
     def __init__(
         self,
-        hub_url: str,
+        hub_url: str | list[str],
         server_url: str,
         token: str,
         worker_id: str | None = None,
         tls: ssl.SSLContext | None = None,
         container_http_url: str = "",
+        on_switch: Callable[[int], None] | None = None,
     ) -> None:
-        self.hub_url = hub_url  # ws(s)://server:http_port/workers/connect
+        # ws(s)://server:http_port/workers/connect, one per server replica this worker may join: it stays with
+        # one while it can and moves to the next when it cannot reach it (on_switch then gets the new index).
+        self.hub_urls = [hub_url] if isinstance(hub_url, str) else list(hub_url)
+        self._current = 0
+        self._on_switch = on_switch
         self.server_url = server_url  # the gRPC URL this host's containers call back (the local relay)
         self.container_http_url = container_http_url
         self._tls = tls
@@ -62,6 +56,17 @@ class WorkerLink:
         self._ops: set[asyncio.Task[None]] = set()
         self.worker: LocalWorker | None = None
         self.joined = asyncio.Event()
+
+    @property
+    def hub_url(self) -> str:
+        return self.hub_urls[self._current]
+
+    def _next_replica(self) -> None:
+        if len(self.hub_urls) > 1:
+            self._current = (self._current + 1) % len(self.hub_urls)
+            log.info("worker %s tries the next server replica: %s", self.worker_id, self.hub_url)
+            if self._on_switch is not None:
+                self._on_switch(self._current)
 
     # sinks for the LocalWorker: events go out on the current connection (dropped while it is down:
     # the server has given those tasks up by then)
@@ -104,6 +109,7 @@ class WorkerLink:
                     attempt = 0
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     log.warning("worker link to %s failed: %s", self.hub_url, exc)
+                    self._next_replica()
                 self.joined.clear()
                 if stop.is_set():
                     break

@@ -41,6 +41,10 @@ class Relay:
     def url(self) -> str:
         return f"http://{self._listen_host}:{self.port}"
 
+    def retarget(self, upstream: tuple[str, int]) -> None:
+        """Forward new connections to another upstream (the server replica this worker moved to)."""
+        self._upstream = upstream
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self._listen_host, 0)
         self.port = self._server.sockets[0].getsockname()[1]

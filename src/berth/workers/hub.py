@@ -26,7 +26,7 @@ from aiohttp import WSMsgType, web
 from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec, WorkerInventory
+from berth.domain.spec import TaskSpec, WorkerCapacity, WorkerInventory
 from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity
 
 log = logging.getLogger("berth.workers")
@@ -99,6 +99,20 @@ class WorkerHub:
 
     def free_slots(self) -> int:
         return sum(max(0, m.free_slots()) for m in self._members.values())
+
+    def capacity(self) -> list[WorkerCapacity]:
+        return [
+            WorkerCapacity(
+                m.worker_id,
+                m.inventory.slots,
+                len(m.tasks),
+                m.inventory.cpu,
+                m.inventory.cpu - m.free_cpu(),
+                m.inventory.memory_mb,
+                m.inventory.memory_mb - m.free_memory_mb(),
+            )
+            for m in self._members.values()
+        ]
 
     def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         """What keeps a container off every worker for longer than a container's lifetime: no worker at

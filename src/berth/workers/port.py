@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from berth.domain.images import ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec
+from berth.domain.spec import TaskSpec, WorkerCapacity
 
 BuildLog = Callable[[str], None]
 
@@ -35,6 +35,9 @@ class WorkerPort(Protocol):
 
     def free_slots(self) -> int:
         """How many more containers the workers take now."""
+
+    def capacity(self) -> list[WorkerCapacity]:
+        """Each worker's slots, CPUs and memory, and what its containers hold of them."""
 
     def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         """Why a container with these GPU requests (best first), memory and CPUs cannot start now; None when

@@ -80,6 +80,9 @@ def main() -> dict:
     except Exception as exc:  # noqa: BLE001
         out["cancelled"] = type(exc).__name__
     out["spawn_map"] = inc.spawn_map(range(5)) is None
+    many = inc.experimental_spawn_map(range(10, 20))
+    out["spawn_map_index"] = [many.get(index=k, timeout=60) for k in (7, 0, 3)]
+    out["spawn_map_iter"] = list(many.iter(start=2, end=6))
     out["gen"] = list(gen.remote_gen(4))
     out["agen"] = list(agen.remote_gen(3))
     out.update(asyncio.run(aio_part()))

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from berth.store.postgres.activity import CALL_COLS, PostgresActivity
 from berth.store.postgres.db import Conn, Database
 from berth.store.records import CallRecord, InputLease, InputState, OutputRecord
 
-_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
-_CALL_COLS = (
-    "call_id, function_id, call_type, invocation_type, return_exceptions, num_inputs, inputs_finished, created_at"
-)
+_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at"
+_CALL_COLS = CALL_COLS
 
 # The head of the queue picks the method; the batch takes only inputs of that method (@batched).
 # Both subqueries lock what they read and skip what another claimer has locked.
@@ -30,7 +29,7 @@ WITH head AS (
     WHERE function_id=$1 AND state='queued' AND not_before<=$2 AND method_name=(SELECT method_name FROM head)
     ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
 )
-UPDATE inputs i SET state='leased', holder=$4, deadline=$5
+UPDATE inputs i SET state='leased', holder=$4, deadline=$5, started_at=$2
 FROM picked p LEFT JOIN calls c ON c.call_id=p.call_id
 WHERE i.seq=p.seq
 RETURNING i.input_id, i.call_id, i.function_id, i.idx, i.payload, coalesce(c.invocation_type, 0), i.attempt, i.seq
@@ -38,7 +37,8 @@ RETURNING i.input_id, i.call_id, i.function_id, i.idx, i.payload, coalesce(c.inv
 
 _FINISH = """
 WITH done AS (
-    UPDATE inputs SET state='done', deadline=NULL WHERE input_id=$1 AND {cond} RETURNING call_id, idx
+    UPDATE inputs SET state='done', deadline=NULL, finished_at=$4, status=$5
+    WHERE input_id=$1 AND {cond} RETURNING call_id, idx
 )
 INSERT INTO outputs(call_id, input_id, idx, result, data_format, created_at)
 SELECT call_id, $1, idx, $2, $3, $4 FROM done
@@ -47,11 +47,11 @@ RETURNING seq, call_id, idx
 
 
 def _input_state(row: Sequence[Any]) -> InputState:
-    input_id, call_id, function_id, idx, state, holder, attempt, payload = row
-    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload))
+    input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at = row
+    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
 
 
-class CallTables:
+class CallTables(PostgresActivity):
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -61,7 +61,7 @@ class CallTables:
     # calls
     async def create_call(self, call: CallRecord) -> None:
         await self._db.write(
-            f"INSERT INTO calls({_CALL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            f"INSERT INTO calls({_CALL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             call.call_id,
             call.function_id,
             call.call_type,
@@ -70,6 +70,7 @@ class CallTables:
             call.num_inputs,
             call.inputs_finished,
             call.created_at,
+            call.parent_input_id,
         )
 
     async def get_call(self, call_id: str) -> CallRecord | None:
@@ -116,6 +117,25 @@ class CallTables:
     async def inputs_held_by(self, holder: str) -> list[InputState]:
         return await self._inputs("holder=$1 AND state='leased' ORDER BY seq", holder)
 
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        touched = await self._db.execute(
+            "UPDATE inputs SET cancel_for=$2, cancel_kind=$3 WHERE input_id=$1 AND state='leased' AND holder=$2",
+            input_id,
+            holder,
+            2 if terminate else 1,
+        )
+        return touched == 1
+
+    async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
+        rows = await self._db.transaction(
+            lambda c: c.fetch(
+                "UPDATE inputs SET cancel_for=NULL WHERE holder=$1 AND cancel_for=$1 AND state='leased' "
+                "RETURNING input_id, cancel_kind",
+                holder,
+            )
+        )
+        return [(r[0], r[1] == 2) for r in rows]
+
     async def requeue_input(self, input_id: str, attempt: int, not_before: float, holder: str | None = None) -> bool:
         sql = "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=$2, not_before=$3 "
         sql += "WHERE input_id=$1"
@@ -127,16 +147,16 @@ class CallTables:
         return len(rows) == 1
 
     async def finish_input(
-        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float
+        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float, status: int = 0
     ) -> OutputRecord | None:
         """Mark an input done and append its output, in one statement. With a holder given, only the
         container that holds the lease may finish it; a stale or foreign output is dropped."""
         if holder is None:
             sql = _FINISH.format(cond="state<>'done'")
-            args: tuple[Any, ...] = (input_id, result, data_format, now)
+            args: tuple[Any, ...] = (input_id, result, data_format, now, status)
         else:
-            sql = _FINISH.format(cond="state='leased' AND holder=$5")
-            args = (input_id, result, data_format, now, holder)
+            sql = _FINISH.format(cond="state='leased' AND holder=$6")
+            args = (input_id, result, data_format, now, status, holder)
 
         async def body(conn: Conn) -> Any:
             # Readers page a call's outputs by seq (outputs_after). Serial values are taken at insert and
@@ -179,12 +199,17 @@ class CallTables:
         return int(await self._db.fetchval("SELECT count(*) FROM inputs WHERE call_id=$1 AND state<>'done'", call_id))
 
     # outputs
-    async def outputs_after(self, call_id: str, cursor: int, limit: int) -> list[OutputRecord]:
+    async def outputs_after(
+        self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
+    ) -> list[OutputRecord]:
+        low, high = idx_range if idx_range is not None else (-1, 2**62)
         rows = await self._db.fetch(
             "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
-            "WHERE call_id=$1 AND seq>$2 ORDER BY seq LIMIT $3",
+            "WHERE call_id=$1 AND seq>$2 AND idx BETWEEN $3 AND $4 ORDER BY seq LIMIT $5",
             call_id,
             cursor,
+            low,
+            high,
             limit,
         )
         return [OutputRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]

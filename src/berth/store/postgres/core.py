@@ -4,13 +4,15 @@ that held the same value of another unique column, as SQLite's REPLACE does."""
 
 from __future__ import annotations
 
+from modal_proto import api_pb2
+
 from berth.store.postgres.calls import CallTables
 from berth.store.postgres.db import Conn, Database, lock_value
-from berth.store.records import AppRecord, FunctionRecord, TaskRecord
+from berth.store.records import APP_COLS as _APP_COLS
+from berth.store.records import TASK_COLS as _TASK_COLS
+from berth.store.records import AppRecord, FunctionRecord, ReplicaRecord, TaskRecord
 
-_APP_COLS = "app_id, name, description, state, environment, created_at, stopped_at"
 _FN_COLS = "function_id, app_id, tag, definition, bound_from, serialized_params, options"
-_TASK_COLS = "task_id, function_id, app_id, state, secret_hash, created_at, ended_at"
 
 
 class PostgresCoreStore(CallTables):
@@ -86,6 +88,74 @@ class PostgresCoreStore(CallTables):
 
         await self._db.transaction(body, idempotent=True)
 
+    _LIVE_APP_STATES = [api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING]
+
+    async def app_heartbeat(self, app_id: str, now: float) -> None:
+        await self._db.execute("UPDATE apps SET heartbeat_at=$1 WHERE app_id=$2", now, app_id)
+
+    async def silent_apps(self, before: float) -> list[str]:
+        rows = await self._db.fetch(
+            "SELECT app_id FROM apps WHERE state = ANY($1::int[]) AND coalesce(heartbeat_at, created_at)<$2",
+            self._LIVE_APP_STATES,
+            before,
+        )
+        return [r[0] for r in rows]
+
+    async def touch_live_apps(self, now: float) -> None:
+        await self._db.execute(
+            "UPDATE apps SET heartbeat_at=$1 WHERE state = ANY($2::int[])", now, self._LIVE_APP_STATES
+        )
+
+    # server replicas
+    async def join_replica(self, replica: ReplicaRecord) -> None:
+        async def body(conn: Conn) -> None:
+            await conn.execute("DELETE FROM replicas WHERE name=$1", replica.name)
+            await conn.execute(
+                "INSERT INTO replicas(replica_id, name, started_at, seen_at, info) VALUES ($1, $2, $3, $4, $5)",
+                replica.replica_id,
+                replica.name,
+                replica.started_at,
+                replica.seen_at,
+                replica.info,
+            )
+
+        await self._db.transaction(body, idempotent=True)
+
+    async def replica_beat(self, replica_id: str, now: float, info: bytes) -> bool:
+        touched = await self._db.execute(
+            "UPDATE replicas SET seen_at=$1, info=$2 WHERE replica_id=$3", now, info, replica_id
+        )
+        return touched == 1
+
+    async def leave_replica(self, replica_id: str) -> None:
+        await self._db.execute("DELETE FROM replicas WHERE replica_id=$1", replica_id)
+
+    async def live_replicas(self, seen_after: float) -> list[ReplicaRecord]:
+        rows = await self._db.fetch(
+            "SELECT replica_id, name, started_at, seen_at, info FROM replicas WHERE seen_at>$1 ORDER BY name",
+            seen_after,
+        )
+        return [ReplicaRecord(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    async def release_orphans(self, seen_after: float, now: float) -> list[str]:
+        async def body(conn: Conn) -> list[str]:
+            await conn.execute("DELETE FROM replicas WHERE seen_at<=$1", seen_after)
+            # Lock the orphaned tasks' rows first, so a replica that joins meanwhile cannot be counted twice.
+            ended = await conn.fetch(
+                "UPDATE tasks SET state='lost', ended_at=$1 WHERE ended_at IS NULL AND replica_id NOT IN "
+                "(SELECT replica_id FROM replicas) RETURNING task_id",
+                now,
+            )
+            holders = [r[0] for r in ended]
+            rows = await conn.fetch(
+                "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL "
+                "WHERE state='leased' AND holder = ANY($1::text[]) RETURNING function_id",
+                holders,
+            )
+            return sorted({r[0] for r in rows})
+
+        return await self._db.transaction(body, idempotent=True)
+
     # functions and classes
     async def put_function(self, fn: FunctionRecord) -> None:
         await self._db.execute(
@@ -114,6 +184,12 @@ class PostgresCoreStore(CallTables):
             options,
         )
         return str(row[0]) if row else None
+
+    async def bound_functions(self, parent_id: str) -> list[FunctionRecord]:
+        rows = await self._db.fetch(
+            f"SELECT {_FN_COLS} FROM functions WHERE bound_from=$1 ORDER BY function_id DESC", parent_id
+        )
+        return [FunctionRecord(*r) for r in rows]
 
     async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None:
         await self._db.execute(
@@ -180,10 +256,10 @@ class PostgresCoreStore(CallTables):
     async def put_task(self, task: TaskRecord) -> None:
         # REPLACE semantics: a re-put task starts without a result, as in SQLite.
         await self._db.execute(
-            f"INSERT INTO tasks({_TASK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO UPDATE "
+            f"INSERT INTO tasks({_TASK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id) DO UPDATE "
             "SET function_id=EXCLUDED.function_id, app_id=EXCLUDED.app_id, state=EXCLUDED.state, "
             "secret_hash=EXCLUDED.secret_hash, created_at=EXCLUDED.created_at, ended_at=EXCLUDED.ended_at, "
-            "result=NULL",
+            "replica_id=EXCLUDED.replica_id, result=NULL",
             task.task_id,
             task.function_id,
             task.app_id,
@@ -191,6 +267,7 @@ class PostgresCoreStore(CallTables):
             task.secret_hash,
             task.created_at,
             task.ended_at,
+            task.replica_id,
         )
 
     async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
@@ -208,6 +285,12 @@ class PostgresCoreStore(CallTables):
     async def get_task(self, task_id: str) -> TaskRecord | None:
         row = await self._db.fetchrow(f"SELECT {_TASK_COLS} FROM tasks WHERE task_id=$1", task_id)
         return TaskRecord(*row) if row else None
+
+    async def open_tasks(self, function_id: str) -> int:
+        count = await self._db.fetchval(
+            "SELECT count(*) FROM tasks WHERE function_id=$1 AND ended_at IS NULL", function_id
+        )
+        return int(count or 0)
 
     async def end_stale_tasks(self, now: float) -> None:
         await self._db.execute("UPDATE tasks SET state='stopped', ended_at=$1 WHERE ended_at IS NULL", now)

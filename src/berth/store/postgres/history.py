@@ -14,12 +14,12 @@ from modal_proto import api_pb2
 
 from berth.errors import StoreUnavailable
 from berth.store.postgres.db import Conn, Database
+from berth.store.records import APP_COLS as _APP_COLS
 from berth.store.records import AppRecord, DeploymentRecord
 
 log = logging.getLogger("berth.store.postgres")
 
 _DEPLOYED = api_pb2.APP_STATE_DEPLOYED
-_APP_COLS = "app_id, name, description, state, environment, created_at, stopped_at"
 _DEPLOY_COLS = "app_id, version, deployed_at, tag, client_version, rollback_version, commit_info, snapshot"
 
 

@@ -34,9 +34,18 @@ class RedisWakeBus:
         self._pending: dict[str, None] = {}
         self._has_pending = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     async def start(self, on_key: Callable[[str], None], on_resync: Callable[[], None], timeout: float = 10) -> None:
         """Returns once the first subscription is live: from then on no publication is missed unnoticed."""
+
+        def on_body(body: bytes) -> None:
+            with contextlib.suppress(UnicodeDecodeError):
+                on_key(body.decode())
+
+        await self._start(on_body, on_resync, timeout)
+
+    async def _start(self, on_body: Callable[[bytes], None], on_resync: Callable[[], None], timeout: float) -> None:
         subscribed = asyncio.Event()
 
         def resynced() -> None:
@@ -44,7 +53,7 @@ class RedisWakeBus:
             on_resync()
 
         self._tasks = [
-            asyncio.create_task(self._receive(on_key, resynced)),
+            asyncio.create_task(self._receive(on_body, resynced)),
             asyncio.create_task(self._send()),
         ]
         try:
@@ -63,36 +72,49 @@ class RedisWakeBus:
         self._has_pending.set()
 
     async def close(self) -> None:
+        # The loops also stop on the flag: redis-py may swallow a cancellation that lands inside a command.
+        self._closed = True
+        self._has_pending.set()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         await self._redis.aclose()
 
     async def _send(self) -> None:
         failures = 0
-        while True:
+        while not self._closed:
             await self._has_pending.wait()
+            if self._closed:
+                return
             # Take the whole set: a key notified again while this batch is in flight stays pending and is
             # sent again, since its new write may come after the first message was already delivered.
-            keys, self._pending = list(self._pending), {}
+            bodies = self._take()
             self._has_pending.clear()
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.publish(self._channel, self._origin + key.encode())
+                    for body in bodies:
+                        pipe.publish(self._channel, self._origin + body)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
-                log.warning("could not publish %d wake-ups, retrying: %s", len(keys), exc)
-                for key in keys:
-                    self.publish(key)
+                log.warning("could not publish %d messages on %s, retrying: %s", len(bodies), self._channel, exc)
+                self._put_back(bodies)
                 await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
                 failures += 1
                 continue
             failures = 0
 
-    async def _receive(self, on_key: Callable[[str], None], on_resync: Callable[[], None]) -> None:
+    def _take(self) -> list[bytes]:
+        keys, self._pending = list(self._pending), {}
+        return [key.encode() for key in keys]
+
+    def _put_back(self, bodies: list[bytes]) -> None:
+        for body in bodies:
+            self.publish(body.decode())
+
+    async def _receive(self, on_body: Callable[[bytes], None], on_resync: Callable[[], None]) -> None:
         failures = 0
-        while True:
+        while not self._closed:
             subscribed = False
 
             def resynced() -> None:
@@ -103,16 +125,16 @@ class RedisWakeBus:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
-                    await self._relay(pubsub, on_key, resynced)
+                    await self._relay(pubsub, on_body, resynced)
             except (RedisError, OSError) as exc:
                 log.warning("wake-up subscription lost, resubscribing: %s", exc)
             failures = 0 if subscribed else failures + 1
             await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
 
-    async def _relay(self, pubsub: PubSub, on_key: Callable[[str], None], on_resync: Callable[[], None]) -> None:
+    async def _relay(self, pubsub: PubSub, on_body: Callable[[bytes], None], on_resync: Callable[[], None]) -> None:
         # Polls rather than blocks, so that the client's health check (a PING every health_check_interval)
         # runs even when no one notifies, and a dead connection surfaces as an error here.
-        while True:
+        while not self._closed:
             message = await pubsub.get_message(timeout=_POLL_S)
             if message is None:
                 continue
@@ -121,5 +143,4 @@ class RedisWakeBus:
             elif message["type"] == "message":
                 data: bytes = message["data"]
                 if not data.startswith(self._origin):
-                    with contextlib.suppress(UnicodeDecodeError):
-                        on_key(data[len(self._origin) :].decode())
+                    on_body(data[len(self._origin) :])

@@ -6,7 +6,7 @@ import sqlite3
 
 from modal_proto import api_pb2
 
-from berth.store.records import AppRecord, DeploymentRecord
+from berth.store.records import APP_COLS, AppRecord, DeploymentRecord
 
 _DEPLOYED = api_pb2.APP_STATE_DEPLOYED
 
@@ -17,7 +17,7 @@ class DeploymentStore:
 
     async def deployed_app(self, environment: str, name: str) -> AppRecord | None:
         row = self._db.execute(
-            "SELECT * FROM apps WHERE environment=? AND name=? AND state=? ORDER BY created_at DESC LIMIT 1",
+            f"SELECT {APP_COLS} FROM apps WHERE environment=? AND name=? AND state=? ORDER BY created_at DESC LIMIT 1",
             (environment, name, _DEPLOYED),
         ).fetchone()
         return AppRecord(*row) if row else None
@@ -25,20 +25,23 @@ class DeploymentStore:
     async def last_app_named(self, environment: str, name: str) -> AppRecord | None:
         """The most recent app that carried this deployment name, deployed or stopped since."""
         row = self._db.execute(
-            "SELECT * FROM apps WHERE environment=? AND name=? ORDER BY created_at DESC LIMIT 1", (environment, name)
+            f"SELECT {APP_COLS} FROM apps WHERE environment=? AND name=? ORDER BY created_at DESC LIMIT 1",
+            (environment, name),
         ).fetchone()
         return AppRecord(*row) if row else None
 
     async def list_apps(self, environment: str) -> list[AppRecord]:
         rows = self._db.execute(
-            "SELECT * FROM apps WHERE environment=? AND state!=? ORDER BY created_at",
+            f"SELECT {APP_COLS} FROM apps WHERE environment=? AND state!=? ORDER BY created_at",
             (environment, api_pb2.APP_STATE_INITIALIZING),
         ).fetchall()
         return [AppRecord(*r) for r in rows]
 
     async def running_apps(self) -> list[AppRecord]:
         states = (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING, api_pb2.APP_STATE_DETACHED)
-        rows = self._db.execute(f"SELECT * FROM apps WHERE state IN ({','.join('?' * len(states))})", states).fetchall()
+        rows = self._db.execute(
+            f"SELECT {APP_COLS} FROM apps WHERE state IN ({','.join('?' * len(states))})", states
+        ).fetchall()
         return [AppRecord(*r) for r in rows]
 
     async def add_deployment(self, rec: DeploymentRecord) -> None:

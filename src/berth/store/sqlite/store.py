@@ -12,27 +12,33 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from modal_proto import api_pb2
+
 from berth.store.records import (
+    APP_COLS,
+    TASK_COLS,
     AppRecord,
     CallRecord,
     FunctionRecord,
     InputLease,
     InputState,
     OutputRecord,
+    ReplicaRecord,
     TaskRecord,
 )
+from berth.store.sqlite.activity import CALL_COLS, SqliteActivity, call_record
 from berth.store.sqlite.connection import transaction
 from berth.store.sqlite.migrate import migrate
 
-_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload"
+_INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at"
 
 
 def _input_state(row: Sequence[Any]) -> InputState:
-    input_id, call_id, function_id, idx, state, holder, attempt, payload = row
-    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload))
+    input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at = row
+    return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
 
 
-class SqliteStore:
+class SqliteStore(SqliteActivity):
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         # A call's invocation type never changes; claims look it up for every input.
@@ -97,16 +103,74 @@ class SqliteStore:
     # apps
     async def put_app(self, app: AppRecord) -> None:
         self._write(
-            "INSERT OR REPLACE INTO apps VALUES (?,?,?,?,?,?,?)",
+            f"INSERT INTO apps({APP_COLS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT(app_id) DO UPDATE SET "
+            "name=excluded.name, description=excluded.description, state=excluded.state, "
+            "environment=excluded.environment, created_at=excluded.created_at, stopped_at=excluded.stopped_at",
             (app.app_id, app.name, app.description, app.state, app.environment, app.created_at, app.stopped_at),
         )
 
     async def get_app(self, app_id: str) -> AppRecord | None:
-        row = self._one("SELECT * FROM apps WHERE app_id=?", (app_id,))
+        row = self._one(f"SELECT {APP_COLS} FROM apps WHERE app_id=?", (app_id,))
         return AppRecord(*row) if row else None
 
     async def set_app_state(self, app_id: str, state: int, stopped_at: float | None = None) -> None:
         self._write("UPDATE apps SET state=?, stopped_at=? WHERE app_id=?", (state, stopped_at, app_id))
+
+    _LIVE_APP_STATES = (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING)
+
+    async def app_heartbeat(self, app_id: str, now: float) -> None:
+        self._write("UPDATE apps SET heartbeat_at=? WHERE app_id=?", (now, app_id))
+
+    async def silent_apps(self, before: float) -> list[str]:
+        rows = self._all(
+            "SELECT app_id FROM apps WHERE state IN (?,?) AND coalesce(heartbeat_at, created_at)<?",
+            (*self._LIVE_APP_STATES, before),
+        )
+        return [r[0] for r in rows]
+
+    async def touch_live_apps(self, now: float) -> None:
+        self._write("UPDATE apps SET heartbeat_at=? WHERE state IN (?,?)", (now, *self._LIVE_APP_STATES))
+
+    # server replicas
+    async def join_replica(self, replica: ReplicaRecord) -> None:
+        with self._tx():
+            self._write("DELETE FROM replicas WHERE name=?", (replica.name,))
+            self._write(
+                "INSERT INTO replicas(replica_id, name, started_at, seen_at, info) VALUES (?,?,?,?,?)",
+                (replica.replica_id, replica.name, replica.started_at, replica.seen_at, replica.info),
+            )
+
+    async def replica_beat(self, replica_id: str, now: float, info: bytes) -> bool:
+        return self._write("UPDATE replicas SET seen_at=?, info=? WHERE replica_id=?", (now, info, replica_id)) == 1
+
+    async def leave_replica(self, replica_id: str) -> None:
+        self._write("DELETE FROM replicas WHERE replica_id=?", (replica_id,))
+
+    async def live_replicas(self, seen_after: float) -> list[ReplicaRecord]:
+        rows = self._all(
+            "SELECT replica_id, name, started_at, seen_at, info FROM replicas WHERE seen_at>? ORDER BY name",
+            (seen_after,),
+        )
+        return [ReplicaRecord(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    async def release_orphans(self, seen_after: float, now: float) -> list[str]:
+        orphans = (
+            "SELECT task_id FROM tasks WHERE ended_at IS NULL AND replica_id NOT IN (SELECT replica_id FROM replicas)"
+        )
+        with self._tx():
+            self._write("DELETE FROM replicas WHERE seen_at<=?", (seen_after,))
+            functions = [
+                r[0]
+                for r in self._all(
+                    f"SELECT DISTINCT function_id FROM inputs WHERE state='leased' AND holder IN ({orphans})", ()
+                )
+            ]
+            self._write(
+                f"UPDATE inputs SET state='queued', holder=NULL, deadline=NULL "
+                f"WHERE state='leased' AND holder IN ({orphans})"
+            )
+            self._write(f"UPDATE tasks SET state='lost', ended_at=? WHERE task_id IN ({orphans})", (now,))
+        return functions
 
     # functions and classes
     async def put_function(self, fn: FunctionRecord) -> None:
@@ -128,6 +192,10 @@ class SqliteStore:
 
     async def put_class(self, class_id: str, app_id: str, tag: str, metadata: bytes) -> None:
         self._write("INSERT OR REPLACE INTO classes VALUES (?,?,?,?)", (class_id, app_id, tag, metadata))
+
+    async def bound_functions(self, parent_id: str) -> list[FunctionRecord]:
+        rows = self._all("SELECT * FROM functions WHERE bound_from=? ORDER BY rowid DESC", (parent_id,))
+        return [FunctionRecord(*r) for r in rows]
 
     async def get_class(self, class_id: str) -> tuple[str, bytes] | None:
         row = self._one("SELECT app_id, metadata FROM classes WHERE class_id=?", (class_id,))
@@ -163,7 +231,7 @@ class SqliteStore:
     # calls and inputs
     async def create_call(self, call: CallRecord) -> None:
         self._write(
-            "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT INTO calls({CALL_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 call.call_id,
                 call.function_id,
@@ -173,14 +241,13 @@ class SqliteStore:
                 call.num_inputs,
                 int(call.inputs_finished),
                 call.created_at,
+                call.parent_input_id,
             ),
         )
 
     async def get_call(self, call_id: str) -> CallRecord | None:
-        row = self._one("SELECT * FROM calls WHERE call_id=?", (call_id,))
-        if not row:
-            return None
-        return CallRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5], bool(row[6]), row[7])
+        row = self._one(f"SELECT {CALL_COLS} FROM calls WHERE call_id=?", (call_id,))
+        return call_record(row) if row else None
 
     async def finish_call_inputs(self, call_id: str, num_inputs: int | None = None) -> None:
         if num_inputs is None:
@@ -213,11 +280,11 @@ class SqliteStore:
             return []
         deadline = now + timeout_s if timeout_s else None
         rows = self._all(
-            "UPDATE inputs SET state='leased', holder=?, deadline=? WHERE seq IN ("
+            "UPDATE inputs SET state='leased', holder=?, deadline=?, started_at=? WHERE seq IN ("
             " SELECT seq FROM inputs WHERE function_id=? AND state='queued' AND not_before<=? AND method_name=?"
             " ORDER BY seq LIMIT ?) "
             "RETURNING input_id, call_id, function_id, idx, payload, attempt, seq",
-            (holder, deadline, function_id, now, first[0], limit),
+            (holder, deadline, now, function_id, now, first[0], limit),
         )
         rows.sort(key=lambda r: r[6])
         call_types = self._call_invocation_types({r[1] for r in rows})
@@ -244,6 +311,22 @@ class SqliteStore:
         rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs WHERE holder=? AND state='leased'", (holder,))
         return [_input_state(r) for r in rows]
 
+    async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
+        return (
+            self._write(
+                "UPDATE inputs SET cancel_for=?, cancel_kind=? WHERE input_id=? AND state='leased' AND holder=?",
+                (holder, 2 if terminate else 1, input_id, holder),
+            )
+            == 1
+        )
+
+    async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
+        where = "WHERE holder=? AND cancel_for=? AND state='leased'"
+        with self._tx():
+            rows = self._all(f"SELECT input_id, cancel_kind FROM inputs {where}", (holder, holder))
+            self._write(f"UPDATE inputs SET cancel_for=NULL {where}", (holder, holder))
+        return [(r[0], r[1] == 2) for r in rows]
+
     async def requeue_input(self, input_id: str, attempt: int, not_before: float, holder: str | None = None) -> bool:
         sql = "UPDATE inputs SET state='queued', holder=NULL, deadline=NULL, attempt=?, not_before=? WHERE input_id=?"
         if holder is None:
@@ -251,17 +334,18 @@ class SqliteStore:
         return self._write(sql + " AND state='leased' AND holder=?", (attempt, not_before, input_id, holder)) == 1
 
     async def finish_input(
-        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float
+        self, input_id: str, holder: str | None, result: bytes, data_format: int, now: float, status: int = 0
     ) -> OutputRecord | None:
         """Mark an input done and append its output, in one transaction. With a holder given, only
         the container that holds the lease may finish it; a stale or foreign output is dropped."""
         if holder is None:
-            cond, args = "state!='done'", (input_id,)
+            cond, args = "state!='done'", (now, status, input_id)
         else:
-            cond, args = "state='leased' AND holder=?", (input_id, holder)  # type: ignore[assignment]
+            cond, args = "state='leased' AND holder=?", (now, status, input_id, holder)  # type: ignore[assignment]
         with self._tx():
             row = self._one(
-                f"UPDATE inputs SET state='done', deadline=NULL WHERE input_id=? AND {cond} RETURNING call_id, idx",
+                f"UPDATE inputs SET state='done', deadline=NULL, finished_at=?, status=? WHERE input_id=? AND {cond} "
+                "RETURNING call_id, idx",
                 args,
             )
             if row is None:
@@ -302,11 +386,14 @@ class SqliteStore:
         return int(row[0])
 
     # outputs
-    async def outputs_after(self, call_id: str, cursor: int, limit: int) -> list[OutputRecord]:
+    async def outputs_after(
+        self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
+    ) -> list[OutputRecord]:
+        low, high = idx_range if idx_range is not None else (-1, 2**62)
         rows = self._all(
             "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
-            "WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
-            (call_id, cursor, limit),
+            "WHERE call_id=? AND seq>? AND idx BETWEEN ? AND ? ORDER BY seq LIMIT ?",
+            (call_id, cursor, low, high, limit),
         )
         return [OutputRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]
 
@@ -340,6 +427,10 @@ class SqliteStore:
     async def end_stale_tasks(self, now: float) -> None:
         self._write("UPDATE tasks SET state='stopped', ended_at=? WHERE ended_at IS NULL", (now,))
 
+    async def open_tasks(self, function_id: str) -> int:
+        row = self._one("SELECT count(*) FROM tasks WHERE function_id=? AND ended_at IS NULL", (function_id,))
+        return int(row[0]) if row else 0
+
     async def prune(self, before: float) -> int:
         """Forget finished calls (inputs, outputs, data), ended tasks and logs older than `before`."""
         with self._tx():
@@ -367,9 +458,17 @@ class SqliteStore:
     # tasks
     async def put_task(self, task: TaskRecord) -> None:
         self._write(
-            "INSERT OR REPLACE INTO tasks(task_id, function_id, app_id, state, secret_hash, created_at, ended_at) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (task.task_id, task.function_id, task.app_id, task.state, task.secret_hash, task.created_at, task.ended_at),
+            f"INSERT OR REPLACE INTO tasks({TASK_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+            (
+                task.task_id,
+                task.function_id,
+                task.app_id,
+                task.state,
+                task.secret_hash,
+                task.created_at,
+                task.ended_at,
+                task.replica_id,
+            ),
         )
 
     async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
@@ -383,7 +482,7 @@ class SqliteStore:
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._one(
-            "SELECT task_id, function_id, app_id, state, secret_hash, created_at, ended_at FROM tasks WHERE task_id=?",
+            f"SELECT {TASK_COLS} FROM tasks WHERE task_id=?",
             (task_id,),
         )
         return TaskRecord(*row) if row else None
