@@ -6,14 +6,17 @@ from __future__ import annotations
 import pytest
 from modal_proto import api_pb2
 
-from berth.errors import InvalidArgument
+from berth.errors import FailedPrecondition, InvalidArgument
 from berth.scheduling.sandboxes import (
+    SandboxManager,
     SandboxRecord,
     _check_supported,
     exit_result,
     new_sandbox_id,
     new_sandbox_task_id,
 )
+from berth.services.notify import Notifier
+from berth.store.records import TaskRecord
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, WORKER_LOST
 
 GS = api_pb2.GenericResult
@@ -57,3 +60,73 @@ def test_a_record_round_trips_through_its_stored_form() -> None:
     record.result = exit_result(3, None, 300)
     back = SandboxRecord.from_json("sb-x", record.to_json())
     assert back.result == record.result and back.tags == {"a": "b"} and back.name == "n"
+
+
+class _Store:
+    """Objects and task records in memory: what another replica left in the shared database."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.tasks: dict[str, TaskRecord] = {}
+
+    async def put_object(self, kind: str, object_id: str, body: bytes, now: float, **_: object) -> None:
+        self.objects[(kind, object_id)] = body
+
+    async def get_object(self, kind: str, object_id: str) -> bytes | None:
+        return self.objects.get((kind, object_id))
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        return self.tasks.get(task_id)
+
+
+class _Tasks:
+    on_sandbox_exit = None
+    tasks: dict[str, object] = {}
+
+
+class _Worker:
+    def router_url(self, task_id: str) -> str | None:
+        return None  # not on this replica's workers
+
+
+class _Signer:
+    def issue(self, subject: str, audience: str, ttl_s: float, **claims: object) -> str:
+        return f"jwt-for-{claims['task_id']}"
+
+
+class _Clock:
+    def now(self) -> float:
+        return 100.0
+
+    def monotonic(self) -> float:
+        return 100.0
+
+
+def _manager(store: _Store) -> SandboxManager:
+    return SandboxManager(
+        store,  # type: ignore[arg-type]
+        _Tasks(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        _Worker(),  # type: ignore[arg-type]
+        _Signer(),  # type: ignore[arg-type]
+        Notifier(),
+        _Clock(),
+        "unix:///nowhere",
+    )
+
+
+async def test_another_replicas_sandbox_is_running_while_its_task_is_and_terminated_after() -> None:
+    store = _Store()
+    record = SandboxRecord("sb-other", "ap-1", "ta-otherV", 1.0, router_url="http://10.0.0.7:4100")
+    store.objects[("sandbox", "sb-other")] = record.to_json()
+    store.tasks["ta-otherV"] = TaskRecord("ta-otherV", "", "ap-1", "running", "h", 1.0, replica_id="r2")
+    manager = _manager(store)
+    running = await manager.get("sb-other")
+    assert running.result is None
+    access = manager.router_access(running)  # its recorded router, with a grant any replica can sign
+    assert access.url == "http://10.0.0.7:4100" and access.jwt == "jwt-for-ta-otherV"
+    with pytest.raises(FailedPrecondition, match="another server replica"):
+        await manager.terminate("sb-other")
+    store.tasks["ta-otherV"].ended_at, store.tasks["ta-otherV"].state = 9.0, "stopped"
+    ended = await manager.wait("sb-other", 0.0)
+    assert ended.result is not None and ended.result.status == GS.GENERIC_STATUS_TERMINATED

@@ -12,19 +12,20 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.domain.spec import SandboxSpec, TaskSpec
-from berth.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from berth.ids import new_id, new_secret
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.tasks import TaskManager
 from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.services.signing import Signer
-from berth.store.ports import ObjectStore
+from berth.store.ports import ObjectStore, TaskStore
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, WORKER_LOST, NoCapacity, WorkerPort
 
 log = logging.getLogger("berth.sandboxes")
@@ -32,6 +33,7 @@ log = logging.getLogger("berth.sandboxes")
 ROUTER_AUDIENCE = "task-router"  # berth.worker.router checks grants for this audience
 ROUTER_GRANT_TTL_S = 900.0
 _KIND = "sandbox"
+_RECHECK_S = 1.0  # how often a wait on another replica's sandbox re-reads the store
 FORGET_AFTER_S = 3600.0  # finished sandboxes leave memory after this; their records stay in the object store
 GS = api_pb2.GenericResult
 
@@ -49,6 +51,10 @@ def new_sandbox_task_id() -> str:
     return new_id("ta", 21) + "V"  # the client's marker of a V2 sandbox's task (_is_v2_task_id)
 
 
+class SandboxStore(ObjectStore, TaskStore, Protocol):
+    """Sandbox records (objects), and their tasks' records (is another replica's sandbox still running?)."""
+
+
 @dataclass
 class SandboxRecord:
     sandbox_id: str
@@ -61,9 +67,11 @@ class SandboxRecord:
     timeout_s: int = 300
     idle_timeout_s: int = 0
     result: api_pb2.GenericResult | None = None
+    router_url: str = ""  # its worker's command router, for a replica that did not start it
 
     def to_json(self) -> bytes:
-        body = {k: getattr(self, k) for k in ("app_id", "task_id", "created_at", "name", "tags", "image_id")}
+        keys = ("app_id", "task_id", "created_at", "name", "tags", "image_id", "router_url")
+        body = {k: getattr(self, k) for k in keys}
         body["result"] = self.result.SerializeToString().hex() if self.result is not None else None
         return json.dumps(body).encode()
 
@@ -126,7 +134,7 @@ def exit_result(code: int, stop_reason: str | None, timeout_s: int) -> api_pb2.G
 class SandboxManager:
     def __init__(
         self,
-        objects: ObjectStore,
+        objects: SandboxStore,
         tasks: TaskManager,
         layouts: LayoutBuilder,
         worker: WorkerPort,
@@ -173,6 +181,8 @@ class SandboxManager:
         await self._save(record)
         try:
             await self._tasks.start_sandbox(spec)
+            record.router_url = self._worker.router_url(task_id) or ""
+            await self._save(record)
         except NoCapacity as exc:
             await self._finish(record, failure(f"No worker has room for this sandbox: {exc}"))
             raise ResourceExhausted(f"No worker has room for this sandbox now: {exc}") from exc
@@ -251,22 +261,35 @@ class SandboxManager:
         if raw is None:
             raise NotFound(f"Sandbox {sandbox_id} not found")
         record = SandboxRecord.from_json(sandbox_id, raw)
-        if record.result is None:  # started by a server process that is gone: its container went with it
-            record.result = failure("The server that ran this sandbox restarted", GS.GENERIC_STATUS_TERMINATED)
+        if record.result is None:  # started by another replica, or by a server process that is gone
+            task = await self._objects.get_task(record.task_id)
+            if task is None or task.ended_at is not None or task.state == "stopped":
+                reason = "The server that ran this sandbox stopped, and its container with it"
+                record.result = failure(reason, GS.GENERIC_STATUS_TERMINATED)
         return record
 
     async def wait(self, sandbox_id: str, timeout_s: float) -> SandboxRecord:
-        record = await self.get(sandbox_id)
-        with self._notifier.listen(sandbox_key(sandbox_id)) as waiter:
-            if record.result is None:
-                await waiter.wait(timeout_s)
-        return record
+        deadline = self._clock.monotonic() + timeout_s
+        while True:
+            with self._notifier.listen(sandbox_key(sandbox_id)) as waiter:  # listen first, then look
+                record = await self.get(sandbox_id)
+                remaining = deadline - self._clock.monotonic()
+                if record.result is not None or remaining <= 0:
+                    return record
+                if sandbox_id in self.live:  # ours: its exit notifies
+                    await waiter.wait(remaining)
+                    return record
+                await waiter.wait(min(remaining, _RECHECK_S))
 
     async def terminate(self, sandbox_id: str) -> api_pb2.GenericResult | None:
         """Kills the sandbox's container; returns the result it had already finished with, if any."""
         record = await self.get(sandbox_id)
         if record.result is not None:
             return record.result
+        if sandbox_id not in self.live:
+            raise FailedPrecondition(
+                f"Sandbox {sandbox_id} runs on a worker of another server replica; terminate it through that one"
+            )
         task = self._tasks.tasks.get(record.task_id)
         if task is not None:
             task.stop_reason = "terminated by request"
@@ -275,10 +298,14 @@ class SandboxManager:
         return None
 
     def router_access(self, record: SandboxRecord) -> api_pb2.CommandRouterAccess:
-        return self.task_router_access(record.task_id, sandbox_id=record.sandbox_id)
+        return self.task_router_access(record.task_id, sandbox_id=record.sandbox_id, known_url=record.router_url)
 
-    def task_router_access(self, task_id: str, sandbox_id: str = "") -> api_pb2.CommandRouterAccess:
-        url = self._worker.router_url(task_id)
+    def task_router_access(
+        self, task_id: str, sandbox_id: str = "", known_url: str = ""
+    ) -> api_pb2.CommandRouterAccess:
+        """A grant for the task's router. Every replica signs with the same key, so one that did not start the
+        sandbox hands out its recorded router URL."""
+        url = self._worker.router_url(task_id) or known_url
         if not url:
             raise NotFound(f"Task {task_id} is not running on a worker with a command router")
         jwt = self._signer.issue(task_id, ROUTER_AUDIENCE, ROUTER_GRANT_TTL_S, task_id=task_id, sandbox_id=sandbox_id)
