@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from berth.api.service import ModalServicer
 from berth.server import generated_handlers
+from berth.worker.router import CommandRouter, GeneratedRouterService
 
 
 def main() -> None:
@@ -19,6 +20,16 @@ def main() -> None:
         name = path.rsplit("/", 1)[1]
         kind = handler.cardinality.name.lower().replace("_", "-")
         print(f"| {name} | {kind} | {'yes' if name in served else ''} |")
+    router = GeneratedRouterService().__mapping__()
+    router_names = sorted(path.rsplit("/", 1)[1] for path in router)
+    router_served = {n for n in router_names if hasattr(CommandRouter, f"rpc_{n}")}
+    print("\n## TaskCommandRouter (served by each worker, beside its containers)\n")
+    print(f"Served: **{len(router_served)} of {len(router_names)}**.\n")
+    print("| RPC | kind | served |\n|---|---|---|")
+    for path, handler in sorted(router.items()):
+        name = path.rsplit("/", 1)[1]
+        kind = handler.cardinality.name.lower().replace("_", "-")
+        print(f"| {name} | {kind} | {'yes' if name in router_served else ''} |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from berth.api.context import Services
 from berth.clock import Clock, SystemClock
@@ -14,6 +15,7 @@ from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.replicas import Replicas
+from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
@@ -92,7 +94,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     if settings.remote_workers:
         worker = hub = WorkerHub(on_output, on_exit, join_tokens.verify)
     else:
-        worker = local_worker(settings, StoreFiles(blobs.local_file), on_output, on_exit)
+        worker = local = local_worker(settings, StoreFiles(blobs.local_file), on_output, on_exit)
     images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)
     images.function_layout = layouts.container_arguments  # Image.run_function()
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
@@ -149,11 +151,24 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.join_tokens = join_tokens
     services.signer = Signer(store, clock)
     await services.signer.load()
+    worker.trust_grants(services.signer.public_pem)
+    if hub is None:  # an in-process worker's router resolves named secrets of execs right here
+        local.resolve_secrets(lambda ids: _secret_env(state.secrets.env, ids))
+    services.sandboxes = SandboxManager(
+        store, tasks, layouts, worker, services.signer, notifier, clock, settings.container_api_url
+    )
     services.hub = hub
     services.images = images
     wire_web(services)
     wire_insights(services)
     return services
+
+
+async def _secret_env(env_of: Callable[[str], Awaitable[dict[str, str]]], ids: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for secret_id in ids:
+        env.update(await env_of(secret_id))
+    return env
 
 
 def wire_insights(s: Services) -> None:

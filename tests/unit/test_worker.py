@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from berth.domain.spec import TaskSpec
@@ -34,6 +35,22 @@ class _ShellRuntime:
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         pass
+
+    async def exec(
+        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        return proc, proc.send_signal
+
+    @staticmethod
+    def exec_exit_code(code: int, stderr_head: bytes) -> int:
+        return code
 
 
 async def test_exit_is_reported_and_leftover_children_end_with_the_container(tmp_path: Path) -> None:

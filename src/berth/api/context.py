@@ -17,6 +17,7 @@ from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.replicas import Replicas
+from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
@@ -70,6 +71,7 @@ class Services:
     schedules: ScheduleTrigger = field(init=False)
     join_tokens: JoinTokens = field(init=False)
     signer: Signer = field(init=False)
+    sandboxes: SandboxManager = field(init=False)
     function_insights: FunctionInsights = field(init=False)
     call_insights: CallInsights = field(init=False)
     function_metrics: FunctionMetrics = field(init=False)

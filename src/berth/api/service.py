@@ -6,6 +6,7 @@ from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.image_rpcs import ImageRpcs
 from berth.api.insight_rpcs import InsightRpcs
+from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.api.web_rpcs import WebRpcs
@@ -24,6 +25,7 @@ class ModalServicer(
     QueueRpcs,
     VolumeRpcs,
     ImageRpcs,
+    SandboxRpcs,
     InsightRpcs,
 ):
     def __init__(self, services: Services) -> None:

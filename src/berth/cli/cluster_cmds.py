@@ -111,6 +111,11 @@ async def _run_worker(args: argparse.Namespace) -> int:
     # Mounted files come through the HTTP relay too, from the replica the worker is joined to.
     files = HttpFiles(relays[1].url, args.join_token, settings.data_dir / "files")
     link.worker = local_worker(settings, files, link.on_output, link.on_exit)
+    # The sandbox command router: clients connect to it directly, at the address this host is reached at.
+    router_host, router_port = args.router_listen
+    advertise = args.advertise or _facing_address(grpc_ups[0][0] or "127.0.0.1")
+    link.worker.router_address(router_host, advertise)
+    await link.worker.start_router(router_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,6 +130,20 @@ async def _run_worker(args: argparse.Namespace) -> int:
         for relay in relays:
             await relay.close()
     return 0
+
+
+def _facing_address(server_host: str) -> str:
+    """This host's address on the route to the server (loopback for a server on this host)."""
+    import socket
+
+    if server_host in ("localhost", "127.0.0.1", "::1"):
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((server_host, 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -202,6 +221,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     worker.add_argument("--name", help="this worker's id (default: the host name)")
     worker.add_argument("--slots", type=int, default=16, help="containers this worker runs at once")
     worker.add_argument("--runtime", default=default_runtime(), choices=["process", "crun", "runc", "runsc"])
+    worker.add_argument(
+        "--router-listen",
+        type=_listen,
+        default=("0.0.0.0", 0),
+        help="ADDR:PORT of this worker's sandbox command router (default: any free port)",
+    )
+    worker.add_argument(
+        "--advertise",
+        help="the address clients reach this worker's command router at (default: the one facing the server)",
+    )
     worker.add_argument("-v", "--verbose", action="store_true")
     worker.set_defaults(func=cmd_worker)
     tokens = sub.add_parser("join-token", help="tokens that let workers join this server")

@@ -28,6 +28,22 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class SandboxSpec:
+    """A sandbox task: its image runs this command instead of the modal container entrypoint."""
+
+    sandbox_id: str
+    entrypoint: tuple[str, ...] = ()  # empty: the sandbox stays up (sleep) until terminated or timed out
+    workdir: str = ""  # "" = the image's working directory
+    timeout_s: int = 300
+    idle_timeout_s: int = 0  # 0 = none
+    block_network: bool = False
+
+
+# The command a sandbox created without one runs: it stays up for execs until it is terminated or times out.
+SANDBOX_IDLE_COMMAND = ("sleep", "infinity")
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     task_id: str
     function_id: str
@@ -43,6 +59,14 @@ class TaskSpec:
     image_id: str = ""  # the function's image; OCI runtimes run on its built layers
     gpu_requests: tuple[tuple[str, int], ...] = ()  # gpu= as (TYPE, count), best first (fallbacks after)
     gpus: tuple[Gpu, ...] = ()  # what the worker gave it, set when the container starts
+    sandbox: SandboxSpec | None = None  # set for a sandbox's task
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """What the container runs: a sandbox's command, or the modal container entrypoint."""
+        if self.sandbox is None:
+            return ("python", "-m", "modal._container_entrypoint")
+        return self.sandbox.entrypoint or SANDBOX_IDLE_COMMAND
 
 
 @dataclass
@@ -81,3 +105,4 @@ class WorkerInventory:
     gpus: list[Gpu] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     container_http_url: str = ""  # where this worker's containers reach the server's HTTP side (its relay)
+    router_url: str = ""  # where clients reach this worker's TaskCommandRouter (sandbox exec and stdio)

@@ -143,7 +143,7 @@ class Autoscaler:
         idle = [
             t
             for t in self._tasks.tasks.values()
-            if t.function_id != for_function and t.state == "running" and t.inflight == 0
+            if t.function_id != for_function and t.state == "running" and t.inflight == 0 and not t.sandbox_id
         ]
         for task in sorted(idle, key=lambda t: t.last_active)[:count]:
             self._tasks.drain(task, "evicted to make room for queued inputs")
@@ -160,7 +160,7 @@ class Autoscaler:
     async def _retire_idle(self) -> None:
         now = self._clock.now()
         for task in list(self._tasks.tasks.values()):
-            if task.state != "running" or task.inflight:
+            if task.state != "running" or task.inflight or task.sandbox_id:
                 continue
             fn = await self._catalog.definition(task.function_id)
             if now - task.last_active > scaledown_window(fn, self._default_scaledown):

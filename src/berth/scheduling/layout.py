@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from modal_proto import api_pb2
 
-from berth.domain.spec import BuiltArguments, MountedFile
+from berth.domain.spec import BindMount, BuiltArguments, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog, handle_metadata
@@ -67,12 +67,29 @@ class LayoutBuilder:
         env: dict[str, str] = {}
         for secret_id in fn.secret_ids:
             env.update(await self._secrets.env(secret_id))
+        files = await self._mounted_files(fn.mount_ids)
+        binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
+        return BuiltArguments(args, env, files, binds)
+
+    async def _mounted_files(self, mount_ids: list[str]) -> list[MountedFile]:
         files: list[MountedFile] = []
-        for mount_id in fn.mount_ids:
+        for mount_id in mount_ids:
             try:
                 mount_files = await self._objects.mount_files(mount_id)
             except NotFound:
                 continue
             files.extend(MountedFile(f.filename, f.sha256_hex, f.mode) for f in mount_files)
-        binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
-        return BuiltArguments(args, env, files, binds)
+        return files
+
+    async def sandbox_parts(self, sb: api_pb2.Sandbox) -> tuple[dict[str, str], list[MountedFile], list[BindMount]]:
+        """A sandbox's environment (its secrets), files (its mounts) and volumes."""
+        env: dict[str, str] = {}
+        for secret_id in sb.secret_ids:
+            env.update(await self._secrets.env(secret_id))
+        env.update(sb.environment_variables.contents)
+        files = await self._mounted_files(list(sb.mount_ids))
+        binds = [await self._volumes.bind(m) for m in sb.volume_mounts]
+        return env, files, binds
+
+    async def secret_env(self, secret_id: str) -> dict[str, str]:
+        return await self._secrets.env(secret_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,10 +50,15 @@ class TaskInfo:
     init_failure: api_pb2.GenericResult | None = None
     stop_reason: str | None = None
     pending_cancels: set[str] = field(default_factory=set)
+    sandbox_id: str = ""  # set for a sandbox's task: it takes no inputs and the autoscaler leaves it alone
 
     @property
     def accepting(self) -> bool:
         return self.state in ("starting", "running")
+
+
+# (sandbox id, exit code, why the control plane stopped it or None) once a sandbox's container exited.
+SandboxExit = Callable[[str, int, str | None], Awaitable[None]]
 
 
 def _failure_result(task: TaskInfo, code: int) -> bytes | None:
@@ -92,6 +98,7 @@ class TaskManager:
         self.replica_id = ""  # the server replica these tasks belong to (scheduling/replicas.py)
         self._background: set[asyncio.Task[None]] = set()
         self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
+        self.on_sandbox_exit: SandboxExit | None = None
         self.telemetry: Telemetry | None = None
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
@@ -172,6 +179,34 @@ class TaskManager:
             self.telemetry.container_started(function_id, fn.function_name)
         return task
 
+    async def start_sandbox(self, spec: TaskSpec) -> TaskInfo:
+        """Start a sandbox's container on a worker: a task like a function's (it takes a worker slot, its
+        CPUs and memory), which runs its image's command and takes no inputs. NoCapacity when no worker
+        has room."""
+        assert spec.sandbox is not None
+        blocker = self._worker.placement_blocker(list(spec.gpu_requests), spec.memory_mb, spec.cpu)
+        if blocker is None and self._worker.free_slots() <= 0:
+            blocker = "every worker slot is taken"
+        if blocker is not None:
+            raise NoCapacity(blocker)
+        now = self._clock.now()
+        task = TaskInfo(spec.task_id, "", spec.app_id, secret_digest(spec.secret), 0, now, last_active=now)
+        task.sandbox_id = spec.sandbox.sandbox_id
+        self.tasks[spec.task_id] = task
+        record = TaskRecord(
+            spec.task_id, "", spec.app_id, "starting", task.secret_hash, now, replica_id=self.replica_id
+        )
+        await self._store.put_task(record)
+        self._logs.task_state(spec.app_id, spec.task_id, "", api_pb2.TASK_STATE_CREATED)
+        try:
+            await self._worker.start(spec)
+        except BaseException:
+            self.tasks.pop(spec.task_id, None)
+            await self._store.end_task(spec.task_id, "stopped", self._clock.now(), None)
+            raise
+        self.mark_running(task)
+        return task
+
     def mark_running(self, task: TaskInfo) -> None:
         self._startup_crashes.pop(task.function_id, None)
         if task.state == "starting":
@@ -206,7 +241,9 @@ class TaskManager:
         for task in tasks:
             busy = task.inflight > 0
             self.drain(task, reason)
-            if busy:
+            if task.sandbox_id:  # a sandbox has no exit hooks to run: it ends with its app
+                self._worker.signal(task.task_id, signal.SIGKILL)
+            elif busy:
                 self._worker.signal(task.task_id, signal.SIGTERM)
         await asyncio.gather(*(self._worker.stop_after(t.task_id, grace_s) for t in tasks), return_exceptions=True)
 
@@ -237,6 +274,9 @@ class TaskManager:
             await self._on_exit_task(task, code)
 
     async def _on_exit_task(self, task: TaskInfo, code: int) -> None:
+        if task.sandbox_id:
+            await self._on_sandbox_exit(task, code)
+            return
         # Exited before it ever asked for an input, and nobody stopped it: it could not start.
         if code == WORKER_LOST and task.stop_reason is None:
             task.stop_reason = "its worker was lost"  # not the task's fault: what it held is requeued
@@ -257,6 +297,15 @@ class TaskManager:
         if crashed_at_start:
             await self._startup_crash(task, code)
         self._notifier.notify(SCHEDULER_KEY)
+
+    async def _on_sandbox_exit(self, task: TaskInfo, code: int) -> None:
+        task.state = "stopped"
+        self.tasks.pop(task.task_id, None)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
+        self._logs.task_state(task.app_id, task.task_id, "", api_pb2.TASK_STATE_COMPLETED)
+        if self.on_sandbox_exit is not None:
+            await self.on_sandbox_exit(task.sandbox_id, code, task.stop_reason)
+        self._notifier.notify(SCHEDULER_KEY)  # its slot is free
 
     async def _startup_crash(self, task: TaskInfo, code: int) -> None:
         """Containers that keep dying before they reach the server would be replaced forever while the

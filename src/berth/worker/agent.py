@@ -7,18 +7,24 @@ import asyncio
 import logging
 import os
 import signal
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from berth.clock import Clock, SystemClock
 from berth.domain.images import ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, WorkerCapacity
 from berth.worker.builder import BuildFailed
+from berth.worker.execs import OrderedStdin, pump
 from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.images import ImageWorker
+from berth.worker.router import CommandRouter, SecretResolver
 from berth.worker.runtime import Container, Runtime
-from berth.workers.port import BuildLog
+from berth.worker.session import TaskSession
+from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, BuildLog
 
 log = logging.getLogger("berth.worker")
 
@@ -26,6 +32,8 @@ OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 
 _DRAIN_S = 5.0
+_WATCHDOG_S = 0.5
+_KEEP_FINISHED = 256
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
 
@@ -61,6 +69,9 @@ class LocalWorker:
         gpus: GpuPool | None = None,
         images: ImageWorker | None = None,
         slots: int = 16,
+        clock: Clock | None = None,
+        router_host: str = "127.0.0.1",
+        router_advertise: str | None = None,
     ) -> None:
         self.slots = slots
         self.runtime = runtime
@@ -73,6 +84,36 @@ class LocalWorker:
         self._running: dict[str, _Running] = {}
         self._starting: dict[str, asyncio.Future[Container]] = {}
         self._closing = False
+        self._clock = clock or SystemClock()
+        self.sessions: dict[str, TaskSession] = {}
+        # Sessions of tasks that exited, kept a while: a client reads a finished sandbox's output after wait().
+        self._finished: OrderedDict[str, TaskSession] = OrderedDict()
+        self._ended: dict[str, int] = {}  # task → why the worker ended it (sandbox timeouts)
+        self.router = CommandRouter(self.session, self._clock)
+        self._router_host = router_host
+        self._router_advertise = router_advertise
+
+    # the command router (sandbox exec and stdio)
+    async def start_router(self, port: int = 0) -> str:
+        if not self.router.url:
+            await self.router.start(self._router_host, port, self._router_advertise)
+        return self.router.url
+
+    def router_address(self, host: str, advertise: str | None) -> None:
+        """Where the router listens and the address clients are told (before it starts)."""
+        self._router_host, self._router_advertise = host, advertise
+
+    def session(self, task_id: str) -> TaskSession | None:
+        return self.sessions.get(task_id) or self._finished.get(task_id)
+
+    def router_url(self, task_id: str) -> str | None:
+        return self.router.url if self.session(task_id) is not None and self.router.url else None
+
+    def trust_grants(self, public_pem: bytes) -> None:
+        self.router.public_pem = public_pem
+
+    def resolve_secrets(self, resolver: SecretResolver) -> None:
+        self.router.secrets = resolver
 
     @property
     def running_count(self) -> int:
@@ -116,6 +157,9 @@ class LocalWorker:
     def container_env(self, spec: TaskSpec, workdir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
         env.update(spec.env)
+        if spec.sandbox is not None:  # runs its image's command, not the modal entrypoint: no identity
+            env.update({"HOME": str(workdir / "root"), "PIP_CONFIG_FILE": "/dev/null"})
+            return env
         env.update(
             {
                 "HOME": str(workdir / "root"),
@@ -134,6 +178,7 @@ class LocalWorker:
     async def start(self, spec: TaskSpec) -> None:
         if self._closing:
             raise RuntimeError("the worker is shutting down")
+        await self.start_router()  # `modal container exec` reaches function containers through it too
         await self.files.fetch(f.sha256 for f in spec.files)
         workdir = self._root / spec.task_id
         workdir.mkdir(parents=True, exist_ok=True)
@@ -162,22 +207,71 @@ class LocalWorker:
         self._register(spec, container, workdir)
 
     def _register(self, spec: TaskSpec, container: Container, workdir: Path) -> None:
-        watcher = asyncio.create_task(self._watch(spec, container, workdir))
+        session = TaskSession(spec.task_id, self._clock, self._exec_starter(spec, workdir), self.runtime.exec_exit_code)
+        if spec.sandbox is not None:
+            session.stdin = OrderedStdin(container.stdin)
+        self.sessions[spec.task_id] = session
+        watcher = asyncio.create_task(self._watch(spec, container, workdir, session))
         self._running[spec.task_id] = _Running(spec, container, watcher)
+
+    def _exec_starter(self, spec: TaskSpec, workdir: Path) -> Any:
+        async def start(
+            argv: list[str], env: dict[str, str], cwd: str | None
+        ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+            return await self.runtime.exec(spec, workdir, argv, env, cwd)
+
+        return start
 
     async def _pump(self, spec: TaskSpec, stream: asyncio.StreamReader, fd: int) -> None:
         while chunk := await stream.read(65536):
             self._on_output(spec, fd, chunk.decode("utf-8", errors="replace"))
 
-    async def _watch(self, spec: TaskSpec, container: Container, workdir: Path) -> None:
-        pumps = asyncio.gather(self._pump(spec, container.stdout, 1), self._pump(spec, container.stderr, 2))
+    def _pumps(self, spec: TaskSpec, container: Container, session: TaskSession) -> asyncio.Future[Any]:
+        """Container output goes to the logs; a sandbox's is also kept for SandboxStdioReadV2."""
+        if spec.sandbox is None:
+            return asyncio.gather(self._pump(spec, container.stdout, 1), self._pump(spec, container.stderr, 2))
+
+        def tee(fd: int) -> Callable[[bytes], None]:
+            return lambda chunk: self._on_output(spec, fd, chunk.decode("utf-8", errors="replace"))
+
+        return asyncio.gather(
+            pump(container.stdout, session.stdout, tee(1)), pump(container.stderr, session.stderr, tee(2))
+        )
+
+    async def _watchdog(self, spec: TaskSpec, container: Container, session: TaskSession) -> None:
+        """A sandbox past its timeout, or idle (no exec, no stdio) past its idle timeout, is killed."""
+        assert spec.sandbox is not None
+        started = self._clock.monotonic()
+        timeout, idle = spec.sandbox.timeout_s, spec.sandbox.idle_timeout_s
+        while True:
+            await asyncio.sleep(_WATCHDOG_S)
+            if timeout and self._clock.monotonic() - started >= timeout:
+                self._ended[spec.task_id] = SANDBOX_TIMEOUT
+            elif idle and session.idle_for() >= idle:
+                self._ended[spec.task_id] = SANDBOX_IDLE
+            else:
+                continue
+            container.signal(signal.SIGKILL)
+            return
+
+    async def _watch(self, spec: TaskSpec, container: Container, workdir: Path, session: TaskSession) -> None:
+        pumps = self._pumps(spec, container, session)
+        watchdog = asyncio.ensure_future(self._watchdog(spec, container, session)) if spec.sandbox else None
         code = await container.wait()
+        if watchdog is not None:
+            watchdog.cancel()
+        code = self._ended.pop(spec.task_id, code)
         container.exited()
+        session.stdin.close()
+        await session.close()
         try:  # the pipes close once leftovers are gone; never let a stray holder keep the task alive
             await asyncio.wait_for(asyncio.shield(pumps), _DRAIN_S)
         except TimeoutError:
             pumps.cancel()
         self._running.pop(spec.task_id, None)
+        self._finished[spec.task_id] = self.sessions.pop(spec.task_id, session)
+        while len(self._finished) > _KEEP_FINISHED:
+            self._finished.popitem(last=False)
         self.gpus.release(spec.task_id)
         try:
             await self._on_exit(spec, code)
@@ -216,3 +310,4 @@ class LocalWorker:
         self._closing = True
         await asyncio.gather(*self._starting.values(), return_exceptions=True)  # they register or fail
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)
+        await self.router.close()

@@ -96,6 +96,7 @@ class WorkerLink:
             list(w.gpus.gpus),
             w.running_ids(),
             self.container_http_url,
+            w.router.url,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -132,6 +133,8 @@ class WorkerLink:
         async with ws:
             await ws.send_json({"type": "hello", "inventory": codec.encode(self.inventory())})
             welcome = await ws.receive_json(timeout=30)
+            if welcome.get("grant_key") and self.worker is not None:
+                self.worker.trust_grants(str(welcome["grant_key"]).encode())
             self._ws = ws
             for task_id in welcome.get("stop", []):
                 self._spawn(self._stop_stale(task_id))

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,7 @@ from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity
 log = logging.getLogger("berth.workers")
 
 HEARTBEAT_S = 5.0  # a worker silent for about this long (no pong) is lost
+_KEEP_ROUTERS = 4096
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 TokenCheck = Callable[[str], Awaitable[bool]]
@@ -82,6 +84,9 @@ class WorkerHub:
         self._image_specs: dict[str, ImageBuildSpec] = {}  # how to build an image on a worker that lacks it
         self._ids = itertools.count(1)
         self._closing = False
+        self._grant_key = b""  # handed to every worker in its welcome, for its command router
+        # task id → its worker's router URL, kept after the task exits (clients read a finished sandbox's output)
+        self._routers: OrderedDict[str, str] = OrderedDict()
 
     # the worker port
     @property
@@ -141,6 +146,10 @@ class WorkerHub:
             spec = replace(spec, gpus=tuple(gpus))
         member.tasks[spec.task_id] = spec
         self._homes[spec.task_id] = member
+        if member.inventory.router_url:
+            self._routers[spec.task_id] = member.inventory.router_url
+            while len(self._routers) > _KEEP_ROUTERS:
+                self._routers.popitem(last=False)
         try:
             if member.inventory.builds_images and spec.image_id and spec.image_id not in member.images:
                 await self._build_on(member, spec.image_id)
@@ -181,6 +190,12 @@ class WorkerHub:
         if member is None:
             return None
         return member.inventory.container_http_url or None
+
+    def router_url(self, task_id: str) -> str | None:
+        return self._routers.get(task_id) or None
+
+    def trust_grants(self, public_pem: bytes) -> None:
+        self._grant_key = public_pem
 
     def image_info(self, image_id: str) -> ImageInfo | None:
         return next((m.images[image_id] for m in self._members.values() if image_id in m.images), None)
@@ -269,7 +284,7 @@ class WorkerHub:
         member = _Member(inventory, ws)
         self._members[inventory.worker_id] = member
         stale = [t for t in inventory.running if t not in self._homes]
-        await ws.send_json({"type": "welcome", "stop": stale})
+        await ws.send_json({"type": "welcome", "stop": stale, "grant_key": self._grant_key.decode()})
         log.info(
             "worker %s joined: %d slots, %d MiB, %d GPU(s), runtime %s",
             inventory.worker_id,

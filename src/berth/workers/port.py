@@ -19,6 +19,9 @@ BuildLog = Callable[[str], None]
 # The exit code a task gets when its worker was lost (killed, or cut off past its lease): the task did
 # nothing wrong, so what it held goes back to the queue without counting an attempt.
 WORKER_LOST = -1000
+# The exit codes a worker reports for a sandbox it ended itself: past its timeout, or idle past its idle timeout.
+SANDBOX_TIMEOUT = -1001
+SANDBOX_IDLE = -1002
 
 
 class NoCapacity(Exception):
@@ -60,3 +63,10 @@ class WorkerPort(Protocol):
 
     def image_info(self, image_id: str) -> ImageInfo | None:
         """The image if it is built on this worker."""
+
+    def router_url(self, task_id: str) -> str | None:
+        """Where clients reach the TaskCommandRouter of the worker that runs this task; None when no worker
+        runs it (or its router is not up)."""
+
+    def trust_grants(self, public_pem: bytes) -> None:
+        """The key the workers' routers check client grants (JWTs) with: the server's public signing key."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +13,7 @@ from berth.domain.spec import TaskSpec
 class Container(Protocol):
     stdout: asyncio.StreamReader
     stderr: asyncio.StreamReader
+    stdin: asyncio.StreamWriter | None  # a sandbox's entrypoint reads it; None for function containers
 
     async def wait(self) -> int: ...
 
@@ -28,3 +30,15 @@ class Runtime(Protocol):
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> Container: ...
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None: ...
+
+    async def exec(
+        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+        """Start a command inside the task's running container (TaskExecStart): the process whose pipes are
+        the command's stdio, and how to signal the command itself. FileNotFoundError when it does not exist."""
+        ...
+
+    def exec_exit_code(self, code: int, stderr_head: bytes) -> int:
+        """The exit code the client sees for an exec that exited with `code` (a runtime's own failure to find
+        the command becomes 127, as in a shell)."""
+        ...

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,9 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.worker import gpu, network, seccomp
+from berth.worker import fs_tools, gpu, network, seccomp
 from berth.worker.cgroups import ContainerCgroup
+from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, kill_pid_file
 from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
@@ -62,6 +64,20 @@ OOM_EXIT = 137
 _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
 
 ImageResolver = Callable[[str], ImageManifest]
+
+
+def fs_tools_file() -> Path:
+    """berth.worker.fs_tools as an executable file a container can bind-mount (on the bundles' tmpfs)."""
+    target = BUNDLE_ROOT / "fs-tools" / "modal-sandbox-fs-tools"
+    source = Path(fs_tools.__file__).read_bytes()
+    if not target.exists() or target.read_bytes() != source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(target.parent, 0o755)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(source)
+        os.chmod(partial, 0o755)
+        partial.replace(target)
+    return target
 
 
 class RuntimeUnavailable(OSError):
@@ -111,6 +127,7 @@ class Sandbox:
     limits: Limits
     net: network.ContainerNet | None = None
     mounted: list[Path] = field(default_factory=list)
+    cwd: str = "/root"  # where its command (and, by default, its execs) run
 
 
 def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> None:
@@ -150,6 +167,7 @@ class OciContainer:
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout: asyncio.StreamReader = proc.stdout
         self.stderr = asyncio.StreamReader()
+        self.stdin = proc.stdin
         self._on_exit = on_exit
         self._done = asyncio.ensure_future(self._relay(proc.stderr))
 
@@ -245,16 +263,17 @@ class OciRuntime:
         image = self._images(spec.image_id)
         cid = f"berth-{spec.task_id}"
         sandbox = Sandbox(cid, BUNDLE_ROOT / cid, ContainerCgroup(cid), task_limits(spec))
+        sandbox.cwd = (spec.sandbox.workdir if spec.sandbox else "") or image.workdir or "/root"
         gpus = list(spec.gpus)
         self._sandboxes[spec.task_id] = sandbox
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
             config = ContainerConfig(
-                args=[*self._init(binds), "python", "-m", "modal._container_entrypoint"],
+                args=[*self._init(binds), *spec.command],
                 env={**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})},
                 rootfs=str(workdir / "merged"),
-                cwd=image.workdir or "/root",
+                cwd=sandbox.cwd,
                 hostname=spec.task_id,
                 netns_path=sandbox.net.netns_path if sandbox.net else None,
                 cgroups_path=sandbox.cgroup.container_path,
@@ -269,7 +288,7 @@ class OciRuntime:
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
             proc = await asyncio.create_subprocess_exec(
                 *self._run_command(sandbox),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if spec.sandbox else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
@@ -289,16 +308,23 @@ class OciRuntime:
             return None
 
         def kill(signum: int) -> None:
-            self._spawn(self._command("kill", cid, str(signum)))
+            self._spawn(self._command("kill", cid, str(signum)), lambda: proc.returncode is not None)
 
         return OciContainer(proc, on_exit, kill)
 
-    def _spawn(self, argv: list[str]) -> None:
+    def _spawn(self, argv: list[str], gone: Callable[[], bool]) -> None:
+        """Run a `crun kill` until it is delivered: right after `crun run` starts, the container may not
+        exist yet, and a kill that found nothing would be lost (a terminate would then wait forever)."""
+
         async def run() -> None:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-            )
-            await proc.wait()
+            for _ in range(200):
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                )
+                if await proc.wait() == 0 or gone():
+                    return
+                await asyncio.sleep(0.05)
+            log.warning("could not deliver %s", " ".join(argv[-3:]))
 
         task = asyncio.ensure_future(run())
         self._background.add(task)
@@ -316,10 +342,14 @@ class OciRuntime:
             image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
         )
         sandbox.cgroup.create(sandbox.limits.memory_mb)
-        sandbox.net = await network.setup(spec.task_id)
+        if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
+            sandbox.net = await network.setup(spec.task_id)
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
-        binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+        if spec.sandbox is None:
+            binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+        else:  # the helper the client's Sandbox.filesystem API execs
+            binds.append(Bind(str(fs_tools_file()), FS_TOOLS_PATH, readonly=True))
         for b in spec.binds:  # volumes
             b.host_path.mkdir(parents=True, exist_ok=True)
             binds.append(Bind(str(b.host_path), b.container_path, readonly=b.read_only))
@@ -337,6 +367,11 @@ class OciRuntime:
         env = dict(image.env)
         env.update({k: v for k, v in given.items() if k not in _HOST_ONLY and k not in spec.env})
         env.update(spec.env)
+        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        if spec.sandbox is not None:  # a sandbox runs its image as it is: no modal entrypoint to set up
+            env.update({"HOME": "/root", "SSL_CERT_FILE": CA_PATH, "REQUESTS_CA_BUNDLE": CA_PATH})
+            env.update({"PIP_CONFIG_FILE": "/dev/null", "MODAL_SANDBOX_ID": spec.sandbox.sandbox_id})
+            return env
         py_path = env.get("PYTHONPATH")
         env.update(
             {
@@ -351,8 +386,62 @@ class OciRuntime:
                 "PIP_CONFIG_FILE": "/dev/null",
             }
         )
-        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         return env
+
+    async def exec(
+        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+        """Run a command in the running container's namespaces and cgroup (`crun exec`); it starts from
+        the container's own environment, with `env` on top."""
+        sandbox = self._sandboxes.get(spec.task_id)
+        if sandbox is None:
+            raise RuntimeUnavailable(f"container {spec.task_id} is not running")
+        await self._until_running(sandbox)
+        name = f"exec-{secrets.token_hex(8)}"
+        pid_file = sandbox.bundle / f"{name}.pid"
+        # The container's own process (user, capabilities, limits, environment) with this command: written
+        # to the bundle's tmpfs, so secret values never appear on a command line.
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        process = dict(config["process"])
+        base = dict(item.split("=", 1) for item in process.get("env", []))
+        process.update(args=list(argv), cwd=cwd or sandbox.cwd, env=[f"{k}={v}" for k, v in {**base, **env}.items()])
+        process["terminal"] = False
+        process_file = sandbox.bundle / f"{name}.json"
+        fd = os.open(process_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(process, f)
+        proc = await asyncio.create_subprocess_exec(
+            *self._command("exec", "--pid-file", str(pid_file), "--process", str(process_file), sandbox.container_id),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        return proc, kill_pid_file(str(pid_file), proc)
+
+    async def _until_running(self, sandbox: Sandbox, timeout_s: float = 10.0) -> None:
+        """`crun run` returns before the container's process runs; an exec needs it running."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            proc = await asyncio.create_subprocess_exec(
+                *self._command("state", sandbox.container_id),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            out, _ = await proc.communicate()
+            status = json.loads(out).get("status") if proc.returncode == 0 and out else None
+            if status == "running":
+                return
+            if status not in (None, "created", "creating") or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeUnavailable(f"container {sandbox.container_id} is not running ({status or 'gone'})")
+            await asyncio.sleep(0.02)
+
+    @staticmethod
+    def exec_exit_code(code: int, stderr_head: bytes) -> int:
+        """crun exits 255 for a command it cannot find; a shell (and the client) expects 127."""
+        if code == 255 and b"executable file" in stderr_head and b"not found" in stderr_head:
+            return COMMAND_NOT_FOUND
+        return code
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         sandbox = self._sandboxes.pop(spec.task_id, None)

@@ -4,13 +4,18 @@ subprocess of the worker, on the worker's own Python, with mounts laid out under
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from berth.domain.spec import BindMount, TaskSpec
+from berth.worker import fs_tools
+from berth.worker.execs import FS_TOOLS_PATH
 from berth.worker.files import FileSource
 
 
@@ -20,6 +25,7 @@ class _ProcessContainer:
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout: asyncio.StreamReader = proc.stdout
         self.stderr: asyncio.StreamReader = proc.stderr
+        self.stdin = proc.stdin
 
     async def wait(self) -> int:
         # Process.wait() also waits for the output pipes to close, which a leftover child can hold
@@ -73,12 +79,26 @@ def link_bind(workdir: Path, bind: BindMount) -> None:
     os.symlink(bind.host_path, link, target_is_directory=True)
 
 
+def _task_paths(workdir: Path, command: str) -> str:
+    """The filesystem API's paths, as the task sees them (/root is its directory, the rest under fs/): without
+    a mount namespace, a sandbox's /tmp would otherwise be the host's."""
+    try:
+        op = json.loads(command)
+        (args,) = op.values()
+        path = str(args["path"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return command  # the tool reports a malformed command itself
+    args["path"] = str(host_path(workdir, path))  # ValueError for a path with "..": refused
+    return json.dumps(op)
+
+
 class ProcessRuntime:
     name = "process"
     isolated = False
 
     def __init__(self, files: FileSource) -> None:
         self._files = files
+        self._envs: dict[str, dict[str, str]] = {}
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
         root = workdir / "root"
@@ -94,18 +114,51 @@ class ProcessRuntime:
         except ValueError:
             await self.cleanup(spec, workdir)
             raise
+        argv = [sys.executable, *spec.command[1:]] if spec.sandbox is None else list(spec.command)
+        cwd = host_path(workdir, spec.sandbox.workdir) if spec.sandbox and spec.sandbox.workdir else root
+        cwd.mkdir(parents=True, exist_ok=True)
+        self._envs[spec.task_id] = env
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "modal._container_entrypoint",
-            cwd=str(root),
+            *argv,
+            cwd=str(cwd),
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE if spec.sandbox else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         return _ProcessContainer(proc)
 
+    async def exec(
+        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+        """A subprocess beside the task's own, with its environment and working directory (paths under
+        /root are the task's directory; there is no mount namespace)."""
+        directory = host_path(workdir, cwd) if cwd else workdir / "root"
+        if argv and argv[0] == FS_TOOLS_PATH:  # no mount namespace to put it at its path: run it from here
+            argv = [sys.executable, fs_tools.__file__, *(_task_paths(workdir, a) for a in argv[1:])]
+        if not directory.is_dir():
+            raise NotADirectoryError(f"workdir {cwd} does not exist")
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(directory),
+            env={**self._envs.get(spec.task_id, {}), **env},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+
+        def kill(signum: int) -> None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signum)
+
+        return proc, kill
+
+    @staticmethod
+    def exec_exit_code(code: int, stderr_head: bytes) -> int:
+        return code
+
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
+        self._envs.pop(spec.task_id, None)
         await asyncio.to_thread(shutil.rmtree, workdir, True)

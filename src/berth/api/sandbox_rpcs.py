@@ -1,0 +1,127 @@
+"""Sandbox RPCs (V2 lifecycle, and the V1 lookups the 1.6.4 client still uses for `from_name` and `list`):
+decode, call the SandboxManager, encode. Exec and stdio go to the worker's command router, not here."""
+
+from __future__ import annotations
+
+from google.protobuf import empty_pb2
+from modal_proto import api_pb2
+
+from berth.api.caller import Caller
+from berth.api.context import Services
+from berth.errors import NotFound
+from berth.scheduling.sandboxes import SandboxRecord
+
+_MAX_WAIT_S = 55.0
+_LIST_PAGE = 100
+
+
+def _tags(tags: dict[str, str]) -> list[api_pb2.SandboxTag]:
+    return [api_pb2.SandboxTag(tag_name=k, tag_value=v) for k, v in tags.items()]
+
+
+def _metadata(record: SandboxRecord) -> api_pb2.SandboxHandleMetadata:
+    md = api_pb2.SandboxHandleMetadata(app_id=record.app_id)
+    if record.result is not None:
+        md.result.CopyFrom(record.result)
+    return md
+
+
+class SandboxRpcs:
+    s: Services
+
+    async def SandboxCreateV2(
+        self, req: api_pb2.SandboxCreateV2Request, caller: Caller
+    ) -> api_pb2.SandboxCreateV2Response:
+        await self.s.apps.get(req.app_id)
+        record = await self.s.sandboxes.create(req)
+        return api_pb2.SandboxCreateV2Response(
+            sandbox_id=record.sandbox_id,
+            task_id=record.task_id,
+            metadata=_metadata(record),
+            command_router_access=self.s.sandboxes.router_access(record),
+        )
+
+    async def SandboxWaitV2(self, req: api_pb2.SandboxWaitRequest, caller: Caller) -> api_pb2.SandboxWaitResponse:
+        record = await self.s.sandboxes.wait(req.sandbox_id, min(max(req.timeout, 0.0), _MAX_WAIT_S))
+        resp = api_pb2.SandboxWaitResponse(metadata=_metadata(record))
+        if record.result is not None:
+            resp.result.CopyFrom(record.result)
+        return resp
+
+    async def SandboxTerminateV2(
+        self, req: api_pb2.SandboxTerminateRequest, caller: Caller
+    ) -> api_pb2.SandboxTerminateResponse:
+        existing = await self.s.sandboxes.terminate(req.sandbox_id)
+        return api_pb2.SandboxTerminateResponse(existing_result=existing)
+
+    async def SandboxGetTaskIdV2(
+        self, req: api_pb2.SandboxGetTaskIdRequest, caller: Caller
+    ) -> api_pb2.SandboxGetTaskIdResponse:
+        record = await self.s.sandboxes.get(req.sandbox_id)
+        return api_pb2.SandboxGetTaskIdResponse(task_id=record.task_id, task_result=record.result)
+
+    async def SandboxGetCommandRouterAccess(
+        self, req: api_pb2.SandboxGetCommandRouterAccessRequest, caller: Caller
+    ) -> api_pb2.SandboxGetCommandRouterAccessResponse:
+        if req.sandbox_id:
+            access = self.s.sandboxes.router_access(await self.s.sandboxes.get(req.sandbox_id))
+        else:
+            access = self.s.sandboxes.task_router_access(req.task_id)
+        return api_pb2.SandboxGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
+
+    async def TaskGetCommandRouterAccess(
+        self, req: api_pb2.TaskGetCommandRouterAccessRequest, caller: Caller
+    ) -> api_pb2.TaskGetCommandRouterAccessResponse:
+        if req.task_id not in self.s.tasks.tasks:
+            raise NotFound(f"Task {req.task_id} is not running")
+        access = self.s.sandboxes.task_router_access(req.task_id)
+        return api_pb2.TaskGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
+
+    async def SandboxTagsSetV2(self, req: api_pb2.SandboxTagsSetRequest, caller: Caller) -> empty_pb2.Empty:
+        await self.s.sandboxes.set_tags(req.sandbox_id, {t.tag_name: t.tag_value for t in req.tags})
+        return empty_pb2.Empty()
+
+    async def SandboxTagsGetV2(
+        self, req: api_pb2.SandboxTagsGetRequest, caller: Caller
+    ) -> api_pb2.SandboxTagsGetResponse:
+        record = await self.s.sandboxes.get(req.sandbox_id)
+        return api_pb2.SandboxTagsGetResponse(tags=_tags(record.tags))
+
+    async def SandboxGetFromNameV2(
+        self, req: api_pb2.SandboxGetFromNameRequest, caller: Caller
+    ) -> api_pb2.SandboxGetFromNameResponse:
+        env = req.environment_name or caller.environment or "main"
+        try:
+            app_id = await self.s.deployments.app_id_by_name(env, req.app_name)
+        except NotFound as exc:
+            raise NotFound(f"App '{req.app_name}' not found in environment '{env}'") from exc
+        record = self.s.sandboxes.by_name(app_id, req.sandbox_name)
+        return api_pb2.SandboxGetFromNameResponse(sandbox_id=record.sandbox_id, metadata=_metadata(record))
+
+    async def SandboxGetFromName(
+        self, req: api_pb2.SandboxGetFromNameRequest, caller: Caller
+    ) -> api_pb2.SandboxGetFromNameResponse:
+        return await self.SandboxGetFromNameV2(req, caller)
+
+    async def SandboxListV2(self, req: api_pb2.SandboxListRequest, caller: Caller) -> api_pb2.SandboxListResponse:
+        tags = {t.tag_name: t.tag_value for t in req.tags}
+        found = self.s.sandboxes.running(req.app_id, tags, req.before_timestamp)[:_LIST_PAGE]
+        resp = api_pb2.SandboxListResponse()
+        for record in found:
+            resp.sandboxes.add(
+                id=record.sandbox_id,
+                created_at=record.created_at,
+                app_id=record.app_id,
+                tags=_tags(record.tags),
+                name=record.name,
+                image_id=record.image_id,
+                timeout_secs=record.timeout_s,
+                idle_timeout_secs=record.idle_timeout_s,
+                task_info=api_pb2.TaskInfo(id=record.task_id, sandbox_id=record.sandbox_id),
+                metadata=_metadata(record),
+            )
+        return resp
+
+    async def SandboxList(self, req: api_pb2.SandboxListRequest, caller: Caller) -> api_pb2.SandboxListResponse:
+        """The 1.6.4 client lists through the V1 RPC unless told otherwise; it lists V2 sandboxes too."""
+        return await self.SandboxListV2(req, caller)

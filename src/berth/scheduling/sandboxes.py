@@ -1,0 +1,339 @@
+"""Sandboxes (V2): a sandbox is a task on a worker that runs its image's command. This module owns their
+lifecycle on the control plane: create (a task through the TaskManager, so it takes a worker slot like a
+function's container), wait, terminate, names unique per app, tags, listing, and the grants that let a
+client reach its task's command router on the worker. Exec and stdio never pass through here: the client
+talks to the worker's router directly.
+
+Live sandboxes are known to the server that started their tasks (as its tasks are); each sandbox's record,
+result included, is also written to the object store, so `from_id` of a finished one still answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modal_proto import api_pb2
+
+from berth.clock import Clock
+from berth.domain.spec import SandboxSpec, TaskSpec
+from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from berth.ids import new_id, new_secret
+from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.tasks import TaskManager
+from berth.services.notify import Notifier
+from berth.services.results import failure
+from berth.services.signing import Signer
+from berth.store.ports import ObjectStore, TaskStore
+from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, WORKER_LOST, NoCapacity, WorkerPort
+
+log = logging.getLogger("berth.sandboxes")
+
+ROUTER_AUDIENCE = "task-router"  # berth.worker.router checks grants for this audience
+ROUTER_GRANT_TTL_S = 900.0
+_KIND = "sandbox"
+_RECHECK_S = 1.0  # how often a wait on another replica's sandbox re-reads the store
+FORGET_AFTER_S = 3600.0  # finished sandboxes leave memory after this; their records stay in the object store
+GS = api_pb2.GenericResult
+
+
+def sandbox_key(sandbox_id: str) -> str:
+    return f"sandbox:{sandbox_id}"
+
+
+def new_sandbox_id() -> str:
+    # 24 characters after "sb-": the client routes "sb-" + 22 characters to the V1 RPCs (_is_v1_sandbox_id).
+    return new_id("sb", 24)
+
+
+def new_sandbox_task_id() -> str:
+    return new_id("ta", 21) + "V"  # the client's marker of a V2 sandbox's task (_is_v2_task_id)
+
+
+class SandboxStore(ObjectStore, TaskStore, Protocol):
+    """Sandbox records (objects), and their tasks' records (is another replica's sandbox still running?)."""
+
+
+@dataclass
+class SandboxRecord:
+    sandbox_id: str
+    app_id: str
+    task_id: str
+    created_at: float
+    name: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    image_id: str = ""
+    timeout_s: int = 300
+    idle_timeout_s: int = 0
+    result: api_pb2.GenericResult | None = None
+    router_url: str = ""  # its worker's command router, for a replica that did not start it
+
+    def to_json(self) -> bytes:
+        keys = ("app_id", "task_id", "created_at", "name", "tags", "image_id", "router_url")
+        body = {k: getattr(self, k) for k in keys}
+        body["result"] = self.result.SerializeToString().hex() if self.result is not None else None
+        return json.dumps(body).encode()
+
+    @classmethod
+    def from_json(cls, sandbox_id: str, raw: bytes) -> SandboxRecord:
+        body = json.loads(raw)
+        result = body.pop("result")
+        record = cls(sandbox_id, **body)
+        if result is not None:
+            record.result = api_pb2.GenericResult.FromString(bytes.fromhex(result))
+        return record
+
+
+def _check_supported(definition: api_pb2.Sandbox) -> None:
+    """Arguments Berth cannot honour yet are refused by name rather than ignored."""
+    unsupported = {
+        "pty_info (pty=True)": definition.HasField("pty_info"),
+        "open ports (encrypted_ports/h2_ports/unencrypted_ports)": bool(definition.open_ports.ports),
+        "outbound_cidr_allowlist / outbound_domain_allowlist": _has_allowlist(definition),
+        "inbound_cidr_allowlist": bool(definition.inbound_cidr_allowlist),
+        "readiness_probe": definition.HasField("readiness_probe"),
+        "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
+        "network_file_systems": bool(definition.nfs_mounts),
+        "proxy": bool(definition.proxy_id),
+        "enable_snapshot": definition.enable_snapshot,
+        "i6pn": definition.i6pn_enabled,
+        "outbound_policy": definition.HasField("experimental_outbound_policy")
+        or definition.HasField("outbound_policy"),
+    }
+    refused = [name for name, asked in unsupported.items() if asked]
+    if refused:
+        raise InvalidArgument(f"Berth does not support these Sandbox options yet: {', '.join(refused)}")
+    if definition.resources.gpu_config.count or definition.resources.gpu_config.gpu_type:
+        raise InvalidArgument("Berth does not support GPUs in Sandboxes yet (gpu=)")
+
+
+def _has_allowlist(definition: api_pb2.Sandbox) -> bool:
+    access = definition.network_access
+    return bool(access.allowed_cidrs) or access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST
+
+
+def _blocks_network(definition: api_pb2.Sandbox) -> bool:
+    return definition.block_network or definition.network_access.network_access_type == api_pb2.NetworkAccess.BLOCKED
+
+
+def exit_result(code: int, stop_reason: str | None, timeout_s: int) -> api_pb2.GenericResult:
+    if code == SANDBOX_TIMEOUT:
+        return failure(f"Sandbox timed out after {timeout_s} seconds", GS.GENERIC_STATUS_TIMEOUT)
+    if code == SANDBOX_IDLE:
+        return failure("Sandbox was idle past its idle_timeout", GS.GENERIC_STATUS_TIMEOUT)
+    if code == WORKER_LOST:
+        return failure("The worker running this sandbox was lost", GS.GENERIC_STATUS_TERMINATED)
+    if stop_reason is not None:
+        return failure(f"Sandbox was terminated: {stop_reason}", GS.GENERIC_STATUS_TERMINATED)
+    if code == 0:
+        return GS(status=GS.GENERIC_STATUS_SUCCESS, exitcode=0)
+    return GS(status=GS.GENERIC_STATUS_FAILURE, exitcode=code, exception=f"Sandbox exited with code {code}")
+
+
+class SandboxManager:
+    def __init__(
+        self,
+        objects: SandboxStore,
+        tasks: TaskManager,
+        layouts: LayoutBuilder,
+        worker: WorkerPort,
+        signer: Signer,
+        notifier: Notifier,
+        clock: Clock,
+        server_url: str,
+    ) -> None:
+        self._objects = objects
+        self._tasks = tasks
+        self._layouts = layouts
+        self._worker = worker
+        self._signer = signer
+        self._notifier = notifier
+        self._clock = clock
+        self._server_url = server_url
+        self.live: dict[str, SandboxRecord] = {}  # sandboxes started by this server, running or finished
+        tasks.on_sandbox_exit = self.on_exit
+
+    async def create(self, req: api_pb2.SandboxCreateV2Request) -> SandboxRecord:
+        definition = req.definition
+        _check_supported(definition)
+        self.forget_finished(self._clock.now() - FORGET_AFTER_S)
+        if definition.name:
+            self._check_name_free(req.app_id, definition.name)
+        sandbox_id, task_id = new_sandbox_id(), new_sandbox_task_id()
+        record = SandboxRecord(
+            sandbox_id,
+            req.app_id,
+            task_id,
+            self._clock.now(),
+            name=definition.name,
+            tags={t.tag_name: t.tag_value for t in req.tags},
+            image_id=definition.image_id,
+            timeout_s=definition.timeout_secs or 300,
+            idle_timeout_s=definition.idle_timeout_secs,
+        )
+        self.live[sandbox_id] = record  # before any await: holds the name against a concurrent create
+        try:
+            spec = await self._task_spec(record, req)
+        except BaseException:
+            self.live.pop(sandbox_id, None)
+            raise
+        await self._save(record)
+        try:
+            await self._tasks.start_sandbox(spec)
+            record.router_url = self._worker.router_url(task_id) or ""
+            await self._save(record)
+        except NoCapacity as exc:
+            await self._finish(record, failure(f"No worker has room for this sandbox: {exc}"))
+            raise ResourceExhausted(f"No worker has room for this sandbox now: {exc}") from exc
+        except Exception as exc:
+            await self._finish(record, failure(f"The sandbox could not start: {exc}"))
+            raise InvalidArgument(f"The sandbox could not start: {exc}") from exc
+        return record
+
+    def _check_name_free(self, app_id: str, name: str) -> None:
+        for other in self.live.values():
+            if other.app_id == app_id and other.name == name and other.result is None:
+                raise AlreadyExists(f"Sandbox with name '{name}' already exists in this app ({other.sandbox_id})")
+
+    async def _task_spec(self, record: SandboxRecord, req: api_pb2.SandboxCreateV2Request) -> TaskSpec:
+        definition = req.definition
+        env, files, binds = await self._layouts.sandbox_parts(definition)
+        for source in req.secret_sources:
+            if source.secret_id:
+                env.update(await self._layouts.secret_env(source.secret_id))
+            else:
+                env.update(source.env.contents)
+        env.update(req.ephemeral_secrets.contents)
+        res = definition.resources
+        return TaskSpec(
+            task_id=record.task_id,
+            function_id="",
+            app_id=record.app_id,
+            container_arguments=api_pb2.ContainerArguments(
+                task_id=record.task_id,
+                app_id=record.app_id,
+                function_def=api_pb2.Function(resources=res, image_id=definition.image_id),
+            ).SerializeToString(),
+            server_url=self._server_url,
+            secret=new_secret(),
+            env=env,
+            files=files,
+            binds=binds,
+            memory_mb=res.memory_mb,
+            cpu=res.milli_cpu / 1000,
+            image_id=definition.image_id,
+            sandbox=SandboxSpec(
+                record.sandbox_id,
+                tuple(definition.entrypoint_args),
+                definition.workdir,
+                record.timeout_s,
+                record.idle_timeout_s,
+                _blocks_network(definition),
+            ),
+        )
+
+    async def on_exit(self, sandbox_id: str, code: int, stop_reason: str | None) -> None:
+        record = self.live.get(sandbox_id)
+        if record is not None and record.result is None:
+            await self._finish(record, exit_result(code, stop_reason, record.timeout_s))
+
+    async def _finish(self, record: SandboxRecord, result: api_pb2.GenericResult) -> None:
+        record.result = result
+        await self._save(record)
+        self._notifier.notify(sandbox_key(record.sandbox_id))
+
+    async def _save(self, record: SandboxRecord) -> None:
+        await self._objects.put_object(
+            _KIND,
+            record.sandbox_id,
+            record.to_json(),
+            self._clock.now(),
+            name=record.name or None,
+            app_id=record.app_id,
+        )
+
+    async def get(self, sandbox_id: str) -> SandboxRecord:
+        record = self.live.get(sandbox_id)
+        if record is not None:
+            return record
+        raw = await self._objects.get_object(_KIND, sandbox_id)
+        if raw is None:
+            raise NotFound(f"Sandbox {sandbox_id} not found")
+        record = SandboxRecord.from_json(sandbox_id, raw)
+        if record.result is None:  # started by another replica, or by a server process that is gone
+            task = await self._objects.get_task(record.task_id)
+            if task is None or task.ended_at is not None or task.state == "stopped":
+                reason = "The server that ran this sandbox stopped, and its container with it"
+                record.result = failure(reason, GS.GENERIC_STATUS_TERMINATED)
+        return record
+
+    async def wait(self, sandbox_id: str, timeout_s: float) -> SandboxRecord:
+        deadline = self._clock.monotonic() + timeout_s
+        while True:
+            with self._notifier.listen(sandbox_key(sandbox_id)) as waiter:  # listen first, then look
+                record = await self.get(sandbox_id)
+                remaining = deadline - self._clock.monotonic()
+                if record.result is not None or remaining <= 0:
+                    return record
+                if sandbox_id in self.live:  # ours: its exit notifies
+                    await waiter.wait(remaining)
+                    return record
+                await waiter.wait(min(remaining, _RECHECK_S))
+
+    async def terminate(self, sandbox_id: str) -> api_pb2.GenericResult | None:
+        """Kills the sandbox's container; returns the result it had already finished with, if any."""
+        record = await self.get(sandbox_id)
+        if record.result is not None:
+            return record.result
+        if sandbox_id not in self.live:
+            raise FailedPrecondition(
+                f"Sandbox {sandbox_id} runs on a worker of another server replica; terminate it through that one"
+            )
+        task = self._tasks.tasks.get(record.task_id)
+        if task is not None:
+            task.stop_reason = "terminated by request"
+        await self._finish(record, failure("Sandbox was terminated", GS.GENERIC_STATUS_TERMINATED))
+        await self._worker.stop(record.task_id, 0.0)
+        return None
+
+    def router_access(self, record: SandboxRecord) -> api_pb2.CommandRouterAccess:
+        return self.task_router_access(record.task_id, sandbox_id=record.sandbox_id, known_url=record.router_url)
+
+    def task_router_access(
+        self, task_id: str, sandbox_id: str = "", known_url: str = ""
+    ) -> api_pb2.CommandRouterAccess:
+        """A grant for the task's router. Every replica signs with the same key, so one that did not start the
+        sandbox hands out its recorded router URL."""
+        url = self._worker.router_url(task_id) or known_url
+        if not url:
+            raise NotFound(f"Task {task_id} is not running on a worker with a command router")
+        jwt = self._signer.issue(task_id, ROUTER_AUDIENCE, ROUTER_GRANT_TTL_S, task_id=task_id, sandbox_id=sandbox_id)
+        return api_pb2.CommandRouterAccess(url=url, jwt=jwt)
+
+    def by_name(self, app_id: str, name: str) -> SandboxRecord:
+        for record in sorted(self.live.values(), key=lambda r: r.created_at, reverse=True):
+            if record.app_id == app_id and record.name == name and record.result is None:
+                return record
+        raise NotFound(f"Sandbox with name '{name}' not found")
+
+    def running(self, app_id: str, tags: dict[str, str], before: float) -> list[SandboxRecord]:
+        found = [
+            r
+            for r in self.live.values()
+            if r.result is None
+            and (not app_id or r.app_id == app_id)
+            and all(r.tags.get(k) == v for k, v in tags.items())
+            and (not before or r.created_at < before)
+        ]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+    async def set_tags(self, sandbox_id: str, tags: dict[str, str]) -> None:
+        record = await self.get(sandbox_id)
+        record.tags = dict(tags)
+        await self._save(record)
+
+    def forget_finished(self, older_than: float) -> None:
+        for sandbox_id, record in list(self.live.items()):
+            if record.result is not None and record.created_at < older_than:
+                self.live.pop(sandbox_id, None)

@@ -1,0 +1,154 @@
+"""The worker's side of sandboxes: output kept for re-reading from any offset, stdin written once per offset,
+the command router's grant checks, and a sandbox ended at its timeout, on the process runtime's real
+subprocesses and a real grpclib router on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from modal_proto import task_command_router_pb2 as sr
+from modal_proto.task_command_router_grpc import TaskCommandRouterStub
+
+from berth.domain.spec import SandboxSpec, TaskSpec
+from berth.grants import ISSUER
+from berth.worker.agent import LocalWorker
+from berth.worker.execs import OrderedStdin, OutputBuffer, StdinOutOfOrder
+from berth.worker.files import LocalFiles
+from berth.worker.router import ROUTER_AUDIENCE
+from berth.worker.runtime.process import ProcessRuntime
+from berth.workers.port import SANDBOX_TIMEOUT
+
+
+async def test_output_is_kept_so_a_reader_can_start_again_from_any_offset() -> None:
+    buffer = OutputBuffer()
+    await buffer.append(b"hello ")
+    seen: list[tuple[int, bytes]] = []
+
+    async def read(offset: int) -> None:
+        async for item in buffer.read_from(offset):
+            seen.append(item)
+
+    reader = asyncio.create_task(read(0))
+    await asyncio.sleep(0.01)
+    await buffer.append(b"world")
+    await buffer.close()
+    await reader
+    assert b"".join(chunk for _, chunk in seen) == b"hello world"
+    again = [item async for item in buffer.read_from(6)]
+    assert again == [(6, b"world")]
+
+
+async def test_stdin_written_again_at_the_same_offset_is_written_once() -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+        async def drain(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    sink = Sink()
+    stdin = OrderedStdin(sink)  # type: ignore[arg-type]
+    await stdin.write(0, b"abc", eof=False)
+    await stdin.write(0, b"abc", eof=False)  # a retry of the same write
+    await stdin.write(2, b"cde", eof=False)  # overlaps what was written: only "de" is new
+    with pytest.raises(StdinOutOfOrder):
+        await stdin.write(10, b"x", eof=False)
+    await stdin.write(5, b"", eof=True)
+    assert sink.data == b"abcde" and stdin.written == 5 and stdin.closed
+
+
+@pytest.fixture
+async def sandbox_worker(tmp_path: Path) -> AsyncIterator[tuple[LocalWorker, Ed25519PrivateKey, list[int]]]:
+    exits: list[int] = []
+
+    async def on_exit(spec: TaskSpec, code: int) -> None:
+        exits.append(code)
+
+    worker = LocalWorker(ProcessRuntime(LocalFiles(tmp_path)), tmp_path, lambda *a: None, on_exit, LocalFiles(tmp_path))
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    worker.trust_grants(public)
+    yield worker, key, exits
+    await worker.shutdown(1.0)
+
+
+def _spec(task_id: str, timeout_s: int = 300) -> TaskSpec:
+    sandbox = SandboxSpec("sb-test", ("sleep", "600"), timeout_s=timeout_s)
+    return TaskSpec(task_id, "", "ap-1", b"", "unix:///nowhere", "secret", sandbox=sandbox)
+
+
+def _grant(key: Ed25519PrivateKey, task_id: str, ttl: float = 60) -> str:
+    now = time.time()
+    claims = {"iss": ISSUER, "aud": ROUTER_AUDIENCE, "iat": int(now), "exp": int(now + ttl), "task_id": task_id}
+    return jwt.encode(claims, key, algorithm="EdDSA")
+
+
+async def test_router_runs_execs_for_a_valid_grant_and_refuses_others(
+    sandbox_worker: tuple[LocalWorker, Ed25519PrivateKey, list[int]],
+) -> None:
+    worker, key, _ = sandbox_worker
+    await worker.start(_spec("ta-oneV"))
+    await worker.start(_spec("ta-twoV"))
+    url = worker.router_url("ta-oneV")
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    host, port = url.removeprefix("http://").split(":")
+    channel = Channel(host, int(port))
+    stub = TaskCommandRouterStub(channel)
+    try:
+        grant = {"authorization": f"Bearer {_grant(key, 'ta-oneV')}"}
+        start = sr.TaskExecStartRequest(task_id="ta-oneV", exec_id="e1", command_args=["sh", "-c", "printf abcdef"])
+        await stub.TaskExecStart(start, metadata=grant)
+        done = await stub.TaskExecWait(sr.TaskExecWaitRequest(task_id="ta-oneV", exec_id="e1"), metadata=grant)
+        assert done.code == 0
+        read = sr.TaskExecStdioReadRequest(task_id="ta-oneV", exec_id="e1", offset=3)
+        chunks = await stub.TaskExecStdioRead(read, metadata=grant)
+        assert b"".join(c.data for c in chunks) == b"def"  # a reconnect re-reads from its offset
+        refused = {
+            "other task": (sr.TaskExecPollRequest(task_id="ta-twoV", exec_id="e1"), grant),
+            "expired": (
+                sr.TaskExecPollRequest(task_id="ta-oneV", exec_id="e1"),
+                {"authorization": f"Bearer {_grant(key, 'ta-oneV', ttl=-5)}"},
+            ),
+            "forged": (
+                sr.TaskExecPollRequest(task_id="ta-oneV", exec_id="e1"),
+                {"authorization": f"Bearer {_grant(Ed25519PrivateKey.generate(), 'ta-oneV')}"},
+            ),
+        }
+        for why, (request, metadata) in refused.items():
+            with pytest.raises(GRPCError) as err:
+                await stub.TaskExecPoll(request, metadata=metadata)
+            assert err.value.status == Status.UNAUTHENTICATED, why
+        with pytest.raises(GRPCError) as unserved:
+            await stub.TaskSnapshotMemory(sr.TaskSnapshotMemoryRequest(task_id="ta-oneV"), metadata=grant)
+        assert unserved.value.status == Status.UNIMPLEMENTED and "TaskSnapshotMemory" in str(unserved.value.message)
+    finally:
+        channel.close()
+
+
+async def test_a_sandbox_past_its_timeout_is_ended_with_the_timeout_code(
+    sandbox_worker: tuple[LocalWorker, Ed25519PrivateKey, list[int]],
+) -> None:
+    worker, _, exits = sandbox_worker
+    await worker.start(_spec("ta-shortV", timeout_s=1))
+    for _ in range(100):
+        if exits:
+            break
+        await asyncio.sleep(0.1)
+    assert exits == [SANDBOX_TIMEOUT]
+    assert worker.free_slots() == worker.slots  # its slot is free again
