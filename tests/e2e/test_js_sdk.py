@@ -126,6 +126,26 @@ def test_js_sees_python_exceptions_and_missing_objects_as_sdk_errors(deployed: B
     assert "error" in out["missingCall"], out["missingCall"]
 
 
+def test_js_looks_up_functions_by_id_and_calls_deployed_classes(deployed: BerthServer) -> None:
+    out = scenario(deployed, "lookups")
+    assert out["functionId"].startswith("fu-")
+    assert out["byIdSum"] == 42
+    assert out["missingId"]["error"] == "NotFoundError"
+    assert out["greetHi"] == "hi, js"
+    assert out["greetDefault"] == "hello, js"
+    assert out["missingCls"]["error"] == "NotFoundError"
+
+
+def test_js_current_stats_count_the_backlog_and_the_containers(deployed: BerthServer) -> None:
+    out = scenario(deployed, "currentStats", calls=3, seconds=2)
+    assert out["before"]["backlog"] == 0
+    # max_containers=1: one input runs while the other two wait (all three, before the container takes one).
+    assert out["maxRunners"] == 1
+    assert out["maxBacklog"] in (2, 3)
+    assert out["results"] == [2, 2, 2]
+    assert out["after"]["backlog"] == 0
+
+
 def test_js_ephemeral_queue_puts_gets_and_partitions(deployed: BerthServer) -> None:
     out = scenario(deployed, "ephemeralQueue")
     assert out["queueId"].startswith("qu-")

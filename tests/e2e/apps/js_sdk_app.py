@@ -59,3 +59,19 @@ def read_file(mount: str, name: str) -> str | None:
 def pattern(n: int) -> bytes:
     """n bytes counting 0..250 over and over: a large result comes back through a blob."""
     return (bytes(range(251)) * (n // 251 + 1))[:n]
+
+
+@app.cls()
+class Greeter:
+    greeting: str = modal.parameter(default="hello")
+
+    @modal.method()
+    def greet(self, name: str) -> str:
+        return f"{self.greeting}, {name}"
+
+
+@app.function(max_containers=1)
+def one_at_a_time(seconds: float) -> float:
+    """One container, one input at a time: further calls wait in the backlog."""
+    time.sleep(seconds)
+    return seconds

@@ -82,6 +82,38 @@ const scenarios = {
     };
   },
 
+  async lookups(modal) {
+    const add = await modal.functions.fromName(APP, "add");
+    const byId = await modal.functions.fromId(add.functionId);
+    const greeter = await modal.cls.fromName(APP, "Greeter");
+    return {
+      functionId: add.functionId,
+      byIdSum: await byId.remote([20, 22]),
+      missingId: await failure(modal.functions.fromId("fu-doesnotexist")),
+      greetHi: await (await greeter.instance({ greeting: "hi" })).method("greet").remote(["js"]),
+      greetDefault: await (await greeter.instance()).method("greet").remote(["js"]),
+      missingCls: await failure(modal.cls.fromName(APP, "NoSuchClass")),
+    };
+  },
+
+  async currentStats(modal, { calls, seconds }) {
+    const fn = await modal.functions.fromName(APP, "one_at_a_time");
+    const before = await fn.getCurrentStats();
+    const spawned = [];
+    for (let i = 0; i < calls; i++) spawned.push(await fn.spawn([seconds]));
+    let maxBacklog = 0;
+    let maxRunners = 0;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && (maxBacklog < calls - 1 || maxRunners < 1)) {
+      const stats = await fn.getCurrentStats();
+      maxBacklog = Math.max(maxBacklog, stats.backlog);
+      maxRunners = Math.max(maxRunners, stats.numTotalRunners);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const results = await Promise.all(spawned.map((call) => call.get()));
+    return { before, maxBacklog, maxRunners, results, after: await fn.getCurrentStats() };
+  },
+
   async ephemeralQueue(modal) {
     const queue = await modal.queues.ephemeral();
     await queue.put({ a: 1, nested: [1, 2] });
