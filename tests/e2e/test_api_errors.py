@@ -71,7 +71,7 @@ async def test_unknown_ids_are_not_found(berth: BerthServer, channel: Channel) -
     assert code == Status.NOT_FOUND
 
 
-async def test_function_lookup_by_id_and_stats_reject_bad_ids(berth: BerthServer, channel: Channel) -> None:
+async def test_function_and_call_lookups_by_id_reject_bad_ids(berth: BerthServer, channel: Channel) -> None:
     stub = api_grpc.ModalClientStub(channel)
     md = token_metadata(berth)
     code, _ = await status_of(lambda: stub.FunctionGetById(api_pb2.FunctionGetByIdRequest(), metadata=md))
@@ -82,6 +82,10 @@ async def test_function_lookup_by_id_and_stats_reject_bad_ids(berth: BerthServer
     assert (code, message) == (Status.NOT_FOUND, "Function fu-nope not found")
     code, _ = await status_of(
         lambda: stub.FunctionGetCurrentStats(api_pb2.FunctionGetCurrentStatsRequest(function_id="fu-nope"), metadata=md)
+    )
+    assert code == Status.NOT_FOUND
+    code, _ = await status_of(
+        lambda: stub.FunctionCallGetInfo(api_pb2.FunctionCallGetInfoRequest(function_call_id="fc-nope"), metadata=md)
     )
     assert code == Status.NOT_FOUND
 

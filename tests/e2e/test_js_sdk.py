@@ -136,6 +136,18 @@ def test_js_looks_up_functions_by_id_and_calls_deployed_classes(deployed: BerthS
     assert out["missingCls"]["error"] == "NotFoundError"
 
 
+def test_js_reads_the_logs_of_a_function_and_of_a_call_looked_up_by_id(deployed: BerthServer) -> None:
+    word = f"w{uuid.uuid4().hex[:8]}"
+    out = scenario(deployed, "logs", word=word)
+    assert out["result"] == word.upper()
+    assert f"shouting {word}\n" in out["callLogs"]
+    assert f"shouting {word}\n" in out["functionLogs"]
+    assert f"shouting {word}\n" in out["streamed"]
+    # The stream of a finished call stops by itself (FunctionCallGetInfo says every input is done),
+    # well before its 60 s timeout.
+    assert out["streamMs"] < 30_000, out["streamMs"]
+
+
 def test_js_current_stats_count_the_backlog_and_the_containers(deployed: BerthServer) -> None:
     out = scenario(deployed, "currentStats", calls=3, seconds=2)
     assert out["before"]["backlog"] == 0

@@ -38,6 +38,12 @@ def slow_square(x: int, seconds: float) -> int:
 
 
 @app.function()
+def shout(word: str) -> str:
+    print(f"shouting {word}")
+    return word.upper()
+
+
+@app.function()
 def fail(message: str) -> None:
     raise ValueError(message)
 

@@ -96,6 +96,27 @@ const scenarios = {
     };
   },
 
+  async logs(modal, { word }) {
+    const shout = await modal.functions.fromName(APP, "shout");
+    const spawned = await shout.spawn([word]);
+    const result = await spawned.get();
+    const call = await modal.functionCalls.fromId(spawned.functionCallId);
+    const messages = async (entries) => {
+      const out = [];
+      for await (const entry of entries) out.push(entry.message);
+      return out;
+    };
+    const started = Date.now();
+    const streamed = await messages(call.logs.stream({ timeoutMs: 60_000 }));
+    return {
+      result,
+      callLogs: await messages(call.logs.fetch()),
+      functionLogs: await messages(shout.logs.tail({ entries: 50 })),
+      streamed,
+      streamMs: Date.now() - started,
+    };
+  },
+
   async currentStats(modal, { calls, seconds }) {
     const fn = await modal.functions.fromName(APP, "one_at_a_time");
     const before = await fn.getCurrentStats();
