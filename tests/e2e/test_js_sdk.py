@@ -136,6 +136,31 @@ def test_js_looks_up_functions_by_id_and_calls_deployed_classes(deployed: BerthS
     assert out["missingCls"]["error"] == "NotFoundError"
 
 
+def test_js_app_info_shows_the_deployed_app_and_its_functions(deployed: BerthServer) -> None:
+    created = f"js-app-{uuid.uuid4().hex[:8]}"
+    out = scenario(deployed, "appInfo", created=created)
+    assert out["appId"].startswith("ap-")
+    for info in (out["fromLookup"], out["refreshed"]):
+        assert info["appId"] == out["appId"]
+        assert info["state"] == "deployed"
+        assert info["deployed"] is True and info["version"] >= 1
+        assert {"add", "describe", "digest", "slow_square", "read_env"} <= set(info["functions"])
+        assert all(fid.startswith("fu-") for fid in info["functionIds"])
+    assert out["created"]["state"] == "deployed" and out["created"]["functions"] == []
+    assert out["missing"]["error"] == "NotFoundError"
+    # The same AppGetInfo and AppGetOrCreate metadata serve the Python client's App.info().
+    py = sdk(
+        deployed,
+        """
+        import json, modal
+        app = modal.App.lookup("berth-js-sdk")
+        print(json.dumps({"cached": sorted(app.info().functions), "fresh": sorted(app.info(refresh=True).functions)}))
+        """,
+    )
+    seen = json.loads(py.strip().splitlines()[-1])
+    assert seen["cached"] == seen["fresh"] == out["refreshed"]["functions"]
+
+
 def test_js_reads_the_logs_of_a_function_and_of_a_call_looked_up_by_id(deployed: BerthServer) -> None:
     word = f"w{uuid.uuid4().hex[:8]}"
     out = scenario(deployed, "logs", word=word)

@@ -96,6 +96,27 @@ const scenarios = {
     };
   },
 
+  async appInfo(modal, { created }) {
+    const app = await modal.apps.fromName(APP);
+    const summary = (info) => ({
+      appId: info.appId,
+      description: info.description,
+      functions: Object.keys(info.functions).sort(),
+      functionIds: Object.values(info.functions),
+      state: info.lifecycle.state,
+      version: info.lifecycle.version ?? null,
+      deployed: info.lifecycle.deployedAt !== undefined,
+    });
+    const made = await modal.apps.fromName(created, { createIfMissing: true });
+    return {
+      appId: app.appId,
+      fromLookup: summary(await app.info()),
+      refreshed: summary(await app.info({ refresh: true })),
+      created: summary(await made.info({ refresh: true })),
+      missing: await failure(modal.apps.fromName(`${created}-missing`)),
+    };
+  },
+
   async logs(modal, { word }) {
     const shout = await modal.functions.fromName(APP, "shout");
     const spawned = await shout.spawn([word]);
