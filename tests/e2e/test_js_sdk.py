@@ -192,6 +192,8 @@ def test_js_ephemeral_queue_puts_gets_and_partitions(deployed: BerthServer) -> N
     assert out["rest"] == [2, "three"]
     assert out["fromPartition"] == "in-p"
     assert out["empty"]["error"] == "QueueEmptyError"
+    assert out["afterClear"] == 1  # clear() empties the default partition only
+    assert out["afterClearAll"] == 0
 
 
 def test_named_queue_carries_values_between_js_and_python(deployed: BerthServer) -> None:

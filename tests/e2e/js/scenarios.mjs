@@ -63,7 +63,12 @@ const scenarios = {
     const data = pattern(size);
     const remote = await digest.remote([data]);
     const spawned = await (await digest.spawn([data.subarray(0, 64 * 1024)])).get();
-    return { sent: { length: size, sha256: sha256(data) }, remote, spawned, spawnedExpected: sha256(data.subarray(0, 64 * 1024)) };
+    return {
+      sent: { length: size, sha256: sha256(data) },
+      remote,
+      spawned,
+      spawnedExpected: sha256(data.subarray(0, 64 * 1024)),
+    };
   },
 
   async largeResult(modal, { size }) {
@@ -167,8 +172,14 @@ const scenarios = {
     const rest = await queue.getMany(5);
     const fromPartition = await queue.get({ partition: "p1" });
     const empty = await failure(queue.get({ timeoutMs: 200 }));
+    await queue.putMany([1, 2]);
+    await queue.put(3, { partition: "p2" });
+    await queue.clear();
+    const afterClear = await queue.len({ total: true });
+    await queue.clear({ all: true });
+    const afterClearAll = await queue.len({ total: true });
     queue.closeEphemeral();
-    return { queueId: queue.queueId, lenDefault, lenTotal, first, rest, fromPartition, empty };
+    return { queueId: queue.queueId, lenDefault, lenTotal, first, rest, fromPartition, empty, afterClear, afterClearAll };
   },
 
   async namedQueuePut(modal, { name, values }) {
