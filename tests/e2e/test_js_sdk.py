@@ -134,6 +134,17 @@ def test_js_looks_up_functions_by_id_and_calls_deployed_classes(deployed: BerthS
     assert out["greetHi"] == "hi, js"
     assert out["greetDefault"] == "hello, js"
     assert out["missingCls"]["error"] == "NotFoundError"
+    # FunctionGetById and FunctionGetCurrentStats serve the Python client too.
+    py = sdk(
+        deployed,
+        f"""
+        import json, modal
+        fn = modal.Function.from_id({out["functionId"]!r})
+        stats = fn.get_current_stats()
+        print(json.dumps({{"sum": fn.remote(1, 2), "backlog": stats.backlog}}))
+        """,
+    )
+    assert json.loads(py.strip().splitlines()[-1]) == {"sum": 3, "backlog": 0}
 
 
 def test_js_app_info_shows_the_deployed_app_and_its_functions(deployed: BerthServer) -> None:
