@@ -132,11 +132,18 @@ const scenarios = {
       for await (const entry of entries) out.push(entry.message);
       return out;
     };
+    // A container's output reaches the log store a moment after its result: wait (bounded) for the line.
+    let callLogs = [];
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      callLogs = await messages(call.logs.fetch());
+      if (callLogs.some((m) => m.includes(word))) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
     const started = Date.now();
     const streamed = await messages(call.logs.stream({ timeoutMs: 60_000 }));
     return {
       result,
-      callLogs: await messages(call.logs.fetch()),
+      callLogs,
       functionLogs: await messages(shout.logs.tail({ entries: 50 })),
       streamed,
       streamMs: Date.now() - started,
