@@ -136,7 +136,7 @@ const scenarios = {
     let callLogs = [];
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
       callLogs = await messages(call.logs.fetch());
-      if (callLogs.some((m) => m.includes(word))) break;
+      if (callLogs.join("").includes(`shouting ${word}\n`)) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     const started = Date.now();
