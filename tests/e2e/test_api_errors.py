@@ -71,27 +71,6 @@ async def test_unknown_ids_are_not_found(berth: BerthServer, channel: Channel) -
     assert code == Status.NOT_FOUND
 
 
-async def test_lookups_by_id_of_functions_calls_and_apps_reject_bad_ids(berth: BerthServer, channel: Channel) -> None:
-    stub = api_grpc.ModalClientStub(channel)
-    md = token_metadata(berth)
-    code, _ = await status_of(lambda: stub.FunctionGetById(api_pb2.FunctionGetByIdRequest(), metadata=md))
-    assert code == Status.INVALID_ARGUMENT
-    code, message = await status_of(
-        lambda: stub.FunctionGetById(api_pb2.FunctionGetByIdRequest(function_id="fu-nope"), metadata=md)
-    )
-    assert (code, message) == (Status.NOT_FOUND, "Function fu-nope not found")
-    code, _ = await status_of(
-        lambda: stub.FunctionGetCurrentStats(api_pb2.FunctionGetCurrentStatsRequest(function_id="fu-nope"), metadata=md)
-    )
-    assert code == Status.NOT_FOUND
-    code, _ = await status_of(
-        lambda: stub.FunctionCallGetInfo(api_pb2.FunctionCallGetInfoRequest(function_call_id="fc-nope"), metadata=md)
-    )
-    assert code == Status.NOT_FOUND
-    code, message = await status_of(lambda: stub.AppGetInfo(api_pb2.AppGetInfoRequest(app_id="ap-nope"), metadata=md))
-    assert (code, message) == (Status.NOT_FOUND, "App ap-nope not found")
-
-
 async def test_unserved_rpc_is_unimplemented_and_named(berth: BerthServer, channel: Channel) -> None:
     stub = api_grpc.ModalClientStub(channel)
     code, message = await status_of(
