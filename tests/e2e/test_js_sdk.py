@@ -187,6 +187,14 @@ def test_js_reads_the_logs_of_a_function_and_of_a_call_looked_up_by_id(deployed:
     assert out["streamMs"] < 30_000, out["streamMs"]
 
 
+def test_js_function_stats_and_metrics_count_the_calls(deployed: BerthServer) -> None:
+    out = scenario(deployed, "statsAndMetrics")
+    assert out["successesAdded"] == 2
+    assert out["failures"] == 0
+    assert "calls_succeeded_sum" in out["series"]
+    assert out["schemaGroups"] == ["calls", "containers"]
+
+
 def test_js_current_stats_count_the_backlog_and_the_containers(deployed: BerthServer) -> None:
     out = scenario(deployed, "currentStats", calls=3, seconds=2)
     assert out["before"]["backlog"] == 0

@@ -150,6 +150,21 @@ const scenarios = {
     };
   },
 
+  async statsAndMetrics(modal) {
+    const add = await modal.functions.fromName(APP, "add");
+    const before = await add.stats();
+    await add.remote([1, 2]);
+    await add.remote([3, 4]);
+    const after = await add.stats();
+    const metrics = await add.metrics.export({ groups: ["calls"] });
+    return {
+      successesAdded: after.inputSuccessCount - before.inputSuccessCount,
+      failures: after.inputFailureCount,
+      series: Object.keys(metrics.series).sort(),
+      schemaGroups: Object.keys(await add.metrics.schema()).sort(),
+    };
+  },
+
   async currentStats(modal, { calls, seconds }) {
     const fn = await modal.functions.fromName(APP, "one_at_a_time");
     const before = await fn.getCurrentStats();
