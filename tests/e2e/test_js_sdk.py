@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import APPS, BerthServer, modal, sdk
+from tests.e2e.conftest import APPS, BerthServer, modal, sdk, start_server, stop_server
 
 JS = Path(__file__).parent / "js"
 SDK_VERSION = "0.11.1"
@@ -289,8 +290,17 @@ def test_js_client_with_a_wrong_token_is_refused_and_the_server_keeps_serving(de
     assert scenario(deployed, "remote")["sum"] == 42
 
 
-def test_js_creates_sandboxes_execs_in_them_and_terminates_them(deployed: BerthServer) -> None:
-    seen = scenario(deployed, "sandbox")
+@pytest.fixture
+def own_server(tmp_path: Path, js_sdk: Path) -> Iterator[BerthServer]:
+    """A server of its own: the suite's shared one may have every worker slot held by other tests' idle
+    containers, and a sandbox that finds no room is refused (it does not queue yet)."""
+    server = start_server(tmp_path / "data")
+    yield server
+    stop_server(server)
+
+
+def test_js_creates_sandboxes_execs_in_them_and_terminates_them(own_server: BerthServer) -> None:
+    seen = scenario(own_server, "sandbox")
     assert seen["sandboxId"].startswith("sb-")
     assert (seen["catOut"], seen["catExit"]) == ("through the sandbox\n", 0)
     assert (seen["execOut"], seen["execErr"], seen["execExit"]) == ("out\n", "err\n", 5)
