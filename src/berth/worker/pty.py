@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import struct
 import termios
 from dataclasses import dataclass
 
+log = logging.getLogger("berth.worker.pty")
+
 READ_CHUNK = 64 * 1024
+STDIN_STALL_S = 30.0
 DEFAULT_ROWS, DEFAULT_COLS = 24, 80
 DEFAULT_TERM = "xterm-256color"
 
@@ -39,6 +43,7 @@ class Pty:
         self.slave: int | None = slave
         self._set_size()
         self.output = asyncio.StreamReader()
+        self._pending = bytearray()  # stdin not yet taken by the terminal
         self._closed = False
 
     def _set_size(self) -> None:
@@ -82,13 +87,27 @@ class Pty:
         return PtyInput(self)
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view and not self._closed:
+        self._pending += data
+
+    async def drain(self) -> None:
+        """Write what is pending to the terminal, waiting while its input queue is full (a command that reads
+        nothing), for at most STDIN_STALL_S: past that the rest is dropped rather than hold the caller."""
+        deadline = asyncio.get_running_loop().time() + STDIN_STALL_S
+        while self._pending and not self._closed:
             try:
-                view = view[os.write(self.master, view) :]
+                del self._pending[: os.write(self.master, self._pending)]
             except BlockingIOError:
-                break  # the terminal's input queue is full; a shell that reads nothing loses keystrokes
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning(
+                        "a PTY exec's terminal took no input for %ss; %d bytes dropped",
+                        STDIN_STALL_S,
+                        len(self._pending),
+                    )
+                    self._pending.clear()
+                    return
+                await asyncio.sleep(0.02)
             except OSError:
+                self._pending.clear()
                 return
 
     def close(self) -> None:
@@ -119,7 +138,7 @@ class PtyInput:
         self._pty.write(data)
 
     async def drain(self) -> None:
-        return None
+        await self._pty.drain()
 
     def close(self) -> None:
         return None
