@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import APPS, BIN, BerthServer, last_json, modal, python
+from tests.e2e.test_registry import images, registry  # noqa: F401  (fixtures: a loopback registry)
 
 ROWS, COLS = 31, 97  # the test terminal's size: not a default anything would fall back to
 TERM = "vt100"  # the test terminal's TERM: not the default (xterm-256color) the router falls back to
@@ -238,3 +239,27 @@ def test_shell_and_exec_into_unknown_ids_get_modals_errors(berth_oci: BerthServe
         assert ran.returncode == 1 and said in ran.output, ran.output
     ran = modal(berth_oci, "container", "exec", "ta-AAAAAAAAAAAAAAAAAAAAAA", "echo", "hi", timeout=60)
     assert ran.returncode == 1 and "ta-AAAAAAAAAAAAAAAAAAAAAA is not running" in ran.output, ran.output
+
+
+def test_modal_shell_with_image_from_a_registry_and_by_image_id(
+    berth_oci: BerthServer,
+    terminal: Terminal,
+    registry: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """`--image` is Image.from_registry (here Debian's registry on loopback: no network needed); an image id
+    (`modal shell im-...`) runs that built image."""
+    terminal.start(f"modal shell --image {registry}/berth-test/py:1")
+    terminal.wait_for("# ", timeout=300)
+    terminal.type("cat /berth-marker.txt; echo ENV=$BERTH_IMAGE_ENV; stty size", "Enter")
+    screen = terminal.wait_for(f"{ROWS} {COLS}\n")
+    assert "\nmarker-v1\nENV=from-registry\n" in screen, screen
+    terminal.type("exit", "Enter")
+    terminal.wait_for("COMMAND-EXIT=0")
+    terminal.tmux("kill-server")
+    built = run(berth_oci, "shell-image-id", 'image.build(app)\nprint(json.dumps({"id": image.object_id}))')["id"]
+    terminal.start(f"modal shell {built}")
+    terminal.wait_for("# ", timeout=300)
+    terminal.type("test -f /etc/debian_version && echo DEBIAN-$(id -u)", "Enter")
+    terminal.wait_for("\nDEBIAN-0\n")
+    terminal.type("exit", "Enter")
+    terminal.wait_for("COMMAND-EXIT=0")
