@@ -4,6 +4,7 @@ fixed window size, type into it with send-keys and read the screen with capture-
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import textwrap
@@ -42,15 +43,27 @@ V1 = {"MODAL_SANDBOX_V2": "0"}  # the client's own switch: every sandbox takes t
 class Terminal:
     """A detached tmux session (on its own server socket) running one command."""
 
-    socket: str
+    prefix: str
     env: dict[str, str]
+    started: int = 0  # each start gets a tmux server of its own (a killed one takes a moment to go)
+
+    @property
+    def socket(self) -> str:
+        return f"{self.prefix}-{self.started}"
 
     def tmux(self, *args: str) -> str:
         out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, env=self.env)
         assert out.returncode == 0, out.stderr
         return out.stdout
 
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        Path(f"/tmp/tmux-{os.getuid()}/{self.socket}").unlink(missing_ok=True)  # (tmux leaves it at times)
+
     def start(self, command: str) -> None:
+        if self.started:
+            self.close()
+        self.started += 1
         # the command's own exit status lands on the screen after it, and the pane stays for capture
         # (tmux sets TERM in its panes to its own; the client reports the TERM it runs under)
         wrapped = f"cd {APPS} && export TERM={TERM} && {command}; echo COMMAND-EXIT=$?; sleep 600"
@@ -79,7 +92,7 @@ def terminal(berth_oci: BerthServer, tmp_path: Path) -> Iterator[Terminal]:
     env = {**berth_oci.env, "PATH": f"{BIN}:/usr/bin:/bin"}
     term = Terminal(f"berth-test-{tmp_path.name}", env)
     yield term
-    subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)
+    term.close()
 
 
 SHELL_CHECKS = "stty size; echo TERM=$TERM; tty; echo MARK=$SHELL_APP_MARK SECRET=$SHELL_APP_SECRET"
@@ -132,7 +145,6 @@ def test_modal_shell_into_a_running_sandbox_and_container_exec(berth_oci: BerthS
         terminal.start(f"modal shell {ref}")
         screen = _drive_shell(terminal)
         assert f"\n{ROWS} {COLS}\n" in screen and f"\nTERM={TERM}\n" in screen, screen
-        terminal.tmux("kill-server")
     terminal.start(f"modal container exec {made['task']} -- sh -c 'stty size; echo TERM=$TERM; exit 4'")
     screen = terminal.wait_for("COMMAND-EXIT=")
     assert screen.startswith(f"{ROWS} {COLS}\nTERM={TERM}\nCOMMAND-EXIT=0\n"), screen
@@ -161,7 +173,10 @@ def _pty_exec_checks(server: BerthServer, app: str, env: dict[str, str] | None =
         cat.stdin.write(b"\\x04")  # ^D on the terminal: cat's EOF
         cat.stdin.drain()
         echoed = cat.stdout.read().decode()
-        print(json.dumps({"first": first, "code": code, "cat": echoed, "cat_code": cat.wait()}))
+        missing = sb._exec("no-such-command-here", pty_info=pty, text=False)
+        missing_out = missing.stdout.read().decode() + missing.stderr.read().decode()
+        print(json.dumps({"first": first, "code": code, "cat": echoed, "cat_code": cat.wait(),
+                          "missing": [missing.wait(), missing_out]}))
         sb.terminate()
         """,
         env=env,
@@ -174,6 +189,7 @@ def test_pty_exec_window_size_term_stdin_and_exit_code(berth_oci: BerthServer) -
     assert seen["code"] == 5
     assert seen["cat"] == "typed-line\r\ntyped-line\r\n"  # the terminal echoes, then cat writes it back
     assert seen["cat_code"] == 0
+    assert seen["missing"][0] == 127 and "no-such-command-here" in seen["missing"][1], seen["missing"]
 
 
 def test_pty_exec_on_the_process_runtime(berth: BerthServer) -> None:
@@ -181,6 +197,7 @@ def test_pty_exec_on_the_process_runtime(berth: BerthServer) -> None:
     assert seen["first"] == "33 111\r\nTERM=xterm-berth\r\nstdin-is-a-tty\r\n"
     assert (seen["code"], seen["cat_code"]) == (5, 0)
     assert seen["cat"] == "typed-line\r\ntyped-line\r\n"
+    assert seen["missing"][0] == 127 and "no-such-command-here" in seen["missing"][1], seen["missing"]
 
 
 def test_v1_sandbox_lifecycle_stdio_pty_and_gpu(berth_oci: BerthServer) -> None:
@@ -255,7 +272,6 @@ def test_modal_shell_with_image_from_a_registry_and_by_image_id(
     assert "\nmarker-v1\nENV=from-registry\n" in screen, screen
     terminal.type("exit", "Enter")
     terminal.wait_for("COMMAND-EXIT=0")
-    terminal.tmux("kill-server")
     built = run(berth_oci, "shell-image-id", 'image.build(app)\nprint(json.dumps({"id": image.object_id}))')["id"]
     terminal.start(f"modal shell {built}")
     terminal.wait_for("# ", timeout=300)

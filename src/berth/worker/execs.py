@@ -166,7 +166,9 @@ class ExecProcess:
         assert self.proc is not None
         if self.pty is not None:
             self.pty.start_reading()
-            return asyncio.gather(pump(self.pty.output, self.stdout), self.stderr.close())
+            # the terminal carries the command's stdout and stderr; a runtime's own errors (crun's "not
+            # found") come on its stderr pipe, if it has one, and become the exec's stderr
+            return asyncio.gather(pump(self.pty.output, self.stdout), pump(self.proc.stderr, self.stderr))
         return asyncio.gather(pump(self.proc.stdout, self.stdout), pump(self.proc.stderr, self.stderr))
 
     async def run(self, timeout_s: float | None, exit_code: Callable[[int, bytes], int]) -> None:
@@ -187,8 +189,8 @@ class ExecProcess:
                 self.pty.close()
             await self.stdout.close()
             await self.stderr.close()
-        if not self.timed_out:
-            code = exit_code(code, self.stderr.head())
+        if not self.timed_out:  # (a runtime's message about the command lands on the terminal in a PTY exec)
+            code = exit_code(code, (self.stderr if self.pty is None else self.stdout).head())
         self.stdin.close()
         self.exit_code = code
         self.done.set()
