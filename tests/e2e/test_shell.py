@@ -279,3 +279,22 @@ def test_modal_shell_with_image_from_a_registry_and_by_image_id(
     terminal.wait_for("\nDEBIAN-0\n")
     terminal.type("exit", "Enter")
     terminal.wait_for("COMMAND-EXIT=0")
+
+
+def test_shell_and_exec_into_a_terminated_sandbox_fail_clearly(berth_oci: BerthServer) -> None:
+    ended = run(
+        berth_oci,
+        "shell-ended",
+        """
+        sb = modal.Sandbox.create("sleep", "600", app=app, image=image)
+        task = sb._get_task_id()
+        sb.terminate()
+        sb.wait(raise_on_termination=False)
+        print(json.dumps({"id": sb.object_id, "task": task}))
+        """,
+    )
+    shell = modal(berth_oci, "shell", ended["id"], timeout=60)
+    execd = modal(berth_oci, "container", "exec", ended["task"], "echo", "hi", timeout=60)
+    for ran in (shell, execd):
+        assert ran.returncode == 1 and "has finished; it runs no more commands" in ran.output, ran.output
+    assert modal(berth_oci, "app", "list").returncode == 0  # the server keeps serving
