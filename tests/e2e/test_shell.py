@@ -4,6 +4,7 @@ fixed window size, type into it with send-keys and read the screen with capture-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -85,14 +86,22 @@ class Terminal:
         raise AssertionError(f"{text!r} never showed; the screen:\n{self.screen()}")
 
 
-@pytest.fixture
-def terminal(berth_oci: BerthServer, tmp_path: Path) -> Iterator[Terminal]:
+@contextlib.contextmanager
+def _terminal(server: BerthServer, tmp_path: Path) -> Iterator[Terminal]:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is not installed: run `make test-host` (apt-get install tmux)")
-    env = {**berth_oci.env, "PATH": f"{BIN}:/usr/bin:/bin"}
+    env = {**server.env, "PATH": f"{BIN}:/usr/bin:/bin"}
     term = Terminal(f"berth-test-{tmp_path.name}", env)
-    yield term
-    term.close()
+    try:
+        yield term
+    finally:
+        term.close()
+
+
+@pytest.fixture
+def terminal(berth_oci: BerthServer, tmp_path: Path) -> Iterator[Terminal]:
+    with _terminal(berth_oci, tmp_path) as term:
+        yield term
 
 
 SHELL_CHECKS = "stty size; echo TERM=$TERM; tty; echo MARK=$SHELL_APP_MARK SECRET=$SHELL_APP_SECRET"
@@ -298,3 +307,17 @@ def test_shell_and_exec_into_a_terminated_sandbox_fail_clearly(berth_oci: BerthS
     for ran in (shell, execd):
         assert ran.returncode == 1 and "has finished; it runs no more commands" in ran.output, ran.output
     assert modal(berth_oci, "app", "list").returncode == 0  # the server keeps serving
+
+
+def test_modal_container_exec_with_a_terminal_on_the_process_runtime(berth: BerthServer, tmp_path: Path) -> None:
+    """The process runtime's PTY is a host pty the command takes as its controlling terminal."""
+    task = run(
+        berth,
+        "shell-process",
+        'sb = modal.Sandbox.create("sleep", "300", app=app, image=image)\n'
+        'print(json.dumps({"task": sb._get_task_id()}))',
+    )["task"]
+    with _terminal(berth, tmp_path) as term:
+        term.start(f"modal container exec {task} -- sh -c 'stty size; echo TERM=$TERM; tty; exit 4'")
+        screen = term.wait_for("COMMAND-EXIT=")
+    assert screen.startswith(f"{ROWS} {COLS}\nTERM={TERM}\n/dev/pts/"), screen
