@@ -19,11 +19,14 @@ host:
 
 # Test-only host tools: PostgreSQL and Redis from Debian (scripts/setup-services.sh; the contract suite and
 # the cluster tests start their own instances), and Debian's docker-registry (the CNCF distribution registry) that
-# tests/e2e/test_registry.py runs on loopback to pull images from. Not needed by the product.
+# tests/e2e/test_registry.py runs on loopback to pull images from, and tmux, the terminal that
+# tests/e2e/test_shell.py drives `modal shell` in. Not needed by the product.
 test-host:
 	bash scripts/setup-services.sh
 	command -v docker-registry >/dev/null || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry; }
+	command -v tmux >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux; }
 
 # Starts an embedded server and worker (crun containers), runs a sample app with the stock modal CLI, stops.
 demo: install host

@@ -24,3 +24,6 @@ class ImageRpcs:
     ) -> AsyncIterator[api_pb2.ImageJoinStreamingResponse]:
         async for response in self.s.images.join(req.image_id, req.last_entry_id, req.timeout):
             yield response
+
+    async def ImageFromId(self, req: api_pb2.ImageFromIdRequest, caller: Caller) -> api_pb2.ImageFromIdResponse:
+        return api_pb2.ImageFromIdResponse(image_id=req.image_id, metadata=await self.s.images.from_id(req.image_id))

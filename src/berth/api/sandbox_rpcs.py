@@ -1,7 +1,12 @@
-"""Sandbox RPCs (V2 lifecycle, and the V1 lookups the 1.6.4 client still uses for `from_name` and `list`):
-decode, call the SandboxManager, encode. Exec and stdio go to the worker's command router, not here."""
+"""Sandbox RPCs: decode, call the SandboxManager, encode. V2 lifecycle; and V1, which the 1.6.4 client takes
+for `pty=True` and `gpu=` (so `modal shell`), for `from_name` and `list`, and for a sandbox with a V1 id. Exec
+goes to the worker's command router, not here; so does a V2 sandbox's own stdio. A V1 sandbox's stdout and
+stderr come through here (SandboxGetLogs, from the app's log stream)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
 
 from google.protobuf import empty_pb2
 from modal_proto import api_pb2
@@ -12,6 +17,7 @@ from berth.errors import NotFound
 from berth.scheduling.sandboxes import SandboxRecord
 
 _MAX_WAIT_S = 55.0
+_LOG_POLL_S = 1.0  # how long one pass over the app's log waits before re-checking whether the sandbox ended
 _LIST_PAGE = 100
 
 
@@ -40,6 +46,56 @@ class SandboxRpcs:
             metadata=_metadata(record),
             command_router_access=_for_client(self.s.sandboxes.router_access(record), caller),
         )
+
+    async def SandboxCreate(self, req: api_pb2.SandboxCreateRequest, caller: Caller) -> api_pb2.SandboxCreateResponse:
+        """V1 create: the same sandbox as SandboxCreateV2 (secrets arrive as definition.secret_ids)."""
+        await self.s.apps.get(req.app_id)
+        v2 = api_pb2.SandboxCreateV2Request(app_id=req.app_id, definition=req.definition, tags=req.tags)
+        record = await self.s.sandboxes.create(v2, v1=True)
+        return api_pb2.SandboxCreateResponse(sandbox_id=record.sandbox_id, metadata=_metadata(record))
+
+    async def SandboxGetTaskId(
+        self, req: api_pb2.SandboxGetTaskIdRequest, caller: Caller
+    ) -> api_pb2.SandboxGetTaskIdResponse:
+        """The task is running once create returns (it starts the container before answering), so
+        wait_until_ready has nothing to wait for."""
+        return await self.SandboxGetTaskIdV2(req, caller)
+
+    async def SandboxWait(self, req: api_pb2.SandboxWaitRequest, caller: Caller) -> api_pb2.SandboxWaitResponse:
+        return await self.SandboxWaitV2(req, caller)
+
+    async def SandboxTerminate(
+        self, req: api_pb2.SandboxTerminateRequest, caller: Caller
+    ) -> api_pb2.SandboxTerminateResponse:
+        return await self.SandboxTerminateV2(req, caller)
+
+    async def SandboxStdinWrite(
+        self, req: api_pb2.SandboxStdinWriteRequest, caller: Caller
+    ) -> api_pb2.SandboxStdinWriteResponse:
+        await self.s.sandboxes.write_stdin(req.sandbox_id, req.index, req.input, req.eof)
+        return api_pb2.SandboxStdinWriteResponse()
+
+    async def SandboxGetLogs(
+        self, req: api_pb2.SandboxGetLogsRequest, caller: Caller
+    ) -> AsyncIterator[api_pb2.TaskLogsBatch]:
+        """A V1 sandbox's stdout or stderr from `last_entry_id` on, then `eof` once it has ended; returns
+        early (no eof) after `timeout`, and the client asks again from its last entry id."""
+        record = await self.s.sandboxes.get(req.sandbox_id)
+        cursor = req.last_entry_id
+        deadline = time.monotonic() + min(req.timeout or _MAX_WAIT_S, _MAX_WAIT_S)
+        while True:
+            ended = (await self.s.sandboxes.get(req.sandbox_id)).result is not None
+            async for batch in self.s.logs.follow(record.app_id, cursor, _LOG_POLL_S, record.task_id):
+                cursor = batch.entry_id or cursor
+                ended = ended or batch.app_done
+                items = [i for i in batch.items if i.data and i.file_descriptor == req.file_descriptor]
+                if items:
+                    yield api_pb2.TaskLogsBatch(task_id=record.task_id, entry_id=cursor, items=items)
+            if ended:  # one more pass after the end was seen: the last output arrives before the exit
+                yield api_pb2.TaskLogsBatch(task_id=record.task_id, entry_id=cursor, eof=True)
+                return
+            if time.monotonic() >= deadline:
+                return
 
     async def SandboxWaitV2(self, req: api_pb2.SandboxWaitRequest, caller: Caller) -> api_pb2.SandboxWaitResponse:
         record = await self.s.sandboxes.wait(req.sandbox_id, min(max(req.timeout, 0.0), _MAX_WAIT_S))

@@ -9,6 +9,7 @@ result included, is also written to the object store, so `from_id` of a finished
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Protocol
 from modal_proto import api_pb2
 
 from berth.clock import Clock
+from berth.domain import gpu
 from berth.domain.spec import SandboxSpec, TaskSpec
 from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from berth.ids import new_id, new_secret
@@ -24,6 +26,7 @@ from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.tasks import TaskManager
 from berth.services.notify import Notifier
 from berth.services.results import failure
+from berth.services.router_client import write_sandbox_stdin
 from berth.services.signing import Signer
 from berth.store.ports import ObjectStore, TaskStore
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, WORKER_LOST, NoCapacity, WorkerPort
@@ -49,6 +52,15 @@ def new_sandbox_id() -> str:
 
 def new_sandbox_task_id() -> str:
     return new_id("ta", 21) + "V"  # the client's marker of a V2 sandbox's task (_is_v2_task_id)
+
+
+def new_v1_sandbox_ids() -> tuple[str, str]:
+    """A V1 sandbox (SandboxCreate: pty=True, gpu=, `modal shell`): an id the client routes to the V1 RPCs,
+    and a task id without the V2 marker (so `modal shell <task>` asks TaskGetCommandRouterAccess)."""
+    task_id = new_id("ta")
+    while task_id.endswith("V"):
+        task_id = new_id("ta")
+    return new_id("sb", 22), task_id
 
 
 class SandboxStore(ObjectStore, TaskStore, Protocol):
@@ -88,7 +100,6 @@ class SandboxRecord:
 def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
-        "pty_info (pty=True)": definition.HasField("pty_info"),
         "open ports (encrypted_ports/h2_ports/unencrypted_ports)": bool(definition.open_ports.ports),
         "outbound_cidr_allowlist / outbound_domain_allowlist": _has_allowlist(definition),
         "inbound_cidr_allowlist": bool(definition.inbound_cidr_allowlist),
@@ -104,8 +115,18 @@ def _check_supported(definition: api_pb2.Sandbox) -> None:
     refused = [name for name, asked in unsupported.items() if asked]
     if refused:
         raise InvalidArgument(f"Berth does not support these Sandbox options yet: {', '.join(refused)}")
-    if definition.resources.gpu_config.count or definition.resources.gpu_config.gpu_type:
-        raise InvalidArgument("Berth does not support GPUs in Sandboxes yet (gpu=)")
+
+
+def _gpu_requests(definition: api_pb2.Sandbox) -> tuple[tuple[str, int], ...]:
+    """gpu= takes the same placement as a function's: a worker with such a GPU free, or none (NoCapacity)."""
+    config = definition.resources.gpu_config
+    wanted = gpu.requested(config.gpu_type, config.count)
+    return (wanted,) if wanted is not None else ()
+
+
+def _placement_reason(exc: NoCapacity) -> str:
+    """A placement blocker is worded for a function's queued call; a sandbox's create fails instead."""
+    return str(exc).split("; the call stays queued")[0].removeprefix("Waiting for ")
 
 
 def _has_allowlist(definition: api_pb2.Sandbox) -> bool:
@@ -131,6 +152,15 @@ def exit_result(code: int, stop_reason: str | None, timeout_s: int) -> api_pb2.G
     return GS(status=GS.GENERIC_STATUS_FAILURE, exitcode=code, exception=f"Sandbox exited with code {code}")
 
 
+@dataclass
+class V1Stdin:
+    """A V1 sandbox's stdin as SandboxStdinWrite numbers it (message index) over the router's byte offsets."""
+
+    index: int = 0
+    offset: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class SandboxManager:
     def __init__(
         self,
@@ -152,15 +182,17 @@ class SandboxManager:
         self._clock = clock
         self._server_url = server_url
         self.live: dict[str, SandboxRecord] = {}  # sandboxes started by this server, running or finished
+        self._stdin: dict[str, V1Stdin] = {}
         tasks.on_sandbox_exit = self.on_exit
 
-    async def create(self, req: api_pb2.SandboxCreateV2Request) -> SandboxRecord:
+    async def create(self, req: api_pb2.SandboxCreateV2Request, v1: bool = False) -> SandboxRecord:
+        """A sandbox and its task. `v1`: created by SandboxCreate (the client's V1 path), so its ids look V1."""
         definition = req.definition
         _check_supported(definition)
         self.forget_finished(self._clock.now() - FORGET_AFTER_S)
         if definition.name:
             self._check_name_free(req.app_id, definition.name)
-        sandbox_id, task_id = new_sandbox_id(), new_sandbox_task_id()
+        sandbox_id, task_id = new_v1_sandbox_ids() if v1 else (new_sandbox_id(), new_sandbox_task_id())
         record = SandboxRecord(
             sandbox_id,
             req.app_id,
@@ -185,7 +217,7 @@ class SandboxManager:
             await self._save(record)
         except NoCapacity as exc:
             await self._finish(record, failure(f"No worker has room for this sandbox: {exc}"))
-            raise ResourceExhausted(f"No worker has room for this sandbox now: {exc}") from exc
+            raise ResourceExhausted(f"No worker has room for this sandbox now: {_placement_reason(exc)}") from exc
         except Exception as exc:
             await self._finish(record, failure(f"The sandbox could not start: {exc}"))
             raise InvalidArgument(f"The sandbox could not start: {exc}") from exc
@@ -222,6 +254,7 @@ class SandboxManager:
             binds=binds,
             memory_mb=res.memory_mb,
             cpu=res.milli_cpu / 1000,
+            gpu_requests=_gpu_requests(definition),
             image_id=definition.image_id,
             sandbox=SandboxSpec(
                 record.sandbox_id,
@@ -297,6 +330,19 @@ class SandboxManager:
         await self._worker.stop(record.task_id, 0.0)
         return None
 
+    async def write_stdin(self, sandbox_id: str, index: int, data: bytes, eof: bool) -> None:
+        """SandboxStdinWrite (V1): written once per message index, in order, through the task's router."""
+        record = await self.get(sandbox_id)
+        if record.result is not None:
+            raise FailedPrecondition(f"Sandbox {sandbox_id} has finished; its stdin is closed")
+        stdin = self._stdin.setdefault(sandbox_id, V1Stdin())
+        async with stdin.lock:
+            if index and index <= stdin.index:  # a retried write
+                return
+            access = self.router_access(record)
+            await write_sandbox_stdin(access.url, access.jwt, record.task_id, stdin.offset, data, eof)
+            stdin.index, stdin.offset = index, stdin.offset + len(data)
+
     def router_access(self, record: SandboxRecord) -> api_pb2.CommandRouterAccess:
         return self.task_router_access(record.task_id, sandbox_id=record.sandbox_id, known_url=record.router_url)
 
@@ -337,3 +383,4 @@ class SandboxManager:
         for sandbox_id, record in list(self.live.items()):
             if record.result is not None and record.created_at < older_than:
                 self.live.pop(sandbox_id, None)
+                self._stdin.pop(sandbox_id, None)

@@ -222,6 +222,12 @@ class ImageService:
             await self._blobs.put_file(sha, data)
         return sha
 
+    async def from_id(self, image_id: str) -> api_pb2.ImageMetadata:
+        """Image.from_id (`modal shell im-...`): a defined image's metadata; NotFound for an unknown id."""
+        if image_id not in self._builds and await self._store.get_object("image", image_id) is None:
+            raise NotFound(f"Image {image_id} not found")
+        return self.metadata(self._worker.image_info(image_id) if self._worker.builds_images else None)
+
     async def join(
         self, image_id: str, last_entry_id: str, timeout: float
     ) -> AsyncIterator[api_pb2.ImageJoinStreamingResponse]:

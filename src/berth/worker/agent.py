@@ -21,6 +21,7 @@ from berth.worker.execs import OrderedStdin, pump
 from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.images import ImageWorker
+from berth.worker.pty import Pty
 from berth.worker.router import CommandRouter, SecretResolver
 from berth.worker.runtime import Container, Runtime
 from berth.worker.session import TaskSession
@@ -216,9 +217,9 @@ class LocalWorker:
 
     def _exec_starter(self, spec: TaskSpec, workdir: Path) -> Any:
         async def start(
-            argv: list[str], env: dict[str, str], cwd: str | None
+            argv: list[str], env: dict[str, str], cwd: str | None, tty: Pty | None
         ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
-            return await self.runtime.exec(spec, workdir, argv, env, cwd)
+            return await self.runtime.exec(spec, workdir, argv, env, cwd, tty)
 
         return start
 

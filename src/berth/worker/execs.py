@@ -11,6 +11,9 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from berth.worker.pty import Pty, take_terminal
 
 log = logging.getLogger("berth.worker.execs")
 
@@ -95,6 +98,16 @@ async def pump(
         await into.close()
 
 
+class StdinWriter(Protocol):
+    """What stdin is written through: a pipe's StreamWriter, or a pty's input side."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class StdinOutOfOrder(Exception):
     """A write at an offset past what was written so far (bytes are missing in between)."""
 
@@ -102,7 +115,7 @@ class StdinOutOfOrder(Exception):
 class OrderedStdin:
     """Stdin written with byte offsets: a retried write (same offset) is written once."""
 
-    def __init__(self, writer: asyncio.StreamWriter | None) -> None:
+    def __init__(self, writer: StdinWriter | None) -> None:
         self._writer = writer
         self.written = 0
         self.closed = writer is None
@@ -137,17 +150,30 @@ class ExecProcess:
     kill: Callable[[int], None]  # signals the command itself (inside the container's pid namespace)
     stdout: OutputBuffer = field(default_factory=OutputBuffer)
     stderr: OutputBuffer = field(default_factory=OutputBuffer)
+    pty: Pty | None = None  # a PTY exec: the terminal's output is its stdout, and stdin goes to the terminal
     stdin: OrderedStdin = field(init=False)
     exit_code: int | None = None
     timed_out: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.stdin = OrderedStdin(self.proc.stdin if self.proc is not None else None)
+        if self.pty is not None:
+            self.stdin = OrderedStdin(self.pty.input)
+        else:
+            self.stdin = OrderedStdin(self.proc.stdin if self.proc is not None else None)
+
+    def _pumps(self) -> asyncio.Future[Any]:
+        assert self.proc is not None
+        if self.pty is not None:
+            self.pty.start_reading()
+            # the terminal carries the command's stdout and stderr; a runtime's own errors (crun's "not
+            # found") come on its stderr pipe, if it has one, and become the exec's stderr
+            return asyncio.gather(pump(self.pty.output, self.stdout), pump(self.proc.stderr, self.stderr))
+        return asyncio.gather(pump(self.proc.stdout, self.stdout), pump(self.proc.stderr, self.stderr))
 
     async def run(self, timeout_s: float | None, exit_code: Callable[[int, bytes], int]) -> None:
         assert self.proc is not None
-        pumps = asyncio.gather(pump(self.proc.stdout, self.stdout), pump(self.proc.stderr, self.stderr))
+        pumps = self._pumps()
         try:
             code = await asyncio.wait_for(self.proc.wait(), timeout_s) if timeout_s else await self.proc.wait()
         except TimeoutError:
@@ -159,10 +185,12 @@ class ExecProcess:
             await asyncio.wait_for(asyncio.shield(pumps), 2.0)
         except TimeoutError:
             pumps.cancel()
+            if self.pty is not None:
+                self.pty.close()
             await self.stdout.close()
             await self.stderr.close()
-        if not self.timed_out:
-            code = exit_code(code, self.stderr.head())
+        if not self.timed_out:  # (a runtime's message about the command lands on the terminal in a PTY exec)
+            code = exit_code(code, (self.stderr if self.pty is None else self.stdout).head())
         self.stdin.close()
         self.exit_code = code
         self.done.set()
@@ -180,3 +208,12 @@ def kill_pid_file(path: str, fallback: asyncio.subprocess.Process) -> Callable[[
                 fallback.send_signal(signum)
 
     return kill
+
+
+def exec_stdio(tty: int | None) -> dict[str, Any]:
+    """create_subprocess_exec's stdio arguments for an exec: pipes, or a pty slave that becomes the
+    command's controlling terminal (in its own session)."""
+    if tty is None:
+        pipe = asyncio.subprocess.PIPE
+        return {"stdin": pipe, "stdout": pipe, "stderr": pipe, "start_new_session": True}
+    return {"stdin": tty, "stdout": tty, "stderr": tty, "start_new_session": True, "preexec_fn": take_terminal}

@@ -25,6 +25,7 @@ from berth.clock import Clock
 from berth.errors import BerthError
 from berth.grants import verify_token
 from berth.worker.execs import StdinOutOfOrder
+from berth.worker.pty import DEFAULT_TERM, PtySettings
 from berth.worker.session import ExecError, ExecNotFound, ExecRequest, TaskSession
 
 log = logging.getLogger("berth.worker.router")
@@ -127,15 +128,14 @@ class CommandRouter:
 
     # exec
     async def rpc_TaskExecStart(self, session: TaskSession, req: sr.TaskExecStartRequest) -> Message:
-        if req.HasField("pty_info"):
-            raise ExecError("PTY execs (pty=True, modal shell) are not supported by Berth yet")
         if req.container_id:
             raise ExecError("Sidecar containers are not supported by Berth yet")
         env = dict(req.env)
         env.update(await self._secret_env(req.secret_ids, req.secret_sources))
         timeout = float(req.timeout_secs) if req.HasField("timeout_secs") and req.timeout_secs else None
         workdir = req.workdir if req.HasField("workdir") and req.workdir else None
-        await session.start_exec(ExecRequest(req.exec_id, list(req.command_args), env, workdir, timeout))
+        pty = _pty_settings(req.pty_info) if req.HasField("pty_info") else None
+        await session.start_exec(ExecRequest(req.exec_id, list(req.command_args), env, workdir, timeout, pty))
         return sr.TaskExecStartResponse()
 
     async def _secret_env(self, ids: Any, sources: Any) -> dict[str, str]:
@@ -207,6 +207,16 @@ class CommandRouter:
         session.touch()
         await session.stdin.write(req.offset, req.data, req.eof)
         return sr.SandboxStdinWriteV2Response()
+
+
+def _pty_settings(info: Any) -> PtySettings:
+    """The client's terminal as PTYInfo describes it (api_pb2.PTYInfo)."""
+    env = {"TERM": info.env_term or DEFAULT_TERM}
+    if info.env_colorterm:
+        env["COLORTERM"] = info.env_colorterm
+    if info.env_term_program:
+        env["TERM_PROGRAM"] = info.env_term_program
+    return PtySettings(rows=info.winsz_rows, cols=info.winsz_cols, env=env)
 
 
 @contextlib.contextmanager

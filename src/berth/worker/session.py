@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from berth.clock import Clock
 from berth.worker.execs import COMMAND_NOT_FOUND, ExecProcess, OrderedStdin, OutputBuffer
+from berth.worker.pty import Pty, PtySettings
 
 log = logging.getLogger("berth.worker.session")
 
-# Starts a command in the task's container: (argv, env, cwd) → the process and how to signal it.
+# Starts a command in the task's container: (argv, env, cwd, pty) → the process and how to signal it. With
+# a pty, its terminal is the command's stdin, stdout, stderr and controlling terminal.
 Started = tuple[asyncio.subprocess.Process, Callable[[int], None]]
-ExecStarter = Callable[[list[str], dict[str, str], str | None], Awaitable[Started]]
+ExecStarter = Callable[[list[str], dict[str, str], str | None, Pty | None], Awaitable[Started]]
 # Maps a finished command's raw exit code and first stderr bytes (e.g. a runtime's "not found") to the
 # code the client sees.
 ExitMapper = Callable[[int, bytes], int]
@@ -36,6 +38,7 @@ class ExecRequest:
     env: dict[str, str]
     workdir: str | None
     timeout_s: float | None
+    pty: PtySettings | None = None
 
 
 class TaskSession:
@@ -76,12 +79,18 @@ class TaskSession:
         if not req.argv:
             raise ExecError("An exec needs a command")
         self.touch()
+        pty = Pty(req.pty) if req.pty is not None else None
+        env = {**req.pty.env, **req.env} if req.pty is not None else req.env
         try:
-            proc, kill = await self._starter(req.argv, req.env, req.workdir)
-        except FileNotFoundError:
-            self.execs[req.exec_id] = await self._not_found(req)
-            return
-        process = ExecProcess(req.exec_id, proc, kill)
+            proc, kill = await self._starter(req.argv, env, req.workdir, pty)
+        except BaseException as exc:
+            if pty is not None:
+                pty.close_unused()
+            if isinstance(exc, FileNotFoundError):
+                self.execs[req.exec_id] = await self._not_found(req)
+                return
+            raise
+        process = ExecProcess(req.exec_id, proc, kill, pty=pty)
         self.execs[req.exec_id] = process
         run = asyncio.create_task(self._run(process, req.timeout_s))
         self._runs.add(run)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from berth.domain.spec import TaskSpec
+from berth.worker.pty import Pty
 
 
 class Container(Protocol):
@@ -32,10 +33,17 @@ class Runtime(Protocol):
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None: ...
 
     async def exec(
-        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+        self,
+        spec: TaskSpec,
+        workdir: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        tty: Pty | None = None,
     ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
         """Start a command inside the task's running container (TaskExecStart): the process whose pipes are
-        the command's stdio, and how to signal the command itself. FileNotFoundError when it does not exist."""
+        the command's stdio, and how to signal the command itself. FileNotFoundError when it does not exist.
+        With `tty` its terminal is the command's stdio and controlling terminal instead of pipes."""
         ...
 
     def exec_exit_code(self, code: int, stderr_head: bytes) -> int:

@@ -13,12 +13,14 @@ crun's, under RUNSC_STATE_ROOT."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import resource
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,10 +33,11 @@ from modal_proto import api_pb2
 from berth.domain.spec import TaskSpec
 from berth.worker import fs_tools, gpu, network, seccomp
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, kill_pid_file
+from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
+from berth.worker.pty import Pty
 from berth.worker.rootfs import RootfsCache
 
 log = logging.getLogger("berth.oci")
@@ -191,6 +194,38 @@ class OciContainer:
 
     def exited(self) -> None:
         """Nothing to do: when a container's init exits, the kernel ends its whole pid namespace."""
+
+
+class ConsoleSocket:
+    """The listening end of crun's --console-socket: one connection, one fd (SCM_RIGHTS)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(str(path))
+        self._sock.listen(1)
+        self._sock.setblocking(False)
+
+    async def receive(self, proc: asyncio.subprocess.Process, timeout_s: float = 30.0) -> int | None:
+        """The master fd crun sends; None when crun exits (or times out) first."""
+        loop = asyncio.get_running_loop()
+        accept = asyncio.ensure_future(loop.sock_accept(self._sock))
+        exited = asyncio.ensure_future(proc.wait())
+        done, _ = await asyncio.wait({accept, exited}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        exited.cancel()
+        if accept not in done:
+            accept.cancel()
+            return None
+        conn, _ = accept.result()
+        with conn:
+            conn.settimeout(timeout_s)
+            _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, conn, 4096, 1)
+        return fds[0] if fds else None
+
+    def close(self) -> None:
+        self._sock.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 class OciRuntime:
@@ -389,10 +424,18 @@ class OciRuntime:
         return env
 
     async def exec(
-        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+        self,
+        spec: TaskSpec,
+        workdir: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        tty: Pty | None = None,
     ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
         """Run a command in the running container's namespaces and cgroup (`crun exec`); it starts from
-        the container's own environment, with `env` on top."""
+        the container's own environment, with `env` on top. With a tty, crun allocates the terminal inside
+        the container (so it is the command's controlling terminal there, and `tty` names it) and hands its
+        master over the console socket."""
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
@@ -405,19 +448,46 @@ class OciRuntime:
         process = dict(config["process"])
         base = dict(item.split("=", 1) for item in process.get("env", []))
         process.update(args=list(argv), cwd=cwd or sandbox.cwd, env=[f"{k}={v}" for k, v in {**base, **env}.items()])
-        process["terminal"] = False
+        process["terminal"] = tty is not None
+        if tty is not None:
+            process["consoleSize"] = {"height": tty.rows, "width": tty.cols}
         process_file = sandbox.bundle / f"{name}.json"
         fd = os.open(process_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(process, f)
-        proc = await asyncio.create_subprocess_exec(
-            *self._command("exec", "--pid-file", str(pid_file), "--process", str(process_file), sandbox.container_id),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        args = ["exec", "--pid-file", str(pid_file), "--process", str(process_file)]
+        if tty is None:
+            proc = await asyncio.create_subprocess_exec(*self._command(*args, sandbox.container_id), **exec_stdio(None))
+        else:
+            proc = await self._exec_with_terminal(args, sandbox, sandbox.bundle / f"{name}.sock", tty)
         return proc, kill_pid_file(str(pid_file), proc)
+
+    async def _exec_with_terminal(
+        self, args: list[str], sandbox: Sandbox, socket_path: Path, tty: Pty
+    ) -> asyncio.subprocess.Process:
+        """`crun exec --console-socket`: crun sends the terminal's master fd over the socket; the worker's
+        own pty is swapped for it. crun's own errors go to the worker's pty, which the client then never
+        sees, so they are logged here."""
+        console = ConsoleSocket(socket_path)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._command(*args, "--console-socket", str(socket_path), sandbox.container_id),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            master = await console.receive(proc)
+        finally:
+            console.close()
+        if master is None:  # crun failed before it made the terminal: its message and code are the exec's
+            err = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
+            log.warning("crun exec with a terminal failed in %s: %s", sandbox.container_id, err.strip())
+            if "not found" in err:
+                raise FileNotFoundError(err.strip())
+            raise RuntimeUnavailable(f"could not start a terminal in the container: {err.strip()}")
+        tty.adopt(master)
+        return proc
 
     async def _until_running(self, sandbox: Sandbox, timeout_s: float = 10.0) -> None:
         """`crun run` returns before the container's process runs; an exec needs it running."""

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from berth.domain.spec import BindMount, TaskSpec
 from berth.worker import fs_tools
-from berth.worker.execs import FS_TOOLS_PATH
+from berth.worker.execs import FS_TOOLS_PATH, exec_stdio
 from berth.worker.files import FileSource
+from berth.worker.pty import Pty
 
 
 class _ProcessContainer:
@@ -130,7 +131,13 @@ class ProcessRuntime:
         return _ProcessContainer(proc)
 
     async def exec(
-        self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
+        self,
+        spec: TaskSpec,
+        workdir: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        tty: Pty | None = None,
     ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
         """A subprocess beside the task's own, with its environment and working directory (paths under
         /root are the task's directory; there is no mount namespace)."""
@@ -143,10 +150,7 @@ class ProcessRuntime:
             *argv,
             cwd=str(directory),
             env={**self._envs.get(spec.task_id, {}), **env},
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
+            **exec_stdio(tty.slave if tty is not None else None),
         )
 
         def kill(signum: int) -> None:
