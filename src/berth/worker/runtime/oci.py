@@ -62,6 +62,11 @@ def ensure_private_tmpfs(path: Path) -> None:
 
 INNER = "/__berth"  # where a container finds its arguments file
 PIDS_LIMIT = 16384
+# A sandbox with memory= gets this many pids per MiB (at least SANDBOX_MIN_PIDS): a fork bomb stops at
+# the pids limit with EAGAIN before it has filled its memory, and each process keeps room to run.
+SANDBOX_PIDS_PER_MB = 4
+SANDBOX_MIN_PIDS = 512
+SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
 OOM_EXIT = 137
 # Environment the worker passes that describes the host, not the container.
@@ -150,6 +155,26 @@ def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> No
         raise RuntimeUnavailable(f"cannot mount the container root (overlayfs): {out.stderr.strip()}")
 
 
+def mount_scratch(image: Path, target: Path, size_mb: int) -> None:
+    """A sparse ext4 image of size_mb, loop-mounted on target: a sandbox's writable layer lives on it,
+    so filling its root ends in ENOSPC inside the sandbox and never fills the host's disk. (No journal:
+    the layer does not outlive the sandbox. The loop device goes with the last unmount: autoclear.)"""
+    target.mkdir(parents=True, exist_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(size_mb << 20)
+    mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard", str(image)]
+    for argv in (mkfs, ["mount", "-o", "loop,nosuid,nodev", str(image), str(target)]):
+        out = subprocess.run(argv, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeUnavailable(f"cannot make the sandbox's disk ({argv[0]}): {out.stderr.strip()}")
+
+
+def sandbox_pids_limit(memory_mb: int) -> int:
+    if memory_mb <= 0:
+        return PIDS_LIMIT
+    return min(PIDS_LIMIT, max(SANDBOX_MIN_PIDS, memory_mb * SANDBOX_PIDS_PER_MB))
+
+
 def umount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
@@ -210,9 +235,16 @@ class OciRuntime:
     isolated = True
 
     def __init__(
-        self, name: str, rootfs: RootfsCache, images: ImageResolver, ca_bundle: Path | None, files: FileSource
+        self,
+        name: str,
+        rootfs: RootfsCache,
+        images: ImageResolver,
+        ca_bundle: Path | None,
+        files: FileSource,
+        sandbox_disk_mb: int = SANDBOX_DISK_MB,
     ) -> None:
         self._files = files
+        self._sandbox_disk_mb = sandbox_disk_mb
         self.name = name
         self.binary = runtime_binary(name)
         self.gvisor = name == "runsc"
@@ -298,7 +330,7 @@ class OciRuntime:
                 netns_path=sandbox.net.netns_path if sandbox.net else None,
                 cgroups_path=sandbox.cgroup.container_path,
                 cpu=sandbox.limits.cpu,
-                pids_limit=PIDS_LIMIT,
+                pids_limit=sandbox_pids_limit(sandbox.limits.memory_mb) if spec.sandbox else PIDS_LIMIT,
                 nofile=nofile_limit(),
                 binds=binds,
                 devices=[device_entry(d) for d in gpu.container_devices(gpus)] if gpus else [],
@@ -355,11 +387,16 @@ class OciRuntime:
         sandbox.bundle.mkdir(parents=True, exist_ok=True)
         merged = sandbox.rootfs = (sandbox.views if sandbox.userns else workdir) / "merged"
         lower = image.lower_dirs()
+        layer = workdir
+        if spec.sandbox is not None:  # its writable layer on a disk of its own, capped
+            layer = workdir / "disk"
+            await asyncio.to_thread(mount_scratch, workdir / "disk.img", layer, self._sandbox_disk_mb)
+            sandbox.mounted.append(layer)
         if sandbox.userns:
             VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
             os.chmod(VIEWS_ROOT, 0o711)
-            lower = await asyncio.to_thread(self._idmapped_layers, lower, workdir / "upper", sandbox)
-        await asyncio.to_thread(mount_overlay, lower, workdir / "upper", workdir / "work", merged)
+            lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
+        await asyncio.to_thread(mount_overlay, lower, layer / "upper", layer / "work", merged)
         sandbox.mounted.insert(0, merged)  # before the layers under it
         (merged / "root").mkdir(exist_ok=True)
         write_hosts(merged, spec.task_id)
