@@ -47,7 +47,11 @@ def read(path, n=4096):
 @attempt("identity")
 def _():
     status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
-    return {"uid": os.getuid(), "uid_map": open("/proc/self/uid_map").read().split(), "cap_eff": status["CapEff"].strip()}
+    return {
+        "uid": os.getuid(),
+        "uid_map": open("/proc/self/uid_map").read().split(),
+        "cap_eff": status["CapEff"].strip(),
+    }
 
 
 # --- host files and processes -------------------------------------------------------------------
