@@ -99,7 +99,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     images.function_layout = layouts.container_arguments  # Image.run_function()
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
-    replicas = Replicas(store, tasks, worker, notifier, clock, settings.effective_replica_name)
+    # On an exclusive database (SQLite) there is one replica, whatever its port: a restart replaces it.
+    name = "embedded" if settings.exclusive_database else settings.effective_replica_name
+    replicas = Replicas(store, tasks, worker, notifier, clock, name)
     tasks.replica_id = replicas.replica_id
     containers = ContainerService(tasks, inputs, catalog, notifier, clock)
 

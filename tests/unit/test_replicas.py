@@ -97,6 +97,7 @@ async def test_a_replica_presumed_dead_stops_its_containers_and_joins_again(stor
     b = _replica(store, "b", clock, Containers(), Notifier())
     await a.join()
     await b.join()
+    await b.beat()
     clock.t += DEAD_AFTER_S + 1
     await b.beat()  # forgets a
     assert [r.name for r in await store.live_replicas(0.0)] == ["b"]
@@ -124,3 +125,21 @@ async def test_a_restart_under_the_same_name_hands_back_the_earlier_incarnations
     await after.join()
     await after.release_orphans()
     assert await store.queued_counts(clock.now()) == {"fu-1": 1}
+
+
+async def test_after_a_database_outage_the_first_replica_back_does_not_declare_the_others_dead(
+    store: SqliteStore,
+) -> None:
+    clock = FakeClock()
+    a = _replica(store, "a", clock, Containers(), Notifier())
+    b_containers = Containers()
+    b = _replica(store, "b", clock, b_containers, Notifier())
+    await a.join()
+    await b.join()
+    await a.beat()
+    clock.t += DEAD_AFTER_S + 5  # nobody could beat meanwhile
+    a._healthy_since = None  # its beats failed during the outage (run() resets it on an error)
+    await a.beat()  # a is back first: b's beat is old, but a has not been healthy long enough to judge
+    assert sorted(r.name for r in await store.live_replicas(0.0)) == ["a", "b"]
+    await b.beat()
+    assert b_containers.abandoned == []

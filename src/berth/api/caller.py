@@ -14,6 +14,7 @@ class Caller:
     task_id: str | None = None
     environment: str | None = None
     client_version: str = ""
+    client_type: int = 0  # x-modal-client-type: api_pb2.ClientType (the Python client, libmodal JS/Go, ...)
 
     @property
     def is_container(self) -> bool:

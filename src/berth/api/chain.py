@@ -51,7 +51,15 @@ async def _authenticate(auth: Authenticator, rpc: str, metadata: Mapping[str, An
     if scope is None:
         raise GRPCError(Status.UNAUTHENTICATED, "Token is not valid: it is unknown, revoked or has the wrong secret.")
     version = str(metadata.get("x-modal-client-version", ""))
-    return Caller(request_id, rpc, token_id=str(token_id), environment=scope or None, client_version=version)
+    kind = str(metadata.get("x-modal-client-type", ""))
+    return Caller(
+        request_id,
+        rpc,
+        token_id=str(token_id),
+        environment=scope or None,
+        client_version=version,
+        client_type=int(kind) if kind.isdigit() else 0,
+    )
 
 
 def _check_environment_scope(caller: Caller, request: Message | None) -> None:

@@ -38,7 +38,7 @@ class SandboxRpcs:
             sandbox_id=record.sandbox_id,
             task_id=record.task_id,
             metadata=_metadata(record),
-            command_router_access=self.s.sandboxes.router_access(record),
+            command_router_access=_for_client(self.s.sandboxes.router_access(record), caller),
         )
 
     async def SandboxWaitV2(self, req: api_pb2.SandboxWaitRequest, caller: Caller) -> api_pb2.SandboxWaitResponse:
@@ -67,6 +67,7 @@ class SandboxRpcs:
             access = self.s.sandboxes.router_access(await self.s.sandboxes.get(req.sandbox_id))
         else:
             access = self.s.sandboxes.task_router_access(req.task_id)
+        access = _for_client(access, caller)
         return api_pb2.SandboxGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
 
     async def TaskGetCommandRouterAccess(
@@ -74,7 +75,7 @@ class SandboxRpcs:
     ) -> api_pb2.TaskGetCommandRouterAccessResponse:
         if req.task_id not in self.s.tasks.tasks:
             raise NotFound(f"Task {req.task_id} is not running")
-        access = self.s.sandboxes.task_router_access(req.task_id)
+        access = _for_client(self.s.sandboxes.task_router_access(req.task_id), caller)
         return api_pb2.TaskGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
 
     async def SandboxTagsSetV2(self, req: api_pb2.SandboxTagsSetRequest, caller: Caller) -> empty_pb2.Empty:
@@ -125,3 +126,16 @@ class SandboxRpcs:
     async def SandboxList(self, req: api_pb2.SandboxListRequest, caller: Caller) -> api_pb2.SandboxListResponse:
         """The 1.6.4 client lists through the V1 RPC unless told otherwise; it lists V2 sandboxes too."""
         return await self.SandboxListV2(req, caller)
+
+
+_LIBMODAL = frozenset({api_pb2.CLIENT_TYPE_LIBMODAL, api_pb2.CLIENT_TYPE_LIBMODAL_JS, api_pb2.CLIENT_TYPE_LIBMODAL_GO})
+
+
+def _for_client(access: api_pb2.CommandRouterAccess, caller: Caller) -> api_pb2.CommandRouterAccess:
+    """The router URL as the caller's SDK takes it. The Python client takes http:// when its server is on
+    localhost and speaks plain HTTP/2 to it. The libmodal SDKs (JS, Go) refuse any scheme but https, and
+    speak plain HTTP/2 to an https router exactly when their server is on localhost: the one case a router
+    without TLS serves. So they get the same address under https://."""
+    if caller.client_type in _LIBMODAL and access.url.startswith("http://"):
+        return api_pb2.CommandRouterAccess(url="https://" + access.url.removeprefix("http://"), jwt=access.jwt)
+    return access

@@ -73,10 +73,12 @@ class ObjectRpcs:
         return api_pb2.MountPutFileResponse(exists=await self.s.objects.put_file(req))
 
     async def BlobCreate(self, req: api_pb2.BlobCreateRequest, caller: Caller) -> api_pb2.BlobCreateResponse:
+        # One plain PUT URL, in both shapes of the reply: the Python client reads the plural fields, Modal's
+        # JavaScript SDK the singular ones. Berth never asks for a multipart upload: its PUT takes a whole blob.
         blob_id = self.s.blobs.new_blob_id()
         url = self.s.blob_url(blob_id, caller)
         return api_pb2.BlobCreateResponse(
-            blob_id=blob_id, blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[url])
+            blob_id=blob_id, upload_url=url, blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[url])
         )
 
     async def BlobGet(self, req: api_pb2.BlobGetRequest, caller: Caller) -> api_pb2.BlobGetResponse:

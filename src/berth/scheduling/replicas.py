@@ -57,6 +57,10 @@ class Replicas:
         self._beat_s = beat_s
         self._dead_after_s = dead_after_s
         self._others_free = 0  # free container slots the other live replicas reported at their last beat
+        # Since when this replica's beats have gone through without a break. It declares others dead only
+        # after DEAD_AFTER_S of its own good beats: when the database comes back after an outage, every
+        # replica's last beat is old, and the first one back must not take the others' containers away.
+        self._healthy_since: float | None = None
 
     def _info(self) -> bytes:
         return json.dumps({"free_slots": self._capacity.free_slots()}).encode()
@@ -74,6 +78,7 @@ class Replicas:
             try:
                 await self.beat()
             except Exception:
+                self._healthy_since = None
                 log.exception("replica beat failed")
             await asyncio.sleep(self._beat_s)
 
@@ -81,7 +86,10 @@ class Replicas:
         now = self._clock.now()
         if not await self._store.replica_beat(self.replica_id, now, self._info()):
             await self._declared_dead()
-        await self.release_orphans()
+        if self._healthy_since is None:
+            self._healthy_since = now
+        if now - self._healthy_since >= self._dead_after_s:
+            await self.release_orphans()
         await self._read_others(now)
 
     async def release_orphans(self) -> None:
@@ -116,3 +124,4 @@ class Replicas:
         )
         await self._tasks.abandon_all("its server replica was presumed dead")
         await self.join()
+        self._healthy_since = None

@@ -128,17 +128,9 @@ class CallInsights:
         return resp
 
     async def app_info(self, app_id: str) -> api_pb2.AppGetInfoResponse:
-        app = await self._apps.get(app_id)
-        layout = await self._apps.layout(app_id)
-        resp = api_pb2.AppGetInfoResponse()
-        info = resp.info
-        info.description = app.description or app.name
-        info.app_id = app_id
-        info.environment_name = app.environment
-        info.lifecycle.CopyFrom(await self._deployments.lifecycle(app_id))
-        for tag, function_id in layout.function_ids.items():
+        resp = api_pb2.AppGetInfoResponse(info=await self._deployments.app_metadata(app_id))
+        for function_id in resp.info.functions.values():
             fn = await self._catalog.definition(function_id)
-            info.functions[tag] = function_id
             summary = resp.function_info_summaries[function_id]
             if fn.resources.gpu_config.count:
                 summary.gpu_config.append(fn.resources.gpu_config)

@@ -150,7 +150,13 @@ class CallService:
 
     async def from_id(self, call_id: str) -> api_pb2.FunctionCallFromIdResponse:
         call = await self._call(call_id)
-        return api_pb2.FunctionCallFromIdResponse(function_call_id=call_id, num_inputs=call.num_inputs)
+        # The JS SDK reads the call's app and function from the metadata (to find the call's logs).
+        app_id = (await self._catalog.record(call.function_id)).app_id
+        return api_pb2.FunctionCallFromIdResponse(
+            function_call_id=call_id,
+            num_inputs=call.num_inputs,
+            metadata=api_pb2.FunctionCallHandleMetadata(app_id=app_id, function_id=call.function_id),
+        )
 
     # data channels
     async def put_data(self, call_id: str, direction: str, chunks: list[api_pb2.DataChunk]) -> None:
@@ -176,4 +182,4 @@ def _idx_span(req: api_pb2.FunctionGetOutputsRequest) -> tuple[int, int] | None:
     FunctionCall.iter(start=, end=) for pages of a range. None: every input."""
     if not req.HasField("start_idx") and not req.HasField("end_idx"):
         return None
-    return (req.start_idx if req.HasField("start_idx") else 0, req.end_idx if req.HasField("end_idx") else 2**62)
+    return (req.start_idx if req.HasField("start_idx") else 0, req.end_idx if req.HasField("end_idx") else 2**31 - 1)

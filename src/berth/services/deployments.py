@@ -62,6 +62,19 @@ class DeploymentService:
             lc.stopped_at, lc.stopped_by = app.stopped_at, "berth"
         return lc
 
+    async def app_metadata(self, app_id: str) -> api_pb2.AppHandleMetadata:
+        """What `App.info()` shows (Python and JS): description, environment, lifecycle and functions by name.
+        AppGetOrCreate hands it to `App.lookup` and `apps.fromName`; AppGetInfo adds per-function summaries."""
+        app = await self._apps.get(app_id)
+        md = api_pb2.AppHandleMetadata(
+            app_id=app_id,
+            description=app.description or app.name,
+            environment_name=app.environment,
+            lifecycle=await self.lifecycle(app_id),
+        )
+        md.functions.update((await self._apps.layout(app_id)).function_ids)
+        return md
+
     async def publish(self, req: api_pb2.AppPublishRequest, client_version: str) -> api_pb2.AppPublishResponse:
         if req.app_state != api_pb2.APP_STATE_DEPLOYED:
             return await self._apps.publish(req)
@@ -201,7 +214,7 @@ class DeploymentService:
         _check_name(req.app_name)
         app_id = await self.app_id_by_name(environment, req.app_name)
         if app_id:
-            return api_pb2.AppGetOrCreateResponse(app_id=app_id)
+            return api_pb2.AppGetOrCreateResponse(app_id=app_id, handle_metadata=await self.app_metadata(app_id))
         if req.object_creation_type != api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING:
             raise NotFound(f"App '{req.app_name}' not found in environment '{environment}'")
         created = await self._apps.create(
@@ -210,4 +223,6 @@ class DeploymentService:
         await self._apps.publish(
             api_pb2.AppPublishRequest(app_id=created.app_id, name=req.app_name, app_state=api_pb2.APP_STATE_DEPLOYED)
         )
-        return api_pb2.AppGetOrCreateResponse(app_id=created.app_id)
+        return api_pb2.AppGetOrCreateResponse(
+            app_id=created.app_id, handle_metadata=await self.app_metadata(created.app_id)
+        )

@@ -202,7 +202,7 @@ class CallTables(PostgresActivity):
     async def outputs_after(
         self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
     ) -> list[OutputRecord]:
-        low, high = idx_range if idx_range is not None else (-1, 2**62)
+        low, high = idx_range if idx_range is not None else (-1, 2**31 - 1)
         rows = await self._db.fetch(
             "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
             "WHERE call_id=$1 AND seq>$2 AND idx BETWEEN $3 AND $4 ORDER BY seq LIMIT $5",

@@ -389,7 +389,7 @@ class SqliteStore(SqliteActivity):
     async def outputs_after(
         self, call_id: str, cursor: int, limit: int, idx_range: tuple[int, int] | None = None
     ) -> list[OutputRecord]:
-        low, high = idx_range if idx_range is not None else (-1, 2**62)
+        low, high = idx_range if idx_range is not None else (-1, 2**31 - 1)
         rows = self._all(
             "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
             "WHERE call_id=? AND seq>? AND idx BETWEEN ? AND ? ORDER BY seq LIMIT ?",
