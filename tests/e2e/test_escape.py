@@ -481,3 +481,50 @@ def _host_is_fine(server: BerthServer) -> None:
     status = subprocess.run([BIN / "berth", "status", "--data-dir", server.data_dir], capture_output=True)
     assert status.returncode == 0, status
     assert Path("/usr/bin/python3").exists() and Path("/etc/passwd").stat().st_size > 0
+
+
+# --- what a killed server leaves ------------------------------------------------------------------
+
+
+def _sandbox_traces(data: Path, task_id: str) -> list[str]:
+    """Mounts (overlay, disk, idmapped views) and loop devices a sandbox of the server on `data` holds."""
+    marks = (str(data / "tasks" / task_id), f"/run/berth/roots/berth-{task_id}")
+    mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if any(m in line for m in marks)]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
+    return mounts + [line for line in loops if str(data / "tasks" / task_id) in line]
+
+
+def test_a_killed_servers_sandbox_is_cleaned_up_without_touching_its_volume(tmp_path: Path) -> None:
+    """A restart removes a kill -9'd server's sandbox: every mount and loop device, and never what is
+    behind an idmapped view (the volume's files, the image's layers) though it removes the task's dir."""
+    if os.geteuid() != 0 or shutil.which("crun") is None:
+        pytest.skip("needs root and crun")
+    data = tmp_path / "data"
+    server = start_server(data, extra_args=["--runtime", "crun"])
+    try:
+        seen = run(
+            server,
+            "escape-orphan",
+            """
+            vol = modal.Volume.from_name("orphan-vol", create_if_missing=True)
+            sb = modal.Sandbox.create("sh", "-c", "echo kept > /data/note; exec sleep 600", app=app, image=image,
+                                      volumes={"/data": vol})
+            while sb.exec("cat", "/data/note").stdout.read() != "kept\\n":
+                time.sleep(0.1)
+            print(json.dumps({"id": sb.object_id}))
+            """,
+        )
+        assert seen["id"]
+        (task,) = [p.name for p in (data / "tasks").iterdir()]
+        assert len(_sandbox_traces(data, task)) >= 4  # root, disk (+ its loop device), layer and volume views
+    finally:
+        server.proc.kill()
+        server.proc.wait(timeout=30)
+    assert _sandbox_traces(data, task)  # kill -9 leaves them behind
+    again = start_server(data, extra_args=["--runtime", "crun"])
+    try:
+        assert _sandbox_traces(data, task) == []
+        assert [p.read_text() for p in (data / "volumes").rglob("note")] == ["kept\n"]
+        assert Path("/var/cache/berth/base").is_dir() and any(Path("/var/cache/berth/base").glob("*/rootfs/usr/bin"))
+    finally:
+        stop_server(again)
