@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from berth.worker import seccomp
+from berth.worker import seccomp, userns
 from berth.worker.oci_config import ContainerConfig, build_config
+from berth.worker.runtime.oci import PIDS_LIMIT, sandbox_pids_limit
 
 
 def test_every_container_gets_seccomp_few_capabilities_and_no_new_privileges() -> None:
@@ -38,3 +39,20 @@ def test_runsc_containers_share_the_network_namespace_they_are_started_in() -> N
     assert (
         build_config(ContainerConfig(args=["true"], env={}, rootfs="/r", seccomp=None))["linux"].get("seccomp") is None
     )
+
+
+def test_a_sandbox_config_maps_root_to_an_unprivileged_host_range() -> None:
+    plain = build_config(ContainerConfig(args=["true"], env={}, rootfs="/r"))["linux"]
+    assert "uidMappings" not in plain and {"type": "user"} not in plain["namespaces"]
+    linux = build_config(ContainerConfig(args=["true"], env={}, rootfs="/r", id_mappings=userns.oci_mappings()))[
+        "linux"
+    ]
+    assert {"type": "user"} in linux["namespaces"]
+    assert linux["uidMappings"] == linux["gidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def test_a_sandboxs_pids_limit_follows_its_memory() -> None:
+    assert sandbox_pids_limit(0) == PIDS_LIMIT  # no memory limit: the containers' default
+    assert sandbox_pids_limit(64) == 512  # at least enough to run
+    assert sandbox_pids_limit(1024) == 4096
+    assert sandbox_pids_limit(1 << 20) == PIDS_LIMIT

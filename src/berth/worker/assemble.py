@@ -28,7 +28,8 @@ def make_runtime(name: str, settings: Settings, files: FileSource, images: Image
     check_runtime_name(name)
     if images is None:
         raise ValueError(f"The {name} runtime needs an image builder")
-    return make_oci_runtime(name, settings.image_cache_dir, images.manifest, _ca(settings), files, settings.task_dir)
+    cache, disk_mb = settings.image_cache_dir, settings.sandbox_disk_mb
+    return make_oci_runtime(name, cache, images.manifest, _ca(settings), files, settings.task_dir, disk_mb)
 
 
 def _ca(settings: Settings) -> Path | None:

@@ -72,6 +72,9 @@ class ContainerConfig:
     binds: list[Bind] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
     seccomp: dict[str, Any] | None = field(default_factory=seccomp.profile)  # None: no filter
+    # A user namespace with these linux.uidMappings/gidMappings (berth.worker.userns); None: none, the
+    # container's root is host root (function containers, image builds).
+    id_mappings: dict[str, Any] | None = None
 
 
 def _base_mounts() -> list[dict[str, Any]]:
@@ -127,6 +130,8 @@ def build_config(c: ContainerConfig) -> dict[str, Any]:
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if not c.inherit_network:
         namespaces.append({"type": "network", "path": c.netns_path} if c.netns_path else {"type": "network"})
+    if c.id_mappings is not None:
+        namespaces.append({"type": "user"})
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": c.cgroups_path,
@@ -140,6 +145,8 @@ def build_config(c: ContainerConfig) -> dict[str, Any]:
     }
     if c.seccomp is not None:
         linux["seccomp"] = c.seccomp
+    if c.id_mappings is not None:
+        linux.update(c.id_mappings)
     return {
         "ociVersion": "1.0.2",
         "process": {

@@ -31,7 +31,7 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.worker import fs_tools, gpu, network, seccomp
+from berth.worker import fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
@@ -51,6 +51,10 @@ RUNSC_FLAGS = ["--platform=ptrace", "--network=host", "--overlay2=none", "--oci-
 # config.json carries the container's environment, secret values included: keep bundles in memory
 # (a private tmpfs), never on disk under the data dir.
 BUNDLE_ROOT = Path("/run/berth/bundles")
+# Where a user-namespaced sandbox's root and idmapped views are mounted. crun opens the root from inside
+# the user namespace, as a uid that is not host root: every directory above it must be searchable by
+# others, which a data dir (0700, it holds the store) is not. 0711: nobody lists it.
+VIEWS_ROOT = Path("/run/berth/roots")
 
 
 def ensure_private_tmpfs(path: Path) -> None:
@@ -61,6 +65,11 @@ def ensure_private_tmpfs(path: Path) -> None:
 
 INNER = "/__berth"  # where a container finds its arguments file
 PIDS_LIMIT = 16384
+# A sandbox with memory= gets this many pids per MiB (at least SANDBOX_MIN_PIDS): a fork bomb stops at
+# the pids limit with EAGAIN before it has filled its memory, and each process keeps room to run.
+SANDBOX_PIDS_PER_MB = 4
+SANDBOX_MIN_PIDS = 512
+SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
 OOM_EXIT = 137
 # Environment the worker passes that describes the host, not the container.
@@ -129,8 +138,15 @@ class Sandbox:
     cgroup: ContainerCgroup
     limits: Limits
     net: network.ContainerNet | None = None
-    mounted: list[Path] = field(default_factory=list)
+    mounted: list[Path] = field(default_factory=list)  # unmounted in this order
     cwd: str = "/root"  # where its command (and, by default, its execs) run
+    userns: bool = False  # root inside is host uid userns.HOST_BASE (sandboxes on crun/runc)
+    rootfs: Path = Path()  # the merged overlay the container runs on
+
+    @property
+    def views(self) -> Path:
+        """A user-namespaced sandbox's mounts: its root, its layers' and volumes' idmapped views."""
+        return VIEWS_ROOT / self.container_id
 
 
 def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> None:
@@ -140,6 +156,26 @@ def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> No
     out = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeUnavailable(f"cannot mount the container root (overlayfs): {out.stderr.strip()}")
+
+
+def mount_scratch(image: Path, target: Path, size_mb: int) -> None:
+    """A sparse ext4 image of size_mb, loop-mounted on target: a sandbox's writable layer lives on it,
+    so filling its root ends in ENOSPC inside the sandbox and never fills the host's disk. (No journal:
+    the layer does not outlive the sandbox. The loop device goes with the last unmount: autoclear.)"""
+    target.mkdir(parents=True, exist_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(size_mb << 20)
+    mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard", str(image)]
+    for argv in (mkfs, ["mount", "-o", "loop,nosuid,nodev", str(image), str(target)]):
+        out = subprocess.run(argv, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeUnavailable(f"cannot make the sandbox's disk ({argv[0]}): {out.stderr.strip()}")
+
+
+def sandbox_pids_limit(memory_mb: int) -> int:
+    if memory_mb <= 0:
+        return PIDS_LIMIT
+    return min(PIDS_LIMIT, max(SANDBOX_MIN_PIDS, memory_mb * SANDBOX_PIDS_PER_MB))
 
 
 def umount(path: Path) -> None:
@@ -234,9 +270,16 @@ class OciRuntime:
     isolated = True
 
     def __init__(
-        self, name: str, rootfs: RootfsCache, images: ImageResolver, ca_bundle: Path | None, files: FileSource
+        self,
+        name: str,
+        rootfs: RootfsCache,
+        images: ImageResolver,
+        ca_bundle: Path | None,
+        files: FileSource,
+        sandbox_disk_mb: int = SANDBOX_DISK_MB,
     ) -> None:
         self._files = files
+        self._sandbox_disk_mb = sandbox_disk_mb
         self.name = name
         self.binary = runtime_binary(name)
         self.gvisor = name == "runsc"
@@ -247,6 +290,7 @@ class OciRuntime:
         self._images = images
         self._ca_bundle = ca_bundle
         self._sandboxes: dict[str, Sandbox] = {}
+        self._idmapper = userns.IdMapper()
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[Any]] = set()
         network.ensure_bridge()
@@ -277,7 +321,12 @@ class OciRuntime:
             netns, veth = network.names_for(task_id)
             subprocess.run(["ip", "link", "del", veth], capture_output=True)
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-            umount(workdir / "merged")
+            views = VIEWS_ROOT / cid
+            for point in [views / "merged", workdir / "merged", *userns.mounts_under(views)]:
+                umount(point)
+            for point in userns.mounts_under(workdir):
+                umount(point)
+            shutil.rmtree(views, ignore_errors=True)
             ContainerCgroup(cid).remove()
             shutil.rmtree(BUNDLE_ROOT / cid, ignore_errors=True)
             shutil.rmtree(workdir, ignore_errors=True)
@@ -299,6 +348,9 @@ class OciRuntime:
         cid = f"berth-{spec.task_id}"
         sandbox = Sandbox(cid, BUNDLE_ROOT / cid, ContainerCgroup(cid), task_limits(spec))
         sandbox.cwd = (spec.sandbox.workdir if spec.sandbox else "") or image.workdir or "/root"
+        # gVisor's own kernel already stands between a sandbox and the host; its user namespace support
+        # (2022 build) is not what runsc's OCI path uses, so only crun/runc sandboxes get one.
+        sandbox.userns = spec.sandbox is not None and not self.gvisor
         gpus = list(spec.gpus)
         self._sandboxes[spec.task_id] = sandbox
         try:
@@ -307,18 +359,19 @@ class OciRuntime:
             config = ContainerConfig(
                 args=[*self._init(binds), *spec.command],
                 env={**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})},
-                rootfs=str(workdir / "merged"),
+                rootfs=str(sandbox.rootfs),
                 cwd=sandbox.cwd,
                 hostname=spec.task_id,
                 netns_path=sandbox.net.netns_path if sandbox.net else None,
                 cgroups_path=sandbox.cgroup.container_path,
                 cpu=sandbox.limits.cpu,
-                pids_limit=PIDS_LIMIT,
+                pids_limit=sandbox_pids_limit(sandbox.limits.memory_mb) if spec.sandbox else PIDS_LIMIT,
                 nofile=nofile_limit(),
                 binds=binds,
                 devices=[device_entry(d) for d in gpu.container_devices(gpus)] if gpus else [],
                 inherit_network=self.gvisor,
                 seccomp=seccomp.profile(gvisor=self.gvisor),
+                id_mappings=userns.oci_mappings() if sandbox.userns else None,
             )
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
             proc = await asyncio.create_subprocess_exec(
@@ -367,11 +420,23 @@ class OciRuntime:
 
     async def _prepare(self, spec: TaskSpec, workdir: Path, image: ImageManifest, sandbox: Sandbox) -> list[Bind]:
         sandbox.bundle.mkdir(parents=True, exist_ok=True)
-        merged = workdir / "merged"
-        await asyncio.to_thread(mount_overlay, image.lower_dirs(), workdir / "upper", workdir / "work", merged)
-        sandbox.mounted.append(merged)
+        merged = sandbox.rootfs = (sandbox.views if sandbox.userns else workdir) / "merged"
+        lower = image.lower_dirs()
+        layer = workdir
+        if spec.sandbox is not None:  # its writable layer on a disk of its own, capped
+            layer = workdir / "disk"
+            await asyncio.to_thread(mount_scratch, workdir / "disk.img", layer, self._sandbox_disk_mb)
+            sandbox.mounted.append(layer)
+        if sandbox.userns:
+            VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+            os.chmod(VIEWS_ROOT, 0o711)
+            lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
+        await asyncio.to_thread(mount_overlay, lower, layer / "upper", layer / "work", merged)
+        sandbox.mounted.insert(0, merged)  # before the layers under it
         (merged / "root").mkdir(exist_ok=True)
         write_hosts(merged, spec.task_id)
+        if sandbox.userns:  # the sandbox's root may edit its own /etc/hosts
+            os.chown(merged / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
         await asyncio.to_thread(place_files, spec.files, merged, self._files)
         pkg, deps = await self._rootfs.ensure_client(
             image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
@@ -385,10 +450,29 @@ class OciRuntime:
             binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
         else:  # the helper the client's Sandbox.filesystem API execs
             binds.append(Bind(str(fs_tools_file()), FS_TOOLS_PATH, readonly=True))
-        for b in spec.binds:  # volumes
+        for i, b in enumerate(spec.binds):  # volumes
             b.host_path.mkdir(parents=True, exist_ok=True)
-            binds.append(Bind(str(b.host_path), b.container_path, readonly=b.read_only))
+            source = str(b.host_path)
+            if sandbox.userns:  # on disk, the sandbox's root owns files as uid 0 (see berth.worker.userns)
+                view = sandbox.views / "volumes" / str(i)
+                await asyncio.to_thread(self._idmapper.bind, source, view)
+                sandbox.mounted.append(view)
+                source = str(view)
+            binds.append(Bind(source, b.container_path, readonly=b.read_only))
         return binds
+
+    def _idmapped_layers(self, lower: list[str], upper: Path, sandbox: Sandbox) -> list[str]:
+        """Idmapped views of the image's layers for the overlay, and an upper dir owned by the sandbox's
+        root, so that files owned by host uid n are uid n inside and copy-ups keep their owner."""
+        views = []
+        for i, layer in enumerate(lower):
+            view = sandbox.views / "layers" / str(i)
+            self._idmapper.bind(layer, view, readonly=True)
+            sandbox.mounted.append(view)
+            views.append(str(view))
+        upper.mkdir(parents=True, exist_ok=True)
+        os.chown(upper, userns.HOST_BASE, userns.HOST_BASE)
+        return views
 
     @staticmethod
     def _init(binds: list[Bind]) -> list[str]:
@@ -517,6 +601,8 @@ class OciRuntime:
         sandbox = self._sandboxes.pop(spec.task_id, None)
         if sandbox is not None:
             await self._teardown(sandbox)
+        for point in await asyncio.to_thread(userns.mounts_under, workdir):  # never rmtree into a view
+            await asyncio.to_thread(umount, point)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _teardown(self, sandbox: Sandbox) -> None:
@@ -530,5 +616,9 @@ class OciRuntime:
             await network.teardown(sandbox.net)
         for path in sandbox.mounted:
             await asyncio.to_thread(umount, path)
+        if sandbox.userns:
+            for point in await asyncio.to_thread(userns.mounts_under, sandbox.views):  # never rmtree into a view
+                await asyncio.to_thread(umount, point)
+            await asyncio.to_thread(shutil.rmtree, sandbox.views, True)
         await asyncio.to_thread(sandbox.cgroup.remove)
         await asyncio.to_thread(shutil.rmtree, sandbox.bundle, True)
