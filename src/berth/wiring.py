@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from berth.api.context import Services
 from berth.clock import Clock, SystemClock
@@ -153,7 +152,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)
     if hub is None:  # an in-process worker's router resolves named secrets of execs right here
-        local.resolve_secrets(lambda ids: _secret_env(state.secrets.env, ids))
+        local.resolve_secrets(state.secrets.merged_env)
     services.sandboxes = SandboxManager(
         store, tasks, layouts, worker, services.signer, notifier, clock, settings.container_api_url
     )
@@ -162,13 +161,6 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     wire_web(services)
     wire_insights(services)
     return services
-
-
-async def _secret_env(env_of: Callable[[str], Awaitable[dict[str, str]]], ids: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for secret_id in ids:
-        env.update(await env_of(secret_id))
-    return env
 
 
 def wire_insights(s: Services) -> None:

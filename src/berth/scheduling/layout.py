@@ -64,9 +64,7 @@ class LayoutBuilder:
             environment_name="main",
             app_layout=await self.app_layout(rec.app_id, deps),
         )
-        env: dict[str, str] = {}
-        for secret_id in fn.secret_ids:
-            env.update(await self._secrets.env(secret_id))
+        env = await self._secrets.merged_env(fn.secret_ids)
         files = await self._mounted_files(fn.mount_ids)
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         return BuiltArguments(args, env, files, binds)
@@ -83,9 +81,7 @@ class LayoutBuilder:
 
     async def sandbox_parts(self, sb: api_pb2.Sandbox) -> tuple[dict[str, str], list[MountedFile], list[BindMount]]:
         """A sandbox's environment (its secrets), files (its mounts) and volumes."""
-        env: dict[str, str] = {}
-        for secret_id in sb.secret_ids:
-            env.update(await self._secrets.env(secret_id))
+        env = await self._secrets.merged_env(sb.secret_ids)
         env.update(sb.environment_variables.contents)
         files = await self._mounted_files(list(sb.mount_ids))
         binds = [await self._volumes.bind(m) for m in sb.volume_mounts]

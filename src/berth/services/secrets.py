@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -118,3 +119,10 @@ class SecretService:
     async def env(self, secret_id: str) -> dict[str, str]:
         """The environment a container that uses this secret gets."""
         return self._open(await self.objects.require(secret_id))
+
+    async def merged_env(self, secret_ids: Iterable[str]) -> dict[str, str]:
+        """The environment of several secrets, later ones winning, as a container that uses them all gets it."""
+        env: dict[str, str] = {}
+        for secret_id in secret_ids:
+            env.update(await self.env(secret_id))
+        return env
