@@ -146,7 +146,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     )
     services.state = state
     services.replicas = replicas
-    autoscaler.others_can_place = replicas.others_can_place
+    autoscaler.peers = replicas
     services.join_tokens = join_tokens
     services.signer = Signer(store, clock)
     await services.signer.load()

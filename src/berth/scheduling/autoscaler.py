@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
 from typing import Protocol
 
 from modal_proto import api_pb2
@@ -43,6 +42,22 @@ def containers_needed(queued: int, tasks: list[TaskInfo], per_task: int) -> int:
     return max(0, math.ceil((queued - free) / per_task))
 
 
+class Peers(Protocol):
+    def others_alive(self) -> bool: ...
+    def others_can_place(self) -> bool: ...
+
+
+class _Alone:
+    def others_alive(self) -> bool:
+        return False
+
+    def others_can_place(self) -> bool:
+        return False
+
+
+_ALONE = _Alone()
+
+
 class ReaperStore(InputStore, CallStore, AppStore, Protocol):
     """Queue depths and expired leases to act on, apps to check, old calls to prune."""
 
@@ -73,9 +88,9 @@ class Autoscaler:
         self._retention_s = retention_s
         self._last_prune = 0.0
         self._waiting: dict[str, str] = {}  # function → why its queued inputs wait (last said)
-        # Whether another server replica has room for containers (scheduling/replicas.py): then a function
-        # this replica cannot place is not stuck, and its caller is not told that it is.
-        self.others_can_place: Callable[[], bool] = lambda: False
+        # The other server replicas on this database (scheduling/replicas.py); none for a single server, which
+        # then spends no query on them in its ticks.
+        self.peers: Peers = _ALONE
 
     async def run(self) -> None:
         while True:
@@ -105,7 +120,9 @@ class Autoscaler:
             live = [t for t in self._tasks.of_function(function_id) if t.accepting]
             per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
             want = containers_needed(queued, live, per_task)
-            fn_room = max_containers(fn, self._default_max) - len(live) - await self._tasks.open_elsewhere(function_id)
+            fn_room = max_containers(fn, self._default_max) - len(live)
+            if self.peers.others_alive():
+                fn_room -= await self._tasks.open_elsewhere(function_id)
             if min(want, fn_room) <= 0 or self._placement_blocked(function_id, rec.app_id, fn, live):
                 continue
             worker_room = self._tasks.worker_room()
@@ -130,7 +147,8 @@ class Autoscaler:
         if reason is None:
             self._waiting.pop(function_id, None)
             return False
-        if self.others_can_place():
+        # Another replica has room: a function this one cannot place is not stuck, and its caller is not told so.
+        if self.peers.others_can_place():
             return True
         if not live and self._waiting.get(function_id) != reason:
             self._waiting[function_id] = reason
@@ -150,6 +168,8 @@ class Autoscaler:
 
     async def _stop_tasks_of_stopped_apps(self) -> None:
         """An app stopped through another replica: this one stops the app's containers it runs."""
+        if not self.peers.others_alive():
+            return  # every stop went through this replica, whose stop hook stopped them
         for app_id in {t.app_id for t in self._tasks.tasks.values() if t.accepting}:
             if not await self._apps.is_running(app_id):
                 await self._tasks.stop_app_tasks(app_id, "app stopped")

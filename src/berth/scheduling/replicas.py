@@ -57,6 +57,7 @@ class Replicas:
         self._beat_s = beat_s
         self._dead_after_s = dead_after_s
         self._others_free = 0  # free container slots the other live replicas reported at their last beat
+        self._others_alive = False
         # Since when this replica's beats have gone through without a break. It declares others dead only
         # after DEAD_AFTER_S of its own good beats: when the database comes back after an outage, every
         # replica's last beat is old, and the first one back must not take the others' containers away.
@@ -69,6 +70,7 @@ class Replicas:
         now = self._clock.now()
         await self._store.join_replica(ReplicaRecord(self.replica_id, self.name, now, now, self._info()))
         log.info("replica %s (%s) registered", self.name, self.replica_id)
+        await self._read_others(now)
 
     async def leave(self) -> None:
         await self._store.leave_replica(self.replica_id)
@@ -103,17 +105,19 @@ class Replicas:
         if functions:
             self._notifier.notify(SCHEDULER_KEY)
 
+    def others_alive(self) -> bool:
+        """Another replica beat within the window (as of this one's last beat)."""
+        return self._others_alive
+
     def others_can_place(self) -> bool:
         """Another live replica has room for containers (so a function this one cannot place is not stuck)."""
         return self._others_free > 0
 
     async def _read_others(self, now: float) -> None:
         live = await self._store.live_replicas(now - self._dead_after_s)
-        free = 0
-        for replica in live:
-            if replica.replica_id != self.replica_id:
-                free += int(json.loads(replica.info or b"{}").get("free_slots", 0))
-        self._others_free = free
+        others = [r for r in live if r.replica_id != self.replica_id]
+        self._others_alive = bool(others)
+        self._others_free = sum(int(json.loads(r.info or b"{}").get("free_slots", 0)) for r in others)
 
     async def _declared_dead(self) -> None:
         log.error(
