@@ -6,8 +6,10 @@ variants of `Scaler`, and a `fan_out` whose container maps `cube`."""
 from __future__ import annotations
 
 import json
+import queue
 import secrets
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -171,8 +173,11 @@ def test_call_graph_links_the_calls_a_container_made_to_its_input(berth: BerthSe
 
 
 def test_container_logs_follow_streams_that_container_by_its_id(berth: BerthServer, observed: Observed) -> None:
+    # The fixture's containers (square keeps its for 42 s) belong to the same app, so the ticker's container
+    # is the one that was not there before the call.
+    before = {c["container_id"] for c in _json(berth, "container", "list")}
     caller = subprocess.Popen(
-        [str(BIN / "python"), "-c", f"import modal; modal.Function.from_name({observed.name!r}, 'ticker').remote(20)"],
+        [str(BIN / "python"), "-c", f"import modal; modal.Function.from_name({observed.name!r}, 'ticker').remote(40)"],
         env=berth.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -182,10 +187,12 @@ def test_container_logs_follow_streams_that_container_by_its_id(berth: BerthServ
 
         def ticker_container() -> bool:
             listed = _json(berth, "container", "list")
-            task_ids[:] = [c["container_id"] for c in listed if c["app_name"] == observed.name]
+            task_ids[:] = [
+                c["container_id"] for c in listed if c["app_name"] == observed.name and c["container_id"] not in before
+            ]
             return bool(task_ids)
 
-        wait_for(ticker_container, "the ticker's container", timeout=60)
+        wait_for(ticker_container, "the ticker's container", timeout=120)
         follower = subprocess.Popen(
             [str(BIN / "modal"), "container", "logs", "-f", task_ids[0]],
             env=berth.env,
@@ -193,15 +200,23 @@ def test_container_logs_follow_streams_that_container_by_its_id(berth: BerthServ
             stderr=subprocess.STDOUT,
             text=True,
         )
-        try:
+        lines: queue.Queue[str] = queue.Queue()
+
+        def pump() -> None:
             assert follower.stdout is not None
+            for line in follower.stdout:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
             seen: list[str] = []
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             while time.monotonic() < deadline and not any(line.startswith("tick 3") for line in seen):
-                line = follower.stdout.readline()
-                if not line:
-                    break
-                seen.append(line)
+                try:
+                    seen.append(lines.get(timeout=1))
+                except queue.Empty:
+                    if follower.poll() is not None and lines.empty():
+                        break
             assert any(line.startswith("tick 3") for line in seen), "".join(seen)
             assert not any("not found" in line for line in seen)
         finally:
