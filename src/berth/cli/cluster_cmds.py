@@ -9,10 +9,14 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from berth.cli.server_cmds import data_dir_of, setup_logging
 from berth.config import Settings, default_runtime
+
+if TYPE_CHECKING:
+    from berth.worker.network import ServerFirewall
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -94,12 +98,22 @@ async def _run_worker(args: argparse.Namespace) -> int:
     # follow the worker to whichever server replica it is joined to.
     grpc_ups = [_host_port(url) for url in servers]
     http_ups = [_host_port(url) for url in https]
+    isolated = args.runtime != "process"
+    relay_host = "127.0.0.1"
+    if isolated:
+        from berth.worker.network import HOST_IP
+
+        relay_host = HOST_IP  # OCI containers reach this host only at their bridge's address
     relays = [
-        Relay(grpc_ups[0], client_context(ca, ["h2"]) if secure else None),
-        Relay(http_ups[0], client_context(ca, ["http/1.1"]) if secure else None),
+        Relay(grpc_ups[0], client_context(ca, ["h2"]) if secure else None, relay_host),
+        Relay(http_ups[0], client_context(ca, ["http/1.1"]) if secure else None, relay_host),
     ]
+    firewall = await _isolate_containers(settings.data_dir) if isolated else None
     for relay in relays:
         await relay.start()
+    if firewall is not None:
+        for relay in relays:
+            await asyncio.to_thread(firewall.allow, relay.port)
 
     def switch(index: int) -> None:
         relays[0].retarget(grpc_ups[index])
@@ -129,7 +143,20 @@ async def _run_worker(args: argparse.Namespace) -> int:
         await link.worker.shutdown()
         for relay in relays:
             await relay.close()
+        if firewall is not None:
+            await asyncio.to_thread(firewall.close)
     return 0
+
+
+async def _isolate_containers(data_dir: Path) -> ServerFirewall:
+    """The same isolation `berth up` gives its containers, set up by the worker for its own host: the bridge,
+    NAT, the shared chains (no other containers, no private networks, no host ports), and a chain of this
+    worker's own that opens only its relays to them, the one way its containers reach the control plane."""
+    from berth.worker.network import ServerFirewall
+
+    firewall = ServerFirewall(data_dir, 0, [])
+    await asyncio.to_thread(firewall.start)
+    return firewall
 
 
 def _facing_address(server_host: str) -> str:
@@ -148,14 +175,6 @@ def _facing_address(server_host: str) -> str:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    if args.runtime != "process":
-        print(
-            f"berth: the {args.runtime} runtime is not available on remote workers yet: their containers would "
-            "run without the network isolation a server host sets up. Use `berth up` for isolated containers, "
-            "or `--runtime process` on a cluster whose code you trust.",
-            file=sys.stderr,
-        )
-        return 2
     return asyncio.run(_run_worker(args))
 
 

@@ -11,6 +11,9 @@ bridge. Everything lives under DIR; `scripts/local-cluster.sh` is the command li
     cut-worker DIR I    take worker I's network down (heal-worker DIR I brings it back)
     down DIR            stop everything this cluster started and remove its namespaces and links
 
+Workers run the process runtime unless BERTH_CLUSTER_RUNTIME names another (crun, runc, runsc): then each
+sets up container isolation inside its own namespace, as it would on a host of its own.
+
 Only processes this module started are signalled, by the pids it recorded in DIR/cluster.json."""
 
 from __future__ import annotations
@@ -121,7 +124,14 @@ def up(root: Path, n: int, replicas: int = 1) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if _state_path(root).exists():
         raise SystemExit(f"{root} already holds a cluster; run `down {root}` first")
-    state: dict[str, Any] = {"n": n, "replicas": replicas, "pids": {"workers": {}, "servers": {}}, **_names(root)}
+    runtime = os.environ.get("BERTH_CLUSTER_RUNTIME", "process")
+    state: dict[str, Any] = {
+        "n": n,
+        "replicas": replicas,
+        "runtime": runtime,
+        "pids": {"workers": {}, "servers": {}},
+        **_names(root),
+    }
     _save(root, state)
     try:
         _up(root, n, state)
@@ -195,9 +205,11 @@ def _start_worker(root: Path, state: dict[str, Any], i: int, token: str) -> int:
     count = state["replicas"]
     order = [(i - 1 + k) % count for k in range(count)]  # its own replica first, then the others
     server = ",".join(f"https://{state['prefix']}.1:{state['ports'][k]}" for k in order)
-    argv = ["ip", "netns", "exec", ns, str(BIN / "berth"), "worker", "--server", server]
+    # nsenter, not `ip netns exec`: that mounts a sysfs of the namespace's own over /sys, which hides the
+    # cgroup2 tree an OCI runtime puts its containers in.
+    argv = ["nsenter", f"--net=/var/run/netns/{ns}", str(BIN / "berth"), "worker", "--server", server]
     argv += ["--ca", str(root / "server" / "tls" / "ca.pem"), "--join-token", token, "--name", f"w{i}"]
-    argv += ["--data-dir", str(root / f"w{i}"), "--runtime", "process", "--slots", "8"]
+    argv += ["--data-dir", str(root / f"w{i}"), "--runtime", state.get("runtime", "process"), "--slots", "8"]
     return _spawn(argv, root / f"w{i}.log")
 
 

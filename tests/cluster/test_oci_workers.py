@@ -1,0 +1,109 @@
+"""Remote workers with an OCI runtime: a worker in a network namespace of its own (a host of its own, as far
+as the network goes) runs its containers on crun and sets up their isolation itself, the way `berth up`
+does on one host. Its containers reach the control plane only through the worker's relay: not the server's
+own address, not the worker's other ports, and no private network."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import APPS, BIN
+
+SCRIPT = Path(__file__).parents[2] / "scripts" / "local-cluster.sh"
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(shutil.which("crun") is None, reason="crun is not installed: run scripts/setup-host.sh"),
+]
+
+
+def cluster_cmd(*args: object, timeout: float = 300) -> str:
+    out = subprocess.run(
+        [SCRIPT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "BERTH_CLUSTER_RUNTIME": "crun"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("oci-cluster")
+    try:
+        cluster_cmd("up", root, 1)
+        yield root
+    finally:
+        cluster_cmd("down", root)
+
+
+def client_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    for assignment in shlex.split(cluster_cmd("env", root).removeprefix("export ")):
+        key, _, value = assignment.partition("=")
+        env[key] = value
+    env["MODAL_CONFIG_PATH"] = str(root / "client.toml")
+    return env
+
+
+def look(cluster: Path, host_path: str, targets: list[str]) -> dict[str, Any]:
+    """What a function container on the cluster's worker sees (tests/e2e/apps/oci_worker.py)."""
+    argv = [BIN / "modal", "run", str(APPS / "oci_worker.py"), "--host-path", host_path, "--targets", ",".join(targets)]
+    run = subprocess.run(argv, env=client_env(cluster), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen: dict[str, Any] = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("LOOK "))[5:])
+    return seen
+
+
+def test_a_remote_crun_worker_isolates_its_containers_and_relays_their_calls(cluster: Path) -> None:
+    state = json.loads((cluster / "cluster.json").read_text())
+    server = f"{state['prefix']}.1:{state['ports'][0]}"  # the server's TLS address, as the worker reaches it
+    # The worker's command router listens on every address of its host: open to clients, not to containers.
+    router = re.search(r"command router serving on http://([\d.]+):(\d+)", (cluster / "w1.log").read_text())
+    assert router is not None
+    seen = look(cluster, str(cluster), [server, f"{router[1]}:{router[2]}", f"172.21.0.1:{router[2]}"])
+    assert seen["host_path_visible"] is False  # its own root filesystem, not the worker host's
+    assert seen["pid1"] == "/__berth/init"  # its own pid namespace, whose pid 1 is the container's init
+    assert seen["server_url"].startswith("http://172.21.0.1:")  # the worker's relay on its bridge
+    assert all(how != "open" for how in seen["reach"].values()), seen["reach"]
+    # The same probe does find an open port: the relay the container's calls go through.
+    relay = seen["server_url"].removeprefix("http://")
+    assert look(cluster, "/", [relay])["reach"] == {relay: "open"}
+
+
+def test_a_sandbox_on_a_remote_crun_worker_execs_through_that_workers_router(cluster: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import json, modal
+        app = modal.App.lookup("e2e-oci-sandbox", create_if_missing=True)
+        sb = modal.Sandbox.create("sleep", "300", app=app, image=modal.Image.debian_slim())
+        p = sb.exec("sh", "-c", "xargs -0 echo </proc/1/cmdline; id -u; test -e /work || echo no-host-fs")
+        out = p.stdout.read()
+        p.wait()
+        sb.terminate()
+        sb.wait(raise_on_termination=False)
+        print("SANDBOX " + json.dumps({"out": out, "rc": p.returncode, "sb_rc": sb.returncode}))
+        """
+    )
+    run = subprocess.run(
+        [BIN / "python", "-c", script], env=client_env(cluster), capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("SANDBOX "))[8:])
+    assert seen["rc"] == 0 and seen["sb_rc"] == 137, seen
+    # Its own pid namespace (pid 1 is the container's init running the sandbox's command), root inside it,
+    # and its own root filesystem.
+    assert seen["out"] == "/__berth/init -s -- sleep 300\n0\nno-host-fs\n", seen
