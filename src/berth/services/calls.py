@@ -3,6 +3,7 @@ cancellation and the data-out stream of generators."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,9 @@ from berth.store.records import CallRecord
 
 MAX_INPUTS_OUTSTANDING = 1000
 MAX_OUTPUT_POLL_S = 55.0
+# A map's poll that finds fewer outputs than it may carry waits this long for more before it answers, so that
+# one reply carries many outputs instead of one RPC per output. Unary calls and FunctionCall.get never wait.
+MAP_BATCH_WINDOW_S = 0.01
 DATA_STREAM_HOLD_S = 50.0
 
 
@@ -120,6 +124,9 @@ class CallService:
                     break
         if not outs:
             outs = await self._store.outputs_after(call.call_id, cursor, limit, span)
+        elif len(outs) < limit and req.timeout > 0 and call.call_type == api_pb2.FUNCTION_CALL_TYPE_MAP:
+            await asyncio.sleep(MAP_BATCH_WINDOW_S)
+            outs += await self._store.outputs_after(call.call_id, outs[-1].seq, limit - len(outs), span)
         resp = api_pb2.FunctionGetOutputsResponse(last_entry_id=f"{outs[-1].seq if outs else cursor}-0")
         if not outs:
             # Clients read this only from an empty reply (no outputs and nothing unfinished: expired);
