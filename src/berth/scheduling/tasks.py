@@ -23,7 +23,7 @@ from berth.services.results import failure
 from berth.store.ports import InputStore, TaskStore
 from berth.store.records import TaskRecord
 from berth.telemetry import Telemetry
-from berth.workers.port import WORKER_LOST, NoCapacity, WorkerPort
+from berth.workers.port import WORKER_LOST, NoCapacity, WorkerLost, WorkerPort
 
 log = logging.getLogger("berth.tasks")
 
@@ -167,6 +167,13 @@ class TaskManager:
             self.tasks.pop(task_id, None)
             await self._store.end_task(task_id, "stopped", self._clock.now(), None)
             raise
+        except WorkerLost as exc:
+            # The worker went away while the container was being started on it: not the function's fault. What
+            # the container may already hold goes back to the queue, and the autoscaler places it elsewhere.
+            log.warning("task %s was lost with its worker while starting: %s", task_id, exc)
+            if self.tasks.get(task_id) is task:  # the hub may have reported it lost already
+                await self._on_exit_task(task, WORKER_LOST)
+            raise NoCapacity(f"its worker was lost while the container started ({exc})") from exc
         except Exception as exc:
             log.exception("could not start task %s", task_id)
             task.init_failure = failure(f"Could not start container: {exc}")

@@ -27,7 +27,7 @@ from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, WorkerCapacity, WorkerInventory
-from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity
+from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, WorkerLost
 
 log = logging.getLogger("berth.workers")
 
@@ -36,10 +36,6 @@ _KEEP_ROUTERS = 4096
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 TokenCheck = Callable[[str], Awaitable[bool]]
-
-
-class WorkerLost(ConnectionError):
-    pass
 
 
 class RemoteError(Exception):

@@ -28,6 +28,10 @@ class NoCapacity(Exception):
     """No worker can take this container now (placement raced with another); try again later."""
 
 
+class WorkerLost(ConnectionError):
+    """The worker an operation was sent to went away before it answered."""
+
+
 class WorkerPort(Protocol):
     @property
     def builds_images(self) -> bool:
