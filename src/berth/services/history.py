@@ -24,12 +24,15 @@ class LogHistory:
 
     async def fetch(self, req: api_pb2.AppFetchLogsRequest, now: float) -> api_pb2.AppFetchLogsResponse:
         since, until = _seconds(req.since, 0.0), _seconds(req.until, now)
-        rows = await self._store.logs_between(req.app_id, since, until, min(req.limit or 100, _MAX_FETCH))
+        limit = min(req.limit or 100, _MAX_FETCH)
+        filtered = bool(req.function_id or req.task_id or req.source or req.search_text)
+        # The newest `limit` entries that pass the filters: with filters, read further back than `limit`, since
+        # other functions' entries in the range would otherwise crowd out the ones asked for.
+        rows = await self._store.logs_between(req.app_id, since, until, _MAX_FETCH * 10 if filtered else limit)
+        batches = [api_pb2.TaskLogsBatch.FromString(raw) for _, raw in rows]
+        matching = [b for b in batches if _matches(b, req.function_id, req.task_id, req.source, req.search_text)]
         resp = api_pb2.AppFetchLogsResponse()
-        for _, raw in rows:
-            batch = api_pb2.TaskLogsBatch.FromString(raw)
-            if _matches(batch, req.function_id, req.task_id, req.source, req.search_text):
-                resp.batches.append(batch)
+        resp.batches.extend(matching[-limit:])
         return resp
 
     async def count(self, req: api_pb2.AppCountLogsRequest, now: float) -> api_pb2.AppCountLogsResponse:
@@ -41,13 +44,15 @@ class LogHistory:
             if not _matches(batch, req.function_id, req.task_id, req.source, req.search_text):
                 continue
             item = batch.items[0]
-            start = int((item.timestamp - since) // width)
+            # Buckets on whole multiples of the width: a bucket's start is then exact in whole seconds, and the
+            # range a client fetches for it, [start, start + width), holds every entry it counted.
+            start = int(item.timestamp // width)
             counts = buckets.setdefault(start, [0, 0])
             counts[0 if item.file_descriptor == api_pb2.FILE_DESCRIPTOR_STDOUT else 1] += 1
         resp = api_pb2.AppCountLogsResponse(app_id=req.app_id)
         for start, (out, err) in sorted(buckets.items()):
             bucket = resp.buckets.add(stdout_logs=out, stderr_logs=err)
-            bucket.bucket_start_at.FromSeconds(int(since + start * width))
+            bucket.bucket_start_at.FromSeconds(start * width)
         return resp
 
 
