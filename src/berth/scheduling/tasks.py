@@ -242,6 +242,7 @@ class TaskManager:
             if t.function_id != keep_function and t.state == "running" and t.inflight == 0 and not t.sandbox_id
         ]
         for task in sorted(idle, key=lambda t: t.last_active)[: max(0, count - len(leaving))]:
+            log.info("retiring idle container %s of %s: %s", task.task_id, task.function_id, reason)
             self.drain(task, reason)
 
     async def _start_sandbox_now(self, spec: TaskSpec) -> TaskInfo:
