@@ -226,7 +226,9 @@ class SandboxManager:
             record.router_url = self._worker.router_url(task_id) or ""
             await self._save(record)
         except Unplaceable as exc:
-            await self._finish(record, failure(f"No worker can ever run this sandbox: {exc}"))
+            await self._finish(record, failure(f"No worker can run this sandbox: it needs {exc}"))
+            if exc.resource:  # a GPU type none has: a worker that joins later may
+                raise ResourceExhausted(f"No worker can run this sandbox now: it needs {exc}") from exc
             raise InvalidArgument(f"No worker can ever run this sandbox: it needs {exc}") from exc
         except NoCapacity as exc:
             await self._finish(record, failure(f"No worker had room for this sandbox: {exc}"))

@@ -32,7 +32,13 @@ _ROOM_RECHECK_S = 0.5  # a sandbox waiting for room looks again at least this of
 
 
 class Unplaceable(Exception):
-    """No worker could ever run this container (more memory, CPUs or GPUs than any has): waiting won't help."""
+    """No worker could run this container (more memory or CPUs than any has, or a GPU type none has): waiting
+    for a slot won't help. `resource`: what is missing is a kind of hardware a worker that joins later may bring
+    (a GPU type), not a size beyond the request's reach."""
+
+    def __init__(self, reason: str, resource: bool = False) -> None:
+        super().__init__(reason)
+        self.resource = resource
 
 
 def never_fits(workers: list[WorkerCapacity], memory_mb: int, cpu: float) -> str | None:
@@ -221,11 +227,11 @@ class TaskManager:
         """Why the sandbox cannot start now (after asking idle containers to make room); Unplaceable when no
         worker could ever take it."""
         never = never_fits(self._worker.capacity(), spec.memory_mb, spec.cpu)
-        blocker = self._worker.placement_blocker(list(spec.gpu_requests), spec.memory_mb, spec.cpu)
-        if never is None and blocker is not None and "has such a GPU" in blocker:
-            never = blocker.split(";")[0].removeprefix("Waiting for ")
         if never is not None:
             raise Unplaceable(never)
+        blocker = self._worker.placement_blocker(list(spec.gpu_requests), spec.memory_mb, spec.cpu)
+        if blocker is not None and "has such a GPU" in blocker:
+            raise Unplaceable(blocker.split("; the call stays queued")[0].removeprefix("Waiting for "), resource=True)
         if blocker is None and self._worker.free_slots() <= 0:
             blocker = "every worker slot is taken"
             self.evict_idle(1, "evicted to make room for a sandbox")
