@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, last_json, python, sdk, start_server, stop_server
+from tests.e2e.conftest import SUITE_RUNTIME, BerthServer, last_json, python, sdk, start_server, stop_server
 
 HEAD = """
 import json, time, modal
@@ -197,3 +197,24 @@ def test_a_stateful_interpreter_driven_line_by_line_over_exec_stdin_and_stdout(o
     )["answers"]
     assert seen[2] == {"stdout": "The result is: 15\n", "stderr": ""}
     assert seen[3] == {"stdout": "", "stderr": "Execution Error: division by zero\n"}
+
+
+def test_snapshot_on_the_process_runtime_is_refused_by_name(berth: BerthServer) -> None:
+    if SUITE_RUNTIME != "process":
+        pytest.skip("the suite's server runs isolated containers")
+    seen = run(
+        berth,
+        "snap-process",
+        """
+        sb = modal.Sandbox.create("sleep", "60", app=app)
+        try:
+            sb.snapshot_filesystem()
+            refused = None
+        except Exception as exc:
+            refused = [type(exc).__name__, str(exc)]
+        sb.terminate()
+        print(json.dumps({"refused": refused}))
+        """,
+    )
+    assert seen["refused"][0] == "InvalidError" and "Sandbox.snapshot_filesystem()" in seen["refused"][1]
+    assert "needs an OCI runtime" in seen["refused"][1]
