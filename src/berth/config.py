@@ -40,6 +40,8 @@ class Settings:
     default_scaledown_s: int = field(default_factory=lambda: _env_int("BERTH_SCALEDOWN_SECONDS", 60))
     # The most a sandbox may write to its own root (its overlay's upper layer, a capped ext4 image).
     sandbox_disk_mb: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_DISK_MB", 10240))
+    # How long a sandbox create waits for a worker slot (idle function containers are retired for it first).
+    sandbox_queue_s: float = field(default_factory=lambda: float(_env_int("BERTH_SANDBOX_QUEUE_SECONDS", 300)))
     # How long finished calls, their outputs and app logs are kept (Modal keeps spawned results ~7 days).
     retention_s: float = field(default_factory=lambda: _env_int("BERTH_RETENTION_DAYS", 7) * 86400.0)
     # An ephemeral app whose client sends no heartbeat for this long is stopped (CLIENT_HEARTBEAT_S: every 15 s).

@@ -153,8 +153,17 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     worker.trust_grants(services.signer.public_pem)
     if hub is None:  # an in-process worker's router resolves named secrets of execs right here
         local.resolve_secrets(state.secrets.merged_env)
+        local.publish_snapshots(images.register_snapshot)
     services.sandboxes = SandboxManager(
-        store, tasks, layouts, worker, services.signer, notifier, clock, settings.container_api_url
+        store,
+        tasks,
+        layouts,
+        worker,
+        services.signer,
+        notifier,
+        clock,
+        settings.container_api_url,
+        settings.sandbox_queue_s,
     )
     services.hub = hub
     services.images = images

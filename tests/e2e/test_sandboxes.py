@@ -322,29 +322,26 @@ def test_bad_input_gets_modals_errors(berth_oci: BerthServer) -> None:
     assert seen["late"][0] == "ConflictError" and "finished" in seen["late"][1]
 
 
-def test_sandbox_counts_against_worker_capacity(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_sandbox_waits_for_the_slot_another_sandbox_holds(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A sandbox counts against worker capacity: with one slot, a second create waits (as Modal queues it)
+    until the first sandbox's container is gone, then starts."""
     server = start_server(tmp_path_factory.mktemp("berth-one-slot") / "data", extra_env={"BERTH_WORKER_SLOTS": "1"})
     try:
         seen = run(
             server,
             "sb-capacity",
             """
-            first = modal.Sandbox.create(app=app)
-            try:
-                modal.Sandbox.create(app=app)
-                second = None
-            except Exception as exc:
-                second = [type(exc).__name__, str(exc)]
-            first.terminate()
-            first.wait(raise_on_termination=False)
-            third = modal.Sandbox.create(app=app)  # the slot is free again
-            third.terminate()
-            print(json.dumps({"second": second}))
+            first = modal.Sandbox.create("sleep", "2", app=app)
+            second = modal.Sandbox.create(app=app)  # no room until the first exits
+            first_rc = first.poll()
+            running = second.poll()
+            second.terminate()
+            print(json.dumps({"first_rc": first_rc, "running": running}))
             """,
         )
     finally:
         stop_server(server)
-    assert seen["second"] is not None and "room" in seen["second"][1]
+    assert seen == {"first_rc": 0, "running": None}
 
 
 def test_process_runtime_runs_sandboxes_with_exec_and_files(berth: BerthServer) -> None:

@@ -46,6 +46,8 @@ class ImageBuildSpec:
     force: bool = False
     registry: RegistryCredentials | None = None
     function: FunctionBuild | None = None
+    # A sandbox's filesystem snapshot: the sha256 of its packed layer (a blob), over base_images["base"].
+    snapshot_layer: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from berth.domain.spec import SandboxSpec, TaskSpec
 from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from berth.ids import new_id, new_secret
 from berth.scheduling.layout import LayoutBuilder
-from berth.scheduling.tasks import TaskManager
+from berth.scheduling.tasks import TaskManager, Unplaceable
 from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.services.router_client import write_sandbox_stdin
@@ -117,6 +117,13 @@ def _check_supported(definition: api_pb2.Sandbox) -> None:
         raise InvalidArgument(f"Berth does not support these Sandbox options yet: {', '.join(refused)}")
 
 
+def _check_exit_snapshot(definition: api_pb2.Sandbox) -> None:
+    """Filesystem snapshots of a running sandbox work (the worker's router); one taken as it exits does not yet."""
+    options = {**definition.experimental_options, **definition.experimental_options_v2}
+    if str(options.get("enable_exit_snapshot", "")).lower() in ("true", "1"):
+        raise InvalidArgument("Berth does not support these Sandbox options yet: enable_exit_snapshot")
+
+
 def _gpu_requests(definition: api_pb2.Sandbox) -> tuple[tuple[str, int], ...]:
     """gpu= takes the same placement as a function's: a worker with such a GPU free, or none (NoCapacity)."""
     config = definition.resources.gpu_config
@@ -172,7 +179,9 @@ class SandboxManager:
         notifier: Notifier,
         clock: Clock,
         server_url: str,
+        queue_s: float = 300.0,
     ) -> None:
+        self._queue_s = queue_s  # how long a create waits for a worker slot
         self._objects = objects
         self._tasks = tasks
         self._layouts = layouts
@@ -189,6 +198,7 @@ class SandboxManager:
         """A sandbox and its task. `v1`: created by SandboxCreate (the client's V1 path), so its ids look V1."""
         definition = req.definition
         _check_supported(definition)
+        _check_exit_snapshot(definition)
         self.forget_finished(self._clock.now() - FORGET_AFTER_S)
         if definition.name:
             self._check_name_free(req.app_id, definition.name)
@@ -212,15 +222,24 @@ class SandboxManager:
             raise
         await self._save(record)
         try:
-            await self._tasks.start_sandbox(spec)
+            await self._tasks.start_sandbox(spec, self._queue_s)
             record.router_url = self._worker.router_url(task_id) or ""
             await self._save(record)
+        except Unplaceable as exc:
+            await self._finish(record, failure(f"No worker can run this sandbox: it needs {exc}"))
+            if exc.resource:  # a GPU type none has: a worker that joins later may
+                raise ResourceExhausted(f"No worker can run this sandbox now: it needs {exc}") from exc
+            raise InvalidArgument(f"No worker can ever run this sandbox: it needs {exc}") from exc
         except NoCapacity as exc:
-            await self._finish(record, failure(f"No worker has room for this sandbox: {exc}"))
-            raise ResourceExhausted(f"No worker has room for this sandbox now: {_placement_reason(exc)}") from exc
+            await self._finish(record, failure(f"No worker had room for this sandbox: {exc}"))
+            waited = f"after waiting {self._queue_s:g} s" if self._queue_s else "now"
+            raise ResourceExhausted(f"No worker has room for this sandbox {waited}: {_placement_reason(exc)}") from exc
         except Exception as exc:
             await self._finish(record, failure(f"The sandbox could not start: {exc}"))
             raise InvalidArgument(f"The sandbox could not start: {exc}") from exc
+        except asyncio.CancelledError:  # the client went away while the create waited for room
+            await self._finish(record, failure("The sandbox's create was cancelled before it started"))
+            raise
         return record
 
     def _check_name_free(self, app_id: str, name: str) -> None:

@@ -13,7 +13,7 @@ from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.domain import gpu
-from berth.domain.spec import TaskSpec
+from berth.domain.spec import TaskSpec, WorkerCapacity
 from berth.ids import new_id, new_secret, secret_digest, secret_matches
 from berth.scheduling.layout import LayoutBuilder
 from berth.services.inputs import SCHEDULER_KEY, InputService
@@ -28,6 +28,29 @@ from berth.workers.port import WORKER_LOST, NoCapacity, WorkerLost, WorkerPort
 log = logging.getLogger("berth.tasks")
 
 MAX_STARTUP_CRASHES = 3
+_ROOM_RECHECK_S = 0.5  # a sandbox waiting for room looks again at least this often
+
+
+class Unplaceable(Exception):
+    """No worker could run this container (more memory or CPUs than any has, or a GPU type none has): waiting
+    for a slot won't help. `resource`: what is missing is a kind of hardware a worker that joins later may bring
+    (a GPU type), not a size beyond the request's reach."""
+
+    def __init__(self, reason: str, resource: bool = False) -> None:
+        super().__init__(reason)
+        self.resource = resource
+
+
+def never_fits(workers: list[WorkerCapacity], memory_mb: int, cpu: float) -> str | None:
+    """Why no worker, even empty, could take a container this big; None when one could (or none is known)."""
+    if not workers:
+        return None
+    known = [w.memory_mb for w in workers if w.memory_mb]  # 0: a worker that could not read its memory
+    if memory_mb and known and not any(m >= memory_mb for m in known):
+        return f"a worker with {memory_mb} MiB of memory: the largest has {max(known)} MiB"
+    if cpu and not any(w.cpu >= cpu for w in workers):
+        return f"a worker with {cpu:g} CPUs: the largest has {max(w.cpu for w in workers):g}"
+    return None
 
 
 class TaskInputStore(TaskStore, InputStore, Protocol):
@@ -186,16 +209,57 @@ class TaskManager:
             self.telemetry.container_started(function_id, fn.function_name)
         return task
 
-    async def start_sandbox(self, spec: TaskSpec) -> TaskInfo:
+    async def start_sandbox(self, spec: TaskSpec, wait_s: float = 0.0) -> TaskInfo:
         """Start a sandbox's container on a worker: a task like a function's (it takes a worker slot, its
-        CPUs and memory), which runs its image's command and takes no inputs. NoCapacity when no worker
-        has room."""
+        CPUs and memory), which runs its image's command and takes no inputs. A sandbox that finds no room
+        waits up to `wait_s` for some, retiring idle function containers first (Modal queues a create
+        rather than refusing it); NoCapacity when none came, Unplaceable at once when no worker could ever
+        take it."""
         assert spec.sandbox is not None
+        deadline = self._clock.monotonic() + wait_s
+        while True:
+            with self._notifier.listen(SCHEDULER_KEY) as waiter:  # a container exit notifies: listen first
+                blocker = self._sandbox_blocker(spec)
+                if blocker is None:
+                    try:
+                        return await self._start_sandbox_now(spec)
+                    except NoCapacity as exc:  # placement raced with another start
+                        blocker = str(exc)
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    raise NoCapacity(blocker)
+                await waiter.wait(min(remaining, _ROOM_RECHECK_S))
+
+    def _sandbox_blocker(self, spec: TaskSpec) -> str | None:
+        """Why the sandbox cannot start now (after asking idle containers to make room); Unplaceable when no
+        worker could ever take it."""
+        never = never_fits(self._worker.capacity(), spec.memory_mb, spec.cpu)
+        if never is not None:
+            raise Unplaceable(never)
         blocker = self._worker.placement_blocker(list(spec.gpu_requests), spec.memory_mb, spec.cpu)
+        if blocker is not None and "has such a GPU" in blocker:
+            raise Unplaceable(blocker.split("; the call stays queued")[0].removeprefix("Waiting for "), resource=True)
         if blocker is None and self._worker.free_slots() <= 0:
             blocker = "every worker slot is taken"
-        if blocker is not None:
-            raise NoCapacity(blocker)
+            self.evict_idle(1, "evicted to make room for a sandbox")
+        return blocker
+
+    def evict_idle(self, count: int, reason: str, keep_function: str = "") -> None:
+        """Make room on full workers by retiring idle function containers, longest idle first. Containers
+        already on their way out count as room to come, so a caller that asks again while they exit does
+        not retire more."""
+        leaving = [t for t in self.tasks.values() if t.state == "draining"]
+        idle = [
+            t
+            for t in self.tasks.values()
+            if t.function_id != keep_function and t.state == "running" and t.inflight == 0 and not t.sandbox_id
+        ]
+        for task in sorted(idle, key=lambda t: t.last_active)[: max(0, count - len(leaving))]:
+            log.info("retiring idle container %s of %s: %s", task.task_id, task.function_id, reason)
+            self.drain(task, reason)
+
+    async def _start_sandbox_now(self, spec: TaskSpec) -> TaskInfo:
+        assert spec.sandbox is not None
         now = self._clock.now()
         task = TaskInfo(spec.task_id, "", spec.app_id, secret_digest(spec.secret), 0, now, last_active=now)
         task.sandbox_id = spec.sandbox.sandbox_id

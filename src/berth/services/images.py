@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modal_proto import api_pb2
@@ -215,6 +216,24 @@ class ImageService:
             force,
             registry,
         )
+
+    async def register_snapshot(self, base_image_id: str, archive: Path, sha256: str) -> str:
+        """A sandbox's filesystem snapshot as an image: its packed layer goes to the blob store (so any worker
+        can fetch it) and a worker builds the image from it over the sandbox's image, as it builds any other;
+        returns the new image's id."""
+        if not await self._blobs.has_file(sha256):
+            await self._blobs.put_file(sha256, await asyncio.to_thread(archive.read_bytes))
+        key = hashlib.sha256(f"snapshot:{base_image_id}:{sha256}".encode()).hexdigest()
+        found = await self._store.object_by_key("image", key)
+        if found is not None and self._worker.image_info(found[0]) is not None:  # the same changes, again
+            return found[0]
+        image_id = new_id("im")
+        base = api_pb2.BaseImage(docker_tag="base", image_id=base_image_id)
+        definition = api_pb2.Image(dockerfile_commands=["FROM base"], base_images=[base])
+        spec = ImageBuildSpec(image_id, key, base_images={"base": base_image_id}, snapshot_layer=sha256)
+        await self._worker.build_image(spec, lambda line: log.debug("snapshot %s: %s", image_id, line.rstrip()))
+        await self._store.put_object("image", image_id, definition.SerializeToString(), self._clock.now(), key=key)
+        return image_id
 
     async def _context_file(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()

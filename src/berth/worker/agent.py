@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Any
 from berth.clock import Clock, SystemClock
 from berth.domain.images import ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, WorkerCapacity
+from berth.errors import FailedPrecondition, InvalidArgument
 from berth.worker.builder import BuildFailed
 from berth.worker.execs import OrderedStdin, pump
 from berth.worker.files import FileSource
@@ -25,12 +27,16 @@ from berth.worker.pty import Pty
 from berth.worker.router import CommandRouter, SecretResolver
 from berth.worker.runtime import Container, Runtime
 from berth.worker.session import TaskSession
+from berth.worker.snapshots import pack_upper
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, BuildLog
 
 log = logging.getLogger("berth.worker")
 
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
+# Publishes a packed filesystem snapshot as an image: (the sandbox's image id, the archive, its sha256) → the
+# new image's id. The control plane keeps the archive (blob store) and asks a worker to build the image.
+SnapshotSink = Callable[[str, Path, str], Awaitable[str]]
 
 _DRAIN_S = 5.0
 _WATCHDOG_S = 0.5
@@ -91,6 +97,8 @@ class LocalWorker:
         self._finished: OrderedDict[str, TaskSession] = OrderedDict()
         self._ended: dict[str, int] = {}  # task → why the worker ended it (sandbox timeouts)
         self.router = CommandRouter(self.session, self._clock)
+        self.router.snapshots = self.snapshot_filesystem
+        self._snapshot_sink: SnapshotSink | None = None
         self._router_host = router_host
         self._router_advertise = router_advertise
 
@@ -115,6 +123,31 @@ class LocalWorker:
 
     def resolve_secrets(self, resolver: SecretResolver) -> None:
         self.router.secrets = resolver
+
+    def publish_snapshots(self, sink: SnapshotSink) -> None:
+        self._snapshot_sink = sink
+
+    async def snapshot_filesystem(self, task_id: str) -> str:
+        """Sandbox.snapshot_filesystem(): the running sandbox's own changes, packed as one layer over its image
+        and published as a new image; returns the image's id."""
+        running = self._running.get(task_id)
+        if running is None:
+            raise FailedPrecondition(f"Task {task_id} is not running: only a running sandbox can be snapshotted")
+        if self._snapshot_sink is None:
+            raise InvalidArgument("Sandbox.snapshot_filesystem() is not supported on remote workers by Berth yet")
+        changes = self.runtime.changes(task_id)
+        if changes is None:
+            raise InvalidArgument(
+                f"Sandbox.snapshot_filesystem() needs an OCI runtime (crun, runc or runsc): the {self.runtime.name} "
+                "runtime gives a sandbox no filesystem of its own"
+            )
+        upper, id_shift = changes
+        archive = self._root / task_id / f"snapshot-{secrets.token_hex(6)}.tar"
+        try:
+            sha256 = await asyncio.to_thread(pack_upper, upper, archive, id_shift)
+            return await self._snapshot_sink(running.spec.image_id, archive, sha256)
+        finally:
+            archive.unlink(missing_ok=True)
 
     @property
     def running_count(self) -> int:

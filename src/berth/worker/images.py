@@ -4,6 +4,8 @@ the control plane only learns an image's Python version and working directory.""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 from berth.domain.images import ImageBuildSpec, ImageInfo
@@ -11,8 +13,9 @@ from berth.worker.build_function import RunFunctionStep
 from berth.worker.builder import BuildFailed, BuildRequest, ImageBuilder, LogFn
 from berth.worker.dockerfile import Plan, parse
 from berth.worker.files import FileSource
-from berth.worker.layers import ImageManifest, ManifestStore
+from berth.worker.layers import ImageManifest, ManifestStore, content_key
 from berth.worker.registry import RegistryAuth
+from berth.worker.snapshots import unpack_layer
 
 
 def image_info(manifest: ImageManifest) -> ImageInfo:
@@ -37,7 +40,10 @@ class ImageWorker:
         return image_info(found) if found is not None else None
 
     async def build(self, spec: ImageBuildSpec, on_log: LogFn) -> ImageInfo:
-        manifest = await self._builder.build(await self._request(spec), on_log)
+        if spec.snapshot_layer:
+            manifest = await self._snapshot(spec)
+        else:
+            manifest = await self._builder.build(await self._request(spec), on_log)
         manifest.key = spec.key
         self._manifests.save(manifest)
         return image_info(manifest)
@@ -47,6 +53,25 @@ class ImageWorker:
         if found is None:
             raise BuildFailed(f"The base image {image_id} is not built on this worker")
         return found
+
+    async def _snapshot(self, spec: ImageBuildSpec) -> ImageManifest:
+        """A sandbox's snapshot: its packed layer (fetched by content, unpacked once per host) over its image."""
+        if set(spec.base_images) != {"base"}:
+            raise BuildFailed("A filesystem snapshot needs exactly one base image")
+        base = self._base(spec.base_images["base"])
+        layers = self._builder.layers
+        key = content_key("snapshot", spec.snapshot_layer)
+        layer = layers.get(key)
+        if layer is None:
+            await self._files.fetch([spec.snapshot_layer])
+            tmp = layers.new_tmp()
+            try:
+                await asyncio.to_thread(unpack_layer, self._files.path(spec.snapshot_layer), tmp)
+            except BaseException:
+                layers.discard(tmp)
+                raise
+            layer = layers.commit(key, tmp)
+        return replace(base, image_id=spec.image_id, layers=[*base.layers, str(layer)], env=dict(base.env))
 
     async def _request(self, spec: ImageBuildSpec) -> BuildRequest:
         if spec.function is not None:

@@ -22,7 +22,7 @@ from modal_proto import task_command_router_pb2 as sr
 from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 
 from berth.clock import Clock
-from berth.errors import BerthError
+from berth.errors import BerthError, InvalidArgument
 from berth.grants import verify_token
 from berth.worker.execs import StdinOutOfOrder
 from berth.worker.pty import DEFAULT_TERM, PtySettings
@@ -32,6 +32,14 @@ log = logging.getLogger("berth.worker.router")
 
 ROUTER_AUDIENCE = "task-router"
 SecretResolver = Callable[[list[str]], Awaitable[dict[str, str]]]
+Snapshotter = Callable[[str], Awaitable[str]]  # a running task's id → the id of an image of its filesystem
+# What the 1.6.4 client offers that Berth does not do yet, by the RPC it sends: refused with the method's name.
+_NOT_YET = {
+    "TaskSnapshotDirectory": "Sandbox.snapshot_directory()",
+    "TaskMountDirectory": "Sandbox.mount_image()",
+    "TaskUnmountDirectory": "Sandbox.unmount_image()",
+    "TaskSnapshotMemory": "Sandbox._experimental_snapshot() (memory snapshots)",
+}
 
 
 class GeneratedRouterService(TaskCommandRouterBase):  # type: ignore[misc]
@@ -50,6 +58,7 @@ class CommandRouter:
         self._sessions = sessions
         self._clock = clock
         self.secrets = secrets
+        self.snapshots: Snapshotter | None = None
         self.public_pem: bytes | None = None  # the server's grant key, handed over once known
         self._server: Server | None = None
         self.url = ""
@@ -60,7 +69,9 @@ class CommandRouter:
         for path, handler in GeneratedRouterService().__mapping__().items():
             rpc = path.rsplit("/", 1)[1]
             impl = getattr(self, f"rpc_{rpc}", None)
-            if impl is None:
+            if rpc in _NOT_YET:
+                func = _not_supported(_NOT_YET[rpc])
+            elif impl is None:
                 func = _unimplemented(rpc)
             elif handler.cardinality == Cardinality.STREAM_UNARY:
                 func = self._wrap_client_stream(rpc, impl)
@@ -195,6 +206,23 @@ class CommandRouter:
         assert process.exit_code is not None
         return sr.TaskExecWaitResponse(code=process.exit_code)
 
+    # the sandbox's filesystem and volumes
+    async def rpc_TaskSnapshotFilesystem(self, session: TaskSession, req: sr.TaskSnapshotFilesystemRequest) -> Message:
+        if req.container_id:
+            raise ExecError("Sidecar containers are not supported by Berth yet")
+        if self.snapshots is None:
+            raise InvalidArgument("Sandbox.snapshot_filesystem() is not supported by this worker")
+        return sr.TaskSnapshotFilesystemResponse(image_id=await self.snapshots(req.task_id))
+
+    async def rpc_TaskReloadVolumes(self, session: TaskSession, req: sr.TaskReloadVolumesRequest) -> Message:
+        """Berth's volumes are directories on the worker's host, bind-mounted into the container: every write
+        is already visible, so there is nothing to reload (as VolumeReload on the control plane)."""
+        if req.container_id:
+            raise ExecError("Sidecar containers are not supported by Berth yet")
+        if session.exited:
+            raise ExecError(f"Task {session.task_id} has finished")
+        return sr.TaskReloadVolumesResponse()
+
     # the sandbox's own entrypoint
     async def rpc_SandboxStdioReadV2(
         self, session: TaskSession, req: sr.SandboxStdioReadV2Request
@@ -234,6 +262,13 @@ def _mapped_errors(rpc: str) -> Iterator[None]:
     except Exception as exc:
         log.exception("%s failed", rpc)
         raise GRPCError(Status.INTERNAL, f"{rpc} failed on the worker: {exc}") from exc
+
+
+def _not_supported(method: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+    async def handler(stream: Stream[Any, Any]) -> None:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{method} is not supported by Berth yet")
+
+    return handler
 
 
 def _unimplemented(rpc: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:

@@ -50,3 +50,8 @@ class Runtime(Protocol):
         """The exit code the client sees for an exec that exited with `code` (a runtime's own failure to find
         the command becomes 127, as in a shell)."""
         ...
+
+    def changes(self, task_id: str) -> tuple[Path, int] | None:
+        """Where a running container's own filesystem changes are (its overlay's upper layer), and the host id
+        its root's files are owned as (0, or the user namespace's base); None where the runtime keeps none."""
+        ...

@@ -142,6 +142,7 @@ class Sandbox:
     cwd: str = "/root"  # where its command (and, by default, its execs) run
     userns: bool = False  # root inside is host uid userns.HOST_BASE (sandboxes on crun/runc)
     rootfs: Path = Path()  # the merged overlay the container runs on
+    upper: Path = Path()  # the overlay's upper layer: what the container changed
 
     @property
     def views(self) -> Path:
@@ -431,7 +432,8 @@ class OciRuntime:
             VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
             os.chmod(VIEWS_ROOT, 0o711)
             lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
-        await asyncio.to_thread(mount_overlay, lower, layer / "upper", layer / "work", merged)
+        sandbox.upper = layer / "upper"
+        await asyncio.to_thread(mount_overlay, lower, sandbox.upper, layer / "work", merged)
         sandbox.mounted.insert(0, merged)  # before the layers under it
         (merged / "root").mkdir(exist_ok=True)
         write_hosts(merged, spec.task_id)
@@ -589,6 +591,12 @@ class OciRuntime:
             if status not in (None, "created", "creating") or asyncio.get_running_loop().time() > deadline:
                 raise RuntimeUnavailable(f"container {sandbox.container_id} is not running ({status or 'gone'})")
             await asyncio.sleep(0.02)
+
+    def changes(self, task_id: str) -> tuple[Path, int] | None:
+        sandbox = self._sandboxes.get(task_id)
+        if sandbox is None or sandbox.upper == Path():
+            return None
+        return sandbox.upper, userns.HOST_BASE if sandbox.userns else 0
 
     @staticmethod
     def exec_exit_code(code: int, stderr_head: bytes) -> int:

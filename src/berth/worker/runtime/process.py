@@ -163,6 +163,9 @@ class ProcessRuntime:
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
         return code
 
+    def changes(self, task_id: str) -> tuple[Path, int] | None:
+        return None  # the task writes straight into the host's filesystem: no layer of its own
+
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         self._envs.pop(spec.task_id, None)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
