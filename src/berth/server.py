@@ -188,5 +188,5 @@ def _http_app(services: Services) -> web.Application:
 
     app = build_http_app(services.blobs, services.state.volumes, services.metrics_text)
     if services.hub is not None:
-        add_worker_routes(app, services.hub, services.join_tokens, services.blobs)
+        add_worker_routes(app, services.hub, services.join_tokens, services.blobs, services.state.volumes.heads)
     return app

@@ -92,6 +92,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     worker: WorkerPort
     if settings.remote_workers:
         worker = hub = WorkerHub(on_output, on_exit, join_tokens.verify)
+        state.volumes.task_volume = hub.task_volume
     else:
         worker = local = local_worker(settings, StoreFiles(blobs.local_file), on_output, on_exit)
     images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)

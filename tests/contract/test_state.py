@@ -28,6 +28,21 @@ async def test_a_state_object_is_found_by_id_and_by_name_within_its_kind_and_env
     assert got is not None and got.body == b"new"
 
 
+async def test_a_body_is_compared_and_set_only_from_the_body_that_was_read(stores: Stores) -> None:
+    state = stores.state
+    await state.put(_obj("vo-cas", "cas"))
+    assert await state.set_body_if("vo-cas", b"other", b"v1") is False  # it has no body yet
+    assert await state.set_body_if("vo-cas", None, b"v1") is True
+    assert await state.set_body_if("vo-cas", None, b"v2") is False  # a second writer that read no body loses
+    assert await state.set_body_if("vo-cas", b"v1", b"v2") is True
+    assert await state.set_body_if("vo-missing", None, b"v1") is False
+    got = await state.get("volume", "vo-cas")
+    assert got is not None and got.body == b"v2"
+    # Two writers race from the same body: exactly one wins.
+    wins = await asyncio.gather(*(state.set_body_if("vo-cas", b"v2", f"w{i}".encode()) for i in range(8)))
+    assert sum(wins) == 1
+
+
 async def test_named_objects_are_listed_newest_first_before_a_time(stores: Stores) -> None:
     state = stores.state
     for i in range(4):

@@ -173,10 +173,10 @@ class VolumeRpcs:
         return EMPTY
 
     async def VolumeCommit(self, req: api_pb2.VolumeCommitRequest, caller: Caller) -> api_pb2.VolumeCommitResponse:
-        return await self.s.state.volumes.commit(req.volume_id)
+        return await self.s.state.volumes.commit(req.volume_id, caller.task_id)
 
     async def VolumeReload(self, req: api_pb2.VolumeReloadRequest, caller: Caller) -> empty_pb2.Empty:
-        await self.s.state.volumes.reload(req.volume_id)
+        await self.s.state.volumes.reload(req.volume_id, caller.task_id)
         return EMPTY
 
     async def VolumePutFiles(self, req: api_pb2.VolumePutFilesRequest, caller: Caller) -> empty_pb2.Empty:

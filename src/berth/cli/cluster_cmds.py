@@ -80,6 +80,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
     from berth.worker.files import HttpFiles
     from berth.worker.link import JoinRefused, WorkerLink
     from berth.worker.relay import Relay
+    from berth.worker.volumes import VolumeCopies
 
     settings = Settings(data_dir=data_dir_of(args), runtime=args.runtime, worker_slots=args.slots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
     # Mounted files come through the HTTP relay too, from the replica the worker is joined to.
     files = HttpFiles(relays[1].url, args.join_token, settings.data_dir / "files")
     link.worker = local_worker(settings, files, link.on_output, link.on_exit)
+    link.volumes = VolumeCopies(relays[1].url, args.join_token, settings.data_dir / "volumes", files)
+    link.worker.router.reload_volumes = link.volumes.reload_task
     # The sandbox command router: clients connect to it directly, at the address this host is reached at.
     router_host, router_port = args.router_listen
     advertise = args.advertise or _facing_address(grpc_ups[0][0] or "127.0.0.1")

@@ -25,6 +25,10 @@ class BindMount:
     host_path: Path
     container_path: str  # absolute, e.g. /root/vol
     read_only: bool = False
+    # On a shared control plane: the volume and the path within it, which a remote worker mounts from its
+    # own copy of the volume (host_path is then the server's, meaningless on the worker's host).
+    volume_id: str = ""
+    sub_path: str = "."
 
 
 @dataclass(frozen=True)

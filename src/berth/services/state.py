@@ -10,6 +10,7 @@ from berth.services.dicts import DictService
 from berth.services.notify import Notifier
 from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
+from berth.services.volume_heads import VolumeHeads
 from berth.services.volumes import VolumeService
 from berth.store.ports import BlobStore, StateStore
 
@@ -27,7 +28,14 @@ def build_state(
 ) -> StateServices:
     key = load_or_create_key(settings.secrets_key, settings.secrets_key_path)
     return StateServices(
-        volumes=VolumeService(store, blobs, clock, settings.volume_dir, settings.max_object_bytes),
+        volumes=VolumeService(
+            store,
+            blobs,
+            clock,
+            settings.volume_dir,
+            settings.max_object_bytes,
+            VolumeHeads(store, blobs) if settings.remote_workers else None,
+        ),
         secrets=SecretService(store, clock, key),
         dicts=DictService(store, clock),
         queues=QueueService(store, notifier, clock),

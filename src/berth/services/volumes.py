@@ -6,13 +6,15 @@ range GETs. Containers see the same directory at their mount paths, so commit an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 from urllib.parse import urlencode
@@ -24,6 +26,7 @@ from berth.domain.spec import BindMount
 from berth.errors import InvalidArgument, PermissionDenied
 from berth.services.state_objects import NamedObjects, creation_info
 from berth.services.volume_fs import VolumeDir, relative
+from berth.services.volume_heads import VolumeHeads
 from berth.store.ports import BlobStore, StateObjectStore
 from berth.store.records import StateObject
 
@@ -51,7 +54,15 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 
 class VolumeService:
-    def __init__(self, store: StateObjectStore, blobs: BlobStore, clock: Clock, root: Path, inline_limit: int) -> None:
+    def __init__(
+        self,
+        store: StateObjectStore,
+        blobs: BlobStore,
+        clock: Clock,
+        root: Path,
+        inline_limit: int,
+        heads: VolumeHeads | None = None,
+    ) -> None:
         self._store = store
         self._blobs = blobs
         self._clock = clock
@@ -66,18 +77,31 @@ class VolumeService:
         self._last_block_gc = 0.0
         self.objects = NamedObjects(store, clock, "volume", "Volume", "vo")
         self.objects.on_delete = self._remove_files
+        # A shared control plane (remote workers, replicas): the directories are caches of each volume's head.
+        self.heads = heads
+        # Asks the worker of a container to commit or reload its copy of a volume (set with remote workers).
+        self.task_volume: Callable[[str, str, str], Awaitable[None]] | None = None
 
     # objects
     def directory(self, volume_id: str) -> Path:
         return self._root / volume_id
 
     async def _remove_files(self, obj: StateObject) -> None:
+        if self.heads is not None:
+            self.heads.forget(obj.object_id)
         await asyncio.to_thread(shutil.rmtree, self.directory(obj.object_id), True)
+
+    def _writing(self, volume_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        if self.heads is None:
+            return contextlib.nullcontext()
+        return self.heads.writing(volume_id, self.directory(volume_id))
 
     async def _dir(self, volume_id: str) -> VolumeDir:
         await self.objects.require(volume_id)
         path = self.directory(volume_id)
         path.mkdir(parents=True, exist_ok=True)
+        if self.heads is not None:
+            await self.heads.pull(volume_id, path)
         return VolumeDir(path, self._tmp)
 
     async def get_or_create(self, req: api_pb2.VolumeGetOrCreateRequest) -> api_pb2.VolumeGetOrCreateResponse:
@@ -121,7 +145,10 @@ class VolumeService:
             if os.path.lexists(host):
                 raise InvalidArgument(f"Volume sub_path {mount.sub_path!r} is not a directory")
             host.mkdir(parents=True)
-        return BindMount(host_path=host, container_path=mount.mount_path, read_only=mount.read_only)
+        bind = BindMount(host_path=host, container_path=mount.mount_path, read_only=mount.read_only)
+        if self.heads is not None:  # a remote worker mounts its own copy of the volume's head
+            bind = replace(bind, volume_id=mount.volume_id, sub_path=sub.as_posix())
+        return bind
 
     # listing and reads
     async def list_files(self, volume_id: str, path: str, recursive: bool) -> AsyncIterator[list[api_pb2.FileEntry]]:
@@ -170,8 +197,9 @@ class VolumeService:
                 raise InvalidArgument(f"{f.filename}: content {f.sha256_hex} was not uploaded")
             target = await _in_thread(lambda f=f: vol.check_writable(f.filename, overwrite))  # type: ignore[misc]
             plan.append((target, await self._blobs.local_file(f.sha256_hex), f.mode))
-        for target, source, mode in plan:
-            await _in_thread(lambda t=target, s=source, m=mode: vol.write_from(t, [s], m))  # type: ignore[misc]
+        async with self._writing(req.volume_id):
+            for target, source, mode in plan:
+                await _in_thread(lambda t=target, s=source, m=mode: vol.write_from(t, [s], m))  # type: ignore[misc]
 
     async def put_files2(self, req: api_pb2.VolumePutFiles2Request, base_url: str) -> api_pb2.VolumePutFiles2Response:
         """v2: answers the blocks still missing; once there are none, assembles the files."""
@@ -194,12 +222,13 @@ class VolumeService:
                     )
         if missing:
             return api_pb2.VolumePutFiles2Response(missing_blocks=missing)
-        for f, target in zip(req.files, targets, strict=True):
-            sources = [self.block_path(b.contents_sha256.hex()) for b in f.blocks]
-            await _in_thread(lambda t=target, s=sources, m=f.mode: vol.write_from(t, s, m))  # type: ignore[misc]
-            if target.stat().st_size != f.size:
-                target.unlink()
-                raise InvalidArgument(f"{f.path}: blocks add up to a size other than the declared {f.size} bytes")
+        async with self._writing(req.volume_id):
+            for f, target in zip(req.files, targets, strict=True):
+                sources = [self.block_path(b.contents_sha256.hex()) for b in f.blocks]
+                await _in_thread(lambda t=target, s=sources, m=f.mode: vol.write_from(t, s, m))  # type: ignore[misc]
+                if target.stat().st_size != f.size:
+                    target.unlink()
+                    raise InvalidArgument(f"{f.path}: blocks add up to a size other than the declared {f.size} bytes")
         await self._collect_blocks()
         return api_pb2.VolumePutFiles2Response()
 
@@ -219,20 +248,28 @@ class VolumeService:
 
     async def remove(self, volume_id: str, path: str, recursive: bool) -> None:
         vol = await self._dir(volume_id)
-        await _in_thread(lambda: vol.remove(path, recursive))
+        async with self._writing(volume_id):
+            await _in_thread(lambda: vol.remove(path, recursive))
 
     async def copy(self, volume_id: str, src_paths: list[str], dst_path: str, recursive: bool) -> None:
         vol = await self._dir(volume_id)
-        await _in_thread(lambda: vol.copy(src_paths, dst_path, recursive))
+        async with self._writing(volume_id):
+            await _in_thread(lambda: vol.copy(src_paths, dst_path, recursive))
 
-    async def commit(self, volume_id: str) -> api_pb2.VolumeCommitResponse:
-        # Containers write straight into the volume's directory: a commit has nothing left to publish and
-        # other containers see the files without reloading.
+    async def commit(self, volume_id: str, task_id: str | None = None) -> api_pb2.VolumeCommitResponse:
+        # On one host containers write straight into the volume's directory: a commit has nothing left to
+        # publish and other containers see the files without reloading. A container on a remote worker
+        # has its worker publish its copy.
         await self.objects.require(volume_id)
+        if self.heads is not None and task_id and self.task_volume is not None:
+            await self.task_volume(task_id, volume_id, "commit")
+            return api_pb2.VolumeCommitResponse(skip_reload=False)
         return api_pb2.VolumeCommitResponse(skip_reload=True)
 
-    async def reload(self, volume_id: str) -> None:
+    async def reload(self, volume_id: str, task_id: str | None = None) -> None:
         await self.objects.require(volume_id)
+        if self.heads is not None and task_id and self.task_volume is not None:
+            await self.task_volume(task_id, volume_id, "reload")
 
     # blocks and signed URLs
     def block_path(self, sha256_hex: str) -> Path:

@@ -45,6 +45,9 @@ class ComposedStateStore:
     async def set_body(self, object_id: str, body: bytes) -> None:
         await self._objects.set_body(object_id, body)
 
+    async def set_body_if(self, object_id: str, expected: bytes | None, body: bytes) -> bool:
+        return await self._objects.set_body_if(object_id, expected, body)
+
     async def rename(self, object_id: str, name: str) -> None:
         await self._objects.rename(object_id, name)
 

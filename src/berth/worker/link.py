@@ -18,8 +18,9 @@ import aiohttp
 
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
-from berth.domain.spec import TaskSpec, WorkerInventory
+from berth.domain.spec import BindMount, TaskSpec, WorkerInventory
 from berth.worker.agent import LocalWorker, memory_mb
+from berth.worker.volumes import VolumeCopies
 
 log = logging.getLogger("berth.worker.link")
 
@@ -55,6 +56,7 @@ class WorkerLink:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ops: set[asyncio.Task[None]] = set()
         self.worker: LocalWorker | None = None
+        self.volumes: VolumeCopies | None = None
         self.joined = asyncio.Event()
 
     @property
@@ -74,6 +76,8 @@ class WorkerLink:
         self._send({"type": "output", "task_id": spec.task_id, "fd": fd, "text": text})
 
     async def on_exit(self, spec: TaskSpec, code: int) -> None:
+        if self.volumes is not None:
+            await self.volumes.release(spec.task_id)  # before the exit: the next container sees its writes
         self._send({"type": "exit", "task_id": spec.task_id, "code": code})
 
     def _send(self, message: dict[str, Any], ws: aiohttp.ClientWebSocketResponse | None = None) -> None:
@@ -184,6 +188,13 @@ class WorkerLink:
         if not ws.closed:
             await ws.send_json(reply)
 
+    async def _volume_bind(self, task_id: str, bind: BindMount) -> BindMount:
+        if not bind.volume_id or self.volumes is None:
+            raise RuntimeError(
+                "Volumes on remote workers need a control plane that keeps them as heads (`berth server`)"
+            )
+        return await self.volumes.mount(task_id, bind)
+
     def _log(self, ws: aiohttp.ClientWebSocketResponse, call_id: int, line: str) -> None:
         self._send({"type": "log", "id": call_id, "line": line}, ws)
 
@@ -194,8 +205,13 @@ class WorkerLink:
         if op == "start":
             spec = codec.decode(TaskSpec, call["spec"])
             if spec.binds:
-                raise RuntimeError("Volumes are not available on remote workers yet: run this app on `berth up`")
+                spec = replace(spec, binds=[await self._volume_bind(spec.task_id, b) for b in spec.binds])
             await worker.start(replace(spec, server_url=self.server_url))
+            return None
+        if op == "volume":
+            if self.volumes is None:
+                raise RuntimeError("this worker keeps no volume copies")
+            await self.volumes.act(str(call["volume_id"]), str(call["action"]))
             return None
         if op == "signal":
             worker.signal(str(call["task_id"]), int(call["signum"]))

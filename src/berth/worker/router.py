@@ -59,6 +59,8 @@ class CommandRouter:
         self._clock = clock
         self.secrets = secrets
         self.snapshots: Snapshotter | None = None
+        # A remote worker's volumes are copies of each volume's head: a reload brings them up to it.
+        self.reload_volumes: Callable[[str], Awaitable[None]] | None = None
         self.public_pem: bytes | None = None  # the server's grant key, handed over once known
         self._server: Server | None = None
         self.url = ""
@@ -215,12 +217,15 @@ class CommandRouter:
         return sr.TaskSnapshotFilesystemResponse(image_id=await self.snapshots(req.task_id))
 
     async def rpc_TaskReloadVolumes(self, session: TaskSession, req: sr.TaskReloadVolumesRequest) -> Message:
-        """Berth's volumes are directories on the worker's host, bind-mounted into the container: every write
-        is already visible, so there is nothing to reload (as VolumeReload on the control plane)."""
+        """On one host Berth's volumes are directories bind-mounted into the container: every write is already
+        visible, so there is nothing to reload (as VolumeReload on the control plane). A remote worker holds a
+        copy of each volume, which it commits and brings up to the volume's head."""
         if req.container_id:
             raise ExecError("Sidecar containers are not supported by Berth yet")
         if session.exited:
             raise ExecError(f"Task {session.task_id} has finished")
+        if self.reload_volumes is not None:
+            await self.reload_volumes(session.task_id)
         return sr.TaskReloadVolumesResponse()
 
     # the sandbox's own entrypoint

@@ -27,6 +27,7 @@ from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, WorkerCapacity, WorkerInventory
+from berth.errors import NotFound
 from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, WorkerLost
 
 log = logging.getLogger("berth.workers")
@@ -179,6 +180,13 @@ class WorkerHub:
             raise BuildError("No connected worker builds images; start one with `berth worker --runtime crun`")
         member = min(builders, key=lambda m: len(m.tasks))
         return await self._build_on(member, spec.image_id, on_log)
+
+    async def task_volume(self, task_id: str, volume_id: str, action: str) -> None:
+        """Has the worker of a container commit its copy of a volume, or reload it from the volume's head."""
+        member = self._homes.get(task_id)
+        if member is None:
+            raise NotFound(f"Task {task_id} runs on no worker joined to this server")
+        await self._call(member, "volume", task_id=task_id, volume_id=volume_id, action=action)
 
     def container_http_url(self, task_id: str) -> str | None:
         """Where the task's containers reach the server's HTTP side: through their worker's relay."""

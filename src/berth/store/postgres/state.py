@@ -87,6 +87,10 @@ class PostgresStateStore:
     async def set_body(self, object_id: str, body: bytes) -> None:
         await self._db.execute("UPDATE state_objects SET body=$1 WHERE object_id=$2", body, object_id)
 
+    async def set_body_if(self, object_id: str, expected: bytes | None, body: bytes) -> bool:
+        sql = "UPDATE state_objects SET body=$1 WHERE object_id=$2 AND body IS NOT DISTINCT FROM $3"
+        return await self._db.execute(sql, body, object_id, expected) > 0
+
     async def rename(self, object_id: str, name: str) -> None:
         await self._db.execute("UPDATE state_objects SET name=$1 WHERE object_id=$2", name, object_id)
 

@@ -77,6 +77,10 @@ class SqliteStateStore:
     async def set_body(self, object_id: str, body: bytes) -> None:
         self._db.execute("UPDATE state_objects SET body=? WHERE object_id=?", (body, object_id))
 
+    async def set_body_if(self, object_id: str, expected: bytes | None, body: bytes) -> bool:
+        sql = "UPDATE state_objects SET body=? WHERE object_id=? AND body IS ?"
+        return self._db.execute(sql, (body, object_id, expected)).rowcount > 0
+
     async def rename(self, object_id: str, name: str) -> None:
         self._db.execute("UPDATE state_objects SET name=? WHERE object_id=?", (name, object_id))
 
