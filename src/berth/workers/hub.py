@@ -26,8 +26,8 @@ from aiohttp import WSMsgType, web
 from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec, WorkerCapacity, WorkerInventory
-from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, WorkerLost
+from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity, WorkerInventory
+from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, TunnelsUnavailable, WorkerLost
 
 log = logging.getLogger("berth.workers")
 
@@ -189,6 +189,16 @@ class WorkerHub:
 
     def router_url(self, task_id: str) -> str | None:
         return self._routers.get(task_id) or None
+
+    async def open_tunnel(self, task_id: str, request: TunnelRequest) -> TunnelAddress:
+        # A remote worker would need a certificate from the server's CA for the address it advertises.
+        raise TunnelsUnavailable(
+            "Tunnels (encrypted_ports, unencrypted_ports, h2_ports, modal.forward) are not supported on remote "
+            "workers by Berth yet: run this app on `berth up`"
+        )
+
+    async def close_tunnel(self, task_id: str, port: int) -> bool:
+        return False
 
     def trust_grants(self, public_pem: bytes) -> None:
         self._grant_key = public_pem
