@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from modal_proto import api_pb2
@@ -81,20 +81,22 @@ class SandboxRecord:
     idle_timeout_s: int = 0
     result: api_pb2.GenericResult | None = None
     router_url: str = ""  # its worker's command router, for a replica that did not start it
-    # Its open ports as exposed on its worker; not persisted: they close with the task, on the replica that started it.
+    # Its open ports as exposed on its worker (they close with the task)
     tunnels: list[TunnelAddress] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         keys = ("app_id", "task_id", "created_at", "name", "tags", "image_id", "router_url")
         body = {k: getattr(self, k) for k in keys}
         body["result"] = self.result.SerializeToString().hex() if self.result is not None else None
+        body["tunnels"] = [asdict(t) for t in self.tunnels]
         return json.dumps(body).encode()
 
     @classmethod
     def from_json(cls, sandbox_id: str, raw: bytes) -> SandboxRecord:
         body = json.loads(raw)
         result = body.pop("result")
-        record = cls(sandbox_id, **body)
+        opened = [TunnelAddress(**t) for t in body.pop("tunnels", [])]
+        record = cls(sandbox_id, **body, tunnels=opened)
         if result is not None:
             record.result = api_pb2.GenericResult.FromString(bytes.fromhex(result))
         return record
@@ -254,6 +256,7 @@ class SandboxManager:
             await self._finish(record, failure(f"The sandbox's ports could not be exposed: {exc}"))
             await self._worker.stop(record.task_id, 0.0)
             raise
+        await self._save(record)
 
     def _check_name_free(self, app_id: str, name: str) -> None:
         for other in self.live.values():
