@@ -37,7 +37,7 @@ from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
-from berth.tls import issue_server_cert
+from berth.tls import issue_cert_pem, issue_server_cert
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -153,6 +153,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.signer = Signer(store, clock)
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)
+    if hub is not None:  # each remote worker's tunnels get a certificate from this server's CA for its address
+        hub.issue_tunnel_cert = lambda host: issue_cert_pem(settings.tls_dir, [host, "localhost", "127.0.0.1"])
     if hub is None:  # an in-process worker's router resolves named secrets of execs right here
         local.resolve_secrets(state.secrets.merged_env)
         local.publish_snapshots(images.register_snapshot)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
-from tests.e2e.conftest import BerthServer, last_json, python, sdk
+from tests.e2e.conftest import BerthServer, _free_port, last_json, python, sdk
 
 HEAD = """
 import json, socket, ssl, time, urllib.error, urllib.request, modal
@@ -72,8 +73,9 @@ def wait_listening(sb, port):
 
 def serve(*dirs):
     # A sandbox command: python's http.server on each (port, text) pair, each from its own directory.
-    parts = [f"mkdir -p /srv/{{p}} && echo {{text}} > /srv/{{p}}/index.html && "
-             f"python3 -m http.server {{p}} -d /srv/{{p}} &" for p, text in dirs]
+    # Relative to its working directory: on the process runtime that is its task directory, not the host's root.
+    parts = [f"mkdir -p www/{{p}} && echo {{text}} > www/{{p}}/index.html && "
+             f"python3 -m http.server {{p}} -d www/{{p}} &" for p, text in dirs]
     return ("bash", "-c", " ".join(parts) + " wait")
 """
 
@@ -238,3 +240,29 @@ def test_modal_forward_in_a_function_exposes_its_port_until_the_context_exits(be
     assert seen["plain"].endswith("forwarded from the function\n")
     assert "already forwarded" in seen["again"]
     assert seen["closed"]  # TunnelStop closed the listener
+
+
+def test_a_sandbox_on_a_remote_worker_gets_tunnels_with_a_certificate_from_the_servers_ca(tmp_path: Path) -> None:
+    from tests.e2e.test_cluster import start_control_plane
+
+    cluster = start_control_plane(tmp_path)
+    try:
+        cluster.add_worker("w1")
+        cluster.wait_joined("w1")
+        port = _free_port()  # the process runtime shares the host's network
+        seen = run(
+            cluster.server,
+            "sb-tunnels-remote",
+            f"""
+            sb = modal.Sandbox.create(*serve(({port}, "remote")), encrypted_ports=[{port}], app=app, image=image)
+            t = sb.tunnels()[{port}]
+            body = get(t.url)
+            sb.terminate()
+            sb.wait(raise_on_termination=False)
+            print(json.dumps({{"url": t.url, "body": body, "closed": refuses(t.host, t.port)}}))
+            """,
+        )
+    finally:
+        cluster.stop()
+    assert seen["url"].startswith("https://127.0.0.1:") and seen["body"].strip() == "remote"
+    assert seen["closed"]

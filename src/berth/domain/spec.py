@@ -106,6 +106,7 @@ class WorkerInventory:
     running: list[str] = field(default_factory=list)
     container_http_url: str = ""  # where this worker's containers reach the server's HTTP side (its relay)
     router_url: str = ""  # where clients reach this worker's TaskCommandRouter (sandbox exec and stdio)
+    tunnel_host: str = ""  # the address clients reach this worker's tunnels at (its certificate must name it)
 
 
 @dataclass(frozen=True)

@@ -121,8 +121,23 @@ class LocalWorker:
         return self._router_advertise or self._router_host
 
     def serve_tunnels(self, cert: Path, key: Path) -> None:
-        """Tunnels listen where the router does; `cert` (from Berth's CA) must name tunnel_host."""
-        self.tunnels = Tunnels(self._router_host, self.tunnel_host, cert, key)
+        """Tunnels listen where the router does; `cert` (from Berth's CA) must name tunnel_host. A certificate
+        handed over again (a remote worker that joins again) serves new tunnels; open ones stay as they are."""
+        if isinstance(self.tunnels, Tunnels):
+            self.tunnels.use_certificate(cert, key)
+        else:
+            self.tunnels = Tunnels(self._router_host, self.tunnel_host, cert, key)
+
+    def serve_tunnels_pem(self, cert: bytes, key: bytes) -> None:
+        """A remote worker's tunnel certificate, handed over by the server that holds the CA."""
+        tls_dir = self._root.parent / "tunnel-tls"
+        tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert_path, key_path = tls_dir / "tunnels.pem", tls_dir / "tunnels.key"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        cert_path.write_bytes(cert)
+        self.serve_tunnels(cert_path, key_path)
 
     async def open_tunnel(self, task_id: str, request: TunnelRequest) -> TunnelAddress:
         if task_id not in self._running:

@@ -84,9 +84,12 @@ class Tunnels:
     def __init__(self, listen_host: str, advertise: str, cert: Path, key: Path) -> None:
         self._listen = listen_host
         self._advertise = advertise
+        self.use_certificate(cert, key)
+        self._open: dict[tuple[str, int], _Tunnel] = {}
+
+    def use_certificate(self, cert: Path, key: Path) -> None:
         self._tls = self._context(cert, key, [])
         self._tls_h2 = self._context(cert, key, ["h2", "http/1.1"])
-        self._open: dict[tuple[str, int], _Tunnel] = {}
 
     @staticmethod
     def _context(cert: Path, key: Path, alpn: list[str]) -> ssl.SSLContext:
