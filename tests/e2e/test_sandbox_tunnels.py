@@ -99,6 +99,8 @@ def test_encrypted_port_is_https_from_berths_ca_and_reaches_only_its_own_port_an
         url = ta[8000].url
         out = {"ports": sorted(ta), "url": url, "a": get(url), "b": get(tb[8000].url),
                "tls": list(ta[8000].tls_socket), "other": tb[8000].url}
+        import subprocess  # curl offers h2 and http/1.1; a plain encrypted port picks neither, so HTTP/1.1
+        out["curl"] = subprocess.run(["curl", "-sS", "--cacert", CA, url], capture_output=True, text=True).stdout
         try:
             ta[8000].tcp_socket
         except InvalidError as exc:
@@ -111,7 +113,7 @@ def test_encrypted_port_is_https_from_berths_ca_and_reaches_only_its_own_port_an
     )
     assert seen["ports"] == [8000]  # 8001 is not exposed
     assert seen["url"].startswith("https://127.0.0.1:") and seen["tls"][0] == "127.0.0.1"
-    assert seen["a"].strip() == "a-8000" and seen["b"].strip() == "b-8000"
+    assert seen["a"].strip() == "a-8000" and seen["b"].strip() == "b-8000" and seen["curl"].strip() == "a-8000"
     assert seen["other"] != seen["url"] and seen["from_id"] == seen["url"]
     assert seen["tcp"] == "InvalidError"  # an encrypted port has no plain TCP socket
 
