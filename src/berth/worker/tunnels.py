@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,7 +152,7 @@ class Tunnels:
     ) -> None:
         peer = writer.get_extra_info("peername")
         if not _allowed(str(peer[0]) if peer else "", tunnel.networks):
-            writer.transport.abort()  # outside inbound_cidr_allowlist: reset before any byte or handshake
+            _reset(writer)  # outside inbound_cidr_allowlist: before any byte is read or the handshake starts
             return
         upstream: asyncio.StreamWriter | None = None
         try:
@@ -158,7 +160,13 @@ class Tunnels:
                 await writer.start_tls(tunnel.tls)
             up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*tunnel.target), _CONNECT_S)
             upstream = up_writer
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            pipes = [asyncio.ensure_future(_pipe(reader, up_writer)), asyncio.ensure_future(_pipe(up_reader, writer))]
+            try:
+                await asyncio.gather(*pipes)
+            finally:  # one direction failed (or the tunnel closes): end the other too
+                for pipe in pipes:
+                    pipe.cancel()
+                await asyncio.gather(*pipes, return_exceptions=True)
         except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client or the container went away, or nothing listens on the port yet
         finally:
@@ -184,6 +192,15 @@ class Tunnels:
 
     def ports(self, task_id: str) -> list[int]:
         return sorted(p for t, p in self._open if t == task_id)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (SO_LINGER 0), so the peer sees the refusal at once."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
