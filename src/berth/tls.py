@@ -71,8 +71,9 @@ def ensure_ca(tls_dir: Path) -> Path:
     return ca_pem
 
 
-def issue_server_cert(tls_dir: Path, names: list[str]) -> tuple[Path, Path]:
-    """A server certificate for `names` (host names and addresses), signed by the CA; (cert, key) paths."""
+def issue_cert_pem(tls_dir: Path, names: list[str]) -> tuple[bytes, bytes]:
+    """A server certificate for `names` (host names and addresses), signed by the CA: (the certificate followed
+    by the CA's, the key), in PEM."""
     ca_pem = ensure_ca(tls_dir)
     ca_cert = x509.load_pem_x509_certificate(ca_pem.read_bytes())
     ca_key = serialization.load_pem_private_key((tls_dir / "ca.key").read_bytes(), None)
@@ -91,9 +92,16 @@ def issue_server_cert(tls_dir: Path, names: list[str]) -> tuple[Path, Path]:
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    cert_path, key_path = tls_dir / "server.pem", tls_dir / "server.key"
-    _write_private(key_path, _key_pem(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_pem.read_bytes())
+    return cert.public_bytes(serialization.Encoding.PEM) + ca_pem.read_bytes(), _key_pem(key)
+
+
+def issue_server_cert(tls_dir: Path, names: list[str], stem: str = "server") -> tuple[Path, Path]:
+    """A server certificate for `names`, signed by the CA; (cert, key) paths, `<stem>.pem` and `<stem>.key` in
+    tls_dir."""
+    cert, key = issue_cert_pem(tls_dir, names)
+    cert_path, key_path = tls_dir / f"{stem}.pem", tls_dir / f"{stem}.key"
+    _write_private(key_path, key)
+    cert_path.write_bytes(cert)
     return cert_path, key_path
 
 

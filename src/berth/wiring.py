@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from berth.api.context import Services
@@ -36,6 +37,7 @@ from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
+from berth.tls import issue_cert_pem, issue_server_cert
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -152,9 +154,14 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.signer = Signer(store, clock)
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)
+    if hub is not None:  # each remote worker's tunnels get a certificate from this server's CA for its address
+        hub.issue_tunnel_cert = lambda host: issue_cert_pem(settings.tls_dir, [host, "localhost", "127.0.0.1"])
     if hub is None:  # an in-process worker's router resolves named secrets of execs right here
         local.resolve_secrets(state.secrets.merged_env)
         local.publish_snapshots(images.register_snapshot)
+        # Its tunnels terminate TLS with a certificate from the data dir's CA (clients trust tls/ca.pem).
+        names = [local.tunnel_host, "localhost", "127.0.0.1"]
+        local.serve_tunnels(*await asyncio.to_thread(issue_server_cert, settings.tls_dir, names, "tunnels"))
     services.sandboxes = SandboxManager(
         store,
         tasks,

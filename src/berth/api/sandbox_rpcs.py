@@ -14,6 +14,7 @@ from modal_proto import api_pb2
 from berth.api.caller import Caller
 from berth.api.context import Services
 from berth.errors import NotFound
+from berth.scheduling import tunnels
 from berth.scheduling.sandboxes import SandboxRecord
 
 _MAX_WAIT_S = 55.0
@@ -45,6 +46,7 @@ class SandboxRpcs:
             task_id=record.task_id,
             metadata=_metadata(record),
             command_router_access=_for_client(self.s.sandboxes.router_access(record), caller),
+            tunnels=await self.s.sandboxes.tunnel_data(record.sandbox_id),
         )
 
     async def SandboxCreate(self, req: api_pb2.SandboxCreateRequest, caller: Caller) -> api_pb2.SandboxCreateResponse:
@@ -133,6 +135,29 @@ class SandboxRpcs:
             raise NotFound(f"Task {req.task_id} is not running")
         access = _for_client(self.s.sandboxes.task_router_access(req.task_id), caller)
         return api_pb2.TaskGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
+
+    async def SandboxGetTunnelsV2(
+        self, req: api_pb2.SandboxGetTunnelsRequest, caller: Caller
+    ) -> api_pb2.SandboxGetTunnelsResponse:
+        """The tunnels are open once create returns, so there is nothing to wait for."""
+        return api_pb2.SandboxGetTunnelsResponse(tunnels=await self.s.sandboxes.tunnel_data(req.sandbox_id))
+
+    async def SandboxGetTunnels(
+        self, req: api_pb2.SandboxGetTunnelsRequest, caller: Caller
+    ) -> api_pb2.SandboxGetTunnelsResponse:
+        return await self.SandboxGetTunnelsV2(req, caller)
+
+    async def TunnelStart(self, req: api_pb2.TunnelStartRequest, caller: Caller) -> api_pb2.TunnelStartResponse:
+        address = await tunnels.forward(self.s.worker, caller.task_id, req)
+        return api_pb2.TunnelStartResponse(
+            host=address.host,
+            port=address.port,
+            unencrypted_host=address.unencrypted_host,
+            unencrypted_port=address.unencrypted_port,
+        )
+
+    async def TunnelStop(self, req: api_pb2.TunnelStopRequest, caller: Caller) -> api_pb2.TunnelStopResponse:
+        return api_pb2.TunnelStopResponse(exists=await tunnels.stop_forward(self.s.worker, caller.task_id, req.port))
 
     async def SandboxTagsSetV2(self, req: api_pb2.SandboxTagsSetRequest, caller: Caller) -> empty_pb2.Empty:
         await self.s.sandboxes.set_tags(req.sandbox_id, {t.tag_name: t.tag_value for t in req.tags})

@@ -110,3 +110,25 @@ class WorkerInventory:
     running: list[str] = field(default_factory=list)
     container_http_url: str = ""  # where this worker's containers reach the server's HTTP side (its relay)
     router_url: str = ""  # where clients reach this worker's TaskCommandRouter (sandbox exec and stdio)
+    tunnel_host: str = ""  # the address clients reach this worker's tunnels at (its certificate must name it)
+
+
+@dataclass(frozen=True)
+class TunnelRequest:
+    """One port of a task's container to expose on its worker's host (a sandbox's open ports, modal.forward)."""
+
+    port: int  # inside the container
+    unencrypted: bool = False  # also a plain TCP listener beside the TLS one
+    h2: bool = False  # TLS that offers HTTP/2 in ALPN (h2_ports, forward(h2_enabled=True))
+    allowed_cidrs: tuple[str, ...] = ()  # peers that may connect (inbound_cidr_allowlist); empty: any
+
+
+@dataclass(frozen=True)
+class TunnelAddress:
+    """Where clients reach one exposed port: TLS at host:port, plain TCP at unencrypted_host:unencrypted_port."""
+
+    container_port: int
+    host: str
+    port: int
+    unencrypted_host: str = ""
+    unencrypted_port: int = 0

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.domain import gpu
-from berth.domain.spec import SandboxSpec, TaskSpec
+from berth.domain.spec import SandboxSpec, TaskSpec, TunnelAddress, TunnelRequest
 from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from berth.ids import new_id, new_secret
+from berth.scheduling import tunnels
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.tasks import TaskManager, Unplaceable
 from berth.services.notify import Notifier
@@ -80,18 +81,22 @@ class SandboxRecord:
     idle_timeout_s: int = 0
     result: api_pb2.GenericResult | None = None
     router_url: str = ""  # its worker's command router, for a replica that did not start it
+    # Its open ports as exposed on its worker (they close with the task)
+    tunnels: list[TunnelAddress] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         keys = ("app_id", "task_id", "created_at", "name", "tags", "image_id", "router_url")
         body = {k: getattr(self, k) for k in keys}
         body["result"] = self.result.SerializeToString().hex() if self.result is not None else None
+        body["tunnels"] = [asdict(t) for t in self.tunnels]
         return json.dumps(body).encode()
 
     @classmethod
     def from_json(cls, sandbox_id: str, raw: bytes) -> SandboxRecord:
         body = json.loads(raw)
         result = body.pop("result")
-        record = cls(sandbox_id, **body)
+        opened = [TunnelAddress(**t) for t in body.pop("tunnels", [])]
+        record = cls(sandbox_id, **body, tunnels=opened)
         if result is not None:
             record.result = api_pb2.GenericResult.FromString(bytes.fromhex(result))
         return record
@@ -100,9 +105,7 @@ class SandboxRecord:
 def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
-        "open ports (encrypted_ports/h2_ports/unencrypted_ports)": bool(definition.open_ports.ports),
         "outbound_cidr_allowlist / outbound_domain_allowlist": _has_allowlist(definition),
-        "inbound_cidr_allowlist": bool(definition.inbound_cidr_allowlist),
         "readiness_probe": definition.HasField("readiness_probe"),
         "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
         "network_file_systems": bool(definition.nfs_mounts),
@@ -199,6 +202,7 @@ class SandboxManager:
         definition = req.definition
         _check_supported(definition)
         _check_exit_snapshot(definition)
+        ports = tunnels.requested(definition)
         self.forget_finished(self._clock.now() - FORGET_AFTER_S)
         if definition.name:
             self._check_name_free(req.app_id, definition.name)
@@ -240,7 +244,19 @@ class SandboxManager:
         except asyncio.CancelledError:  # the client went away while the create waited for room
             await self._finish(record, failure("The sandbox's create was cancelled before it started"))
             raise
+        if ports:
+            await self._open_ports(record, ports)
         return record
+
+    async def _open_ports(self, record: SandboxRecord, ports: list[TunnelRequest]) -> None:
+        """A sandbox whose ports cannot be exposed is not left running without them."""
+        try:
+            record.tunnels = await tunnels.open_all(self._worker, record.task_id, ports)
+        except BaseException as exc:
+            await self._finish(record, failure(f"The sandbox's ports could not be exposed: {exc}"))
+            await self._worker.stop(record.task_id, 0.0)
+            raise
+        await self._save(record)
 
     def _check_name_free(self, app_id: str, name: str) -> None:
         for other in self.live.values():
@@ -375,6 +391,13 @@ class SandboxManager:
             raise NotFound(f"Task {task_id} is not running on a worker with a command router")
         jwt = self._signer.issue(task_id, ROUTER_AUDIENCE, ROUTER_GRANT_TTL_S, task_id=task_id, sandbox_id=sandbox_id)
         return api_pb2.CommandRouterAccess(url=url, jwt=jwt)
+
+    async def tunnel_data(self, sandbox_id: str) -> list[api_pb2.TunnelData]:
+        """A running sandbox's open ports; none once it has finished (its listeners closed with it)."""
+        record = await self.get(sandbox_id)
+        if record.result is not None:
+            return []
+        return [tunnels.to_proto(t) for t in record.tunnels]
 
     def by_name(self, app_id: str, name: str) -> SandboxRecord:
         for record in sorted(self.live.values(), key=lambda r: r.created_at, reverse=True):

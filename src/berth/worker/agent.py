@@ -16,7 +16,7 @@ from typing import Any
 
 from berth.clock import Clock, SystemClock
 from berth.domain.images import ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec, WorkerCapacity
+from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity
 from berth.errors import FailedPrecondition, InvalidArgument
 from berth.worker.builder import BuildFailed
 from berth.worker.execs import OrderedStdin, pump
@@ -28,6 +28,7 @@ from berth.worker.router import CommandRouter, SecretResolver
 from berth.worker.runtime import Container, Runtime
 from berth.worker.session import TaskSession
 from berth.worker.snapshots import pack_upper
+from berth.worker.tunnels import NoTunnels, Tunnels
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, BuildLog
 
 log = logging.getLogger("berth.worker")
@@ -101,6 +102,7 @@ class LocalWorker:
         self._snapshot_sink: SnapshotSink | None = None
         self._router_host = router_host
         self._router_advertise = router_advertise
+        self.tunnels: Tunnels | NoTunnels = NoTunnels()
 
     # the command router (sandbox exec and stdio)
     async def start_router(self, port: int = 0) -> str:
@@ -111,6 +113,42 @@ class LocalWorker:
     def router_address(self, host: str, advertise: str | None) -> None:
         """Where the router listens and the address clients are told (before it starts)."""
         self._router_host, self._router_advertise = host, advertise
+
+    # tunnels (a sandbox's open ports, modal.forward)
+    @property
+    def tunnel_host(self) -> str:
+        """The address clients are told for tunnels: the router's."""
+        return self._router_advertise or self._router_host
+
+    def serve_tunnels(self, cert: Path, key: Path) -> None:
+        """Tunnels listen where the router does; `cert` (from Berth's CA) must name tunnel_host. A certificate
+        handed over again (a remote worker that joins again) serves new tunnels; open ones stay as they are."""
+        if isinstance(self.tunnels, Tunnels):
+            self.tunnels.use_certificate(cert, key)
+        else:
+            self.tunnels = Tunnels(self._router_host, self.tunnel_host, cert, key)
+
+    def serve_tunnels_pem(self, cert: bytes, key: bytes) -> None:
+        """A remote worker's tunnel certificate, handed over by the server that holds the CA."""
+        tls_dir = self._root.parent / "tunnel-tls"
+        tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert_path, key_path = tls_dir / "tunnels.pem", tls_dir / "tunnels.key"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        cert_path.write_bytes(cert)
+        self.serve_tunnels(cert_path, key_path)
+
+    async def open_tunnel(self, task_id: str, request: TunnelRequest) -> TunnelAddress:
+        if task_id not in self._running:
+            raise FailedPrecondition(f"Task {task_id} is not running on this worker")
+        address = self.runtime.address(task_id)
+        if address is None:
+            raise InvalidArgument(f"Task {task_id} has no network to expose port {request.port} of (block_network)")
+        return await self.tunnels.open(task_id, address, request)
+
+    async def close_tunnel(self, task_id: str, port: int) -> bool:
+        return await self.tunnels.close(task_id, port)
 
     def session(self, task_id: str) -> TaskSession | None:
         return self.sessions.get(task_id) or self._finished.get(task_id)
@@ -294,6 +332,7 @@ class LocalWorker:
         code = await container.wait()
         if watchdog is not None:
             watchdog.cancel()
+        await self.tunnels.close_task(spec.task_id)
         code = self._ended.pop(spec.task_id, code)
         container.exited()
         session.stdin.close()
@@ -344,4 +383,5 @@ class LocalWorker:
         self._closing = True
         await asyncio.gather(*self._starting.values(), return_exceptions=True)  # they register or fail
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)
+        await self.tunnels.close_all()
         await self.router.close()

@@ -18,7 +18,11 @@ import aiohttp
 
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
+<<<<<<< HEAD
 from berth.domain.spec import BindMount, TaskSpec, WorkerInventory
+=======
+from berth.domain.spec import TaskSpec, TunnelRequest, WorkerInventory
+>>>>>>> tunnels
 from berth.worker.agent import LocalWorker, memory_mb
 from berth.worker.volumes import VolumeCopies
 
@@ -101,6 +105,7 @@ class WorkerLink:
             w.running_ids(),
             self.container_http_url,
             w.router.url,
+            w.tunnel_host,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -139,6 +144,9 @@ class WorkerLink:
             welcome = await ws.receive_json(timeout=30)
             if welcome.get("grant_key") and self.worker is not None:
                 self.worker.trust_grants(str(welcome["grant_key"]).encode())
+            if welcome.get("tunnel_cert") and self.worker is not None:
+                cert, key = str(welcome["tunnel_cert"]).encode(), str(welcome["tunnel_key"]).encode()
+                await asyncio.to_thread(self.worker.serve_tunnels_pem, cert, key)
             self._ws = ws
             for task_id in welcome.get("stop", []):
                 self._spawn(self._stop_stale(task_id))
@@ -219,6 +227,11 @@ class WorkerLink:
         if op in ("stop", "stop_after"):
             await getattr(worker, op)(str(call["task_id"]), float(call["grace_s"]))
             return None
+        if op == "open_tunnel":
+            request = codec.decode(TunnelRequest, call["request"])
+            return codec.encode(await worker.open_tunnel(str(call["task_id"]), request))
+        if op == "close_tunnel":
+            return await worker.close_tunnel(str(call["task_id"]), int(call["port"]))
         if op == "build_image":
             return codec.encode(await worker.build_image(codec.decode(ImageBuildSpec, call["spec"]), on_log))
         raise ValueError(f"unknown operation {op!r}")

@@ -26,9 +26,9 @@ from aiohttp import WSMsgType, web
 from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec, WorkerCapacity, WorkerInventory
+from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity, WorkerInventory
 from berth.errors import NotFound
-from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, WorkerLost
+from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, TunnelsUnavailable, WorkerLost
 
 log = logging.getLogger("berth.workers")
 
@@ -37,6 +37,8 @@ _KEEP_ROUTERS = 4096
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
 TokenCheck = Callable[[str], Awaitable[bool]]
+# A worker's tunnel host → (certificate chain, key) in PEM from the server's CA: its tunnels terminate TLS with it.
+CertIssuer = Callable[[str], tuple[bytes, bytes]]
 
 
 class RemoteError(Exception):
@@ -82,6 +84,7 @@ class WorkerHub:
         self._ids = itertools.count(1)
         self._closing = False
         self._grant_key = b""  # handed to every worker in its welcome, for its command router
+        self.issue_tunnel_cert: CertIssuer | None = None  # set by the server; without it tunnels are refused
         # task id → its worker's router URL, kept after the task exits (clients read a finished sandbox's output)
         self._routers: OrderedDict[str, str] = OrderedDict()
 
@@ -198,6 +201,29 @@ class WorkerHub:
     def router_url(self, task_id: str) -> str | None:
         return self._routers.get(task_id) or None
 
+    async def open_tunnel(self, task_id: str, request: TunnelRequest) -> TunnelAddress:
+        member = self._homes.get(task_id)
+        if member is None:
+            raise TunnelsUnavailable(f"Task {task_id} is not running on any worker: its ports cannot be exposed")
+        if self.issue_tunnel_cert is None or not member.inventory.tunnel_host:
+            raise TunnelsUnavailable(
+                f"Tunnels (encrypted_ports, unencrypted_ports, h2_ports, modal.forward) are not available on worker "
+                f"{member.worker_id}: it was given no certificate for them"
+            )
+        try:
+            value = await self._call(member, "open_tunnel", task_id=task_id, request=codec.encode(request))
+        except RemoteError as exc:
+            raise TunnelsUnavailable(str(exc).split(": ", 1)[-1]) from exc
+        return codec.decode(TunnelAddress, value)
+
+    async def close_tunnel(self, task_id: str, port: int) -> bool:
+        member = self._homes.get(task_id)
+        if member is None:
+            return False
+        with contextlib.suppress(WorkerLost, RemoteError):
+            return bool(await self._call(member, "close_tunnel", task_id=task_id, port=port))
+        return False
+
     def trust_grants(self, public_pem: bytes) -> None:
         self._grant_key = public_pem
 
@@ -288,7 +314,11 @@ class WorkerHub:
         member = _Member(inventory, ws)
         self._members[inventory.worker_id] = member
         stale = [t for t in inventory.running if t not in self._homes]
-        await ws.send_json({"type": "welcome", "stop": stale, "grant_key": self._grant_key.decode()})
+        welcome = {"type": "welcome", "stop": stale, "grant_key": self._grant_key.decode()}
+        if self.issue_tunnel_cert is not None and inventory.tunnel_host:
+            cert, key = self.issue_tunnel_cert(inventory.tunnel_host)
+            welcome.update(tunnel_cert=cert.decode(), tunnel_key=key.decode())
+        await ws.send_json(welcome)
         log.info(
             "worker %s joined: %d slots, %d MiB, %d GPU(s), runtime %s",
             inventory.worker_id,

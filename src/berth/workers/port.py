@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from berth.domain.images import ImageBuildSpec, ImageInfo
-from berth.domain.spec import TaskSpec, WorkerCapacity
+from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity
 
 BuildLog = Callable[[str], None]
 
@@ -26,6 +26,10 @@ SANDBOX_IDLE = -1002
 
 class NoCapacity(Exception):
     """No worker can take this container now (placement raced with another); try again later."""
+
+
+class TunnelsUnavailable(Exception):
+    """This worker cannot expose a container's ports (the message says why and names the option)."""
 
 
 class WorkerLost(ConnectionError):
@@ -71,6 +75,13 @@ class WorkerPort(Protocol):
     def router_url(self, task_id: str) -> str | None:
         """Where clients reach the TaskCommandRouter of the worker that runs this task; None when no worker
         runs it (or its router is not up)."""
+
+    async def open_tunnel(self, task_id: str, request: TunnelRequest) -> TunnelAddress:
+        """Expose one port of the running task's container on its worker's host (TLS, and plain TCP too when
+        asked); it closes when the task exits or on close_tunnel."""
+
+    async def close_tunnel(self, task_id: str, port: int) -> bool:
+        """Whether that port of the task was exposed (it is not any more)."""
 
     def trust_grants(self, public_pem: bytes) -> None:
         """The key the workers' routers check client grants (JWTs) with: the server's public signing key."""

@@ -55,3 +55,8 @@ class Runtime(Protocol):
         """Where a running container's own filesystem changes are (its overlay's upper layer), and the host id
         its root's files are owned as (0, or the user namespace's base); None where the runtime keeps none."""
         ...
+
+    def address(self, task_id: str) -> str | None:
+        """The address the running container's ports are reached at from the worker's host (tunnels); None
+        when it has no network of its own to reach (block_network) or does not run."""
+        ...

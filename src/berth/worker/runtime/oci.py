@@ -598,6 +598,10 @@ class OciRuntime:
             return None
         return sandbox.upper, userns.HOST_BASE if sandbox.userns else 0
 
+    def address(self, task_id: str) -> str | None:
+        sandbox = self._sandboxes.get(task_id)
+        return sandbox.net.address if sandbox is not None and sandbox.net is not None else None
+
     @staticmethod
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
         """crun exits 255 for a command it cannot find; a shell (and the client) expects 127."""

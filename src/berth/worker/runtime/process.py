@@ -166,6 +166,9 @@ class ProcessRuntime:
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         return None  # the task writes straight into the host's filesystem: no layer of its own
 
+    def address(self, task_id: str) -> str | None:
+        return "127.0.0.1"  # a subprocess shares the host's network
+
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         self._envs.pop(spec.task_id, None)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
