@@ -23,6 +23,7 @@ from berth.domain.spec import SandboxSpec, TaskSpec
 from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from berth.ids import new_id, new_secret
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.sandbox_options import readiness_probe
 from berth.scheduling.tasks import TaskManager, Unplaceable
 from berth.services.notify import Notifier
 from berth.services.results import failure
@@ -103,7 +104,6 @@ def _check_supported(definition: api_pb2.Sandbox) -> None:
         "open ports (encrypted_ports/h2_ports/unencrypted_ports)": bool(definition.open_ports.ports),
         "outbound_cidr_allowlist / outbound_domain_allowlist": _has_allowlist(definition),
         "inbound_cidr_allowlist": bool(definition.inbound_cidr_allowlist),
-        "readiness_probe": definition.HasField("readiness_probe"),
         "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
         "network_file_systems": bool(definition.nfs_mounts),
         "proxy": bool(definition.proxy_id),
@@ -282,6 +282,7 @@ class SandboxManager:
                 record.timeout_s,
                 record.idle_timeout_s,
                 _blocks_network(definition),
+                readiness_probe(definition),
             ),
         )
 

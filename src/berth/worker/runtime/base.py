@@ -55,3 +55,8 @@ class Runtime(Protocol):
         """Where a running container's own filesystem changes are (its overlay's upper layer), and the host id
         its root's files are owned as (0, or the user namespace's base); None where the runtime keeps none."""
         ...
+
+    async def netns_path(self, task_id: str) -> str | None:
+        """The running container's network namespace (a file setns(2) can enter); None when it shares the
+        host's network."""
+        ...

@@ -592,6 +592,24 @@ class OciRuntime:
                 raise RuntimeUnavailable(f"container {sandbox.container_id} is not running ({status or 'gone'})")
             await asyncio.sleep(0.02)
 
+    async def netns_path(self, task_id: str) -> str | None:
+        sandbox = self._sandboxes.get(task_id)
+        if sandbox is None:
+            raise RuntimeUnavailable(f"container {task_id} is not running")
+        if sandbox.net is not None:
+            return sandbox.net.netns_path
+        # block_network: crun made the container a namespace of its own (only lo); its init is in it
+        proc = await asyncio.create_subprocess_exec(
+            *self._command("state", sandbox.container_id),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await proc.communicate()
+        pid = json.loads(out).get("pid") if proc.returncode == 0 and out else None
+        if not pid:
+            raise RuntimeUnavailable(f"container {sandbox.container_id} is not running")
+        return f"/proc/{pid}/ns/net"
+
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         sandbox = self._sandboxes.get(task_id)
         if sandbox is None or sandbox.upper == Path():

@@ -166,6 +166,9 @@ class ProcessRuntime:
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         return None  # the task writes straight into the host's filesystem: no layer of its own
 
+    async def netns_path(self, task_id: str) -> str | None:
+        return None  # a plain subprocess on the host's network
+
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         self._envs.pop(spec.task_id, None)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
