@@ -23,7 +23,7 @@ from berth.domain.spec import SandboxSpec, TaskSpec
 from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from berth.ids import new_id, new_secret
 from berth.scheduling.layout import LayoutBuilder
-from berth.scheduling.sandbox_options import readiness_probe
+from berth.scheduling.sandbox_options import egress_allowlist, readiness_probe
 from berth.scheduling.tasks import TaskManager, Unplaceable
 from berth.services.notify import Notifier
 from berth.services.results import failure
@@ -102,7 +102,6 @@ def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
         "open ports (encrypted_ports/h2_ports/unencrypted_ports)": bool(definition.open_ports.ports),
-        "outbound_cidr_allowlist / outbound_domain_allowlist": _has_allowlist(definition),
         "inbound_cidr_allowlist": bool(definition.inbound_cidr_allowlist),
         "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
         "network_file_systems": bool(definition.nfs_mounts),
@@ -134,11 +133,6 @@ def _gpu_requests(definition: api_pb2.Sandbox) -> tuple[tuple[str, int], ...]:
 def _placement_reason(exc: NoCapacity) -> str:
     """A placement blocker is worded for a function's queued call; a sandbox's create fails instead."""
     return str(exc).split("; the call stays queued")[0].removeprefix("Waiting for ")
-
-
-def _has_allowlist(definition: api_pb2.Sandbox) -> bool:
-    access = definition.network_access
-    return bool(access.allowed_cidrs) or access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST
 
 
 def _blocks_network(definition: api_pb2.Sandbox) -> bool:
@@ -283,6 +277,7 @@ class SandboxManager:
                 record.idle_timeout_s,
                 _blocks_network(definition),
                 readiness_probe(definition),
+                egress_allowlist(definition),
             ),
         )
 

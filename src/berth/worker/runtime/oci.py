@@ -31,7 +31,7 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.worker import fs_tools, gpu, network, seccomp, userns
+from berth.worker import egress, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
@@ -446,6 +446,8 @@ class OciRuntime:
         sandbox.cgroup.create(sandbox.limits.memory_mb)
         if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
             sandbox.net = await network.setup(spec.task_id)
+        if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
+            await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
