@@ -150,6 +150,14 @@ def test_allowlists_berth_cannot_honour_are_refused_by_name(berth_oci: BerthServ
                 out[name] = "created"
             except Exception as exc:
                 out[name] = [type(exc).__name__, str(exc)]
+        if out["allowed"] == "created":  # changing a running sandbox's allowlist is not served yet
+            sb = modal.Sandbox.create(app=app, image=image, outbound_cidr_allowlist=["198.51.100.0/24"])
+            try:
+                sb._experimental_set_outbound_network_policy(outbound_cidr_allowlist=["203.0.113.0/24"])
+                out["set_policy"] = "changed"
+            except Exception as exc:
+                out["set_policy"] = [type(exc).__name__, str(exc)]
+            sb.terminate()
         print(json.dumps(out))
         """
     oci = run(berth_oci, "sb-egress-refused", body)
@@ -157,5 +165,7 @@ def test_allowlists_berth_cannot_honour_are_refused_by_name(berth_oci: BerthServ
     assert oci["bad_cidr"][0] == "InvalidError" and "outbound_cidr_allowlist" in oci["bad_cidr"][1], oci
     assert oci["unresolved"][0] == "InvalidError" and "no-such-name.invalid" in oci["unresolved"][1], oci
     assert oci["allowed"] == "created", oci
+    assert oci["set_policy"][0] == "InvalidError", oci
+    assert "_experimental_set_outbound_network_policy" in oci["set_policy"][1], oci
     process = run(berth, "sb-egress-process", body)  # the process runtime: sandboxes on the host's network
     assert process["allowed"][0] == "InvalidError" and "outbound_cidr_allowlist" in process["allowed"][1], process

@@ -41,6 +41,9 @@ _NOT_YET = {
     "TaskMountDirectory": "Sandbox.mount_image()",
     "TaskUnmountDirectory": "Sandbox.unmount_image()",
     "TaskSnapshotMemory": "Sandbox._experimental_snapshot() (memory snapshots)",
+    # A sandbox's allowlist is set when it starts (berth.worker.egress); changing it while it runs is not.
+    "TaskSetNetworkAccess": "Sandbox._experimental_set_outbound_network_policy()",
+    "TaskSetOutboundPolicy": "Sandbox._experimental_update_outbound_policy()",
 }
 
 
