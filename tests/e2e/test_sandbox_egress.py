@@ -169,3 +169,43 @@ def test_allowlists_berth_cannot_honour_are_refused_by_name(berth_oci: BerthServ
     assert "_experimental_set_outbound_network_policy" in oci["set_policy"][1], oci
     process = run(berth, "sb-egress-process", body)  # the process runtime: sandboxes on the host's network
     assert process["allowed"][0] == "InvalidError" and "outbound_cidr_allowlist" in process["allowed"][1], process
+
+
+# Root in the sandbox asks the kernel (nf_tables over netlink, as `nft`/iptables-nft would) to delete the
+# table that holds its allowlist; prints the kernel's answer (0 or -errno).
+LIFT = r"""
+import socket, struct
+NFNL_SUBSYS_NFTABLES, NFT_MSG_DELTABLE, NLM_F_REQUEST, NLM_F_ACK = 10, 2, 1, 4
+def message(kind, flags, seq, family, res_id, payload=b""):
+    body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+name = b"filter\0" + b"\0"
+table = struct.pack("=HH", 4 + 7, 1) + name
+batch = (message(0x10, NLM_F_REQUEST, 1, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES)
+         + message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK, 2, socket.AF_INET, 0,
+                   table)
+         + message(0x11, NLM_F_REQUEST, 3, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES))
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+s.bind((0, 0))
+s.send(batch)
+reply = s.recv(65536)
+kind = struct.unpack_from("=H", reply, 4)[0]
+print(struct.unpack_from("=i", reply, 16)[0] if kind == 2 else "no error message")
+"""
+
+
+def test_a_sandbox_cannot_lift_its_own_allowlist(berth_oci: BerthServer) -> None:
+    seen = run(
+        berth_oci,
+        "sb-egress-lift",
+        f"""
+        sb = modal.Sandbox.create(app=app, image=image, outbound_cidr_allowlist=["198.51.100.0/24"])
+        lift = sb.exec("python3", "-c", {LIFT!r})
+        answer = lift.stdout.read().strip() + lift.stderr.read()
+        after = reach(sb, ["172.21.0.1", HTTP])
+        sb.terminate()
+        print(json.dumps({{"answer": answer, "after": after}}))
+        """,
+    )
+    assert seen["answer"] == "-1", seen  # -EPERM: no CAP_NET_ADMIN over its network namespace
+    assert _outcome(seen["after"], f"172.21.0.1:{berth_oci.port + 1}") == "refused", seen
