@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from modal_proto import api_pb2
 
+from berth.domain.spec import ReadinessProbe
 from berth.errors import FailedPrecondition, InvalidArgument
+from berth.scheduling.sandbox_options import readiness_probe
 from berth.scheduling.sandboxes import (
     SandboxManager,
     SandboxRecord,
@@ -47,12 +49,24 @@ def test_sandbox_ids_do_not_look_like_v1_ids_and_task_ids_carry_the_v2_marker() 
 
 
 def test_options_berth_cannot_honour_are_refused_by_name() -> None:
-    allowlist = api_pb2.NetworkAccess(network_access_type=api_pb2.NetworkAccess.ALLOWLIST, allowed_cidrs=["10.0.0.0/8"])
-    with pytest.raises(InvalidArgument, match="outbound_cidr_allowlist"):
-        _check_supported(api_pb2.Sandbox(network_access=allowlist))
-    with pytest.raises(InvalidArgument, match="readiness_probe"):
-        _check_supported(api_pb2.Sandbox(readiness_probe=api_pb2.Probe()))
+    with pytest.raises(InvalidArgument, match="inbound_cidr_allowlist"):
+        _check_supported(api_pb2.Sandbox(inbound_cidr_allowlist=["10.0.0.0/8"]))
     _check_supported(api_pb2.Sandbox(block_network=True))  # supported: nothing raised
+    _check_supported(api_pb2.Sandbox(readiness_probe=api_pb2.Probe(tcp_port=80)))
+    allowlist = api_pb2.NetworkAccess(network_access_type=api_pb2.NetworkAccess.ALLOWLIST, allowed_cidrs=["10.0.0.0/8"])
+    _check_supported(api_pb2.Sandbox(network_access=allowlist))  # berth.scheduling.sandbox_options checks it
+
+
+def test_a_readiness_probe_becomes_the_workers_probe_and_a_probe_of_nothing_is_refused() -> None:
+    tcp = api_pb2.Sandbox(readiness_probe=api_pb2.Probe(tcp_port=8080))
+    assert readiness_probe(tcp) == ReadinessProbe(tcp_port=8080, interval_ms=100)
+    command = api_pb2.Probe(exec_command=api_pb2.Probe.ExecCommand(argv=["test", "-f", "x"]), interval_ms=250)
+    assert readiness_probe(api_pb2.Sandbox(readiness_probe=command)) == ReadinessProbe(
+        exec_argv=("test", "-f", "x"), interval_ms=250
+    )
+    assert readiness_probe(api_pb2.Sandbox()) is None
+    with pytest.raises(InvalidArgument, match="readiness_probe"):
+        readiness_probe(api_pb2.Sandbox(readiness_probe=api_pb2.Probe()))
 
 
 def test_a_record_round_trips_through_its_stored_form() -> None:

@@ -5,8 +5,10 @@ subprocesses and a real grpclib router on loopback."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import jwt
@@ -19,7 +21,7 @@ from grpclib.exceptions import GRPCError
 from modal_proto import task_command_router_pb2 as sr
 from modal_proto.task_command_router_grpc import TaskCommandRouterStub
 
-from berth.domain.spec import SandboxSpec, TaskSpec
+from berth.domain.spec import ReadinessProbe, SandboxSpec, TaskSpec
 from berth.grants import ISSUER
 from berth.worker.agent import LocalWorker
 from berth.worker.execs import OrderedStdin, OutputBuffer, StdinOutOfOrder
@@ -156,3 +158,46 @@ async def test_a_sandbox_past_its_timeout_is_ended_with_the_timeout_code(
         await asyncio.sleep(0.1)
     assert exits == [SANDBOX_TIMEOUT]
     assert worker.free_slots() == worker.slots  # its slot is free again
+
+
+async def test_wait_until_ready_answers_when_the_probe_first_succeeds_times_out_or_sees_the_exit(
+    sandbox_worker: tuple[LocalWorker, Ed25519PrivateKey, list[int]], tmp_path: Path
+) -> None:
+    """On the process runtime (the host's network and files): an exec probe for a file that appears later, and
+    a TCP probe of a port nothing listens on, which times out until the sandbox exits."""
+    worker, key, _ = sandbox_worker
+    flag = tmp_path / "ready-flag"
+    probe = ReadinessProbe(exec_argv=("test", "-f", str(flag)), interval_ms=50)
+    command = ("sh", "-c", f"sleep 0.5; touch {flag}; sleep 600")
+    await worker.start(replace(_spec("ta-readyV"), sandbox=SandboxSpec("sb-r", command, readiness_probe=probe)))
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    never = SandboxSpec("sb-n", ("sleep", "1.5"), readiness_probe=ReadinessProbe(tcp_port=port, interval_ms=50))
+    await worker.start(replace(_spec("ta-neverV"), sandbox=never))
+    await worker.start(_spec("ta-plainV"))
+    host, port_text = (worker.router_url("ta-readyV") or "").removeprefix("http://").split(":")
+    channel = Channel(host, int(port_text))
+    stub = TaskCommandRouterStub(channel)
+
+    async def wait_ready(task_id: str, timeout: float) -> float:
+        grant = {"authorization": f"Bearer {_grant(key, task_id)}"}
+        request = sr.SandboxWaitUntilReadyTcrRequest(task_id=task_id, timeout=timeout)
+        return float((await stub.SandboxWaitUntilReady(request, metadata=grant)).ready_at)
+
+    try:
+        started = time.time()
+        ready_at = await wait_ready("ta-readyV", 30)
+        assert flag.exists() and started < ready_at <= time.time()
+        assert await wait_ready("ta-readyV", 1) == ready_at  # ready once, ready for good
+        with pytest.raises(GRPCError) as timed_out:
+            await wait_ready("ta-neverV", 0.3)
+        assert timed_out.value.status == Status.DEADLINE_EXCEEDED
+        with pytest.raises(GRPCError) as exited:  # still waiting when the sandbox exits
+            await wait_ready("ta-neverV", 30)
+        assert exited.value.status == Status.FAILED_PRECONDITION and "exited" in str(exited.value.message)
+        with pytest.raises(GRPCError) as no_probe:
+            await wait_ready("ta-plainV", 1)
+        assert no_probe.value.status == Status.INVALID_ARGUMENT
+    finally:
+        channel.close()

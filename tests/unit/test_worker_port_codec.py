@@ -12,7 +12,15 @@ from modal_proto import api_pb2
 from berth.domain.codec import decode, encode
 from berth.domain.gpu import Gpu
 from berth.domain.images import ContextFile, FunctionBuild, ImageBuildSpec, RegistryCredentials
-from berth.domain.spec import BindMount, MountedFile, TaskSpec, WorkerInventory
+from berth.domain.spec import (
+    BindMount,
+    EgressAllowlist,
+    MountedFile,
+    ReadinessProbe,
+    SandboxSpec,
+    TaskSpec,
+    WorkerInventory,
+)
 from berth.workers.hub import WorkerHub, _Member
 
 
@@ -27,6 +35,16 @@ def test_a_task_spec_survives_json_with_bytes_paths_tuples_and_gpus() -> None:
         256, 0.5, "im-1", (("H100", 2), ("ANY", 1)), (Gpu(0, "NVIDIA H100", "GPU-a", 81559),),
     )  # fmt: skip
     assert _roundtrip(spec) == spec
+
+
+def test_a_sandbox_spec_survives_json_with_its_probe_and_allowlist() -> None:
+    probe = ReadinessProbe(exec_argv=("test", "-f", "/tmp/ready"), interval_ms=250)
+    allow = EgressAllowlist(("203.0.113.0/24",), ("pypi.org",))
+    sandbox = SandboxSpec("sb-1", ("sleep", "60"), readiness_probe=probe, egress=allow)
+    spec = TaskSpec("ta-1V", "", "ap-1", b"", "http://server", "secret", sandbox=sandbox)
+    assert _roundtrip(spec) == spec
+    plain = TaskSpec("ta-2V", "", "ap-1", b"", "http://server", "secret", sandbox=SandboxSpec("sb-2"))
+    assert _roundtrip(plain).sandbox.egress is None
 
 
 def test_an_image_build_spec_survives_json_with_its_protobufs() -> None:

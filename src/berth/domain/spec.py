@@ -32,6 +32,25 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class ReadinessProbe:
+    """Sandbox.create(readiness_probe=): a TCP port inside the sandbox to connect to, or a command to run in it,
+    every interval_ms until it first succeeds."""
+
+    tcp_port: int = 0  # 0: an exec probe
+    exec_argv: tuple[str, ...] = ()
+    interval_ms: int = 100
+
+
+@dataclass(frozen=True)
+class EgressAllowlist:
+    """outbound_cidr_allowlist / outbound_domain_allowlist: everything a sandbox may connect to. Domains are
+    resolved by the worker when the sandbox starts."""
+
+    cidrs: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """A sandbox task: its image runs this command instead of the modal container entrypoint."""
 
@@ -41,6 +60,8 @@ class SandboxSpec:
     timeout_s: int = 300
     idle_timeout_s: int = 0  # 0 = none
     block_network: bool = False
+    readiness_probe: ReadinessProbe | None = None
+    egress: EgressAllowlist | None = None  # None: open (or blocked) network, as block_network says
 
 
 # The command a sandbox created without one runs: it stays up for execs until it is terminated or times out.

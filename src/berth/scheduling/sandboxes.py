@@ -24,6 +24,7 @@ from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Not
 from berth.ids import new_id, new_secret
 from berth.scheduling import tunnels
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.sandbox_options import egress_allowlist, readiness_probe
 from berth.scheduling.tasks import TaskManager, Unplaceable
 from berth.services.notify import Notifier
 from berth.services.results import failure
@@ -105,8 +106,6 @@ class SandboxRecord:
 def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
-        "outbound_cidr_allowlist / outbound_domain_allowlist": _has_allowlist(definition),
-        "readiness_probe": definition.HasField("readiness_probe"),
         "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
         "network_file_systems": bool(definition.nfs_mounts),
         "proxy": bool(definition.proxy_id),
@@ -137,11 +136,6 @@ def _gpu_requests(definition: api_pb2.Sandbox) -> tuple[tuple[str, int], ...]:
 def _placement_reason(exc: NoCapacity) -> str:
     """A placement blocker is worded for a function's queued call; a sandbox's create fails instead."""
     return str(exc).split("; the call stays queued")[0].removeprefix("Waiting for ")
-
-
-def _has_allowlist(definition: api_pb2.Sandbox) -> bool:
-    access = definition.network_access
-    return bool(access.allowed_cidrs) or access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST
 
 
 def _blocks_network(definition: api_pb2.Sandbox) -> bool:
@@ -298,6 +292,8 @@ class SandboxManager:
                 record.timeout_s,
                 record.idle_timeout_s,
                 _blocks_network(definition),
+                readiness_probe(definition),
+                egress_allowlist(definition),
             ),
         )
 

@@ -23,6 +23,7 @@ from berth.worker.execs import OrderedStdin, pump
 from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.images import ImageWorker
+from berth.worker.probes import start_readiness
 from berth.worker.pty import Pty
 from berth.worker.router import CommandRouter, SecretResolver
 from berth.worker.runtime import Container, Runtime
@@ -282,6 +283,13 @@ class LocalWorker:
         session = TaskSession(spec.task_id, self._clock, self._exec_starter(spec, workdir), self.runtime.exec_exit_code)
         if spec.sandbox is not None:
             session.stdin = OrderedStdin(container.stdin)
+            if spec.sandbox.readiness_probe is not None:
+                session.readiness = start_readiness(
+                    spec.sandbox.readiness_probe,
+                    self._exec_starter(spec, workdir),
+                    lambda: self.runtime.netns_path(spec.task_id),
+                    self._clock,
+                )
         self.sessions[spec.task_id] = session
         watcher = asyncio.create_task(self._watch(spec, container, workdir, session))
         self._running[spec.task_id] = _Running(spec, container, watcher)

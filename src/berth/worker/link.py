@@ -18,11 +18,7 @@ import aiohttp
 
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
-<<<<<<< HEAD
-from berth.domain.spec import BindMount, TaskSpec, WorkerInventory
-=======
-from berth.domain.spec import TaskSpec, TunnelRequest, WorkerInventory
->>>>>>> tunnels
+from berth.domain.spec import BindMount, TaskSpec, TunnelRequest, WorkerInventory
 from berth.worker.agent import LocalWorker, memory_mb
 from berth.worker.volumes import VolumeCopies
 

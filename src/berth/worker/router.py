@@ -22,15 +22,17 @@ from modal_proto import task_command_router_pb2 as sr
 from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 
 from berth.clock import Clock
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import BerthError, FailedPrecondition, InvalidArgument
 from berth.grants import verify_token
 from berth.worker.execs import StdinOutOfOrder
+from berth.worker.probes import NotReady
 from berth.worker.pty import DEFAULT_TERM, PtySettings
 from berth.worker.session import ExecError, ExecNotFound, ExecRequest, TaskSession
 
 log = logging.getLogger("berth.worker.router")
 
 ROUTER_AUDIENCE = "task-router"
+_DEFAULT_READY_TIMEOUT_S = 300.0  # Sandbox.wait_until_ready's own default
 SecretResolver = Callable[[list[str]], Awaitable[dict[str, str]]]
 Snapshotter = Callable[[str], Awaitable[str]]  # a running task's id → the id of an image of its filesystem
 # What the 1.6.4 client offers that Berth does not do yet, by the RPC it sends: refused with the method's name.
@@ -39,6 +41,9 @@ _NOT_YET = {
     "TaskMountDirectory": "Sandbox.mount_image()",
     "TaskUnmountDirectory": "Sandbox.unmount_image()",
     "TaskSnapshotMemory": "Sandbox._experimental_snapshot() (memory snapshots)",
+    # A sandbox's allowlist is set when it starts (berth.worker.egress); changing it while it runs is not.
+    "TaskSetNetworkAccess": "Sandbox._experimental_set_outbound_network_policy()",
+    "TaskSetOutboundPolicy": "Sandbox._experimental_update_outbound_policy()",
 }
 
 
@@ -227,6 +232,24 @@ class CommandRouter:
         if self.reload_volumes is not None:
             await self.reload_volumes(session.task_id)
         return sr.TaskReloadVolumesResponse()
+
+    # readiness (Sandbox.wait_until_ready)
+    async def rpc_SandboxWaitUntilReady(self, session: TaskSession, req: sr.SandboxWaitUntilReadyTcrRequest) -> Message:
+        """Answers once the sandbox's readiness probe first succeeded (at once if it already has). The client
+        raises its TimeoutError on DEADLINE_EXCEEDED, and ConflictError (FAILED_PRECONDITION) for a sandbox that
+        exited before it was ready, as Modal's V1 path did."""
+        if session.readiness is None:
+            raise InvalidArgument("Sandbox.wait_until_ready() needs a sandbox created with a readiness_probe")
+        timeout = req.timeout if req.timeout > 0 else _DEFAULT_READY_TIMEOUT_S
+        try:
+            ready_at = await session.readiness.wait(timeout)
+        except TimeoutError:
+            raise GRPCError(
+                Status.DEADLINE_EXCEEDED, f"The sandbox's readiness probe did not succeed within {timeout:g} s"
+            ) from None
+        except NotReady as exc:
+            raise FailedPrecondition(str(exc)) from exc
+        return sr.SandboxWaitUntilReadyTcrResponse(ready_at=ready_at)
 
     # the sandbox's own entrypoint
     async def rpc_SandboxStdioReadV2(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from berth.clock import Clock
 from berth.worker.execs import COMMAND_NOT_FOUND, ExecProcess, OrderedStdin, OutputBuffer
+from berth.worker.probes import Readiness
 from berth.worker.pty import Pty, PtySettings
 
 log = logging.getLogger("berth.worker.session")
@@ -49,6 +50,7 @@ class TaskSession:
         self.stdin = OrderedStdin(None)
         self.execs: dict[str, ExecProcess] = {}
         self.exited = False
+        self.readiness: Readiness | None = None  # a sandbox with a readiness probe
         self._clock = clock
         self._starter = starter
         self._exit_mapper = exit_mapper
@@ -116,6 +118,8 @@ class TaskSession:
     async def close(self) -> None:
         """The task's container exited: its commands went with it."""
         self.exited = True
+        if self.readiness is not None:
+            self.readiness.mark_exited()
         for process in self.execs.values():
             if process.exit_code is None:
                 process.kill(9)

@@ -59,4 +59,8 @@ class Runtime(Protocol):
     def address(self, task_id: str) -> str | None:
         """The address the running container's ports are reached at from the worker's host (tunnels); None
         when it has no network of its own to reach (block_network) or does not run."""
+
+    async def netns_path(self, task_id: str) -> str | None:
+        """The running container's network namespace (a file setns(2) can enter); None when it shares the
+        host's network."""
         ...

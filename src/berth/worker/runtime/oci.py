@@ -31,7 +31,7 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.worker import fs_tools, gpu, network, seccomp, userns
+from berth.worker import egress, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
@@ -446,6 +446,8 @@ class OciRuntime:
         sandbox.cgroup.create(sandbox.limits.memory_mb)
         if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
             sandbox.net = await network.setup(spec.task_id)
+        if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
+            await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
@@ -591,6 +593,24 @@ class OciRuntime:
             if status not in (None, "created", "creating") or asyncio.get_running_loop().time() > deadline:
                 raise RuntimeUnavailable(f"container {sandbox.container_id} is not running ({status or 'gone'})")
             await asyncio.sleep(0.02)
+
+    async def netns_path(self, task_id: str) -> str | None:
+        sandbox = self._sandboxes.get(task_id)
+        if sandbox is None:
+            raise RuntimeUnavailable(f"container {task_id} is not running")
+        if sandbox.net is not None:
+            return sandbox.net.netns_path
+        # block_network: crun made the container a namespace of its own (only lo); its init is in it
+        proc = await asyncio.create_subprocess_exec(
+            *self._command("state", sandbox.container_id),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await proc.communicate()
+        pid = json.loads(out).get("pid") if proc.returncode == 0 and out else None
+        if not pid:
+            raise RuntimeUnavailable(f"container {sandbox.container_id} is not running")
+        return f"/proc/{pid}/ns/net"
 
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         sandbox = self._sandboxes.get(task_id)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from berth.domain.spec import BindMount, TaskSpec
+from berth.errors import InvalidArgument
 from berth.worker import fs_tools
 from berth.worker.execs import FS_TOOLS_PATH, exec_stdio
 from berth.worker.files import FileSource
@@ -102,6 +103,11 @@ class ProcessRuntime:
         self._envs: dict[str, dict[str, str]] = {}
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
+        if spec.sandbox is not None and spec.sandbox.egress is not None:
+            raise InvalidArgument(
+                "outbound_cidr_allowlist / outbound_domain_allowlist need an OCI runtime (crun, runc or runsc): "
+                "the process runtime runs sandboxes on the host's own network"
+            )
         root = workdir / "root"
         root.mkdir(parents=True, exist_ok=True)
         for f in spec.files:
@@ -168,6 +174,9 @@ class ProcessRuntime:
 
     def address(self, task_id: str) -> str | None:
         return "127.0.0.1"  # a subprocess shares the host's network
+
+    async def netns_path(self, task_id: str) -> str | None:
+        return None  # a plain subprocess on the host's network
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         self._envs.pop(spec.task_id, None)
