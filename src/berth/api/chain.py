@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -73,11 +74,22 @@ def _check_environment_scope(caller: Caller, request: Message | None) -> None:
             )
 
 
+# The longest error message sent: it travels in a header (grpc-message), and a message that quotes a huge
+# request field (a 70,000-character name) made the client's HTTP/2 stack drop the whole connection.
+MAX_ERROR_MESSAGE = 1000
+
+
+def _bounded(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_MESSAGE else message[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
 def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
     if isinstance(exc, GRPCError):
+        if exc.message and len(exc.message) > MAX_ERROR_MESSAGE:
+            return GRPCError(exc.status, _bounded(exc.message), exc.details)
         return exc
     if isinstance(exc, BerthError):
-        return GRPCError(exc.status, exc.message)
+        return GRPCError(exc.status, _bounded(exc.message))
     log.exception("request %s (%s) failed", caller.request_id, caller.rpc)
     return GRPCError(Status.INTERNAL, f"Internal error in {caller.rpc} (request id {caller.request_id})")
 
@@ -121,7 +133,7 @@ def wrap(
         token = current_caller.set(caller)
         try:
             try:
-                request = await stream.recv_message()
+                request = await _recv_bounded(stream, rpc, max_request_bytes)
             except DecodeError as exc:
                 raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: request could not be decoded: {exc}") from exc
             _check_environment_scope(caller, request)
@@ -142,6 +154,25 @@ def wrap(
             log.debug("%s %s %.1f ms", caller.request_id, rpc, (time.monotonic() - started) * 1000)
 
     return handler
+
+
+async def _recv_bounded(stream: Stream[Any, Any], rpc: str, limit: int) -> Any:
+    """The request, read as grpclib's `Stream.recv_message` reads it, except that its length prefix is checked
+    first: a body over the limit is refused before it is buffered (grpclib reads whatever length a client
+    announces, and the fuzzer's 350 MB requests grew the server past the machine's memory)."""
+    h2 = stream._stream
+    meta = await h2.recv_data(5)
+    if not meta:
+        return None
+    if meta[0]:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: compressed requests are not supported")
+    length = struct.unpack(">I", meta[1:])[0]
+    if length > limit:
+        raise GRPCError(Status.RESOURCE_EXHAUSTED, f"{rpc} request of {length} bytes exceeds the limit of {limit}")
+    body = await h2.recv_data(length)
+    message = stream._codec.decode(body, stream._recv_type)
+    (message,) = await stream._dispatch.recv_message(message)
+    return message
 
 
 def unimplemented(rpc: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
