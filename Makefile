@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install host test-host demo test test-unit test-e2e check bench coverage clean
+.PHONY: install host test-host demo test test-unit test-e2e check bench reliability coverage clean
 
 $(BIN)/berth: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/cluster.py
+
+# The full RPC fuzz run (about 10,000 requests) against a fresh server; writes docs/reliability.md. CI runs
+# the same checks seeded and shorter (tests/reliability/).
+reliability: install
+	$(BIN)/python scripts/reliability.py
 
 coverage: install
 	$(BIN)/python scripts/rpc_coverage.py > docs/rpc-coverage.md
