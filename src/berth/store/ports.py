@@ -44,6 +44,22 @@ class TokenStore(Protocol):
     async def revoke_token(self, token_id: str, now: float) -> bool: ...
 
 
+class DashboardGrantStore(Protocol):
+    """Dashboard sign-ins, by the digest of their secret: one-time links and sessions ('link' | 'session'),
+    each acting as one client token."""
+
+    async def add_dashboard_grant(self, digest: str, kind: str, token_id: str, expires_at: float) -> None: ...
+    async def redeem_dashboard_link(self, digest: str, now: float) -> str | None:
+        """The token of an unused, unexpired link, marking it used (atomically: a link works once); else None."""
+        ...
+
+    async def dashboard_session(self, digest: str, now: float) -> str | None:
+        """The token of an unexpired session, or None."""
+        ...
+
+    async def end_dashboard_session(self, digest: str) -> None: ...
+
+
 class EnvironmentStore(Protocol):
     async def add_environment(self, name: str, now: float) -> bool: ...
     async def environments(self) -> list[tuple[str, float]]: ...
@@ -307,6 +323,7 @@ class CoreStore(
     ActivityStore,
     TaskStore,
     TokenStore,
+    DashboardGrantStore,
     ReplicaStore,
     Protocol,
 ):
