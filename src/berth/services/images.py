@@ -155,6 +155,19 @@ class ImageService:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
 
+    def builds(self) -> list[tuple[str, str, str]]:
+        """The builds this server ran or runs, newest last: (image id, 'building' | 'succeeded' | 'failed',
+        their log so far). Build logs are kept in memory, so a restart forgets them."""
+        out = []
+        for build in list(self._builds.values()):
+            if build.result is None:
+                status = "building"
+            else:
+                ok = build.result.status == api_pb2.GenericResult.GENERIC_STATUS_SUCCESS
+                status = "succeeded" if ok else "failed"
+            out.append((build.image_id, status, "".join(build.logs)))
+        return out
+
     def _log(self, build: _Build, text: str) -> None:
         build.logs.append(text)
         self._notifier.notify(build.image_id)
