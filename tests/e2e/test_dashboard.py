@@ -144,6 +144,8 @@ def test_pages_show_an_app_that_ran_a_function(berth: BerthServer, ran_app: str)
     assert "failed" in session.get(f"{http_url(berth)}/functions/{broken_id.group(1)}").text
     logs = session.get(f"{http_url(berth)}/apps/{ran_app}/logs")
     assert "greeting dashboard" in logs.text
+    only_broken = session.get(f"{http_url(berth)}/apps/{ran_app}/logs?function={broken_id.group(1)}")
+    assert "broken on purpose" in only_broken.text and "greeting dashboard" not in only_broken.text
     containers = session.get(f"{http_url(berth)}/containers")
     assert containers.status_code == 200 and "greet" in containers.text
     usage = session.get(f"{http_url(berth)}/usage?hours=1")

@@ -61,9 +61,10 @@ class DashboardPages:
         lines = await logs.history(self.s, app_rec.app_id, flt)
         since = max((float(str(line["t"])) for line in lines), default=0.0)
         functions = await views.app_functions(self.s, app_rec.app_id)
+        title = f"Logs of {app_rec.name or app_rec.description or app_rec.app_id}"
         return page(
-            "logs.html", title=f"Logs of {app_rec.name or app_rec.app_id}", viewer=viewer, env=app_rec.environment,
-            app=app_rec, lines=lines, since=since, flt=flt, functions=functions, query=request.query_string,
+            "logs.html", title=title, viewer=viewer, env=app_rec.environment, app=app_rec, lines=lines,
+            since=since, flt=flt, functions=functions, query=request.query_string,
         )  # fmt: skip
 
     async def logs_stream(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
