@@ -185,9 +185,12 @@ def test_secret_values_never_appear_in_the_dashboard(berth: BerthServer, ran_app
     value = f"dashboard-secret-{uuid.uuid4().hex}"
     made = modal(berth, "secret", "create", "dash-secret", f"DASH_SECRET={value}")
     assert made.returncode == 0, made.output
+    for kind in ("volume", "dict", "queue"):
+        assert modal(berth, kind, "create", f"dash-{kind}").returncode == 0
     session = signed_in(berth, new_token(berth))
     pages = _crawl(session, http_url(berth), ["/apps", "/storage", "/containers", "/images", "/usage"])
-    assert "/storage" in pages and "dash-secret" in pages["/storage"]
+    for name in ("dash-secret", "dash-volume", "dash-dict", "dash-queue"):
+        assert name in pages["/storage"], name
     assert any(p.startswith("/functions/") for p in pages) and any(p.startswith("/calls/") for p in pages)
     leaked = [path for path, text in pages.items() if value in text]
     assert leaked == []
@@ -202,3 +205,15 @@ def test_modal_dashboard_prints_the_dashboard_url(berth: BerthServer) -> None:
     session = signed_in(berth, new_token(berth))
     page = session.get(expected)
     assert page.status_code == 200 and "<h1>Apps</h1>" in page.text
+
+
+def test_image_builds_show_with_their_logs(berth_oci: BerthServer) -> None:
+    nonce = uuid.uuid4().hex[:10]
+    run = modal(berth_oci, "run", "dashboard_image.py::built", env={"BERTH_TEST_NONCE": nonce}, timeout=600)
+    assert run.returncode == 0, run.output
+    session = signed_in(berth_oci, new_token(berth_oci))
+    images = session.get(f"{http_url(berth_oci)}/images")
+    assert images.status_code == 200 and "succeeded" in images.text
+    image_ids = re.findall(r'href="/images/(im-\w+)"', images.text)
+    logs = [session.get(f"{http_url(berth_oci)}/images/{image_id}").text for image_id in image_ids]
+    assert any(f"dashboard-build-{nonce}" in text and "Built image" in text for text in logs), logs
