@@ -148,6 +148,7 @@ def test_pages_show_an_app_that_ran_a_function(berth: BerthServer, ran_app: str)
     assert "broken on purpose" in only_broken.text and "greeting dashboard" not in only_broken.text
     containers = session.get(f"{http_url(berth)}/containers")
     assert containers.status_code == 200 and "greet" in containers.text
+    assert "app stopped" in containers.text  # the exit reason of the run's containers
     usage = session.get(f"{http_url(berth)}/usage?hours=1")
     assert usage.status_code == 200 and "usage-chart" in usage.text
     listed = session.get(f"{http_url(berth)}/apps")

@@ -93,7 +93,7 @@ async def containers(s: Services, apps: list[AppRecord], now: float, function_id
             continue
         row = await _row(s, task.task_id, task.function_id, task.app_id)
         row.state, row.started_at, row.ended_at = task.state, task.created_at, task.ended_at
-        row.reason = "failed" if outcome.failed else ("exited" if task.ended_at else "")
+        row.reason = outcome.exit_reason or ("failed" if outcome.failed else "")
         rows.append(row)
     return sorted(rows, key=lambda r: r.started_at, reverse=True)
 

@@ -298,12 +298,13 @@ class PostgresCoreStore(CallTables):
             task.replica_id,
         )
 
-    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
+    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None, exit_reason: str = "") -> None:
         await self._db.execute(
-            "UPDATE tasks SET state=$1, ended_at=$2, result=coalesce($3, result) WHERE task_id=$4",
+            "UPDATE tasks SET state=$1, ended_at=$2, result=coalesce($3, result), exit_reason=$4 WHERE task_id=$5",
             state,
             now,
             result,
+            exit_reason,
             task_id,
         )
 

@@ -495,10 +495,10 @@ class SqliteStore(SqliteActivity):
             ),
         )
 
-    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
+    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None, exit_reason: str = "") -> None:
         self._write(
-            "UPDATE tasks SET state=?, ended_at=?, result=coalesce(?, result) WHERE task_id=?",
-            (state, now, result, task_id),
+            "UPDATE tasks SET state=?, ended_at=?, result=coalesce(?, result), exit_reason=? WHERE task_id=?",
+            (state, now, result, exit_reason, task_id),
         )
 
     async def set_task_result(self, task_id: str, result: bytes) -> None:

@@ -7,3 +7,5 @@ CREATE TABLE dashboard_grants (
     expires_at DOUBLE PRECISION NOT NULL,
     used_at DOUBLE PRECISION
 );
+-- Why a container ended ('stopped by request', 'exited with code 1', an init failure...), for the dashboard.
+ALTER TABLE tasks ADD COLUMN exit_reason TEXT NOT NULL DEFAULT '';
