@@ -139,6 +139,8 @@ def test_pages_show_an_app_that_ran_a_function(berth: BerthServer, ran_app: str)
     call_id = re.search(r'href="/calls/(fc-\w+)"', fn_page.text)
     assert call_id, fn_page.text
     assert session.get(f"{http_url(berth)}/calls/{call_id.group(1)}").status_code == 200
+    of_call = session.get(f"{http_url(berth)}/apps/{ran_app}/logs?call={call_id.group(1)}")
+    assert "greeting dashboard" in of_call.text and "broken on purpose" not in of_call.text
     broken_id = re.search(r'href="/functions/(fu-\w+)">broken<', app_page.text)
     assert broken_id
     assert "failed" in session.get(f"{http_url(berth)}/functions/{broken_id.group(1)}").text
@@ -218,3 +220,9 @@ def test_image_builds_show_with_their_logs(berth_oci: BerthServer) -> None:
     image_ids = re.findall(r'href="/images/(im-\w+)"', images.text)
     logs = [session.get(f"{http_url(berth_oci)}/images/{image_id}").text for image_id in image_ids]
     assert any(f"dashboard-build-{nonce}" in text and "Built image" in text for text in logs), logs
+    # A token scoped to another environment sees none of main's builds.
+    assert modal(berth_oci, "environment", "create", "dash-images-other").returncode == 0
+    other = signed_in(berth_oci, new_token(berth_oci, "--env", "dash-images-other"))
+    hidden = other.get(f"{http_url(berth_oci)}/images")
+    assert hidden.status_code == 200 and not any(image_id in hidden.text for image_id in image_ids)
+    assert other.get(f"{http_url(berth_oci)}/images/{image_ids[0]}").status_code == 404

@@ -84,12 +84,12 @@ class DashboardPages:
         return page("containers.html", title="Containers", viewer=viewer, env=env, rows=rows)
 
     async def images(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
-        builds = list(reversed(self.s.images.builds()))
+        builds = await views.image_builds(self.s, viewer)
         return page("images.html", title="Image builds", viewer=viewer, env="", builds=builds)
 
     async def image_page(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
         image_id = request.match_info["image_id"]
-        found = [b for b in self.s.images.builds() if b[0] == image_id]
+        found = [b for b in await views.image_builds(self.s, viewer) if b.image_id == image_id]
         if not found:
             raise NotFound(f"Image build {image_id} not found (build logs are kept until the server restarts)")
         return page("image.html", title=image_id, viewer=viewer, env="", build=found[0])

@@ -199,3 +199,25 @@ async def storage(s: Services, env: str) -> dict[str, Any]:
         "dicts": [(i.name, i.created_at) for i in dicts.dicts],
         "queues": [(i.name, i.created_at, i.num_partitions, i.total_size) for i in queues.queues],
     }
+
+
+@dataclass
+class ImageBuild:
+    image_id: str
+    app_id: str
+    status: str
+    log: str
+
+
+async def image_builds(s: Services, viewer: Viewer) -> list[ImageBuild]:
+    """This process's image builds, newest first, of apps the viewer may see (a scoped token sees only the builds
+    its environment's apps asked for)."""
+    out: list[ImageBuild] = []
+    for image_id, app_id, status, log in reversed(s.images.builds()):
+        if viewer.scope:
+            try:
+                await visible_app(s, viewer, app_id)
+            except NotFound:
+                continue
+        out.append(ImageBuild(image_id, app_id, status, log))
+    return out
