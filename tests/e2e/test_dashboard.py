@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -226,3 +228,21 @@ def test_image_builds_show_with_their_logs(berth_oci: BerthServer) -> None:
     hidden = other.get(f"{http_url(berth_oci)}/images")
     assert hidden.status_code == 200 and not any(image_id in hidden.text for image_id in image_ids)
     assert other.get(f"{http_url(berth_oci)}/images/{image_ids[0]}").status_code == 404
+
+
+def test_a_revoked_token_ends_an_open_log_stream(berth: BerthServer, tmp_path: Path) -> None:
+    source = tmp_path / "dash_stream.py"
+    source.write_text("import modal\napp = modal.App('dash-stream')\n@app.function()\ndef f() -> int:\n    return 1\n")
+    deployed = modal(berth, "deploy", str(source))
+    assert deployed.returncode == 0, deployed.output
+    app_id = re.search(r"/apps/(ap-\w+)", deployed.output)
+    assert app_id, deployed.output
+    token = new_token(berth)
+    session = signed_in(berth, token)
+    started = time.monotonic()
+    with session.get(f"{http_url(berth)}/apps/{app_id.group(1)}/logs/stream", stream=True, timeout=60) as stream:
+        assert stream.status_code == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+        assert berth_cli(berth, "token", "revoke", token[0]).returncode == 0
+        events = [line for line in stream.iter_lines(decode_unicode=True) if line.startswith("event:")]
+    assert events == ["event: signed-out"]
+    assert time.monotonic() - started < 30
