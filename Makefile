@@ -22,7 +22,7 @@ host:
 # tests/e2e/test_registry.py runs on loopback to pull images from, and tmux, the terminal that
 # tests/e2e/test_shell.py drives `modal shell` in. Not needed by the product.
 test-host:
-	bash scripts/setup-services.sh
+	bash scripts/setup-services.sh  # PostgreSQL, Redis, headless Chromium (the dashboard browser test)
 	command -v docker-registry >/dev/null || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry; }
 	command -v tmux >/dev/null || { apt-get update -q && \

@@ -25,6 +25,7 @@ from berth.services.apps import AppService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
+from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
@@ -78,6 +79,7 @@ class Services:
     telemetry: Telemetry = field(init=False)
     gauges: Gauges = field(init=False)
     replicas: Replicas = field(init=False)
+    dashboard: DashboardAccess = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
