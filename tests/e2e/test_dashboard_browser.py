@@ -46,9 +46,15 @@ def browser() -> Iterator[Any]:
 
 
 def _text(driver: Any, css: str) -> str:
+    """The element's text; "" while the page is being replaced (a node of the old document, or none yet), so
+    that a wait_for polling it tries again rather than failing on a page in the middle of a reload."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    except WebDriverException:
+        return ""
 
 
 def _sign_in(driver: Any, server: BerthServer, token: tuple[str, str], target: str = "/apps") -> None:
