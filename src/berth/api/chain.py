@@ -31,6 +31,9 @@ class Authenticator(Protocol):
 
     async def container(self, task_id: str, secret: str) -> bool: ...
 
+    async def environment_of(self, object_id: str) -> str | None:
+        """The environment an app, function, call, sandbox or state object belongs to; None if unknown."""
+
 
 # RPCs a process may call before it has credentials.
 _UNAUTHENTICATED_RPCS = frozenset({"ClientHello", "TokenFlowCreate", "TokenFlowWait"})
@@ -81,6 +84,39 @@ MAX_ERROR_MESSAGE = 1000
 
 def _bounded(message: str) -> str:
     return message if len(message) <= MAX_ERROR_MESSAGE else message[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
+# Request fields that name an object by id: a token scoped to one environment may not reach another's
+# objects through them (names are already resolved within the caller's environment).
+_SCOPED_ID_FIELDS = (
+    "app_id",
+    "function_id",
+    "function_call_id",
+    "sandbox_id",
+    "volume_id",
+    "secret_id",
+    "dict_id",
+    "queue_id",
+)
+
+
+async def _check_ids_in_scope(auth: Authenticator, caller: Caller, request: Message | None) -> None:
+    if not caller.environment or request is None:
+        return
+    fields = request.DESCRIPTOR.fields_by_name
+    for name in _SCOPED_ID_FIELDS:
+        field = fields.get(name)
+        if field is None or field.type != field.TYPE_STRING or field.is_repeated:
+            continue
+        object_id = getattr(request, name)
+        if not object_id:
+            continue
+        owner = await auth.environment_of(object_id)
+        if owner is not None and owner != caller.environment:
+            raise GRPCError(
+                Status.PERMISSION_DENIED,
+                f"This token may only act in environment '{caller.environment}'; {object_id} is not in it",
+            )
 
 
 def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
@@ -137,6 +173,7 @@ def wrap(
             except DecodeError as exc:
                 raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: request could not be decoded: {exc}") from exc
             _check_environment_scope(caller, request)
+            await _check_ids_in_scope(auth, caller, request)
             if request is not None and request.ByteSize() > max_request_bytes:
                 raise GRPCError(
                     Status.RESOURCE_EXHAUSTED,
