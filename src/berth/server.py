@@ -20,6 +20,7 @@ from berth.api.context import Services
 from berth.api.service import ModalServicer
 from berth.config import CLIENT_HEARTBEAT_S, Settings
 from berth.http.web import start_front_door
+from berth.listeners import take as take_listeners
 from berth.tls import issue_server_cert, server_context
 from berth.wiring import build_services, recover
 from berth.worker.network import HOST_IP, ServerFirewall
@@ -80,14 +81,22 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await recover(services)
     web_front_door = await start_front_door(services.web, settings.container_host, firewall)
     handlers = [_Grpc(services)]
+    # The client-facing sockets outlive this process (berth.listeners): a restart keeps clients waiting
+    # in their backlog instead of refusing them.
+    addrs = [(settings.host, settings.port), (settings.host, settings.effective_http_port)]
+    listeners = await asyncio.to_thread(take_listeners, settings.data_dir, addrs)
     grpc_server = Server(handlers)
+    await grpc_server.start(sock=listeners.sockets[0])
     # Containers on an isolated network reach the server at container_host (the bridge address).
     extra_hosts = [settings.container_host] if settings.container_host not in (settings.host, "0.0.0.0", "::") else []
-    await grpc_server.start([settings.host, *extra_hosts], settings.port)
+    bridge_server = Server(handlers) if extra_hosts else None
+    if bridge_server is not None:
+        await bridge_server.start(extra_hosts, settings.port)
     socket_server = await _start_socket_server(handlers, settings)
     runner = web.AppRunner(_http_app(services), access_log=None)
     await runner.setup()
-    for http_host in (settings.host, *extra_hosts):
+    await web.SockSite(runner, listeners.sockets[1]).start()
+    for http_host in extra_hosts:
         await web.TCPSite(runner, http_host, settings.effective_http_port).start()
     tls_server = await _start_tls(handlers, runner, settings)
     autoscaler = asyncio.create_task(services.autoscaler.run())
@@ -125,7 +134,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await services.images.shutdown()
         with contextlib.suppress(Exception):
             await services.replicas.leave()  # its containers are stopped: nothing of it is left to hand back
-        for server in (grpc_server, socket_server, tls_server):
+        for server in (grpc_server, bridge_server, socket_server, tls_server):
             if server is not None:
                 server.close()
                 with contextlib.suppress(Exception):
@@ -137,6 +146,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await services.logs.close()
         await services.stores.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
+        listeners.release()
 
 
 async def _start_firewall(settings: Settings) -> ServerFirewall | None:

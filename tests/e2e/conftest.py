@@ -83,12 +83,15 @@ SUITE_RUNTIME = os.environ.get("BERTH_E2E_RUNTIME", "process")
 
 
 def start_server(
-    data_dir: Path, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    port: int | None = None,
 ) -> BerthServer:
     extra_args = list(extra_args or [])
     if "--runtime" not in extra_args:
         extra_args += ["--runtime", SUITE_RUNTIME]
-    port = _free_port()
+    port = port or _free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     env = {**os.environ, **(extra_env or {})}
     with open(log_path, "ab") as log:
