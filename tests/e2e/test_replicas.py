@@ -1,20 +1,23 @@
 """Two `berth server` replicas on one PostgreSQL, Redis and S3, driven by the unmodified modal CLI: the client
 talks to replica 1 while the only worker is joined to replica 2. The call runs on replica 2's container,
 its printed output reaches the client through replica 1, and cancelling a running call through replica 1
-stops it on replica 2."""
+stops it on replica 2. Sandboxes that replica 2 started are found, listed, exec'd into, waited for and
+terminated through replica 1, and their names stay unique across both."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from berth.devservices.s3 import SeaweedS3
-from tests.e2e.conftest import BIN, BerthServer, _free_port, modal, wait_for
+from tests.e2e.conftest import BIN, BerthServer, _free_port, last_json, modal, sdk, wait_for
 from tests.e2e.test_cluster import Cluster
 
 pytestmark = pytest.mark.timeout(600)
@@ -80,3 +83,82 @@ def test_a_client_of_one_replica_is_served_by_anothers_worker_logs_and_cancel_in
     assert cancel.group(1) not in ("not", "TimeoutError"), run.output  # the running input was stopped
     assert int(cancel.group(2)) < 30, run.output
     assert "worker w1 joined" not in first.log()  # the work was replica 2's
+
+
+SANDBOX_APP = "sb-replicas"
+HEAD = f"""
+import json, time, modal
+from modal.exception import *
+app = modal.App.lookup({SANDBOX_APP!r}, create_if_missing=True)
+"""
+
+
+def test_sandboxes_of_one_replica_are_found_used_and_terminated_through_another(
+    replicas: tuple[BerthServer, Cluster],
+) -> None:
+    first, cluster = replicas
+    second = cluster.server  # the worker is joined here: its sandboxes run on replica 2
+    made = last_json(
+        sdk(
+            second,
+            HEAD
+            + textwrap.dedent(
+                """
+                named = modal.Sandbox.create("sleep", "600", app=app, name="the-one", tags={"team": "a"})
+                other = modal.Sandbox.create("sleep", "600", app=app, tags={"team": "b"})
+                short = modal.Sandbox.create("bash", "-c", "sleep 20; exit 7", app=app)
+                print(json.dumps({"named": named.object_id, "other": other.object_id, "short": short.object_id,
+                                  "app_id": app.app_id}))
+                """
+            ),
+        )
+    )
+    seen = last_json(
+        sdk(
+            first,
+            HEAD
+            + textwrap.dedent(
+                f"""
+                ids = {json.dumps(made)}
+                listed = sorted(s.object_id for s in modal.Sandbox.list(app_id=app.app_id))
+                team_a = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={{"team": "a"}})]
+                by_name = modal.Sandbox.from_name({SANDBOX_APP!r}, "the-one")
+                via_name = by_name.exec("bash", "-c", "echo via-name; echo err >&2")
+                out, err = via_name.stdout.read(), via_name.stderr.read()
+                try:
+                    modal.Sandbox.create("sleep", "1", app=app, name="the-one")
+                    duplicate = None
+                except AlreadyExistsError as exc:
+                    duplicate = str(exc)
+                short = modal.Sandbox.from_id(ids["short"])
+                polled = short.poll()
+                short.wait(raise_on_termination=False)
+                other = modal.Sandbox.from_id(ids["other"])
+                other.terminate()
+                other.wait(raise_on_termination=False)
+                by_name.terminate()
+                by_name.wait(raise_on_termination=False)
+                after = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id)]
+                try:
+                    modal.Sandbox.from_name({SANDBOX_APP!r}, "the-one")
+                    gone = None
+                except NotFoundError as exc:
+                    gone = type(exc).__name__
+                print(json.dumps({{"listed": listed, "team_a": team_a, "by_name": by_name.object_id, "out": out,
+                                  "err": err, "duplicate": duplicate, "polled": polled, "short_rc": short.returncode,
+                                  "other_rc": other.returncode, "named_rc": by_name.returncode, "after": after,
+                                  "gone": gone, "same_app": app.app_id == ids["app_id"]}}))
+                """
+            ),
+            timeout=300,
+        )
+    )
+    assert seen["same_app"] is True
+    assert seen["listed"] == sorted([made["named"], made["other"], made["short"]]), seen
+    assert seen["team_a"] == [made["named"]]
+    assert seen["by_name"] == made["named"] and seen["out"] == "via-name\n" and seen["err"] == "err\n"
+    assert seen["duplicate"] and "the-one" in seen["duplicate"]  # held by replica 2's sandbox
+    assert seen["polled"] is None and seen["short_rc"] == 7
+    assert seen["other_rc"] == 137 and seen["named_rc"] == 137  # terminated by replica 2, as asked through 1
+    assert seen["after"] == [] and seen["gone"] == "NotFoundError"
+    assert "terminating sandbox" in second.log() and "as asked through another replica" in second.log()
