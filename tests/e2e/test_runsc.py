@@ -117,6 +117,11 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
         data = bytes(range(256)) * 1000
         fs.write_bytes(data, "/tmp/bin")
         missing = sb.exec("no-such-command")
+        try:
+            sb.exec("tty", pty=True).wait()
+            pty = None
+        except InvalidError as exc:
+            pty = str(exc)
         t0 = time.monotonic()
         slow = sb.exec("sleep", "300", timeout=2)
         slow_rc = slow.wait()
@@ -128,7 +133,7 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
                           "text": fs.read_text("/tmp/a/b.txt"), "same": fs.read_bytes("/tmp/bin") == data,
                           "via_exec": sb.exec("cat", "/tmp/a/b.txt").stdout.read(),
                           "missing": missing.wait(), "slow_rc": slow_rc, "took": took,
-                          "left": count.stdout.read().strip()}))
+                          "left": count.stdout.read().strip(), "pty": pty}))
         sb.terminate()
         """,
     )
@@ -136,6 +141,7 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
     assert seen["cat"] == "to the exec\n" and seen["cat_rc"] == 0
     assert seen["text"] == "written\n" == seen["via_exec"] and seen["same"] is True
     assert seen["missing"] == 127
+    assert "pty=True" in seen["pty"] and "runsc" in seen["pty"]  # refused by name, not run without a terminal
     assert seen["slow_rc"] in (-1, 124) and seen["took"] < 10
     assert seen["left"] == "0"  # killed inside gVisor (by its pid there), not just the `runsc exec` on the host
 

@@ -35,6 +35,7 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
+from berth.errors import InvalidArgument
 from berth.worker import egress, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
@@ -542,6 +543,13 @@ class OciRuntime:
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
+        if tty is not None and self.gvisor:
+            # runsc (2022) ignores process.terminal for an exec that it waits for, and hands a console only
+            # to a detached one: the command would run without a terminal, so the request is refused.
+            raise InvalidArgument(
+                "Sandbox exec with pty=True (a terminal, as `modal shell` uses) is not supported on the runsc "
+                "runtime; use crun or runc for terminal sessions"
+            )
         await self._until_running(sandbox)
         name = f"exec-{secrets.token_hex(8)}"
         pid_file = sandbox.bundle / f"{name}.pid"
