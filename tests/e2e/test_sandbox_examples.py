@@ -137,6 +137,7 @@ def python312_mirror(tmp_path: Path) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@pytest.mark.timeout(1500)  # the first run builds a Debian base and installs Jupyter from PyPI
 def test_jupyter_sandbox_example(python312_mirror: str, tmp_path: Path) -> None:
     server = start_server(
         tmp_path / "data", extra_env={"BERTH_PYTHON_MIRROR": python312_mirror}, extra_args=["--runtime", "crun"]
