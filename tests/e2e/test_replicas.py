@@ -93,72 +93,90 @@ app = modal.App.lookup({SANDBOX_APP!r}, create_if_missing=True)
 """
 
 
+def _client(server: BerthServer, body: str, **given: object) -> dict:  # type: ignore[type-arg]
+    """Run `body` in a fresh client of `server`, with `given` as JSON-decoded globals; its last JSON line."""
+    args = "".join(f"{name} = json.loads({json.dumps(value)!r})\n" for name, value in given.items())
+    return last_json(sdk(server, HEAD + args + textwrap.dedent(body), timeout=300))
+
+
 def test_sandboxes_of_one_replica_are_found_used_and_terminated_through_another(
     replicas: tuple[BerthServer, Cluster],
 ) -> None:
     first, cluster = replicas
     second = cluster.server  # the worker is joined here: its sandboxes run on replica 2
-    made = last_json(
-        sdk(
-            second,
-            HEAD
-            + textwrap.dedent(
-                """
-                named = modal.Sandbox.create("sleep", "600", app=app, name="the-one", tags={"team": "a"})
-                other = modal.Sandbox.create("sleep", "600", app=app, tags={"team": "b"})
-                short = modal.Sandbox.create("bash", "-c", "sleep 20; exit 7", app=app)
-                print(json.dumps({"named": named.object_id, "other": other.object_id, "short": short.object_id,
-                                  "app_id": app.app_id}))
-                """
-            ),
-        )
+    made = _client(
+        second,
+        """
+        named = modal.Sandbox.create("sleep", "600", app=app, name="the-one", tags={"team": "a"})
+        other = modal.Sandbox.create("sleep", "600", app=app, tags={"team": "b"})
+        short = modal.Sandbox.create("bash", "-c", "sleep 25; exit 7", app=app)
+        print(json.dumps({"named": named.object_id, "other": other.object_id, "short": short.object_id,
+                          "app_id": app.app_id}))
+        """,
     )
-    seen = last_json(
-        sdk(
-            first,
-            HEAD
-            + textwrap.dedent(
-                f"""
-                ids = {json.dumps(made)}
-                listed = sorted(s.object_id for s in modal.Sandbox.list(app_id=app.app_id))
-                team_a = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={{"team": "a"}})]
-                by_name = modal.Sandbox.from_name({SANDBOX_APP!r}, "the-one")
-                via_name = by_name.exec("bash", "-c", "echo via-name; echo err >&2")
-                out, err = via_name.stdout.read(), via_name.stderr.read()
-                try:
-                    modal.Sandbox.create("sleep", "1", app=app, name="the-one")
-                    duplicate = None
-                except AlreadyExistsError as exc:
-                    duplicate = str(exc)
-                short = modal.Sandbox.from_id(ids["short"])
-                polled = short.poll()
-                short.wait(raise_on_termination=False)
-                other = modal.Sandbox.from_id(ids["other"])
-                other.terminate()
-                other.wait(raise_on_termination=False)
-                by_name.terminate()
-                by_name.wait(raise_on_termination=False)
-                after = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id)]
-                try:
-                    modal.Sandbox.from_name({SANDBOX_APP!r}, "the-one")
-                    gone = None
-                except NotFoundError as exc:
-                    gone = type(exc).__name__
-                print(json.dumps({{"listed": listed, "team_a": team_a, "by_name": by_name.object_id, "out": out,
-                                  "err": err, "duplicate": duplicate, "polled": polled, "short_rc": short.returncode,
-                                  "other_rc": other.returncode, "named_rc": by_name.returncode, "after": after,
-                                  "gone": gone, "same_app": app.app_id == ids["app_id"]}}))
-                """
-            ),
-            timeout=300,
-        )
+    # Through replica 1: list, from_name, exec, a name replica 2's sandbox holds, from_id, set_tags.
+    found = _client(
+        first,
+        """
+        listed = sorted(s.object_id for s in modal.Sandbox.list(app_id=app.app_id))
+        team_a = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"team": "a"})]
+        by_name = modal.Sandbox.from_name(app_name, "the-one")
+        via_name = by_name.exec("bash", "-c", "echo via-name; echo err >&2")
+        out, err = via_name.stdout.read(), via_name.stderr.read()
+        try:
+            modal.Sandbox.create("sleep", "1", app=app, name="the-one")
+            duplicate = None
+        except AlreadyExistsError as exc:
+            duplicate = str(exc)
+        modal.Sandbox.from_id(ids["other"]).set_tags({"team": "c"})
+        print(json.dumps({"listed": listed, "team_a": team_a, "by_name": by_name.object_id, "out": out,
+                          "err": err, "duplicate": duplicate, "polled": modal.Sandbox.from_id(ids["short"]).poll(),
+                          "same_app": app.app_id == ids["app_id"]}))
+        """,
+        ids=made,
+        app_name=SANDBOX_APP,
     )
-    assert seen["same_app"] is True
-    assert seen["listed"] == sorted([made["named"], made["other"], made["short"]]), seen
-    assert seen["team_a"] == [made["named"]]
-    assert seen["by_name"] == made["named"] and seen["out"] == "via-name\n" and seen["err"] == "err\n"
-    assert seen["duplicate"] and "the-one" in seen["duplicate"]  # held by replica 2's sandbox
-    assert seen["polled"] is None and seen["short_rc"] == 7
-    assert seen["other_rc"] == 137 and seen["named_rc"] == 137  # terminated by replica 2, as asked through 1
-    assert seen["after"] == [] and seen["gone"] == "NotFoundError"
-    assert "terminating sandbox" in second.log() and "as asked through another replica" in second.log()
+    assert found["same_app"] is True
+    assert found["listed"] == sorted([made["named"], made["other"], made["short"]]), found
+    assert found["team_a"] == [made["named"]]
+    assert found["by_name"] == made["named"] and found["out"] == "via-name\n" and found["err"] == "err\n"
+    assert found["duplicate"] and "the-one" in found["duplicate"]  # held by replica 2's sandbox
+    assert found["polled"] is None
+    # Replica 2, which runs it, sees the tags set through replica 1.
+    tagged = _client(
+        second,
+        """
+        team_c = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"team": "c"})]
+        print(json.dumps({"team_c": team_c, "tags": modal.Sandbox.from_id(ids["other"]).get_tags()}))
+        """,
+        ids=made,
+    )
+    assert tagged == {"team_c": [made["other"]], "tags": {"team": "c"}}
+    # Through replica 1 again: wait, terminate (replica 2 does it), and the name is free afterwards.
+    ended = _client(
+        first,
+        """
+        short = modal.Sandbox.from_id(ids["short"])
+        short.wait(raise_on_termination=False)
+        other = modal.Sandbox.from_id(ids["other"])
+        other.terminate()
+        other.wait(raise_on_termination=False)
+        named = modal.Sandbox.from_name(app_name, "the-one")
+        named.terminate()
+        named.wait(raise_on_termination=False)
+        after = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id)]
+        try:
+            modal.Sandbox.from_name(app_name, "the-one")
+            gone = None
+        except NotFoundError as exc:
+            gone = type(exc).__name__
+        print(json.dumps({"short_rc": short.returncode, "other_rc": other.returncode, "named_rc": named.returncode,
+                          "after": after, "gone": gone}))
+        """,
+        ids=made,
+        app_name=SANDBOX_APP,
+    )
+    assert ended["short_rc"] == 7
+    assert ended["other_rc"] == 137 and ended["named_rc"] == 137  # terminated by replica 2, as asked through 1
+    assert ended["after"] == [] and ended["gone"] == "NotFoundError"
+    assert "as asked through another replica" in second.log()

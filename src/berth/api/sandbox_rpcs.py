@@ -166,8 +166,7 @@ class SandboxRpcs:
     async def SandboxTagsGetV2(
         self, req: api_pb2.SandboxTagsGetRequest, caller: Caller
     ) -> api_pb2.SandboxTagsGetResponse:
-        record = await self.s.sandboxes.get(req.sandbox_id)
-        return api_pb2.SandboxTagsGetResponse(tags=_tags(record.tags))
+        return api_pb2.SandboxTagsGetResponse(tags=_tags(await self.s.sandboxes.tags(req.sandbox_id)))
 
     async def SandboxGetFromNameV2(
         self, req: api_pb2.SandboxGetFromNameRequest, caller: Caller

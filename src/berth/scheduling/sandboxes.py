@@ -333,7 +333,10 @@ class SandboxManager:
         await self._objects.end_sandbox(record.sandbox_id, self._clock.now())
         self._notifier.notify(sandbox_key(record.sandbox_id))
 
-    async def _save(self, record: SandboxRecord) -> None:
+    async def _save(self, record: SandboxRecord, *, keep_stored_tags: bool = True) -> None:
+        """Write the record; tags another replica set meanwhile (the stored ones) are kept."""
+        if keep_stored_tags:
+            await self._refresh_tags(record)
         await self._objects.put_object(
             _KIND,
             record.sandbox_id,
@@ -448,6 +451,8 @@ class SandboxManager:
         except NotFound:
             return None
         if record.result is None:
+            if sandbox_id in self.live:  # ours: tags may have been set through another replica
+                await self._refresh_tags(record)
             return record
         if sandbox_id not in self.live:
             await self._objects.end_sandbox(sandbox_id, self._clock.now())
@@ -479,10 +484,21 @@ class SandboxManager:
                     break
         return found
 
+    async def _refresh_tags(self, record: SandboxRecord) -> None:
+        """The stored record's tags are the truth: any replica may set them (set_tags)."""
+        raw = await self._objects.get_object(_KIND, record.sandbox_id)
+        if raw is not None:
+            record.tags = SandboxRecord.from_json(record.sandbox_id, raw).tags
+
     async def set_tags(self, sandbox_id: str, tags: dict[str, str]) -> None:
         record = await self.get(sandbox_id)
         record.tags = dict(tags)
-        await self._save(record)
+        await self._save(record, keep_stored_tags=False)
+
+    async def tags(self, sandbox_id: str) -> dict[str, str]:
+        record = await self.get(sandbox_id)
+        await self._refresh_tags(record)
+        return record.tags
 
     def forget_finished(self, older_than: float) -> None:
         for sandbox_id, record in list(self.live.items()):
