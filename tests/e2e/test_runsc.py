@@ -198,3 +198,32 @@ def test_server_shutdown_ends_a_live_gvisor_sandbox(tmp_path: Path) -> None:
         for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
         if any(cid in line for cid in live)
     ]
+
+
+def test_blocked_network_sandbox_under_gvisor(berth_runsc: BerthServer) -> None:
+    # runsc uses the network of the namespace it is started in: a blocked sandbox gets one with only lo.
+    seen = _sandbox_json(
+        berth_runsc,
+        "sb-runsc-blocked",
+        """
+        probe = "\\n".join([
+            "import socket",
+            "try:",
+            "    socket.create_connection(('1.1.1.1', 53), timeout=3)",
+            "    print('reached')",
+            "except OSError as exc:",
+            "    print('OSError', exc.errno)",
+        ])
+        blocked = modal.Sandbox.create(app=app, image=image, block_network=True)
+        opened = modal.Sandbox.create(app=app, image=image)
+        seen = {}
+        for name, sb in (("blocked", blocked), ("open", opened)):
+            seen[name] = {"connect": sb.exec("python3", "-c", probe).stdout.read().strip(),
+                          "links": sb.exec("cat", "/proc/net/dev").stdout.read()}
+            sb.terminate()
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["blocked"]["connect"].startswith("OSError"), seen
+    assert " lo:" in seen["blocked"]["links"] and "eth0" not in seen["blocked"]["links"], seen
+    assert "eth0" in seen["open"]["links"], seen

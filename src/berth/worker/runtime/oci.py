@@ -346,10 +346,7 @@ class OciRuntime:
 
     def _run_command(self, sandbox: Sandbox) -> list[str]:
         if self.gvisor and sandbox.net is None:  # runsc would run on the host's own network
-            raise RuntimeUnavailable(
-                "Sandbox block_network=True is not supported on the runsc runtime (gVisor runs in the "
-                "container's network namespace); use crun or runc for a sandbox without a network"
-            )
+            raise RuntimeUnavailable("runsc needs the container's network namespace")
         return self._control(sandbox, "run", "--bundle", str(sandbox.bundle), sandbox.container_id)
 
     def _control(self, sandbox: Sandbox, *args: str) -> list[str]:
@@ -462,6 +459,8 @@ class OciRuntime:
         sandbox.cgroup.create(sandbox.limits.memory_mb)
         if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
             sandbox.net = await network.setup(spec.task_id)
+        elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
+            sandbox.net = await network.setup_loopback(spec.task_id)
         if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
             await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
         binds = standard_binds(self._ca_bundle)
@@ -667,7 +666,9 @@ class OciRuntime:
 
     def address(self, task_id: str) -> str | None:
         sandbox = self._sandboxes.get(task_id)
-        return sandbox.net.address if sandbox is not None and sandbox.net is not None else None
+        if sandbox is None or sandbox.net is None or not sandbox.net.address:  # none, or only loopback
+            return None
+        return sandbox.net.address
 
     @staticmethod
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
