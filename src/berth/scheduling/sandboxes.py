@@ -272,10 +272,16 @@ class SandboxManager:
             holder = await self._objects.add_sandbox(record.sandbox_id, record.app_id, record.name, record.created_at)
             if holder is None:
                 return
-            if holder != record.sandbox_id and (await self.get(holder)).result is None:
+            if holder != record.sandbox_id and await self._holds_name(holder):
                 raise AlreadyExists(f"Sandbox with name '{record.name}' already exists in this app ({holder})")
             await self._objects.end_sandbox(holder, self._clock.now())
         raise AlreadyExists(f"Sandbox with name '{record.name}' already exists in this app")
+
+    async def _holds_name(self, sandbox_id: str) -> bool:
+        try:
+            return (await self.get(sandbox_id)).result is None
+        except NotFound:  # entered in the index by a create that has not written its record yet
+            return True
 
     def _check_name_free(self, app_id: str, name: str) -> None:
         for other in self.live.values():
