@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install host test-host demo test test-unit test-e2e check bench coverage clean
+.PHONY: install host test-host demo test test-unit test-e2e check bench reliability coverage clean
 
 $(BIN)/berth: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,7 @@ host:
 # tests/e2e/test_registry.py runs on loopback to pull images from, and tmux, the terminal that
 # tests/e2e/test_shell.py drives `modal shell` in. Not needed by the product.
 test-host:
-	bash scripts/setup-services.sh
+	bash scripts/setup-services.sh  # PostgreSQL, Redis, headless Chromium (the dashboard browser test)
 	command -v docker-registry >/dev/null || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry; }
 	command -v tmux >/dev/null || { apt-get update -q && \
@@ -51,6 +51,11 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/cluster.py
+
+# The full RPC fuzz run (about 10,000 requests) against a fresh server; writes docs/reliability.md. CI runs
+# the same checks seeded and shorter (tests/reliability/).
+reliability: install
+	$(BIN)/python scripts/reliability.py
 
 coverage: install
 	$(BIN)/python scripts/rpc_coverage.py > docs/rpc-coverage.md

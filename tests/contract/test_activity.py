@@ -68,7 +68,9 @@ async def test_containers_in_a_window_say_whether_they_failed_and_when_they_took
     for task_id, created, ended in (("ta-old", 1.0, 5.0), ("ta-ok", 8.0, None), ("ta-bad", 9.0, 12.0)):
         await core.put_task(TaskRecord(task_id, "fu-1", "ap-1", "starting", "h", created))
         if ended is not None:
-            await core.end_task(task_id, "stopped", ended, b"failed" if task_id == "ta-bad" else None)
+            failed = task_id == "ta-bad"
+            reason = "exited with code 3" if failed else "idle"
+            await core.end_task(task_id, "stopped", ended, b"failed" if failed else None, reason)
     (input_id,) = await _inputs(stores, "fc-1", "fu-1", 1, now=8.0)
     await core.claim_inputs("fu-1", "ta-ok", 1, now=8.5, timeout_s=None)
     found = {t.task.task_id: t for t in await core.tasks_of_functions(["fu-1"], 7.0, 20.0)}
@@ -76,6 +78,7 @@ async def test_containers_in_a_window_say_whether_they_failed_and_when_they_took
     assert (found["ta-ok"].failed, found["ta-ok"].first_input_at) == (False, 8.5)
     assert (found["ta-bad"].failed, found["ta-bad"].first_input_at) == (True, None)
     assert found["ta-bad"].task.ended_at == 12.0
+    assert (found["ta-bad"].exit_reason, found["ta-ok"].exit_reason) == ("exited with code 3", "")
 
 
 async def test_the_variants_of_a_function_are_those_bound_from_it(stores: Stores) -> None:

@@ -115,3 +115,25 @@ async def test_concurrent_puts_under_one_content_key_leave_one_object_and_fail_n
     assert found is not None
     survivors = [i for i in range(10) if await stores.core.get_object("mount", f"mo-{i}") is not None]
     assert survivors == [int(found[0].removeprefix("mo-"))]
+
+
+async def test_a_dashboard_link_is_redeemed_once_before_it_expires(stores: Stores) -> None:
+    core = stores.core
+    await core.add_dashboard_grant("d-link", "link", "ak-1", 100.0)
+    await core.add_dashboard_grant("d-late", "link", "ak-1", 10.0)
+    assert await core.redeem_dashboard_link("d-late", 50.0) is None  # expired
+    assert await core.redeem_dashboard_link("d-missing", 50.0) is None
+    assert await core.redeem_dashboard_link("d-link", 50.0) == "ak-1"
+    assert await core.redeem_dashboard_link("d-link", 51.0) is None  # used
+    assert await core.dashboard_session("d-link", 51.0) is None  # a link is no session
+
+
+async def test_a_dashboard_session_lasts_until_it_expires_or_ends(stores: Stores) -> None:
+    core = stores.core
+    await core.add_dashboard_grant("d-s1", "session", "ak-1", 100.0)
+    await core.add_dashboard_grant("d-s2", "session", "ak-2", 100.0)
+    assert await core.dashboard_session("d-s1", 50.0) == "ak-1"
+    assert await core.redeem_dashboard_link("d-s1", 50.0) is None  # a session is no link
+    assert await core.dashboard_session("d-s1", 100.0) is None
+    await core.end_dashboard_session("d-s2")
+    assert await core.dashboard_session("d-s2", 50.0) is None

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import APPS, BIN, BerthServer, last_json, modal, run_cmd, sdk
+from tests.e2e.conftest import APPS, BIN, BerthServer, last_json, modal, python, run_cmd, sdk
 
 
 def _berth(server: BerthServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -130,3 +130,46 @@ asyncio.run(main())
     assert claims["sub"] == berth.env["MODAL_TOKEN_ID"]
     assert 600 < claims["exp"] - result["now"] <= 3600 + 5
     assert result["again"] is True
+
+
+def test_a_token_scoped_to_an_environment_cannot_reach_another_environments_objects_by_id(
+    berth: BerthServer,
+) -> None:
+    """By-id calls carry no environment name: the scope is checked on the object the id names."""
+    assert modal(berth, "environment", "create", "fenced").returncode in (0, 1)  # 1: it exists already
+    made = last_json(
+        sdk(
+            berth,
+            """
+import json, modal
+d = modal.Dict.from_name("fence-dict", create_if_missing=True, environment_name="main")
+d["k"] = "v"
+q = modal.Queue.from_name("fence-queue", create_if_missing=True, environment_name="main")
+v = modal.Volume.from_name("fence-vol", create_if_missing=True, environment_name="main")
+d.hydrate(); q.hydrate(); v.hydrate()
+print(json.dumps({"dict": d.object_id, "queue": q.object_id, "volume": v.object_id}))
+""",
+        )
+    )
+    probe = """
+import json, modal
+out = {}
+for kind, call in [
+    ("dict", lambda: modal.Dict.from_id(IDS["dict"]).get("k")),
+    ("queue", lambda: modal.Queue.from_id(IDS["queue"]).len()),
+    ("volume", lambda: list(modal.Volume.from_id(IDS["volume"]).listdir("/"))),
+]:
+    try:
+        out[kind] = ["ok", repr(call())]
+    except Exception as exc:
+        out[kind] = [type(exc).__name__, str(exc)]
+print(json.dumps(out))
+""".replace("IDS", repr(made))
+    inside = last_json(sdk(berth, probe))  # the server's own token: every environment
+    assert inside["dict"] == ["ok", "'v'"] and inside["queue"][0] == "ok" and inside["volume"][0] == "ok", inside
+    scoped = {**berth.env, **_new_token(berth, "--env", "fenced")}
+    run = python(berth, "-c", probe, env=scoped)
+    assert run.returncode == 0, run.output
+    outside = last_json(run.stdout)
+    for kind in ("dict", "queue", "volume"):
+        assert outside[kind][0] != "ok" and "may only act in environment 'fenced'" in outside[kind][1], outside

@@ -299,7 +299,7 @@ def test_bad_input_gets_modals_errors(berth_oci: BerthServer) -> None:
         except NotFoundError as exc:
             out["unknown"] = type(exc).__name__
         try:
-            modal.Sandbox.create(app=app, image=image, inbound_cidr_allowlist=["10.0.0.0/8"])
+            modal.Sandbox.create(app=app, image=image, outbound_domain_allowlist=["*.example.com"])
         except InvalidError as exc:
             out["allowlist"] = str(exc)
         with_pty = modal.Sandbox.create("sleep", "60", app=app, image=image, pty=True)  # accepted (test_shell.py)
@@ -317,7 +317,7 @@ def test_bad_input_gets_modals_errors(berth_oci: BerthServer) -> None:
         """,
     )
     assert seen["unknown"] == "NotFoundError"
-    assert "inbound_cidr_allowlist" in seen["allowlist"]
+    assert "outbound_domain_allowlist" in seen["allowlist"]  # wildcards are refused by name
     assert seen["missing"][0] == 127 and "no-such-command" in seen["missing"][1]
     assert seen["late"][0] == "ConflictError" and "finished" in seen["late"][1]
 

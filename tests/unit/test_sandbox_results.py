@@ -49,8 +49,8 @@ def test_sandbox_ids_do_not_look_like_v1_ids_and_task_ids_carry_the_v2_marker() 
 
 
 def test_options_berth_cannot_honour_are_refused_by_name() -> None:
-    with pytest.raises(InvalidArgument, match="inbound_cidr_allowlist"):
-        _check_supported(api_pb2.Sandbox(inbound_cidr_allowlist=["10.0.0.0/8"]))
+    with pytest.raises(InvalidArgument, match="i6pn"):
+        _check_supported(api_pb2.Sandbox(i6pn_enabled=True))
     _check_supported(api_pb2.Sandbox(block_network=True))  # supported: nothing raised
     _check_supported(api_pb2.Sandbox(readiness_probe=api_pb2.Probe(tcp_port=80)))
     allowlist = api_pb2.NetworkAccess(network_access_type=api_pb2.NetworkAccess.ALLOWLIST, allowed_cidrs=["10.0.0.0/8"])

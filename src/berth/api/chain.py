@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -29,6 +30,9 @@ class Authenticator(Protocol):
         """Returns the token's environment scope ('' for any) or None when the pair is not valid."""
 
     async def container(self, task_id: str, secret: str) -> bool: ...
+
+    async def environment_of(self, object_id: str) -> str | None:
+        """The environment an app, function, call, sandbox or state object belongs to; None if unknown."""
 
 
 # RPCs a process may call before it has credentials.
@@ -73,11 +77,55 @@ def _check_environment_scope(caller: Caller, request: Message | None) -> None:
             )
 
 
+# The longest error message sent: it travels in a header (grpc-message), and a message that quotes a huge
+# request field (a 70,000-character name) made the client's HTTP/2 stack drop the whole connection.
+MAX_ERROR_MESSAGE = 1000
+
+
+def _bounded(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_MESSAGE else message[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
+# Request fields that name an object by id: a token scoped to one environment may not reach another's
+# objects through them (names are already resolved within the caller's environment).
+_SCOPED_ID_FIELDS = (
+    "app_id",
+    "function_id",
+    "function_call_id",
+    "sandbox_id",
+    "volume_id",
+    "secret_id",
+    "dict_id",
+    "queue_id",
+)
+
+
+async def _check_ids_in_scope(auth: Authenticator, caller: Caller, request: Message | None) -> None:
+    if not caller.environment or request is None:
+        return
+    fields = request.DESCRIPTOR.fields_by_name
+    for name in _SCOPED_ID_FIELDS:
+        field = fields.get(name)
+        if field is None or field.type != field.TYPE_STRING or field.is_repeated:
+            continue
+        object_id = getattr(request, name)
+        if not object_id:
+            continue
+        owner = await auth.environment_of(object_id)
+        if owner is not None and owner != caller.environment:
+            raise GRPCError(
+                Status.PERMISSION_DENIED,
+                f"This token may only act in environment '{caller.environment}'; {object_id} is not in it",
+            )
+
+
 def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
     if isinstance(exc, GRPCError):
+        if exc.message and len(exc.message) > MAX_ERROR_MESSAGE:
+            return GRPCError(exc.status, _bounded(exc.message), exc.details)
         return exc
     if isinstance(exc, BerthError):
-        return GRPCError(exc.status, exc.message)
+        return GRPCError(exc.status, _bounded(exc.message))
     log.exception("request %s (%s) failed", caller.request_id, caller.rpc)
     return GRPCError(Status.INTERNAL, f"Internal error in {caller.rpc} (request id {caller.request_id})")
 
@@ -121,10 +169,11 @@ def wrap(
         token = current_caller.set(caller)
         try:
             try:
-                request = await stream.recv_message()
+                request = await _recv_bounded(stream, rpc, max_request_bytes)
             except DecodeError as exc:
                 raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: request could not be decoded: {exc}") from exc
             _check_environment_scope(caller, request)
+            await _check_ids_in_scope(auth, caller, request)
             if request is not None and request.ByteSize() > max_request_bytes:
                 raise GRPCError(
                     Status.RESOURCE_EXHAUSTED,
@@ -142,6 +191,25 @@ def wrap(
             log.debug("%s %s %.1f ms", caller.request_id, rpc, (time.monotonic() - started) * 1000)
 
     return handler
+
+
+async def _recv_bounded(stream: Stream[Any, Any], rpc: str, limit: int) -> Any:
+    """The request, read as grpclib's `Stream.recv_message` reads it, except that its length prefix is checked
+    first: a body over the limit is refused before it is buffered (grpclib reads whatever length a client
+    announces, and the fuzzer's 350 MB requests grew the server past the machine's memory)."""
+    h2 = stream._stream
+    meta = await h2.recv_data(5)
+    if not meta:
+        return None
+    if meta[0]:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: compressed requests are not supported")
+    length = struct.unpack(">I", meta[1:])[0]
+    if length > limit:
+        raise GRPCError(Status.RESOURCE_EXHAUSTED, f"{rpc} request of {length} bytes exceeds the limit of {limit}")
+    body = await h2.recv_data(length)
+    message = stream._codec.decode(body, stream._recv_type)
+    (message,) = await stream._dispatch.recv_message(message)
+    return message
 
 
 def unimplemented(rpc: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:

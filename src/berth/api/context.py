@@ -11,6 +11,7 @@ from modal_proto import api_pb2
 from berth.api.caller import Caller
 from berth.clock import Clock
 from berth.config import Settings
+from berth.errors import BerthError
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
@@ -25,6 +26,7 @@ from berth.services.apps import AppService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
+from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
@@ -78,6 +80,7 @@ class Services:
     telemetry: Telemetry = field(init=False)
     gauges: Gauges = field(init=False)
     replicas: Replicas = field(init=False)
+    dashboard: DashboardAccess = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
@@ -109,3 +112,33 @@ class Services:
 
     async def container(self, task_id: str, secret: str) -> bool:
         return self.tasks.authenticate(task_id, secret)
+
+    async def environment_of(self, object_id: str) -> str | None:
+        prefix = object_id.partition("-")[0]
+        kinds = {"vo": "volume", "st": "secret", "di": "dict", "qu": "queue"}
+        if prefix in kinds:
+            obj = await self.stores.state.get(kinds[prefix], object_id)
+            return obj.environment if obj is not None else None
+        app_id: str | None = None
+        if prefix == "ap":
+            app_id = object_id
+        elif prefix == "fu":
+            app_id = await self._app_of_function(object_id)
+        elif prefix == "fc":
+            call = await self.stores.core.get_call(object_id)
+            app_id = await self._app_of_function(call.function_id) if call is not None else None
+        elif prefix == "sb":
+            try:
+                app_id = (await self.sandboxes.get(object_id)).app_id
+            except BerthError:
+                return None
+        if not app_id:
+            return None
+        app = await self.stores.core.get_app(app_id)
+        return app.environment if app is not None else None
+
+    async def _app_of_function(self, function_id: str) -> str | None:
+        try:
+            return (await self.catalog.record(function_id)).app_id
+        except BerthError:
+            return None

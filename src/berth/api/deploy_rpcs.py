@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from google.protobuf import empty_pb2
 from modal_proto import api_pb2
 
@@ -99,6 +101,13 @@ class AccountRpcs:
         return api_pb2.TokenInfoGetResponse(
             token_id=caller.token_id or "", workspace_name="berth", workspace_id="ac-berth"
         )
+
+    async def WorkspaceDashboardUrlGet(
+        self, req: api_pb2.WorkspaceDashboardUrlRequest, caller: Caller
+    ) -> api_pb2.WorkspaceDashboardUrlResponse:
+        """`modal dashboard`: this server's web dashboard (sign in with a token or `berth dashboard-link`)."""
+        env = await self.s.accounts.require_environment(self.s.accounts.scope(req.environment_name, caller.environment))
+        return api_pb2.WorkspaceDashboardUrlResponse(url=f"{self.s.settings.http_url}/apps?env={quote(env)}")
 
     async def WorkspaceNameLookup(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.WorkspaceNameLookupResponse:
         return api_pb2.WorkspaceNameLookupResponse(workspace_name="berth", username=caller.token_id or "")

@@ -93,6 +93,15 @@ def _failure_result(task: TaskInfo, code: int) -> bytes | None:
     return None if result is None else bytes(result.SerializeToString())
 
 
+def exit_reason(task: TaskInfo, code: int) -> str:
+    """Why a container ended, as the dashboard shows it."""
+    if task.init_failure is not None:
+        return task.init_failure.exception.splitlines()[0] if task.init_failure.exception else "failed to start"
+    if task.stop_reason is not None:
+        return task.stop_reason
+    return f"exited with code {code}"
+
+
 def task_key(task_id: str) -> str:
     return f"task:{task_id}"
 
@@ -188,7 +197,7 @@ class TaskManager:
         except NoCapacity:
             # Placement raced with another launch: nothing started, nothing failed; the autoscaler retries.
             self.tasks.pop(task_id, None)
-            await self._store.end_task(task_id, "stopped", self._clock.now(), None)
+            await self._store.end_task(task_id, "stopped", self._clock.now(), None, "no capacity to place it")
             raise
         except WorkerLost as exc:
             # The worker went away while the container was being started on it: not the function's fault. What
@@ -273,7 +282,7 @@ class TaskManager:
             await self._worker.start(spec)
         except BaseException:
             self.tasks.pop(spec.task_id, None)
-            await self._store.end_task(spec.task_id, "stopped", self._clock.now(), None)
+            await self._store.end_task(spec.task_id, "stopped", self._clock.now(), None, "could not start")
             raise
         self.mark_running(task)
         return task
@@ -363,7 +372,8 @@ class TaskManager:
             else:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
-        await self._store.end_task(task.task_id, "stopped", self._clock.now(), _failure_result(task, code))
+        result = _failure_result(task, code)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), result, exit_reason(task, code))
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
         if crashed_at_start:
             await self._startup_crash(task, code)
@@ -372,7 +382,7 @@ class TaskManager:
     async def _on_sandbox_exit(self, task: TaskInfo, code: int) -> None:
         task.state = "stopped"
         self.tasks.pop(task.task_id, None)
-        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), None, exit_reason(task, code))
         self._logs.task_state(task.app_id, task.task_id, "", api_pb2.TASK_STATE_COMPLETED)
         if self.on_sandbox_exit is not None:
             await self.on_sandbox_exit(task.sandbox_id, code, task.stop_reason)

@@ -52,6 +52,7 @@ NEEDS_OCI = "Image.run_function() needs an OCI runtime to build images: start th
 class _Build:
     image_id: str
     key: str
+    app_id: str = ""  # the app whose client asked for it
     logs: list[str] = field(default_factory=list)
     result: api_pb2.GenericResult | None = None
     metadata: api_pb2.ImageMetadata | None = None
@@ -133,7 +134,7 @@ class ImageService:
                 )
             if key in self._building:
                 return api_pb2.ImageGetOrCreateResponse(image_id=self._building[key])
-        build = _Build(new_id("im"), key)
+        build = _Build(new_id("im"), key, req.app_id)
         self._builds[build.image_id] = build
         self._building[key] = build.image_id
         build.task = asyncio.create_task(self._run_build(build, req, force))
@@ -154,6 +155,19 @@ class ImageService:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+    def builds(self) -> list[tuple[str, str, str, str]]:
+        """The builds this server ran or runs, oldest first: (image id, the app that asked for it, 'building' |
+        'succeeded' | 'failed', its log so far). Build logs are kept in memory, so a restart forgets them."""
+        out = []
+        for build in list(self._builds.values()):
+            if build.result is None:
+                status = "building"
+            else:
+                ok = build.result.status == api_pb2.GenericResult.GENERIC_STATUS_SUCCESS
+                status = "succeeded" if ok else "failed"
+            out.append((build.image_id, build.app_id, status, "".join(build.logs)))
+        return out
 
     def _log(self, build: _Build, text: str) -> None:
         build.logs.append(text)

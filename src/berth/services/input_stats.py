@@ -111,13 +111,20 @@ def pick_bucket_secs(since: float, until: float, requested: int | None) -> int:
     return BUCKET_WIDTHS[-1]
 
 
-def bucket_starts(since: float, until: float, width: int) -> list[float]:
-    """Bucket boundaries from `since` rounded down to a multiple of `width`, up to (not including) `until`."""
+def bucket_starts(since: float, until: float, width: int, limit: int = 10 * MAX_BUCKETS) -> list[float]:
+    """Bucket boundaries from `since` rounded down to a multiple of `width`, up to (not including) `until`.
+    InvalidArgument past `limit` buckets, counted before any is made: a one-second bucket over a range of
+    centuries (the RPC fuzzer's) built a list that took the server past the machine's memory."""
+    if width <= 0:
+        raise InvalidArgument(f"Bucket width must be a positive number of seconds, not {width}")
     start = math.floor(since / width) * width
+    count = max(0, math.ceil((until - start) / width))
+    if count > limit:
+        raise InvalidArgument(f"{count} buckets of {width}s are too many (at most {limit}); use wider buckets")
     return [float(t) for t in range(int(start), int(math.ceil(until)), width)]
 
 
 def whole_buckets(since: float, until: float, width: int) -> list[float]:
     """As Modal's metrics do: both bounds rounded down to bucket boundaries, so the partial bucket before
     `until` is left out."""
-    return bucket_starts(since, math.floor(until / width) * width, width)
+    return bucket_starts(since, math.floor(until / width) * width, width, MAX_BUCKETS)

@@ -111,6 +111,7 @@ class TaskOutcome:
     task: TaskRecord
     failed: bool
     first_input_at: float | None
+    exit_reason: str = ""  # why it ended, '' while it runs
 
 
 @dataclass

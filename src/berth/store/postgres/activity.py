@@ -20,7 +20,8 @@ CALL_COLS = (
 # earliest start among the inputs it held.
 _TASK_OUTCOME = (
     "SELECT t.task_id, t.function_id, t.app_id, t.state, t.secret_hash, t.created_at, t.ended_at, "
-    "t.result IS NOT NULL, (SELECT min(i.started_at) FROM inputs i WHERE i.holder=t.task_id) FROM tasks t "
+    "t.result IS NOT NULL, (SELECT min(i.started_at) FROM inputs i WHERE i.holder=t.task_id), t.exit_reason "
+    "FROM tasks t "
 )
 
 
@@ -66,4 +67,4 @@ class PostgresActivity:
             until,
             since,
         )
-        return [TaskOutcome(TaskRecord(*r[:7]), bool(r[7]), r[8]) for r in rows]
+        return [TaskOutcome(TaskRecord(*r[:7]), bool(r[7]), r[8], r[9]) for r in rows]

@@ -59,6 +59,34 @@ class PostgresCoreStore(CallTables):
         )
         return len(rows) == 1
 
+    # dashboard sign-ins
+    async def add_dashboard_grant(self, digest: str, kind: str, token_id: str, expires_at: float) -> None:
+        await self._db.write(
+            "INSERT INTO dashboard_grants(digest, kind, token_id, expires_at) VALUES ($1, $2, $3, $4)",
+            digest,
+            kind,
+            token_id,
+            expires_at,
+        )
+
+    async def redeem_dashboard_link(self, digest: str, now: float) -> str | None:
+        rows = await self._db.write(
+            "UPDATE dashboard_grants SET used_at=$1 WHERE digest=$2 AND kind='link' AND used_at IS NULL "
+            "AND expires_at>$1 RETURNING token_id",
+            now,
+            digest,
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def dashboard_session(self, digest: str, now: float) -> str | None:
+        token_id = await self._db.fetchval(
+            "SELECT token_id FROM dashboard_grants WHERE digest=$1 AND kind='session' AND expires_at>$2", digest, now
+        )
+        return str(token_id) if token_id is not None else None
+
+    async def end_dashboard_session(self, digest: str) -> None:
+        await self._db.execute("DELETE FROM dashboard_grants WHERE digest=$1 AND kind='session'", digest)
+
     # apps
     async def put_app(self, app: AppRecord) -> None:
         await self._db.execute(
@@ -332,12 +360,13 @@ class PostgresCoreStore(CallTables):
             task.replica_id,
         )
 
-    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
+    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None, exit_reason: str = "") -> None:
         await self._db.execute(
-            "UPDATE tasks SET state=$1, ended_at=$2, result=coalesce($3, result) WHERE task_id=$4",
+            "UPDATE tasks SET state=$1, ended_at=$2, result=coalesce($3, result), exit_reason=$4 WHERE task_id=$5",
             state,
             now,
             result,
+            exit_reason,
             task_id,
         )
 

@@ -20,7 +20,8 @@ CALL_COLS = (
 # earliest start among the inputs it held.
 _TASK_OUTCOME = (
     "SELECT t.task_id, t.function_id, t.app_id, t.state, t.secret_hash, t.created_at, t.ended_at, "
-    "t.result IS NOT NULL, (SELECT min(i.started_at) FROM inputs i WHERE i.holder=t.task_id) FROM tasks t "
+    "t.result IS NOT NULL, (SELECT min(i.started_at) FROM inputs i WHERE i.holder=t.task_id), t.exit_reason "
+    "FROM tasks t "
 )
 
 
@@ -33,7 +34,7 @@ def call_record(row: Sequence[Any]) -> CallRecord:
 
 
 def task_outcome(row: Sequence[Any]) -> TaskOutcome:
-    return TaskOutcome(TaskRecord(*row[:7]), bool(row[7]), row[8])
+    return TaskOutcome(TaskRecord(*row[:7]), bool(row[7]), row[8], row[9])
 
 
 def _marks(values: Sequence[Any]) -> str:

@@ -100,6 +100,30 @@ class SqliteStore(SqliteActivity):
             self._write("UPDATE tokens SET revoked_at=? WHERE token_id=? AND revoked_at IS NULL", (now, token_id)) == 1
         )
 
+    # dashboard sign-ins
+    async def add_dashboard_grant(self, digest: str, kind: str, token_id: str, expires_at: float) -> None:
+        self._write(
+            "INSERT INTO dashboard_grants(digest, kind, token_id, expires_at) VALUES (?,?,?,?)",
+            (digest, kind, token_id, expires_at),
+        )
+
+    async def redeem_dashboard_link(self, digest: str, now: float) -> str | None:
+        row = self._one(
+            "UPDATE dashboard_grants SET used_at=? WHERE digest=? AND kind='link' AND used_at IS NULL "
+            "AND expires_at>? RETURNING token_id",
+            (now, digest, now),
+        )
+        return str(row[0]) if row else None
+
+    async def dashboard_session(self, digest: str, now: float) -> str | None:
+        row = self._one(
+            "SELECT token_id FROM dashboard_grants WHERE digest=? AND kind='session' AND expires_at>?", (digest, now)
+        )
+        return str(row[0]) if row else None
+
+    async def end_dashboard_session(self, digest: str) -> None:
+        self._write("DELETE FROM dashboard_grants WHERE digest=? AND kind='session'", (digest,))
+
     # apps
     async def put_app(self, app: AppRecord) -> None:
         self._write(
@@ -523,10 +547,10 @@ class SqliteStore(SqliteActivity):
             ),
         )
 
-    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None) -> None:
+    async def end_task(self, task_id: str, state: str, now: float, result: bytes | None, exit_reason: str = "") -> None:
         self._write(
-            "UPDATE tasks SET state=?, ended_at=?, result=coalesce(?, result) WHERE task_id=?",
-            (state, now, result, task_id),
+            "UPDATE tasks SET state=?, ended_at=?, result=coalesce(?, result), exit_reason=? WHERE task_id=?",
+            (state, now, result, exit_reason, task_id),
         )
 
     async def set_task_result(self, task_id: str, result: bytes) -> None:
