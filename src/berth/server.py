@@ -102,6 +102,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     autoscaler = asyncio.create_task(services.autoscaler.run())
     schedules = asyncio.create_task(services.schedules.run())
     replicas = asyncio.create_task(services.replicas.run())
+    sandbox_stops = asyncio.create_task(services.sandboxes.run_stop_requests())
     server_info_path(settings.data_dir).write_text(
         json.dumps({"server_url": settings.server_url, "http_url": settings.http_url, "pid": os.getpid()})
     )
@@ -125,10 +126,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("berth shutting down")
-        for loop_task in (autoscaler, schedules, replicas):
+        for loop_task in (autoscaler, schedules, replicas, sandbox_stops):
             loop_task.cancel()
         # Let a launch the autoscaler was in finish unwinding before the tasks are stopped.
-        await asyncio.gather(autoscaler, schedules, replicas, return_exceptions=True)
+        await asyncio.gather(autoscaler, schedules, replicas, sandbox_stops, return_exceptions=True)
         await web_front_door.cleanup()
         await services.tasks.shutdown()
         await services.images.shutdown()

@@ -1,32 +1,56 @@
 """`berth up --runtime runsc`: functions run under gVisor (ptrace platform, runsc started inside the
 container's own network namespace), see their image, reach the Berth API, and keep the hardening and
-limits of the crun containers. scripts/setup-host.sh installs runsc, so CI runs these."""
+limits of the crun containers; sandboxes run there too, with exec, stdin, the filesystem API,
+terminate, timeouts and a server shutdown that ends them. scripts/setup-host.sh installs runsc, so CI
+runs these."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BerthServer, modal, start_server, stop_server
+from tests.e2e.conftest import BerthServer, modal, sdk, start_server, stop_server
 from tests.e2e.test_hardening import CAP_NET_RAW, CAP_SYS_ADMIN, call
 from tests.e2e.test_isolation import _task_traces
 
 RUNSC_ROOT = "/run/berth/runsc"
+SANDBOX_HEAD = """
+import json, time, modal
+from modal.exception import *
+app = modal.App.lookup({app!r}, create_if_missing=True)
+image = modal.Image.debian_slim()
+"""
 
 
-@pytest.fixture(scope="module")
-def berth_runsc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+def _needs_runsc() -> None:
     if os.geteuid() != 0:
         pytest.skip("the runsc runtime needs root")
     if shutil.which("runsc") is None:
         pytest.skip("runsc (gVisor) is not installed: run scripts/setup-host.sh (apt package runsc)")
+
+
+def _sandbox_json(server: BerthServer, app: str, body: str) -> dict:  # type: ignore[type-arg]
+    out = sdk(server, SANDBOX_HEAD.format(app=app) + textwrap.dedent(body), timeout=300)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _runsc_containers() -> list[str]:
+    listed = subprocess.run(["runsc", "--root", RUNSC_ROOT, "list", "-quiet"], capture_output=True, text=True)
+    return listed.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def berth_runsc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    _needs_runsc()
     server = start_server(tmp_path_factory.mktemp("berth-runsc") / "data", extra_args=["--runtime", "runsc"])
     yield server
     stop_server(server)
@@ -72,3 +96,134 @@ def test_memory_limit_and_cleanup_under_gvisor(berth_runsc: BerthServer) -> None
     listed = subprocess.run(["runsc", "--root", RUNSC_ROOT, "list", "-quiet"], capture_output=True, text=True).stdout
     assert not [cid for cid in listed.split() if cid.removeprefix("berth-") in tasks]
     assert _task_traces(berth_runsc.data_dir, tasks) == []
+
+
+def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> None:
+    # runsc's later commands (state, exec, kill) must reach the sandbox's control socket, which lives in
+    # the container's network namespace: from anywhere else runsc calls the container "stopped".
+    seen = _sandbox_json(
+        berth_runsc,
+        "sb-runsc-exec",
+        """
+        sb = modal.Sandbox.create(app=app, image=image)
+        p = sb.exec("bash", "-c", "echo out; echo err >&2; uname -r; exit 5")
+        out, err, rc = p.stdout.read(), p.stderr.read(), p.wait()
+        cat = sb.exec("cat")
+        cat.stdin.write(b"to the exec\\n")
+        cat.stdin.write_eof()
+        cat.stdin.drain()
+        fs = sb.filesystem
+        fs.write_text("written\\n", "/tmp/a/b.txt")
+        data = bytes(range(256)) * 1000
+        fs.write_bytes(data, "/tmp/bin")
+        missing = sb.exec("no-such-command")
+        try:
+            sb.exec("tty", pty=True).wait()
+            pty = None
+        except InvalidError as exc:
+            pty = str(exc)
+        t0 = time.monotonic()
+        slow = sb.exec("sleep", "300", timeout=2)
+        slow_rc = slow.wait()
+        took = time.monotonic() - t0
+        time.sleep(1)
+        count = sb.exec("sh", "-c", "for p in /proc/[0-9]*; do tr '\\\\0' ' ' < $p/cmdline; echo; done"
+                        " | grep -c '^sleep 300' || true")
+        print(json.dumps({"out": out, "err": err, "rc": rc, "cat": cat.stdout.read(), "cat_rc": cat.wait(),
+                          "text": fs.read_text("/tmp/a/b.txt"), "same": fs.read_bytes("/tmp/bin") == data,
+                          "via_exec": sb.exec("cat", "/tmp/a/b.txt").stdout.read(),
+                          "missing": missing.wait(), "slow_rc": slow_rc, "took": took,
+                          "left": count.stdout.read().strip(), "pty": pty}))
+        sb.terminate()
+        """,
+    )
+    assert seen["out"] == "out\n4.4.0\n" and seen["err"] == "err\n" and seen["rc"] == 5  # gVisor's kernel
+    assert seen["cat"] == "to the exec\n" and seen["cat_rc"] == 0
+    assert seen["text"] == "written\n" == seen["via_exec"] and seen["same"] is True
+    assert seen["missing"] == 127
+    assert "pty=True" in seen["pty"] and "runsc" in seen["pty"]  # refused by name, not run without a terminal
+    assert seen["slow_rc"] in (-1, 124) and seen["took"] < 10
+    assert seen["left"] == "0"  # killed inside gVisor (by its pid there), not just the `runsc exec` on the host
+
+
+def test_sandbox_terminate_wait_and_timeout_under_gvisor(berth_runsc: BerthServer) -> None:
+    seen = _sandbox_json(
+        berth_runsc,
+        "sb-runsc-ends",
+        """
+        sb = modal.Sandbox.create(app=app, image=image)
+        running = sb.poll()
+        sb.terminate()
+        sb.wait(raise_on_termination=False)
+        done = modal.Sandbox.create("bash", "-c", "echo bye; exit 3", app=app, image=image)
+        done.wait()
+        t0 = time.monotonic()
+        short = modal.Sandbox.create("sleep", "600", app=app, image=image, timeout=2)
+        try:
+            short.wait()
+            raised = None
+        except SandboxTimeoutError as exc:
+            raised = type(exc).__name__
+        print(json.dumps({"running": running, "terminated": sb.returncode, "rc": done.returncode,
+                          "out": done.stdout.read(), "timeout_rc": short.returncode, "raised": raised,
+                          "took": time.monotonic() - t0}))
+        """,
+    )
+    assert seen["running"] is None and seen["terminated"] == 137
+    assert seen["rc"] == 3 and seen["out"] == "bye\n"
+    assert seen["timeout_rc"] == 124 and seen["raised"] == "SandboxTimeoutError" and seen["took"] < 30
+
+
+def test_server_shutdown_ends_a_live_gvisor_sandbox(tmp_path: Path) -> None:
+    _needs_runsc()
+    server = start_server(tmp_path / "data", extra_args=["--runtime", "runsc"])
+    try:
+        seen = _sandbox_json(
+            server,
+            "sb-runsc-live",
+            """
+            sb = modal.Sandbox.create("sleep", "infinity", app=app, image=image)
+            print(json.dumps({"id": sb.object_id, "hi": sb.exec("echo", "hi").stdout.read()}))
+            """,
+        )
+        assert seen["hi"] == "hi\n"
+        live = [cid for cid in _runsc_containers() if cid.startswith("berth-ta-")]
+        assert live
+    finally:
+        code = stop_server(server)  # it used to hang here: runsc's kill never reached the sandbox
+    assert code == 0
+    assert not set(live) & set(_runsc_containers())
+    assert not [
+        line
+        for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+        if any(cid in line for cid in live)
+    ]
+
+
+def test_blocked_network_sandbox_under_gvisor(berth_runsc: BerthServer) -> None:
+    # runsc uses the network of the namespace it is started in: a blocked sandbox gets one with only lo.
+    seen = _sandbox_json(
+        berth_runsc,
+        "sb-runsc-blocked",
+        """
+        probe = "\\n".join([
+            "import socket",
+            "try:",
+            "    socket.create_connection(('1.1.1.1', 53), timeout=3)",
+            "    print('reached')",
+            "except OSError as exc:",
+            "    print('OSError', exc.errno)",
+        ])
+        blocked = modal.Sandbox.create(app=app, image=image, block_network=True)
+        opened = modal.Sandbox.create(app=app, image=image)
+        seen = {}
+        for name, sb in (("blocked", blocked), ("open", opened)):
+            seen[name] = {"connect": sb.exec("python3", "-c", probe).stdout.read().strip(),
+                          "links": sb.exec("cat", "/proc/net/dev").stdout.read()}
+            sb.terminate()
+        print(json.dumps(seen))
+        """,
+    )
+    assert seen["blocked"]["connect"].startswith("OSError"), seen
+    assert " lo:" in seen["blocked"]["links"] and "eth0" not in seen["blocked"]["links"], seen
+    assert "eth0" in seen["open"]["links"], seen

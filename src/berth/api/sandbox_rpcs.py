@@ -166,8 +166,7 @@ class SandboxRpcs:
     async def SandboxTagsGetV2(
         self, req: api_pb2.SandboxTagsGetRequest, caller: Caller
     ) -> api_pb2.SandboxTagsGetResponse:
-        record = await self.s.sandboxes.get(req.sandbox_id)
-        return api_pb2.SandboxTagsGetResponse(tags=_tags(record.tags))
+        return api_pb2.SandboxTagsGetResponse(tags=_tags(await self.s.sandboxes.tags(req.sandbox_id)))
 
     async def SandboxGetFromNameV2(
         self, req: api_pb2.SandboxGetFromNameRequest, caller: Caller
@@ -177,7 +176,7 @@ class SandboxRpcs:
             app_id = await self.s.deployments.app_id_by_name(env, req.app_name)
         except NotFound as exc:
             raise NotFound(f"App '{req.app_name}' not found in environment '{env}'") from exc
-        record = self.s.sandboxes.by_name(app_id, req.sandbox_name)
+        record = await self.s.sandboxes.by_name(app_id, req.sandbox_name)
         return api_pb2.SandboxGetFromNameResponse(sandbox_id=record.sandbox_id, metadata=_metadata(record))
 
     async def SandboxGetFromName(
@@ -187,7 +186,7 @@ class SandboxRpcs:
 
     async def SandboxListV2(self, req: api_pb2.SandboxListRequest, caller: Caller) -> api_pb2.SandboxListResponse:
         tags = {t.tag_name: t.tag_value for t in req.tags}
-        found = self.s.sandboxes.running(req.app_id, tags, req.before_timestamp)[:_LIST_PAGE]
+        found = await self.s.sandboxes.running(req.app_id, tags, req.before_timestamp, _LIST_PAGE)
         resp = api_pb2.SandboxListResponse()
         for record in found:
             resp.sandboxes.add(

@@ -1,12 +1,16 @@
-"""`berth up | status | env`: run a server and point clients at it."""
+"""`berth up | status | env | trust`: run a server and point clients at it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import shlex
+import shutil
+import ssl
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -92,6 +96,57 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+SYSTEM_CA_DIR = Path("/usr/local/share/ca-certificates")
+TRUST_BUNDLE = "trust-bundle.pem"
+
+
+def _system_roots() -> Path | None:
+    """The CA bundle this host's OpenSSL trusts by default (Debian: /etc/ssl/certs/ca-certificates.crt)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """Make clients on this host trust Berth's CA, which signs tunnel (`encrypted_ports`) certificates.
+    By default: a bundle of the system's roots plus Berth's CA, and the SSL_CERT_FILE export that makes
+    Python's ssl (urllib, http.client, aiohttp's default), curl and other OpenSSL programs use it.
+    --system: install the CA into the system store (update-ca-certificates), for every program and user."""
+    from berth.tls import ensure_ca
+
+    tls_dir = data_dir_of(args) / "tls"
+    ca = ensure_ca(tls_dir)
+    if args.system:
+        if shutil.which("update-ca-certificates") is None:
+            print("berth: update-ca-certificates is not installed (apt package ca-certificates)", file=sys.stderr)
+            return 1
+        digest = hashlib.sha256(ca.read_bytes()).hexdigest()[:12]
+        SYSTEM_CA_DIR.mkdir(parents=True, exist_ok=True)
+        target = SYSTEM_CA_DIR / f"berth-{digest}.crt"
+        target.write_bytes(ca.read_bytes())
+        target.chmod(0o644)
+        done = subprocess.run(["update-ca-certificates"], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"berth: update-ca-certificates failed: {done.stderr.strip()}", file=sys.stderr)
+            return 1
+        print(f"berth: installed Berth's CA as {target}; remove it and rerun update-ca-certificates to undo")
+        return 0
+    roots = _system_roots()
+    if roots is None:
+        import certifi
+
+        roots = Path(certifi.where())
+    bundle = tls_dir / TRUST_BUNDLE
+    partial = bundle.with_suffix(".partial")
+    partial.write_bytes(roots.read_bytes().rstrip(b"\n") + b"\n" + ca.read_bytes())
+    partial.chmod(0o644)
+    partial.replace(bundle)
+    print(f"export SSL_CERT_FILE={shlex.quote(str(bundle))}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = sub.add_parser("up", help="run a server and a local worker in the foreground")
     up.add_argument("--data-dir")
@@ -113,3 +168,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     env.add_argument("--data-dir")
     env.add_argument("--port", type=int, default=50051)
     env.set_defaults(func=cmd_env)
+    trust = sub.add_parser(
+        "trust",
+        help="trust Berth's CA (tunnel certificates) on this host: print an SSL_CERT_FILE export for a bundle "
+        "of the system's roots plus Berth's CA, or with --system install it with update-ca-certificates",
+    )
+    trust.add_argument("--data-dir")
+    trust.add_argument("--system", action="store_true", help="install into the system store (root)")
+    trust.set_defaults(func=cmd_trust)

@@ -5,7 +5,11 @@ client reach its task's command router on the worker. Exec and stdio never pass 
 talks to the worker's router directly.
 
 Live sandboxes are known to the server that started their tasks (as its tasks are); each sandbox's record,
-result included, is also written to the object store, so `from_id` of a finished one still answers."""
+result included, is also written to the object store, so `from_id` of a finished one still answers. The
+running ones are also in the store's sandbox index (SandboxIndexStore), which every replica reads: names are
+unique among an app's running sandboxes whichever replica started them, `Sandbox.list` and `from_name` see
+them all, and a terminate that reaches another replica is a request in the index, which the replica that
+runs the sandbox takes (woken over the notifier, or at its next look, STOP_POLL_S)."""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.services.router_client import write_sandbox_stdin
 from berth.services.signing import Signer
-from berth.store.ports import ObjectStore, TaskStore
+from berth.store.ports import ObjectStore, SandboxIndexStore, TaskStore
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, WORKER_LOST, NoCapacity, WorkerPort
 
 log = logging.getLogger("berth.sandboxes")
@@ -40,6 +44,8 @@ ROUTER_GRANT_TTL_S = 900.0
 _KIND = "sandbox"
 _RECHECK_S = 1.0  # how often a wait on another replica's sandbox re-reads the store
 FORGET_AFTER_S = 3600.0  # finished sandboxes leave memory after this; their records stay in the object store
+STOP_POLL_S = 5.0  # how often a replica looks for terminate requests for its sandboxes, between wake-ups
+STOPS_KEY = "sandbox-stops"  # notified (across replicas) when a terminate is requested in the index
 GS = api_pb2.GenericResult
 
 
@@ -65,8 +71,9 @@ def new_v1_sandbox_ids() -> tuple[str, str]:
     return new_id("sb", 22), task_id
 
 
-class SandboxStore(ObjectStore, TaskStore, Protocol):
-    """Sandbox records (objects), and their tasks' records (is another replica's sandbox still running?)."""
+class SandboxStore(ObjectStore, TaskStore, SandboxIndexStore, Protocol):
+    """Sandbox records (objects), their tasks' records (is another replica's sandbox still running?), and the
+    index of running sandboxes the replicas share."""
 
 
 @dataclass
@@ -214,9 +221,15 @@ class SandboxManager:
         )
         self.live[sandbox_id] = record  # before any await: holds the name against a concurrent create
         try:
+            await self._index(record)
+        except BaseException:
+            self.live.pop(sandbox_id, None)
+            raise
+        try:
             spec = await self._task_spec(record, req)
         except BaseException:
             self.live.pop(sandbox_id, None)
+            await self._objects.end_sandbox(sandbox_id, self._clock.now())
             raise
         await self._save(record)
         try:
@@ -251,6 +264,24 @@ class SandboxManager:
             await self._worker.stop(record.task_id, 0.0)
             raise
         await self._save(record)
+
+    async def _index(self, record: SandboxRecord) -> None:
+        """Enter a new sandbox in the replicas' index; its name must be free there too. A holder whose replica
+        died without ending it (its task has ended) gives the name up."""
+        for _ in range(2):
+            holder = await self._objects.add_sandbox(record.sandbox_id, record.app_id, record.name, record.created_at)
+            if holder is None:
+                return
+            if holder != record.sandbox_id and await self._holds_name(holder):
+                raise AlreadyExists(f"Sandbox with name '{record.name}' already exists in this app ({holder})")
+            await self._objects.end_sandbox(holder, self._clock.now())
+        raise AlreadyExists(f"Sandbox with name '{record.name}' already exists in this app")
+
+    async def _holds_name(self, sandbox_id: str) -> bool:
+        try:
+            return (await self.get(sandbox_id)).result is None
+        except NotFound:  # entered in the index by a create that has not written its record yet
+            return True
 
     def _check_name_free(self, app_id: str, name: str) -> None:
         for other in self.live.values():
@@ -305,9 +336,13 @@ class SandboxManager:
     async def _finish(self, record: SandboxRecord, result: api_pb2.GenericResult) -> None:
         record.result = result
         await self._save(record)
+        await self._objects.end_sandbox(record.sandbox_id, self._clock.now())
         self._notifier.notify(sandbox_key(record.sandbox_id))
 
-    async def _save(self, record: SandboxRecord) -> None:
+    async def _save(self, record: SandboxRecord, *, keep_stored_tags: bool = True) -> None:
+        """Write the record; tags another replica set meanwhile (the stored ones) are kept."""
+        if keep_stored_tags:
+            await self._refresh_tags(record)
         await self._objects.put_object(
             _KIND,
             record.sandbox_id,
@@ -350,10 +385,14 @@ class SandboxManager:
         record = await self.get(sandbox_id)
         if record.result is not None:
             return record.result
-        if sandbox_id not in self.live:
-            raise FailedPrecondition(
-                f"Sandbox {sandbox_id} runs on a worker of another server replica; terminate it through that one"
-            )
+        if sandbox_id not in self.live:  # another replica runs it: ask that one, through the index
+            if await self._objects.request_sandbox_stop(sandbox_id, self._clock.now()):
+                self._notifier.notify(STOPS_KEY)
+                return None
+            record = await self.get(sandbox_id)  # it ended meanwhile
+            if record.result is not None:
+                return record.result
+            raise FailedPrecondition(f"Sandbox {sandbox_id} could not be terminated: no replica runs it")
         task = self._tasks.tasks.get(record.task_id)
         if task is not None:
             task.stop_reason = "terminated by request"
@@ -395,27 +434,77 @@ class SandboxManager:
             return []
         return [tunnels.to_proto(t) for t in record.tunnels]
 
-    def by_name(self, app_id: str, name: str) -> SandboxRecord:
+    async def run_stop_requests(self) -> None:
+        """Terminate this replica's sandboxes that another replica was asked to terminate."""
+        while True:
+            with self._notifier.listen(STOPS_KEY) as waiter:  # listen first, then look
+                try:
+                    await self.take_stop_requests()
+                except Exception:
+                    log.exception("could not read the sandbox terminate requests")
+                await waiter.wait(STOP_POLL_S)
+
+    async def take_stop_requests(self) -> None:
+        mine = [r.sandbox_id for r in self.live.values() if r.result is None]
+        for sandbox_id in await self._objects.sandbox_stops_requested(mine):
+            log.info("terminating sandbox %s, as asked through another replica", sandbox_id)
+            await self.terminate(sandbox_id)
+
+    async def _running_record(self, sandbox_id: str) -> SandboxRecord | None:
+        """An indexed sandbox's record while it runs; one whose replica died without ending it leaves the index."""
+        try:
+            record = await self.get(sandbox_id)
+        except NotFound:
+            return None
+        if record.result is None:
+            if sandbox_id in self.live:  # ours: tags may have been set through another replica
+                await self._refresh_tags(record)
+            return record
+        if sandbox_id not in self.live:
+            await self._objects.end_sandbox(sandbox_id, self._clock.now())
+        return None
+
+    async def by_name(self, app_id: str, name: str) -> SandboxRecord:
+        """The app's running sandbox of that name, whichever replica started it."""
         for record in sorted(self.live.values(), key=lambda r: r.created_at, reverse=True):
             if record.app_id == app_id and record.name == name and record.result is None:
                 return record
-        raise NotFound(f"Sandbox with name '{name}' not found")
+        sandbox_id = await self._objects.running_sandbox_named(app_id, name)
+        elsewhere = await self._running_record(sandbox_id) if sandbox_id else None
+        if elsewhere is None:
+            raise NotFound(f"Sandbox with name '{name}' not found")
+        return elsewhere
 
-    def running(self, app_id: str, tags: dict[str, str], before: float) -> list[SandboxRecord]:
-        found = [
-            r
-            for r in self.live.values()
-            if r.result is None
-            and (not app_id or r.app_id == app_id)
-            and all(r.tags.get(k) == v for k, v in tags.items())
-            and (not before or r.created_at < before)
-        ]
-        return sorted(found, key=lambda r: r.created_at, reverse=True)
+    async def running(self, app_id: str, tags: dict[str, str], before: float, limit: int) -> list[SandboxRecord]:
+        """Running sandboxes of every replica, newest first: the app's (every app's for ""), with these tags."""
+        found: list[SandboxRecord] = []
+        for sandbox_id in await self._objects.running_sandboxes(app_id):
+            record = await self._running_record(sandbox_id)
+            if (
+                record is not None
+                and all(record.tags.get(k) == v for k, v in tags.items())
+                and (not before or record.created_at < before)
+            ):
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def _refresh_tags(self, record: SandboxRecord) -> None:
+        """The stored record's tags are the truth: any replica may set them (set_tags)."""
+        raw = await self._objects.get_object(_KIND, record.sandbox_id)
+        if raw is not None:
+            record.tags = SandboxRecord.from_json(record.sandbox_id, raw).tags
 
     async def set_tags(self, sandbox_id: str, tags: dict[str, str]) -> None:
         record = await self.get(sandbox_id)
         record.tags = dict(tags)
-        await self._save(record)
+        await self._save(record, keep_stored_tags=False)
+
+    async def tags(self, sandbox_id: str) -> dict[str, str]:
+        record = await self.get(sandbox_id)
+        await self._refresh_tags(record)
+        return record.tags
 
     def forget_finished(self, older_than: float) -> None:
         for sandbox_id, record in list(self.live.items()):

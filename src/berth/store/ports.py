@@ -246,6 +246,34 @@ class ReplicaStore(Protocol):
         ...
 
 
+class SandboxIndexStore(Protocol):
+    """The running sandboxes of every replica: names unique among an app's running sandboxes, listing, and
+    terminate requests for the replica that runs one. A sandbox's own record (result, router, tags) is an
+    object (ObjectStore); this holds only what the replicas must agree on."""
+
+    async def add_sandbox(self, sandbox_id: str, app_id: str, name: str, now: float) -> str | None:
+        """Register a running sandbox. None when added; when another running sandbox of the app holds `name`,
+        nothing is added and that sandbox's id is returned."""
+        ...
+
+    async def end_sandbox(self, sandbox_id: str, now: float) -> None:
+        """It is no longer running: gone from the listing, and its name is free."""
+        ...
+
+    async def running_sandboxes(self, app_id: str) -> list[str]:
+        """Ids of the app's running sandboxes (every app's for ""), newest first."""
+        ...
+
+    async def running_sandbox_named(self, app_id: str, name: str) -> str | None: ...
+    async def request_sandbox_stop(self, sandbox_id: str, now: float) -> bool:
+        """Ask whichever replica runs it to terminate it; False when it is not running."""
+        ...
+
+    async def sandbox_stops_requested(self, sandbox_ids: Sequence[str]) -> list[str]:
+        """Of these running sandboxes, those a terminate was requested for."""
+        ...
+
+
 class StateObjectStore(Protocol):
     """Named and ephemeral volumes, secrets, dicts and queues (the objects, not their contents)."""
 
@@ -327,6 +355,7 @@ class CoreStore(
     TokenStore,
     DashboardGrantStore,
     ReplicaStore,
+    SandboxIndexStore,
     Protocol,
 ):
     """The aggregates a relational backend holds together."""

@@ -163,14 +163,34 @@ def _setup(container_id: str) -> ContainerNet:
     return net
 
 
+def _setup_loopback(container_id: str) -> ContainerNet:
+    netns, _ = names_for(container_id)
+    net = ContainerNet(netns, "", "")
+    out = _run(["ip", "netns", "add", netns])
+    if out.returncode == 0:
+        out = _run(["ip", "-n", netns, "link", "set", "lo", "up"])
+    if out.returncode != 0:
+        _teardown(net)
+        raise NetworkError(f"cannot set up the network of {container_id}: {out.stderr.strip()}")
+    return net
+
+
 def _teardown(net: ContainerNet) -> None:
-    _run(["ip", "link", "del", net.host_veth])
+    if net.host_veth:
+        _run(["ip", "link", "del", net.host_veth])
     _run(["ip", "netns", "del", net.netns])
-    (_LEASES / net.address).unlink(missing_ok=True)
+    if net.address:
+        (_LEASES / net.address).unlink(missing_ok=True)
 
 
 async def setup(container_id: str) -> ContainerNet:
     return await asyncio.to_thread(_setup, container_id)
+
+
+async def setup_loopback(container_id: str) -> ContainerNet:
+    """A network namespace with only its loopback: for a container that must reach nothing (block_network)
+    whose runtime needs a namespace made for it (runsc, which uses the network it is started in)."""
+    return await asyncio.to_thread(_setup_loopback, container_id)
 
 
 async def teardown(net: ContainerNet) -> None:

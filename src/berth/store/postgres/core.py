@@ -4,6 +4,8 @@ that held the same value of another unique column, as SQLite's REPLACE does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from modal_proto import api_pb2
 
 from berth.store.postgres.calls import CallTables
@@ -133,6 +135,66 @@ class PostgresCoreStore(CallTables):
         await self._db.execute(
             "UPDATE apps SET heartbeat_at=$1 WHERE state = ANY($2::int[])", now, self._LIVE_APP_STATES
         )
+
+    # sandboxes, across replicas
+    async def add_sandbox(self, sandbox_id: str, app_id: str, name: str, now: float) -> str | None:
+        async def body(conn: Conn) -> str | None:
+            added = await conn.fetchval(
+                "INSERT INTO sandboxes(sandbox_id, app_id, name, created_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT DO NOTHING RETURNING sandbox_id",
+                sandbox_id,
+                app_id,
+                name,
+                now,
+            )
+            if added is not None:
+                return None
+            holder = await conn.fetchval(
+                "SELECT sandbox_id FROM sandboxes WHERE app_id=$1 AND name=$2 AND name!='' AND ended_at IS NULL",
+                app_id,
+                name,
+            )
+            return str(holder) if holder is not None else sandbox_id
+
+        return await self._db.transaction(body)
+
+    async def end_sandbox(self, sandbox_id: str, now: float) -> None:
+        await self._db.execute(
+            "UPDATE sandboxes SET ended_at=$1 WHERE sandbox_id=$2 AND ended_at IS NULL", now, sandbox_id
+        )
+
+    async def running_sandboxes(self, app_id: str) -> list[str]:
+        rows = await self._db.fetch(
+            "SELECT sandbox_id FROM sandboxes WHERE ended_at IS NULL AND ($1 = '' OR app_id = $1) "
+            "ORDER BY created_at DESC",
+            app_id,
+        )
+        return [r[0] for r in rows]
+
+    async def running_sandbox_named(self, app_id: str, name: str) -> str | None:
+        found = await self._db.fetchval(
+            "SELECT sandbox_id FROM sandboxes WHERE app_id=$1 AND name=$2 AND ended_at IS NULL", app_id, name
+        )
+        return str(found) if found is not None else None
+
+    async def request_sandbox_stop(self, sandbox_id: str, now: float) -> bool:
+        changed = await self._db.execute(
+            "UPDATE sandboxes SET stop_requested_at=coalesce(stop_requested_at, $1) "
+            "WHERE sandbox_id=$2 AND ended_at IS NULL",
+            now,
+            sandbox_id,
+        )
+        return changed == 1
+
+    async def sandbox_stops_requested(self, sandbox_ids: Sequence[str]) -> list[str]:
+        if not sandbox_ids:
+            return []
+        rows = await self._db.fetch(
+            "SELECT sandbox_id FROM sandboxes WHERE sandbox_id = ANY($1::text[]) AND ended_at IS NULL "
+            "AND stop_requested_at IS NOT NULL",
+            list(sandbox_ids),
+        )
+        return [r[0] for r in rows]
 
     # server replicas
     async def join_replica(self, replica: ReplicaRecord) -> None:

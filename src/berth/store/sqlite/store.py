@@ -155,6 +155,58 @@ class SqliteStore(SqliteActivity):
     async def touch_live_apps(self, now: float) -> None:
         self._write("UPDATE apps SET heartbeat_at=? WHERE state IN (?,?)", (now, *self._LIVE_APP_STATES))
 
+    # sandboxes, across replicas
+    async def add_sandbox(self, sandbox_id: str, app_id: str, name: str, now: float) -> str | None:
+        with self._tx():
+            added = self._write(
+                "INSERT INTO sandboxes(sandbox_id, app_id, name, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+                (sandbox_id, app_id, name, now),
+            )
+            if added:
+                return None
+            row = self._one(
+                "SELECT sandbox_id FROM sandboxes WHERE app_id=? AND name=? AND name!='' AND ended_at IS NULL",
+                (app_id, name),
+            )
+        return str(row[0]) if row else sandbox_id
+
+    async def end_sandbox(self, sandbox_id: str, now: float) -> None:
+        self._write("UPDATE sandboxes SET ended_at=? WHERE sandbox_id=? AND ended_at IS NULL", (now, sandbox_id))
+
+    async def running_sandboxes(self, app_id: str) -> list[str]:
+        where = "ended_at IS NULL" + (" AND app_id=?" if app_id else "")
+        rows = self._all(
+            f"SELECT sandbox_id FROM sandboxes WHERE {where} ORDER BY created_at DESC", (app_id,) if app_id else ()
+        )
+        return [r[0] for r in rows]
+
+    async def running_sandbox_named(self, app_id: str, name: str) -> str | None:
+        row = self._one(
+            "SELECT sandbox_id FROM sandboxes WHERE app_id=? AND name=? AND ended_at IS NULL", (app_id, name)
+        )
+        return str(row[0]) if row else None
+
+    async def request_sandbox_stop(self, sandbox_id: str, now: float) -> bool:
+        return (
+            self._write(
+                "UPDATE sandboxes SET stop_requested_at=coalesce(stop_requested_at, ?) "
+                "WHERE sandbox_id=? AND ended_at IS NULL",
+                (now, sandbox_id),
+            )
+            == 1
+        )
+
+    async def sandbox_stops_requested(self, sandbox_ids: Sequence[str]) -> list[str]:
+        if not sandbox_ids:
+            return []
+        marks = ",".join("?" * len(sandbox_ids))
+        rows = self._all(
+            f"SELECT sandbox_id FROM sandboxes WHERE sandbox_id IN ({marks}) AND ended_at IS NULL "
+            "AND stop_requested_at IS NOT NULL",
+            tuple(sandbox_ids),
+        )
+        return [r[0] for r in rows]
+
     # server replicas
     async def join_replica(self, replica: ReplicaRecord) -> None:
         with self._tx():

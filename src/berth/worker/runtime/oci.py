@@ -8,7 +8,11 @@ runsc (gVisor) runs the same bundle inside its own user-space kernel, with the d
 RUNSC_FLAGS: the ptrace platform (kvm hangs on these machines), and the network of the namespace runsc
 is started in (`--network=host`, with runsc started by nsenter inside the container's own netns and no
 network namespace in the spec; gVisor's sandbox network fails here). It keeps its state apart from
-crun's, under RUNSC_STATE_ROOT."""
+crun's, under RUNSC_STATE_ROOT. runsc's commands reach a running sandbox through its control socket, an
+abstract unix socket (`@runsc-sandbox.<id>`), which lives in the network namespace runsc was started in:
+every later command for that container (state, exec, kill, delete) runs there too (`_control`), or runsc
+finds no sandbox, calls the container stopped, and a kill never arrives. An exec's pid is gVisor's own
+(not a host pid): it is signalled with `runsc kill --pid`."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
+from berth.errors import InvalidArgument
 from berth.worker import egress, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
@@ -318,8 +323,11 @@ class OciRuntime:
         for workdir in task_root.iterdir():
             task_id = workdir.name
             cid = f"berth-{task_id}"
-            subprocess.run(self._command("delete", "--force", cid), capture_output=True)
             netns, veth = network.names_for(task_id)
+            delete = self._command("delete", "--force", cid)
+            if self.gvisor and (network.NETNS_DIR / netns).exists():  # where its control socket is
+                delete = ["nsenter", f"--net={network.NETNS_DIR / netns}", *delete]
+            subprocess.run(delete, capture_output=True)
             subprocess.run(["ip", "link", "del", veth], capture_output=True)
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
             views = VIEWS_ROOT / cid
@@ -337,12 +345,17 @@ class OciRuntime:
         return [self.binary, "--root", self._state_root, *self._flags, *args]
 
     def _run_command(self, sandbox: Sandbox) -> list[str]:
-        argv = self._command("run", "--bundle", str(sandbox.bundle), sandbox.container_id)
-        if not self.gvisor:
-            return argv
-        if sandbox.net is None:  # runsc would run on the host's own network
+        if self.gvisor and sandbox.net is None:  # runsc would run on the host's own network
             raise RuntimeUnavailable("runsc needs the container's network namespace")
-        return ["nsenter", f"--net={sandbox.net.netns_path}", *argv]
+        return self._control(sandbox, "run", "--bundle", str(sandbox.bundle), sandbox.container_id)
+
+    def _control(self, sandbox: Sandbox, *args: str) -> list[str]:
+        """A runtime command about one container. runsc's run and every later command for it share the
+        container's network namespace, where its control socket (an abstract unix socket) is."""
+        argv = self._command(*args)
+        if self.gvisor and sandbox.net is not None:
+            return ["nsenter", f"--net={sandbox.net.netns_path}", *argv]
+        return argv
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
         image = self._images(spec.image_id)
@@ -397,7 +410,7 @@ class OciRuntime:
             return None
 
         def kill(signum: int) -> None:
-            self._spawn(self._command("kill", cid, str(signum)), lambda: proc.returncode is not None)
+            self._spawn(self._control(sandbox, "kill", cid, str(signum)), lambda: proc.returncode is not None)
 
         return OciContainer(proc, on_exit, kill)
 
@@ -446,6 +459,8 @@ class OciRuntime:
         sandbox.cgroup.create(sandbox.limits.memory_mb)
         if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
             sandbox.net = await network.setup(spec.task_id)
+        elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
+            sandbox.net = await network.setup_loopback(spec.task_id)
         if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
             await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
         binds = standard_binds(self._ca_bundle)
@@ -527,6 +542,13 @@ class OciRuntime:
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
+        if tty is not None and self.gvisor:
+            # runsc (2022) ignores process.terminal for an exec that it waits for, and hands a console only
+            # to a detached one: the command would run without a terminal, so the request is refused.
+            raise InvalidArgument(
+                "Sandbox exec with pty=True (a terminal, as `modal shell` uses) is not supported on the runsc "
+                "runtime; use crun or runc for terminal sessions"
+            )
         await self._until_running(sandbox)
         name = f"exec-{secrets.token_hex(8)}"
         pid_file = sandbox.bundle / f"{name}.pid"
@@ -543,12 +565,36 @@ class OciRuntime:
         fd = os.open(process_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(process, f)
-        args = ["exec", "--pid-file", str(pid_file), "--process", str(process_file)]
+        # runsc: --pid-file would name the `runsc exec` process on the host, which forwards signals but dies
+        # of SIGKILL alone; the pid inside gVisor (--internal-pid-file) is signalled with `runsc kill --pid`.
+        pid_flag = "--internal-pid-file" if self.gvisor else "--pid-file"
+        args = ["exec", pid_flag, str(pid_file), "--process", str(process_file)]
         if tty is None:
-            proc = await asyncio.create_subprocess_exec(*self._command(*args, sandbox.container_id), **exec_stdio(None))
+            command = self._control(sandbox, *args, sandbox.container_id)
+            proc = await asyncio.create_subprocess_exec(*command, **exec_stdio(None))
         else:
             proc = await self._exec_with_terminal(args, sandbox, sandbox.bundle / f"{name}.sock", tty)
+        if self.gvisor:
+            return proc, self._gvisor_killer(sandbox, pid_file, proc)
         return proc, kill_pid_file(str(pid_file), proc)
+
+    def _gvisor_killer(
+        self, sandbox: Sandbox, pid_file: Path, proc: asyncio.subprocess.Process
+    ) -> Callable[[int], None]:
+        """Signals an exec inside gVisor by its pid there (`runsc kill --pid`); before runsc has written
+        that pid, the `runsc exec` process itself, which forwards what it can (not SIGKILL)."""
+
+        def kill(signum: int) -> None:
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+                return
+            argv = self._control(sandbox, "kill", "--pid", str(pid), sandbox.container_id, str(signum))
+            self._spawn(argv, lambda: proc.returncode is not None)
+
+        return kill
 
     async def _exec_with_terminal(
         self, args: list[str], sandbox: Sandbox, socket_path: Path, tty: Pty
@@ -559,7 +605,7 @@ class OciRuntime:
         console = ConsoleSocket(socket_path)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._command(*args, "--console-socket", str(socket_path), sandbox.container_id),
+                *self._control(sandbox, *args, "--console-socket", str(socket_path), sandbox.container_id),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
@@ -582,7 +628,7 @@ class OciRuntime:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             proc = await asyncio.create_subprocess_exec(
-                *self._command("state", sandbox.container_id),
+                *self._control(sandbox, "state", sandbox.container_id),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
             )
@@ -602,7 +648,7 @@ class OciRuntime:
             return sandbox.net.netns_path
         # block_network: crun made the container a namespace of its own (only lo); its init is in it
         proc = await asyncio.create_subprocess_exec(
-            *self._command("state", sandbox.container_id),
+            *self._control(sandbox, "state", sandbox.container_id),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -620,12 +666,16 @@ class OciRuntime:
 
     def address(self, task_id: str) -> str | None:
         sandbox = self._sandboxes.get(task_id)
-        return sandbox.net.address if sandbox is not None and sandbox.net is not None else None
+        if sandbox is None or sandbox.net is None or not sandbox.net.address:  # none, or only loopback
+            return None
+        return sandbox.net.address
 
     @staticmethod
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
-        """crun exits 255 for a command it cannot find; a shell (and the client) expects 127."""
+        """crun exits 255 (runsc 128) for a command it cannot find; a shell (and the client) expects 127."""
         if code == 255 and b"executable file" in stderr_head and b"not found" in stderr_head:
+            return COMMAND_NOT_FOUND
+        if code == 128 and b"error finding executable" in stderr_head:
             return COMMAND_NOT_FOUND
         return code
 
@@ -639,7 +689,7 @@ class OciRuntime:
 
     async def _teardown(self, sandbox: Sandbox) -> None:
         proc = await asyncio.create_subprocess_exec(
-            *self._command("delete", "--force", sandbox.container_id),
+            *self._control(sandbox, "delete", "--force", sandbox.container_id),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
