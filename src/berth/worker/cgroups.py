@@ -111,6 +111,22 @@ class ContainerCgroup:
             return peak >= limit - _OOM_SLACK
         return False
 
+    def usage(self) -> tuple[float, int] | None:
+        """CPU seconds the container has used so far and the memory it holds now (bytes), read from the
+        parent, which counts its child's usage and keeps it after the runtime removed the child; None when
+        the cgroup cannot be read (not created yet, or removed)."""
+        rel = self.parent.lstrip("/")
+        try:
+            if self.v2:
+                d = self.root / rel
+                stat = dict(line.split() for line in (d / "cpu.stat").read_text().splitlines() if " " in line)
+                return int(stat["usage_usec"]) / 1e6, int((d / "memory.current").read_text())
+            cpu_ns = int((self.root / "cpuacct" / rel / "cpuacct.usage").read_text())
+            memory = int((self.root / "memory" / rel / "memory.usage_in_bytes").read_text())
+            return cpu_ns / 1e9, memory
+        except (OSError, ValueError, KeyError):
+            return None
+
     def remove(self) -> None:
         """rmdir the parent (and a leftover child) in every hierarchy the runtime may have touched."""
         with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from berth.worker import fs_tools
 from berth.worker.execs import FS_TOOLS_PATH, exec_stdio
 from berth.worker.files import FileSource
 from berth.worker.pty import Pty
+from berth.worker.usage import process_tree_usage
 
 
 class _ProcessContainer:
@@ -101,6 +102,7 @@ class ProcessRuntime:
     def __init__(self, files: FileSource) -> None:
         self._files = files
         self._envs: dict[str, dict[str, str]] = {}
+        self._sessions: dict[str, int] = {}  # task → its container's session id (the entrypoint's pid)
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
         if spec.sandbox is not None and spec.sandbox.egress is not None:
@@ -134,6 +136,7 @@ class ProcessRuntime:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        self._sessions[spec.task_id] = proc.pid
         return _ProcessContainer(proc)
 
     async def exec(
@@ -172,6 +175,10 @@ class ProcessRuntime:
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         return None  # the task writes straight into the host's filesystem: no layer of its own
 
+    def usage(self, task_id: str) -> tuple[float, int] | None:
+        session = self._sessions.get(task_id)
+        return process_tree_usage(session) if session is not None else None
+
     def address(self, task_id: str) -> str | None:
         return "127.0.0.1"  # a subprocess shares the host's network
 
@@ -180,4 +187,5 @@ class ProcessRuntime:
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         self._envs.pop(spec.task_id, None)
+        self._sessions.pop(spec.task_id, None)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
