@@ -18,8 +18,8 @@ import aiohttp
 
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
-from berth.domain.usage import UsageSample
 from berth.domain.spec import BindMount, TaskSpec, TunnelRequest, WorkerInventory
+from berth.domain.usage import UsageSample
 from berth.worker.agent import LocalWorker, memory_mb
 from berth.worker.volumes import VolumeCopies
 

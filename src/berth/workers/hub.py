@@ -27,8 +27,8 @@ from aiohttp import WSMsgType, web
 from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
-from berth.domain.usage import UsageSample
 from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity, WorkerInventory
+from berth.domain.usage import UsageSample
 from berth.errors import NotFound
 from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, TunnelsUnavailable, WorkerLost
 
@@ -361,15 +361,19 @@ class WorkerHub:
             spec = member.tasks.get(str(data["task_id"]))
             if spec is not None:
                 self._on_output(spec, int(data["fd"]), str(data["text"]))
-        elif kind == "usage":  # metering: only for the tasks this worker runs
-            samples = [codec.decode(UsageSample, raw) for raw in data.get("samples", [])]
-            ours = [u for u in samples if u.task_id in member.tasks]
-            if ours and self.on_usage is not None:
-                self.on_usage(ours)
+        elif kind == "usage":
+            self._usage(member, data)
         elif kind == "exit":
             spec = self._forget(member, str(data["task_id"]))
             if spec is not None:
                 await self._on_exit(spec, int(data["code"]))
+
+    def _usage(self, member: _Member, data: dict[str, Any]) -> None:
+        """Metering: what the worker measured, for the tasks it runs (never another worker's)."""
+        samples = [codec.decode(UsageSample, raw) for raw in data.get("samples", [])]
+        ours = [u for u in samples if u.task_id in member.tasks]
+        if ours and self.on_usage is not None:
+            self.on_usage(ours)
 
     async def _leave(self, member: _Member) -> None:
         if self._members.get(member.worker_id) is member:

@@ -10,4 +10,11 @@ from berth.store.postgres.history import PostgresHistoryStore
 from berth.store.postgres.state import PostgresStateStore
 from berth.store.postgres.web import PostgresWebStore
 
-__all__ = ["Database", "PostgresGovernanceStore", "PostgresCoreStore", "PostgresHistoryStore", "PostgresStateStore", "PostgresWebStore"]
+__all__ = [
+    "Database",
+    "PostgresCoreStore",
+    "PostgresGovernanceStore",
+    "PostgresHistoryStore",
+    "PostgresStateStore",
+    "PostgresWebStore",
+]

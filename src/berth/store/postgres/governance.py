@@ -7,9 +7,9 @@ import json
 import math
 from collections.abc import Sequence
 
+from berth.store.governance_codec import audit_entry, usage_row, usage_values
 from berth.store.governance_records import AuditEntry, Quota, UsageRow
 from berth.store.postgres.db import Conn, Database
-from berth.store.governance_codec import audit_entry, usage_row, usage_values
 
 _USAGE_COLS = (
     "task_id, bucket, object_id, app_id, function_id, environment, description, tags, gpu_type, "
