@@ -15,6 +15,7 @@ from aiohttp import web
 from grpclib.server import Server
 from modal_proto.api_grpc import ModalClientBase
 
+from berth.api.audit import audit_rpc
 from berth.api.chain import build_mapping
 from berth.api.context import Services
 from berth.api.service import ModalServicer
@@ -46,6 +47,7 @@ class _Grpc:
             services,
             services.settings.max_request_bytes,
             services.telemetry.rpc,
+            lambda caller, rpc, request, status: audit_rpc(services.audit, caller, rpc, request, status),
         )
 
     def __mapping__(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.domain.spec import TaskSpec
+from berth.errors import BerthError
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
@@ -20,6 +21,8 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.audit import AuditLog
+from berth.services.billing import BillingService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
@@ -30,6 +33,7 @@ from berth.services.images import ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
+from berth.services.metering import MeteringService
 from berth.services.objects import ObjectService
 from berth.services.signing import Signer
 from berth.services.state import build_state
@@ -38,6 +42,7 @@ from berth.services.web import WebService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
 from berth.tls import issue_cert_pem, issue_server_cert
+from berth.worker.agent import LocalWorker
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -177,7 +182,28 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.images = images
     wire_web(services)
     wire_insights(services)
+    wire_governance(services, local if hub is None else None)
     return services
+
+
+def wire_governance(s: Services, local: LocalWorker | None) -> None:
+    """Metering (usage from the in-process worker or from remote workers through the hub), billing over it,
+    and the audit log."""
+    s.metering = MeteringService(s.stores.governance, s.stores.core, s.clock)
+    s.billing = BillingService(s.stores.governance, s.metering)
+    s.audit = AuditLog(s.stores.governance, s.clock)
+
+    async def sandbox_tags(sandbox_id: str) -> dict[str, str]:
+        try:
+            return dict((await s.sandboxes.get(sandbox_id)).tags)
+        except BerthError:
+            return {}
+
+    s.metering.sandbox_tags = sandbox_tags
+    if local is not None:
+        local.meter_usage(s.metering.sink)
+    elif s.hub is not None:
+        s.hub.on_usage = s.metering.sink
 
 
 def wire_insights(s: Services) -> None:

@@ -22,6 +22,8 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.audit import AuditLog
+from berth.services.billing import BillingService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
@@ -32,6 +34,7 @@ from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
+from berth.services.metering import MeteringService
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.signing import Signer
@@ -78,6 +81,9 @@ class Services:
     telemetry: Telemetry = field(init=False)
     gauges: Gauges = field(init=False)
     replicas: Replicas = field(init=False)
+    metering: MeteringService = field(init=False)
+    billing: BillingService = field(init=False)
+    audit: AuditLog = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

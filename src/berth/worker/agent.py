@@ -373,6 +373,8 @@ class LocalWorker:
     def signal(self, task_id: str, signum: int) -> None:
         running = self._running.get(task_id)
         if running is not None:
+            if self.meter is not None:  # a signal may end it: measure up to now first
+                self.meter.sample(task_id)
             running.container.signal(signum)
 
     async def stop(self, task_id: str, grace_s: float) -> None:
@@ -380,6 +382,8 @@ class LocalWorker:
         running = self._running.get(task_id)
         if running is None:
             return
+        if self.meter is not None:
+            self.meter.sample(task_id)
         running.container.signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(running.watcher), grace_s)

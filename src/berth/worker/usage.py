@@ -102,6 +102,13 @@ class UsageMeter:
             self._sample(metered)
             self._flush([metered])
 
+    def sample(self, task_id: str) -> None:
+        """Take a reading now (before the worker stops a container: on the process runtime, whose counters
+        vanish with the processes, the time since the last second's reading would be lost)."""
+        metered = self._tasks.get(task_id)
+        if metered is not None:
+            self._sample(metered)
+
     def sample_all(self) -> None:
         for metered in list(self._tasks.values()):
             self._sample(metered)
