@@ -143,3 +143,15 @@ def test_a_deploy_and_an_app_stop_are_audited(berth: BerthServer) -> None:
     deploys = [e for e in entries if e["action"] == "app.deploy" and e["details"].get("name") == name]
     assert len(deploys) == 1 and deploys[0]["actor"] == berth.env["MODAL_TOKEN_ID"]
     assert any(e["action"] == "app.stop" and e["target_id"] == deploys[0]["target_id"] for e in entries)
+
+
+def test_a_cpu_burn_on_crun_is_metered_from_its_cgroup(berth_oci: BerthServer) -> None:
+    berth_cli(berth_oci, "rates", "set", "cpu=1", "memory=0")
+    run = modal(berth_oci, "run", str(APPS / "metered.py") + "::burn", "--seconds", str(BURN_S), timeout=900)
+    assert run.returncode == 0, run.output
+    wait_for(lambda: sum(float(r["cost"]) for r in _cpu_rows(berth_oci)) >= CPU_LOW, "the burn's CPU on crun", 30)
+    cpu = sum(float(r["cost"]) for r in _cpu_rows(berth_oci))
+    # The cgroup counts every process of the container to its exit: the burn and the entrypoint's own work.
+    assert BURN_S <= cpu <= CPU_HIGH
+    by_fn = json.loads(berth_cli(berth_oci, "usage", "--by", "app", "--json"))
+    assert by_fn and by_fn[0]["memory_gib_s"] > 0

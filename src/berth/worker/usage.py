@@ -93,7 +93,10 @@ class UsageMeter:
         """Meter a container that has just started; its CPU counter starts at zero."""
         self._tasks[spec.task_id] = _Metered(spec, read, self._clock.now())
         if self._loop is None or self._loop.done():
-            self._loop = asyncio.ensure_future(self._run())
+            try:
+                self._loop = asyncio.get_running_loop().create_task(self._run())
+            except RuntimeError:  # no event loop (a unit test drives sample_all itself)
+                pass
 
     def finish(self, task_id: str) -> None:
         """The container exited: take a last reading and hand over everything left of it."""
