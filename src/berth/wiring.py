@@ -35,6 +35,7 @@ from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
 from berth.services.metering import MeteringService
 from berth.services.objects import ObjectService
+from berth.services.quotas import LiveTask, QuotaService
 from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
@@ -188,7 +189,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
 
 def wire_governance(s: Services, local: LocalWorker | None) -> None:
     """Metering (usage from the in-process worker or from remote workers through the hub), billing over it,
-    and the audit log."""
+    the audit log, and quotas (checked by the autoscaler, sandbox creation and function definitions)."""
     s.metering = MeteringService(s.stores.governance, s.stores.core, s.clock)
     s.billing = BillingService(s.stores.governance, s.metering)
     s.audit = AuditLog(s.stores.governance, s.clock)
@@ -200,6 +201,13 @@ def wire_governance(s: Services, local: LocalWorker | None) -> None:
             return {}
 
     s.metering.sandbox_tags = sandbox_tags
+    s.quotas = QuotaService(s.stores.governance, s.stores.core, s.stores.web, s.audit, s.clock)
+    s.quotas.live_tasks = lambda: [
+        LiveTask(t.app_id, t.function_id, t.sandbox_id) for t in s.tasks.tasks.values() if t.state != "stopped"
+    ]
+    s.autoscaler.quota_blocker = s.quotas.container_blocker
+    s.sandboxes.quota_check = s.quotas.check_sandbox
+    s.catalog.definition_hooks.insert(0, s.quotas.check_definition)  # before schedules and URLs are registered
     if local is not None:
         local.meter_usage(s.metering.sink)
     elif s.hub is not None:

@@ -37,6 +37,7 @@ from berth.services.logs import LogBus
 from berth.services.metering import MeteringService
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
+from berth.services.quotas import QuotaService
 from berth.services.signing import Signer
 from berth.services.state import StateServices
 from berth.services.web import WebService
@@ -84,6 +85,7 @@ class Services:
     metering: MeteringService = field(init=False)
     billing: BillingService = field(init=False)
     audit: AuditLog = field(init=False)
+    quotas: QuotaService = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

@@ -1,5 +1,6 @@
-"""`berth rates set | show`, `berth usage` and `berth audit`: the operator's side of metering, billing and the
-audit log, acting directly on a data dir's store (as `berth token` does). Rate changes are audited."""
+"""`berth rates set | show`, `berth usage`, `berth audit` and `berth quota set | list`: the operator's side of
+metering, billing, the audit log and quotas, acting directly on a data dir's store (as `berth token` does).
+Rate and quota changes are audited."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from berth.errors import BerthError
 from berth.services.audit import AuditLog, local_actor
 from berth.services.billing import BillingService
 from berth.services.metering import MeteringService
+from berth.services.quotas import RESOURCES, QuotaService
 from berth.store.factory import open_stores
 from berth.store.ports import Stores
 
@@ -83,6 +85,24 @@ async def _audit(args: argparse.Namespace, stores: Stores) -> None:
         )
 
 
+async def _quota(args: argparse.Namespace, stores: Stores) -> None:
+    clock = SystemClock()
+    quotas = QuotaService(stores.governance, stores.core, stores.web, AuditLog(stores.governance, clock), clock)
+    if args.quota_command == "set":
+        limits: dict[str, int] = {}
+        for pair in args.pairs:
+            resource, _, value = pair.partition("=")
+            if value == "none":
+                limits[resource] = -1
+            elif value.isdigit():
+                limits[resource] = int(value)
+            else:
+                raise BerthError(f"Give quotas as RESOURCE=N (or RESOURCE=none to remove one), not {pair!r}")
+        await quotas.set(args.env, limits, local_actor())
+    for q in await quotas.quotas():
+        print(f"{q.scope}\t{q.resource}\t{q.limit}")
+
+
 def _runner(body: Callable[[argparse.Namespace, Stores], Awaitable[None]]) -> Callable[[argparse.Namespace], int]:
     async def run(args: argparse.Namespace) -> int:
         stores = await open_stores(Settings(data_dir=data_dir_of(args)))
@@ -117,5 +137,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=_runner(_audit))
-    for p in (rates, set_, show, usage, audit):
+    quota = sub.add_parser("quota", help="set and list quotas per environment or for the whole workspace")
+    quota_actions = quota.add_subparsers(dest="quota_command", required=True)
+    quota_set = quota_actions.add_parser(
+        "set", help=f"set quotas: RESOURCE=N or RESOURCE=none ({', '.join(RESOURCES)})"
+    )
+    quota_set.add_argument("pairs", nargs="+", metavar="RESOURCE=N")
+    quota_set.add_argument("--env", help="the environment the quotas are for (default: the whole workspace)")
+    quota_list = quota_actions.add_parser("list", help="the quotas in force")
+    quota.set_defaults(func=_runner(_quota))
+    for p in (rates, set_, show, usage, audit, quota, quota_set, quota_list):
         p.add_argument("--data-dir")
