@@ -32,6 +32,42 @@ ReadUsage = Callable[[], Reading | None]
 UsageSink = Callable[[list[UsageSample]], None]
 
 
+def process_cpu(pid: int, proc: Path = Path("/proc")) -> float | None:
+    """CPU seconds one process has used, with the children it reaped; None once it is gone."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class SessionCpu:
+    """The process runtime's CPU counter for one container (a session whose leader is the entrypoint). Its
+    processes' counters vanish when they are reaped, so besides the once-a-second reading of the whole tree
+    the leader alone is polled often (cheaply) while it runs: what it used after the last full reading
+    still counts once it is gone."""
+
+    session: int
+    tree_cpu: float = 0.0
+    leader_at_scan: float = 0.0
+    leader_latest: float = 0.0
+
+    def poll_leader(self) -> None:
+        cpu = process_cpu(self.session)
+        if cpu is not None:
+            self.leader_latest = max(self.leader_latest, cpu)
+
+    def read(self) -> Reading:
+        reading = process_tree_usage(self.session)
+        if reading is None:
+            return self.tree_cpu + max(0.0, self.leader_latest - self.leader_at_scan), 0
+        self.poll_leader()
+        self.tree_cpu, self.leader_at_scan = reading[0], self.leader_latest
+        return reading
+
+
 def process_tree_usage(session_id: int, proc: Path = Path("/proc")) -> Reading | None:
     """CPU seconds and resident memory of every process in a session (the process runtime starts each
     container as a session of its own). CPU counts each live process's own time and that of the children it
