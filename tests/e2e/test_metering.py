@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,3 +156,19 @@ def test_a_cpu_burn_on_crun_is_metered_from_its_cgroup(berth_oci: BerthServer) -
     assert BURN_S <= cpu <= CPU_HIGH
     by_fn = json.loads(berth_cli(berth_oci, "usage", "--by", "app", "--json"))
     assert by_fn and by_fn[0]["memory_gib_s"] > 0
+
+
+def test_a_cpu_burn_on_a_remote_worker_reaches_the_control_plane_over_its_link(tmp_path: Path) -> None:
+    from tests.e2e.test_cluster import start_control_plane
+
+    cluster = start_control_plane(tmp_path)
+    try:
+        cluster.add_worker("w1")
+        cluster.wait_joined("w1")
+        berth_cli(cluster.server, "rates", "set", "cpu=1", "memory=0")
+        run = modal(cluster.server, "run", str(APPS / "metered.py") + "::burn", "--seconds", str(BURN_S), timeout=300)
+        assert run.returncode == 0, run.output
+        wait_for(lambda: sum(float(r["cost"]) for r in _cpu_rows(cluster.server)) >= CPU_LOW, "remote usage", 30)
+        assert sum(float(r["cost"]) for r in _cpu_rows(cluster.server)) <= CPU_HIGH
+    finally:
+        cluster.stop()
