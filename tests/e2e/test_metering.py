@@ -172,3 +172,35 @@ def test_a_cpu_burn_on_a_remote_worker_reaches_the_control_plane_over_its_link(t
         assert sum(float(r["cost"]) for r in _cpu_rows(cluster.server)) <= CPU_HIGH
     finally:
         cluster.stop()
+
+
+def test_sandbox_costs_are_charged_back_by_their_tags(berth: BerthServer) -> None:
+    berth_cli(berth, "rates", "set", "cpu=1", "memory=0")
+    out = sdk(
+        berth,
+        """
+        import json, time
+        from datetime import datetime, timedelta, timezone
+        import modal
+
+        app = modal.App.lookup("e2e-metered-sandboxes", create_if_missing=True)
+        burn = "import time\\nt = time.process_time()\\nwhile time.process_time() - t < 1.5: pass"
+        boxes = {team: modal.Sandbox.create("python3", "-c", burn, app=app, tags={"team": team}) for team in "ab"}
+        for sb in boxes.values():
+            sb.wait()
+        since = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        for _ in range(100):
+            groups = {g.tags["team"]: float(g.cost_by_resource.get("CPU", 0))
+                      for g in app.sandboxes.stats(since=since, group_by_tags=["team"])}
+            if len(groups) == 2 and min(groups.values()) >= 1.2:
+                break
+            time.sleep(0.3)
+        stats = boxes["a"]._experimental_stats()
+        print(json.dumps({"groups": groups, "cpu_a": stats.billed_cpu_core_seconds, "cost_a": str(stats.cost)}))
+        """,
+    )
+    got = json.loads(out.strip().splitlines()[-1])
+    assert set(got["groups"]) == {"a", "b"}, got
+    for cpu in got["groups"].values():
+        assert 1.2 <= cpu <= 1.5 + 2.0, got
+    assert 1.2 <= got["cpu_a"] <= 3.5 and float(got["cost_a"]) >= 1.2

@@ -139,7 +139,7 @@ async def test_a_report_prices_usage_per_function_and_interval_with_the_operator
     assert [(i.object_id, i.description, i.environment, i.interval_start) for i in daily] == [
         ("fu-1", "shop.checkout", "prod", day)
     ]
-    assert daily[0].cost_by_resource == {"CPU": Decimal(8), "Memory": Decimal(2), "GPU (A100)": Decimal(20)}
+    assert daily[0].cost_by_resource == {"CPU": Decimal(8), "Memory": Decimal(2), "A100": Decimal(20)}
     assert daily[0].cost == Decimal(30) and daily[0].tags == {"team": "pay"}
     hourly = await billing.report(day, day + 2 * 86400, "h", ["*"])
     assert [i.interval_start - day for i in hourly] == [0, 3600, 86400]

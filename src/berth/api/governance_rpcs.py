@@ -44,6 +44,15 @@ def _audit_item(e: AuditEntry) -> api_pb2.AuditLogEntry:
     )
 
 
+def _range(since: Timestamp, until: Timestamp | None, now: float) -> tuple[float, float]:
+    """A [since, until) window in unix seconds, until now when open; minute buckets that start inside it count."""
+    start = since.ToDatetime(UTC).timestamp()
+    end = until.ToDatetime(UTC).timestamp() if until is not None else now + 1
+    if end <= start:
+        raise InvalidArgument("`since` must be before `until`")
+    return start - start % 60, end
+
+
 def _window(oldest_ms: int, newest_ms: int) -> tuple[float, float]:
     return oldest_ms / 1000.0, (newest_ms / 1000.0) if newest_ms else float(_FAR_FUTURE)
 
@@ -115,6 +124,52 @@ class GovernanceRpcs:
             end_timestamp=_timestamp(end),
             metered_cost=_text(sum(breakdown.values(), Decimal(0))),
             metered_cost_breakdown={k: _text(v) for k, v in breakdown.items()},
+        )
+
+    # sandbox costs (app.sandboxes.stats(), Sandbox._experimental_stats())
+    async def SandboxGetTimeRangeStats(
+        self, req: api_pb2.SandboxGetTimeRangeStatsRequest, caller: Caller
+    ) -> api_pb2.SandboxGetTimeRangeStatsResponse:
+        await self.s.apps.get(req.app_id)
+        start, end = _range(req.since, req.until if req.HasField("until") else None, self.s.clock.now())
+        groups = await self.s.billing.sandbox_groups(req.app_id, start, end, list(req.group_by_tags), dict(req.tags))
+        reply = api_pb2.SandboxGetTimeRangeStatsResponse()
+        for g in groups:
+            tags = {
+                k: api_pb2.SandboxStatsGroup.TagValue(value=v)
+                if v is not None
+                else api_pb2.SandboxStatsGroup.TagValue()
+                for k, v in g.tags.items()
+            }
+            reply.groups.append(
+                api_pb2.SandboxStatsGroup(
+                    tags=tags,
+                    cost=float(g.cost),
+                    cost_str=_text(g.cost),
+                    cost_by_resource={k: float(v) for k, v in g.cost_by_resource.items()},
+                    cost_by_resource_str={k: _text(v) for k, v in g.cost_by_resource.items()},
+                )
+            )
+        return reply
+
+    async def SandboxGetStats(
+        self, req: api_pb2.SandboxGetStatsRequest, caller: Caller
+    ) -> api_pb2.SandboxGetStatsResponse:
+        record = await self.s.sandboxes.get(req.sandbox_id)
+        now = self.s.clock.now()
+        since = req.since.ToDatetime(UTC).timestamp() if req.HasField("since") else record.created_at
+        start, end = _range(
+            req.since if req.HasField("since") else _timestamp(since), req.until if req.HasField("until") else None, now
+        )
+        costs, cpu_s, memory_gib_s = await self.s.billing.object_cost(req.sandbox_id, start, end)
+        return api_pb2.SandboxGetStatsResponse(
+            cost=_text(sum(costs.values(), Decimal(0))),
+            cost_by_resource={k: _text(v) for k, v in costs.items()},
+            billed_cpu_core_seconds=cpu_s,
+            billed_memory_gib_seconds=memory_gib_s,
+            duration_hours=(end - start) / 3600.0,
+            since=_timestamp(start),
+            until=_timestamp(end),
         )
 
     # app tags

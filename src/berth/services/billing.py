@@ -102,7 +102,7 @@ class BillingService:
         }
         if row.gpu_s:
             rate = rates.get(f"gpu:{row.gpu_type}", rates["gpu"])
-            costs[f"GPU ({row.gpu_type or 'any'})"] = Decimal(repr(row.gpu_s)) * rate
+            costs[row.gpu_type or "GPU"] = Decimal(repr(row.gpu_s)) * rate
         return costs
 
     async def report(
@@ -138,6 +138,40 @@ class BillingService:
             item.cost_by_resource = {k: v.quantize(_EXACT) for k, v in item.cost_by_resource.items()}
         return sorted(items.values(), key=lambda i: (i.interval_start, i.object_id))
 
+    async def sandbox_groups(
+        self, app_id: str, start: float, end: float, group_by: list[str], having: dict[str, str]
+    ) -> list[SandboxGroup]:
+        """`App.sandboxes.stats()`: the cost of an app's sandboxes that carry the tags `having`, per combination
+        of the values of the tags in `group_by` (None where a sandbox lacks one)."""
+        rates = await self.rates()
+        groups: dict[tuple[str | None, ...], SandboxGroup] = {}
+        for row in await self._metering.rows(start, end):
+            if row.app_id != app_id or not row.object_id.startswith("sb-"):
+                continue
+            if any(row.tags.get(k) != v for k, v in having.items()):
+                continue
+            key = tuple(row.tags.get(name) for name in group_by)
+            group = groups.setdefault(key, SandboxGroup(dict(zip(group_by, key, strict=True))))
+            for resource, cost in self._price(rates, row).items():
+                group.cost_by_resource[resource] = group.cost_by_resource.get(resource, Decimal(0)) + cost
+        for group in groups.values():
+            group.cost_by_resource = {k: v.quantize(_EXACT) for k, v in group.cost_by_resource.items()}
+        return list(groups.values())
+
+    async def object_cost(self, object_id: str, start: float, end: float) -> tuple[dict[str, Decimal], float, float]:
+        """One function's or sandbox's cost per resource in [start, end), with its CPU core-seconds and memory
+        GiB-seconds (`Sandbox._experimental_stats()`)."""
+        rates = await self.rates()
+        costs: dict[str, Decimal] = {}
+        cpu = memory = 0.0
+        for row in await self._metering.rows(start, end):
+            if row.object_id != object_id:
+                continue
+            cpu, memory = cpu + row.cpu_s, memory + row.memory_gib_s
+            for resource, cost in self._price(rates, row).items():
+                costs[resource] = costs.get(resource, Decimal(0)) + cost
+        return {k: v.quantize(_EXACT) for k, v in costs.items()}, cpu, memory
+
     async def summary(self, start: float, environment: str | None = None) -> tuple[float, dict[str, Decimal]]:
         """The billing cycle (calendar month, UTC) starting at `start`: its end and cost per resource."""
         begin = datetime.fromtimestamp(start, UTC)
@@ -152,6 +186,18 @@ class BillingService:
             for resource, cost in self._price(rates, row).items():
                 breakdown[resource] = breakdown.get(resource, Decimal(0)) + cost
         return end, {k: v.quantize(_EXACT) for k, v in breakdown.items()}
+
+
+@dataclass
+class SandboxGroup:
+    """The cost of a group of sandboxes (those with the same values of some tags) over a window."""
+
+    tags: dict[str, str | None]
+    cost_by_resource: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum(self.cost_by_resource.values(), Decimal(0))
 
 
 def _pick_tags(tags: dict[str, str], names: list[str] | None) -> dict[str, str]:
