@@ -156,11 +156,8 @@ class GovernanceRpcs:
         self, req: api_pb2.SandboxGetStatsRequest, caller: Caller
     ) -> api_pb2.SandboxGetStatsResponse:
         record = await self.s.sandboxes.get(req.sandbox_id)
-        now = self.s.clock.now()
-        since = req.since.ToDatetime(UTC).timestamp() if req.HasField("since") else record.created_at
-        start, end = _range(
-            req.since if req.HasField("since") else _timestamp(since), req.until if req.HasField("until") else None, now
-        )
+        since = req.since if req.HasField("since") else _timestamp(record.created_at)  # default: its whole life
+        start, end = _range(since, req.until if req.HasField("until") else None, self.s.clock.now())
         costs, cpu_s, memory_gib_s = await self.s.billing.object_cost(req.sandbox_id, start, end)
         return api_pb2.SandboxGetStatsResponse(
             cost=_text(sum(costs.values(), Decimal(0))),
