@@ -137,6 +137,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             await asyncio.to_thread(firewall.close)
         await services.notifier.close()
         await services.logs.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(services.metering.settle(), 5)  # the stopped containers' last usage
         await services.stores.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
 
