@@ -47,7 +47,7 @@ class _Grpc:
             services,
             services.settings.max_request_bytes,
             services.telemetry.rpc,
-            lambda caller, rpc, request, status: audit_rpc(services.audit, caller, rpc, request, status),
+            lambda caller, rpc, request, status: audit_rpc(services.audit, services.apps, caller, rpc, request, status),
         )
 
     def __mapping__(self) -> dict[str, Any]:

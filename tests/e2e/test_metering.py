@@ -143,6 +143,7 @@ def test_a_deploy_and_an_app_stop_are_audited(berth: BerthServer) -> None:
     entries = json.loads(berth_cli(berth, "audit", "--json"))
     deploys = [e for e in entries if e["action"] == "app.deploy" and e["details"].get("name") == name]
     assert len(deploys) == 1 and deploys[0]["actor"] == berth.env["MODAL_TOKEN_ID"]
+    assert deploys[0]["environment"] == "main"
     assert any(e["action"] == "app.stop" and e["target_id"] == deploys[0]["target_id"] for e in entries)
 
 

@@ -4,6 +4,7 @@ caller and how it ended."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ from google.protobuf.message import Message
 from modal_proto import api_pb2
 
 from berth.api.caller import Caller
+from berth.errors import BerthError
+from berth.services.apps import AppService
 from berth.services.audit import AuditLog
 
 
@@ -77,7 +80,9 @@ def actor_of(caller: Caller) -> str:
     return caller.token_id or (caller.task_id or "anonymous")
 
 
-async def audit_rpc(log: AuditLog, caller: Caller, rpc: str, request: Message | None, status: str) -> None:
+async def audit_rpc(
+    log: AuditLog, apps: AppService, caller: Caller, rpc: str, request: Message | None, status: str
+) -> None:
     """Records one ended RPC if it is an administrative action ("ok", or the status code it failed with)."""
     describe = _EVENTS.get(rpc)
     if describe is None or request is None:
@@ -86,6 +91,9 @@ async def audit_rpc(log: AuditLog, caller: Caller, rpc: str, request: Message | 
     if event is None:
         return
     environment = event.environment or caller.environment or ""
+    if not environment and event.target_type == "app":
+        with contextlib.suppress(BerthError):
+            environment = (await apps.get(event.target_id)).environment
     await log.record(
         actor_of(caller), event.action, event.target_type, event.target_id, environment, status, event.details
     )
