@@ -67,6 +67,23 @@ def test_usage_rolls_up_per_tag_and_app_and_the_summary_prices_it(berth: BerthSe
     summary = _json(berth, "billing", "summary")
     assert float(summary["metered_cost_breakdown"]["cpu"]) >= CPU_LOW
     assert summary["billed_cost"] == summary["metered_cost"]
+    out = sdk(
+        berth,
+        """
+        import json
+        from datetime import datetime, timezone
+        import modal
+
+        env = modal.Environment.from_name("main")
+        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = [r for r in env.billing.report(start=today) if r.description == "e2e-metered.burn"]
+        summary = env.billing.summary()
+        print(json.dumps({"report": sum(float(r.cost_by_resource["CPU"]) for r in rows),
+                          "summary": float(summary.metered_cost_breakdown["CPU"])}))
+        """,
+    )
+    by_env = json.loads(out.strip().splitlines()[-1])
+    assert CPU_LOW <= by_env["report"] <= CPU_HIGH and by_env["summary"] >= by_env["report"]
 
 
 def test_rates_the_operator_sets_are_what_modal_billing_rates_shows(berth: BerthServer) -> None:
