@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from berth.services.billing import BillingService
 from berth.services.metering import MeteringService
 from berth.store.records import AppRecord, FunctionRecord
 from berth.store.sqlite.governance import SqliteGovernanceStore
+from berth.worker.cgroups import ContainerCgroup
 from berth.worker.usage import GIB, SessionCpu, UsageMeter, process_tree_usage
 from tests.contract.backends import migrated_memory_db
 
@@ -166,3 +168,22 @@ async def test_a_summary_covers_one_calendar_month_and_rates_fall_back_to_the_de
         await billing.set_rates({"cpu": "lots"})
     with pytest.raises(Exception, match="Unknown resource"):
         await billing.set_rates({"disk": "1"})
+
+
+def test_a_containers_cgroup_reads_cpu_and_working_set_on_v1_and_v2(tmp_path: Path) -> None:
+    v1 = tmp_path / "v1"
+    cg = ContainerCgroup("berth-ta-1", base="/outer", root=v1)
+    (v1 / "cpuacct/outer/berth/berth-ta-1").mkdir(parents=True)
+    (v1 / "memory/outer/berth/berth-ta-1").mkdir(parents=True)
+    (v1 / "cpuacct/outer/berth/berth-ta-1/cpuacct.usage").write_text("2500000000\n")
+    (v1 / "memory/outer/berth/berth-ta-1/memory.usage_in_bytes").write_text("300\n")
+    (v1 / "memory/outer/berth/berth-ta-1/memory.stat").write_text("cache 200\ntotal_inactive_file 100\n")
+    assert cg.usage() == (2.5, 200)
+    v2 = tmp_path / "v2"
+    (v2 / "berth/berth-ta-1").mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpu memory\n")
+    (v2 / "berth/berth-ta-1/cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\n")
+    (v2 / "berth/berth-ta-1/memory.current").write_text("4096\n")
+    (v2 / "berth/berth-ta-1/memory.stat").write_text("anon 4000\ninactive_file 96\n")
+    assert ContainerCgroup("berth-ta-1", root=v2).usage() == (1.5, 4000)
+    assert ContainerCgroup("berth-ta-gone", root=v2).usage() is None

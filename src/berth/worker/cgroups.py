@@ -46,6 +46,11 @@ def _delegate(directory: Path) -> None:
                 (directory / "cgroup.subtree_control").write_text(f"+{name}")
 
 
+def _stat(path: Path) -> dict[str, str]:
+    """A flat-keyed cgroup file (cpu.stat, memory.stat): name → value."""
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
+
+
 class ContainerCgroup:
     def __init__(self, container_id: str, base: str | None = None, root: Path = CGROUP_ROOT) -> None:
         self.root = root
@@ -119,11 +124,15 @@ class ContainerCgroup:
         try:
             if self.v2:
                 d = self.root / rel
-                stat = dict(line.split() for line in (d / "cpu.stat").read_text().splitlines() if " " in line)
-                return int(stat["usage_usec"]) / 1e6, int((d / "memory.current").read_text())
-            cpu_ns = int((self.root / "cpuacct" / rel / "cpuacct.usage").read_text())
-            memory = int((self.root / "memory" / rel / "memory.usage_in_bytes").read_text())
-            return cpu_ns / 1e9, memory
+                cpu_s = int(_stat(d / "cpu.stat")["usage_usec"]) / 1e6
+                usage, inactive = int((d / "memory.current").read_text()), _stat(d / "memory.stat")["inactive_file"]
+            else:
+                cpu_s = int((self.root / "cpuacct" / rel / "cpuacct.usage").read_text()) / 1e9
+                d = self.root / "memory" / rel
+                usage = int((d / "memory.usage_in_bytes").read_text())
+                inactive = _stat(d / "memory.stat")["total_inactive_file"]
+            # The working set, as the kubelet counts it: page cache the kernel could drop at once is not held.
+            return cpu_s, max(0, usage - int(inactive))
         except (OSError, ValueError, KeyError):
             return None
 
