@@ -15,6 +15,7 @@ from aiohttp import web
 from grpclib.server import Server
 from modal_proto.api_grpc import ModalClientBase
 
+from berth.api.audit import audit_rpc
 from berth.api.chain import build_mapping
 from berth.api.context import Services
 from berth.api.service import ModalServicer
@@ -47,6 +48,7 @@ class _Grpc:
             services,
             services.settings.max_request_bytes,
             services.telemetry.rpc,
+            lambda caller, rpc, request, status: audit_rpc(services.audit, services.apps, caller, rpc, request, status),
         )
 
     def __mapping__(self) -> dict[str, Any]:
@@ -145,6 +147,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             await asyncio.to_thread(firewall.close)
         await services.notifier.close()
         await services.logs.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(services.metering.settle(), 5)  # the stopped containers' last usage
         await services.stores.close()
         server_info_path(settings.data_dir).unlink(missing_ok=True)
         listeners.release()

@@ -9,6 +9,7 @@ from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.domain.spec import TaskSpec
+from berth.errors import BerthError
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
@@ -20,6 +21,8 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.audit import AuditLog
+from berth.services.billing import BillingService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
@@ -31,7 +34,9 @@ from berth.services.images import ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
+from berth.services.metering import MeteringService
 from berth.services.objects import ObjectService
+from berth.services.quotas import LiveTask, QuotaService
 from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
@@ -39,6 +44,7 @@ from berth.services.web import WebService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
 from berth.tls import issue_cert_pem, issue_server_cert
+from berth.worker.agent import LocalWorker
 from berth.worker.assemble import local_worker
 from berth.worker.files import StoreFiles
 from berth.workers.hub import WorkerHub
@@ -179,7 +185,35 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.images = images
     wire_web(services)
     wire_insights(services)
+    wire_governance(services, local if hub is None else None)
     return services
+
+
+def wire_governance(s: Services, local: LocalWorker | None) -> None:
+    """Metering (usage from the in-process worker or from remote workers through the hub), billing over it,
+    the audit log, and quotas (checked by the autoscaler, sandbox creation and function definitions)."""
+    s.metering = MeteringService(s.stores.governance, s.stores.core, s.clock)
+    s.billing = BillingService(s.stores.governance, s.metering)
+    s.audit = AuditLog(s.stores.governance, s.clock)
+
+    async def sandbox_tags(sandbox_id: str) -> dict[str, str]:
+        try:
+            return dict((await s.sandboxes.get(sandbox_id)).tags)
+        except BerthError:
+            return {}
+
+    s.metering.sandbox_tags = sandbox_tags
+    s.quotas = QuotaService(s.stores.governance, s.stores.core, s.stores.web, s.audit, s.clock)
+    s.quotas.live_tasks = lambda: [
+        LiveTask(t.app_id, t.function_id, t.sandbox_id) for t in s.tasks.tasks.values() if t.state != "stopped"
+    ]
+    s.autoscaler.quota_blocker = s.quotas.container_blocker
+    s.sandboxes.quota_check = s.quotas.check_sandbox
+    s.catalog.definition_hooks.insert(0, s.quotas.check_definition)  # before schedules and URLs are registered
+    if local is not None:
+        local.meter_usage(s.metering.sink)
+    elif s.hub is not None:
+        s.hub.on_usage = s.metering.sink
 
 
 def wire_insights(s: Services) -> None:

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from berth.domain import codec
 from berth.domain.spec import TaskSpec, WorkerInventory
+from berth.domain.usage import UsageSample
 from berth.workers.hub import WorkerHub
 from berth.workers.port import WORKER_LOST
 
@@ -137,3 +138,25 @@ async def test_capacity_reports_each_remote_worker_and_what_its_containers_hold(
                 break
             await asyncio.sleep(0.01)
         assert hub.capacity() == []
+
+
+async def test_usage_a_worker_measured_reaches_the_control_plane_for_its_own_tasks_only(
+    hub_server: tuple[WorkerHub, Events, TestServer],
+) -> None:
+    hub, _, server = hub_server
+    got: list[UsageSample] = []
+    hub.on_usage = got.extend
+    async with aiohttp.ClientSession() as session:
+        ws = await _join(session, server, "w1")
+        started = asyncio.ensure_future(hub.start(TaskSpec("ta-4", "fu-1", "ap-1", b"", "", "secret")))
+        await _answer_start(ws)
+        await started
+        mine = UsageSample("ta-4", "ap-1", "fu-1", "", 60, 1.5, 0.25)
+        forged = UsageSample("ta-elsewhere", "ap-1", "fu-1", "", 60, 99.0, 0.0)
+        await ws.send_json({"type": "usage", "samples": [codec.encode(mine), codec.encode(forged)]})
+        for _ in range(200):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [mine]
+        await ws.close()

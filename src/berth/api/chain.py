@@ -134,6 +134,9 @@ UnaryImpl = Callable[[Any, Caller], Awaitable[Message]]
 StreamImpl = Callable[[Any, Caller], AsyncIterator[Message]]
 # Told of every request once it ends: the RPC, its status code's name and how long it took (metrics).
 RpcObserver = Callable[[str, str, float], None]
+# Told of every request once it ends, with its caller and request ("ok" or the status code's name): the audit
+# log keeps the administrative ones (api/audit.py). It never fails the request.
+AuditHook = Callable[[Caller, str, Message | None, str], Awaitable[None]]
 
 
 def observed(
@@ -158,8 +161,21 @@ def observed(
     return counted
 
 
+async def _audit(audit: AuditHook | None, caller: Caller, request: Message | None, status: str) -> None:
+    if audit is None:
+        return
+    try:
+        await audit(caller, caller.rpc, request, status)
+    except Exception:
+        log.exception("request %s (%s): the audit log could not record it", caller.request_id, caller.rpc)
+
+
 def wrap(
-    rpc: str, impl: UnaryImpl | StreamImpl, auth: Authenticator, max_request_bytes: int
+    rpc: str,
+    impl: UnaryImpl | StreamImpl,
+    auth: Authenticator,
+    max_request_bytes: int,
+    audit: AuditHook | None = None,
 ) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
     streaming = inspect.isasyncgenfunction(impl)
 
@@ -167,6 +183,7 @@ def wrap(
         started = time.monotonic()
         caller = await _authenticate(auth, rpc, stream.metadata or {})
         token = current_caller.set(caller)
+        request: Message | None = None
         try:
             try:
                 request = await _recv_bounded(stream, rpc, max_request_bytes)
@@ -185,7 +202,11 @@ def wrap(
             else:
                 await stream.send_message(await impl(request, caller))  # type: ignore[misc]
         except Exception as exc:
-            raise _map_error(caller, exc) from exc
+            mapped = _map_error(caller, exc)
+            await _audit(audit, caller, request, mapped.status.name)
+            raise mapped from exc
+        else:
+            await _audit(audit, caller, request, "ok")
         finally:
             current_caller.reset(token)
             log.debug("%s %s %.1f ms", caller.request_id, rpc, (time.monotonic() - started) * 1000)
@@ -225,13 +246,14 @@ def build_mapping(
     auth: Authenticator,
     max_request_bytes: int,
     observe: RpcObserver | None = None,
+    audit: AuditHook | None = None,
 ) -> dict[str, Handler]:
     """Serve every RPC of the generated service: ours through the chain, the rest as UNIMPLEMENTED."""
     mapping: dict[str, Handler] = {}
     for path, handler in generated.items():
         rpc = path.rsplit("/", 1)[1]
         impl = getattr(servicer, rpc, None)
-        func = observed(rpc, wrap(rpc, impl, auth, max_request_bytes) if impl else unimplemented(rpc), observe)
+        func = observed(rpc, wrap(rpc, impl, auth, max_request_bytes, audit) if impl else unimplemented(rpc), observe)
         if impl and inspect.isasyncgenfunction(impl) != (handler.cardinality == Cardinality.UNARY_STREAM):
             raise TypeError(f"{rpc}: servicer cardinality does not match the generated service")
         mapping[path] = Handler(func, handler.cardinality, handler.request_type, handler.reply_type)

@@ -23,6 +23,8 @@ from berth.scheduling.schedules import ScheduleTrigger
 from berth.scheduling.tasks import TaskManager
 from berth.services.accounts import AccountService
 from berth.services.apps import AppService
+from berth.services.audit import AuditLog
+from berth.services.billing import BillingService
 from berth.services.call_insights import CallInsights
 from berth.services.calls import CallService
 from berth.services.catalog import Catalog
@@ -34,8 +36,10 @@ from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
+from berth.services.metering import MeteringService
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
+from berth.services.quotas import QuotaService
 from berth.services.signing import Signer
 from berth.services.state import StateServices
 from berth.services.web import WebService
@@ -81,6 +85,10 @@ class Services:
     gauges: Gauges = field(init=False)
     replicas: Replicas = field(init=False)
     dashboard: DashboardAccess = field(init=False)
+    metering: MeteringService = field(init=False)
+    billing: BillingService = field(init=False)
+    audit: AuditLog = field(init=False)
+    quotas: QuotaService = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
+from berth.api.governance_rpcs import GovernanceRpcs
 from berth.api.image_rpcs import ImageRpcs
 from berth.api.insight_rpcs import InsightRpcs
 from berth.api.sandbox_rpcs import SandboxRpcs
@@ -27,6 +28,7 @@ class ModalServicer(
     ImageRpcs,
     SandboxRpcs,
     InsightRpcs,
+    GovernanceRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

@@ -20,10 +20,15 @@ class AppRpcs:
 
     async def AppCreate(self, req: api_pb2.AppCreateRequest, caller: Caller) -> api_pb2.AppCreateResponse:
         env = await self.s.accounts.require_environment(self.s.accounts.scope(req.environment_name, caller.environment))
-        return await self.s.apps.create(req, env)
+        created = await self.s.apps.create(req, env)
+        if req.tags:  # modal.App(tags=): billing reports attribute the app's usage to them
+            await self.s.metering.set_app_tags(created.app_id, dict(req.tags))
+        return created
 
     async def AppPublish(self, req: api_pb2.AppPublishRequest, caller: Caller) -> api_pb2.AppPublishResponse:
-        return await self.s.deployments.publish(req, caller.client_version)
+        published = await self.s.deployments.publish(req, caller.client_version)
+        await self.s.metering.set_app_tags(req.app_id, dict(req.tags))  # a deploy sets the app's tags whole
+        return published
 
     async def AppHeartbeat(self, req: api_pb2.AppHeartbeatRequest, caller: Caller) -> empty_pb2.Empty:
         await self.s.apps.heartbeat(req.app_id)

@@ -126,6 +126,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
     # Mounted files come through the HTTP relay too, from the replica the worker is joined to.
     files = HttpFiles(relays[1].url, args.join_token, settings.data_dir / "files")
     link.worker = local_worker(settings, files, link.on_output, link.on_exit)
+    link.worker.meter_usage(link.on_usage)
     link.volumes = VolumeCopies(relays[1].url, args.join_token, settings.data_dir / "volumes", files)
     link.worker.router.reload_volumes = link.volumes.reload_task
     # The sandbox command router: clients connect to it directly, at the address this host is reached at.

@@ -12,6 +12,7 @@ from berth.clock import SystemClock
 from berth.config import Settings
 from berth.errors import BerthError
 from berth.services.accounts import AccountService
+from berth.services.audit import AuditLog, local_actor
 from berth.store.factory import open_stores
 
 
@@ -19,9 +20,11 @@ async def _with_accounts(args: argparse.Namespace) -> int:
     stores = await open_stores(Settings(data_dir=data_dir_of(args)))
     store = stores.core
     accounts = AccountService(store, stores.history, SystemClock())
+    audit = AuditLog(stores.governance, SystemClock())
     try:
         if args.token_command == "create":
             token_id, secret = await accounts.create_token(args.env)
+            await audit.record(local_actor(), "token.create", "token", token_id, args.env or "")
             print(f"token_id={token_id}\ntoken_secret={secret}")
             print(f"Use it with: modal token set --token-id {token_id} --token-secret {secret}", file=sys.stderr)
         elif args.token_command == "list":
@@ -31,6 +34,7 @@ async def _with_accounts(args: argparse.Namespace) -> int:
                 print(f"{token_id}\t{env or '*'}\t{when}\t{state}")
         else:
             await accounts.revoke_token(args.token_id)
+            await audit.record(local_actor(), "token.revoke", "token", args.token_id)
             print(f"revoked {args.token_id}")
         return 0
     except BerthError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from modal_proto import api_pb2
@@ -91,6 +92,8 @@ class Autoscaler:
         # The other server replicas on this database (scheduling/replicas.py); none for a single server, which
         # then spends no query on them in its ticks.
         self.peers: Peers = _ALONE
+        # Why a container of (app, function) must wait for a quota (services/quotas.py); None: it need not.
+        self.quota_blocker: Callable[[str, str], Awaitable[str | None]] | None = None
 
     async def run(self) -> None:
         while True:
@@ -123,13 +126,13 @@ class Autoscaler:
             fn_room = max_containers(fn, self._default_max) - len(live)
             if self.peers.others_alive():
                 fn_room -= await self._tasks.open_elsewhere(function_id)
-            if min(want, fn_room) <= 0 or self._placement_blocked(function_id, rec.app_id, fn, live):
+            if min(want, fn_room) <= 0 or await self._blocked(function_id, rec.app_id, fn, live):
                 continue
             worker_room = self._tasks.worker_room()
             if min(want, fn_room) > worker_room:
                 self._evict_idle(function_id, min(want, fn_room) - worker_room)
             for i in range(max(0, min(want, fn_room, worker_room))):
-                if i > 0 and self._placement_blocked(function_id, rec.app_id, fn, live):
+                if i > 0 and await self._blocked(function_id, rec.app_id, fn, live):
                     break
                 try:
                     await self._tasks.launch(function_id)
@@ -139,11 +142,21 @@ class Autoscaler:
                     log.exception("launching a container for %s failed", function_id)
                     break
 
-    def _placement_blocked(self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo]) -> bool:
+    async def _blocked(self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo]) -> bool:
+        """Placement (below), or a container or GPU quota of its environment or the workspace that is taken."""
+        if self.quota_blocker is not None:
+            reason = await self.quota_blocker(app_id, function_id)
+            if reason is not None:
+                return self._placement_blocked(function_id, app_id, fn, live, reason)
+        return self._placement_blocked(function_id, app_id, fn, live)
+
+    def _placement_blocked(
+        self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo], quota: str | None = None
+    ) -> bool:
         """A function no worker can take now (its GPUs aren't free, no worker has room, or none is
         connected) keeps its inputs queued; while it has no container at all, its caller is told why
         (once per reason)."""
-        reason = self._tasks.placement_blocker(fn)
+        reason = quota or self._tasks.placement_blocker(fn)
         if reason is None:
             self._waiting.pop(function_id, None)
             return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -197,6 +198,7 @@ class SandboxManager:
         self.live: dict[str, SandboxRecord] = {}  # sandboxes started by this server, running or finished
         self._stdin: dict[str, V1Stdin] = {}
         tasks.on_sandbox_exit = self.on_exit
+        self.quota_check: Callable[[str], Awaitable[None]] | None = None  # by app id (services/quotas.py)
 
     async def create(self, req: api_pb2.SandboxCreateV2Request, v1: bool = False) -> SandboxRecord:
         """A sandbox and its task. `v1`: created by SandboxCreate (the client's V1 path), so its ids look V1."""
@@ -207,6 +209,8 @@ class SandboxManager:
         self.forget_finished(self._clock.now() - FORGET_AFTER_S)
         if definition.name:
             self._check_name_free(req.app_id, definition.name)
+        if self.quota_check is not None:  # ResourceExhausted past its environment's or the workspace's quota
+            await self.quota_check(req.app_id)
         sandbox_id, task_id = new_v1_sandbox_ids() if v1 else (new_sandbox_id(), new_sandbox_task_id())
         record = SandboxRecord(
             sandbox_id,

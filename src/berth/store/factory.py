@@ -22,6 +22,7 @@ async def _open_postgres(url: str) -> Stores:
     from berth.store.postgres import (
         Database,
         PostgresCoreStore,
+        PostgresGovernanceStore,
         PostgresHistoryStore,
         PostgresStateStore,
         PostgresWebStore,
@@ -33,18 +34,29 @@ async def _open_postgres(url: str) -> Stores:
     except BaseException:
         await db.close()
         raise
-    return Stores(PostgresCoreStore(db), PostgresHistoryStore(db), PostgresStateStore(db), PostgresWebStore(db))
+    return Stores(
+        PostgresCoreStore(db),
+        PostgresHistoryStore(db),
+        PostgresStateStore(db),
+        PostgresWebStore(db),
+        PostgresGovernanceStore(db),
+    )
 
 
 async def _open_sqlite(settings: Settings) -> Stores:
     from berth.store.sqlite import SqliteStore
     from berth.store.sqlite.deployments import DeploymentStore as SqliteDeployments
+    from berth.store.sqlite.governance import SqliteGovernanceStore
     from berth.store.sqlite.state import SqliteStateStore
     from berth.store.sqlite.web import WebStore as SqliteWeb
 
     core = await SqliteStore.open(settings.db_path)
     return Stores(
-        core, SqliteDeployments(core.connection), SqliteStateStore(core.connection), SqliteWeb(core.connection)
+        core,
+        SqliteDeployments(core.connection),
+        SqliteStateStore(core.connection),
+        SqliteWeb(core.connection),
+        SqliteGovernanceStore(core.connection),
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from berth.store.governance_records import AuditEntry, Quota, UsageRow
 from berth.store.records import (
     AppRecord,
     CallRecord,
@@ -407,6 +408,40 @@ class BlobStore(Protocol):
         ...
 
 
+class GovernanceStore(Protocol):
+    """Metered usage (per task and minute bucket), the rates it is priced at, app tags, the audit log and
+    quotas. Usage is additive: adding a row for a (task, bucket) that exists adds to its integrals, so a
+    worker may report a minute in several parts."""
+
+    async def add_usage(self, rows: Sequence[UsageRow]) -> None: ...
+    async def usage_between(self, start: float, end: float) -> list[UsageRow]:
+        """Rows whose bucket starts in [start, end), oldest first."""
+        ...
+
+    async def set_rates(self, rates: dict[str, str]) -> None:
+        """Sets these resources' rates (decimal strings); an empty string removes one."""
+        ...
+
+    async def rates(self) -> dict[str, str]: ...
+    async def set_app_tags(self, app_id: str, tags: dict[str, str]) -> None:
+        """Replaces the app's tags."""
+        ...
+
+    async def app_tags(self, app_id: str) -> dict[str, str]: ...
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+    async def audit_entries(self, since: float, until: float, limit: int, before_seq: int = 0) -> list[AuditEntry]:
+        """Entries with since <= at < until, newest first, at most `limit`; with before_seq, only those
+        appended before that one (the next page)."""
+        ...
+
+    async def count_audit(self, since: float, until: float) -> int: ...
+    async def set_quota(self, quota: Quota) -> None:
+        """Sets a quota; a negative limit removes it."""
+        ...
+
+    async def quotas(self) -> list[Quota]: ...
+
+
 @dataclass
 class Stores:
     """One store per port group, as a server uses them (see store/factory.py)."""
@@ -415,6 +450,7 @@ class Stores:
     history: HistoryStore
     state: StateStore
     web: WebStore
+    governance: GovernanceStore
     # Connections the stores hold beside the core store's (a Redis client), closed with it.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

@@ -30,6 +30,7 @@ from berth.worker.runtime import Container, Runtime
 from berth.worker.session import TaskSession
 from berth.worker.snapshots import pack_upper
 from berth.worker.tunnels import NoTunnels, Tunnels
+from berth.worker.usage import UsageMeter, UsageSink
 from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, BuildLog
 
 log = logging.getLogger("berth.worker")
@@ -104,6 +105,11 @@ class LocalWorker:
         self._router_host = router_host
         self._router_advertise = router_advertise
         self.tunnels: Tunnels | NoTunnels = NoTunnels()
+        self.meter: UsageMeter | None = None
+
+    def meter_usage(self, sink: UsageSink) -> None:
+        """Measure what each container uses, second by second, and hand it to `sink` (berth.worker.usage)."""
+        self.meter = UsageMeter(sink, self._clock)
 
     # the command router (sandbox exec and stdio)
     async def start_router(self, port: int = 0) -> str:
@@ -291,6 +297,8 @@ class LocalWorker:
                     self._clock,
                 )
         self.sessions[spec.task_id] = session
+        if self.meter is not None:
+            self.meter.track(spec, lambda: self.runtime.usage(spec.task_id))
         watcher = asyncio.create_task(self._watch(spec, container, workdir, session))
         self._running[spec.task_id] = _Running(spec, container, watcher)
 
@@ -338,6 +346,8 @@ class LocalWorker:
         pumps = self._pumps(spec, container, session)
         watchdog = asyncio.ensure_future(self._watchdog(spec, container, session)) if spec.sandbox else None
         code = await container.wait()
+        if self.meter is not None:  # before cleanup removes the container's cgroup, and its counters
+            self.meter.finish(spec.task_id)
         if watchdog is not None:
             watchdog.cancel()
         await self.tunnels.close_task(spec.task_id)
@@ -363,6 +373,8 @@ class LocalWorker:
     def signal(self, task_id: str, signum: int) -> None:
         running = self._running.get(task_id)
         if running is not None:
+            if self.meter is not None:  # a signal may end it: measure up to now first
+                self.meter.sample(task_id)
             running.container.signal(signum)
 
     async def stop(self, task_id: str, grace_s: float) -> None:
@@ -370,6 +382,8 @@ class LocalWorker:
         running = self._running.get(task_id)
         if running is None:
             return
+        if self.meter is not None:
+            self.meter.sample(task_id)
         running.container.signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(running.watcher), grace_s)
@@ -393,3 +407,5 @@ class LocalWorker:
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)
         await self.tunnels.close_all()
         await self.router.close()
+        if self.meter is not None:
+            await self.meter.close()

@@ -46,6 +46,11 @@ def _delegate(directory: Path) -> None:
                 (directory / "cgroup.subtree_control").write_text(f"+{name}")
 
 
+def _stat(path: Path) -> dict[str, str]:
+    """A flat-keyed cgroup file (cpu.stat, memory.stat): name → value."""
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
+
+
 class ContainerCgroup:
     def __init__(self, container_id: str, base: str | None = None, root: Path = CGROUP_ROOT) -> None:
         self.root = root
@@ -110,6 +115,26 @@ class ContainerCgroup:
             peak = int((d / "memory.max_usage_in_bytes").read_text())
             return peak >= limit - _OOM_SLACK
         return False
+
+    def usage(self) -> tuple[float, int] | None:
+        """CPU seconds the container has used so far and the memory it holds now (bytes), read from the
+        parent, which counts its child's usage and keeps it after the runtime removed the child; None when
+        the cgroup cannot be read (not created yet, or removed)."""
+        rel = self.parent.lstrip("/")
+        try:
+            if self.v2:
+                d = self.root / rel
+                cpu_s = int(_stat(d / "cpu.stat")["usage_usec"]) / 1e6
+                usage, inactive = int((d / "memory.current").read_text()), _stat(d / "memory.stat")["inactive_file"]
+            else:
+                cpu_s = int((self.root / "cpuacct" / rel / "cpuacct.usage").read_text()) / 1e9
+                d = self.root / "memory" / rel
+                usage = int((d / "memory.usage_in_bytes").read_text())
+                inactive = _stat(d / "memory.stat")["total_inactive_file"]
+            # The working set, as the kubelet counts it: page cache the kernel could drop at once is not held.
+            return cpu_s, max(0, usage - int(inactive))
+        except (OSError, ValueError, KeyError):
+            return None
 
     def remove(self) -> None:
         """rmdir the parent (and a leftover child) in every hierarchy the runtime may have touched."""

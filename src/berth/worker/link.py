@@ -19,6 +19,7 @@ import aiohttp
 from berth.domain import codec
 from berth.domain.images import BuildError, ImageBuildSpec
 from berth.domain.spec import BindMount, TaskSpec, TunnelRequest, WorkerInventory
+from berth.domain.usage import UsageSample
 from berth.worker.agent import LocalWorker, memory_mb
 from berth.worker.volumes import VolumeCopies
 
@@ -79,6 +80,9 @@ class WorkerLink:
         if self.volumes is not None:
             await self.volumes.release(spec.task_id)  # before the exit: the next container sees its writes
         self._send({"type": "exit", "task_id": spec.task_id, "code": code})
+
+    def on_usage(self, samples: list[UsageSample]) -> None:
+        self._send({"type": "usage", "samples": [codec.encode(u) for u in samples]})
 
     def _send(self, message: dict[str, Any], ws: aiohttp.ClientWebSocketResponse | None = None) -> None:
         """Send without waiting, on `ws` or the current connection; nothing when it is closed."""

@@ -8,7 +8,8 @@ reported with the WORKER_LOST exit code, so what they held is requeued and runs 
 comes back, the tasks it still runs are ones the control plane gave up on, and it is told to stop them.
 
 The messages are JSON: {"type": "call", "id", "op", ...} from the hub, answered by {"type": "reply", "id",
-"ok", "value"|"error"}; {"type": "output"|"exit"|"log", ...} events from the worker."""
+"ok", "value"|"error"}; {"type": "output"|"exit"|"log"|"usage", ...} events from the worker ("usage": the
+samples of berth.domain.usage its meter took, each minute bucket's integrals per task)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from berth.domain import codec
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity, WorkerInventory
+from berth.domain.usage import UsageSample
 from berth.errors import NotFound
 from berth.workers.port import WORKER_LOST, BuildLog, NoCapacity, TunnelsUnavailable, WorkerLost
 
@@ -36,6 +38,7 @@ HEARTBEAT_S = 5.0  # a worker silent for about this long (no pong) is lost
 _KEEP_ROUTERS = 4096
 OutputSink = Callable[[TaskSpec, int, str], None]
 ExitSink = Callable[[TaskSpec, int], Awaitable[None]]
+UsageSink = Callable[[list[UsageSample]], None]
 TokenCheck = Callable[[str], Awaitable[bool]]
 # A worker's tunnel host → (certificate chain, key) in PEM from the server's CA: its tunnels terminate TLS with it.
 CertIssuer = Callable[[str], tuple[bytes, bytes]]
@@ -87,6 +90,7 @@ class WorkerHub:
         self.issue_tunnel_cert: CertIssuer | None = None  # set by the server; without it tunnels are refused
         # task id → its worker's router URL, kept after the task exits (clients read a finished sandbox's output)
         self._routers: OrderedDict[str, str] = OrderedDict()
+        self.on_usage: UsageSink | None = None  # what workers measured their containers using (metering)
 
     # the worker port
     @property
@@ -357,10 +361,19 @@ class WorkerHub:
             spec = member.tasks.get(str(data["task_id"]))
             if spec is not None:
                 self._on_output(spec, int(data["fd"]), str(data["text"]))
+        elif kind == "usage":
+            self._usage(member, data)
         elif kind == "exit":
             spec = self._forget(member, str(data["task_id"]))
             if spec is not None:
                 await self._on_exit(spec, int(data["code"]))
+
+    def _usage(self, member: _Member, data: dict[str, Any]) -> None:
+        """Metering: what the worker measured, for the tasks it runs (never another worker's)."""
+        samples = [codec.decode(UsageSample, raw) for raw in data.get("samples", [])]
+        ours = [u for u in samples if u.task_id in member.tasks]
+        if ours and self.on_usage is not None:
+            self.on_usage(ours)
 
     async def _leave(self, member: _Member) -> None:
         if self._members.get(member.worker_id) is member:

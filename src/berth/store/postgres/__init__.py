@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from berth.store.postgres.core import PostgresCoreStore
 from berth.store.postgres.db import Database
+from berth.store.postgres.governance import PostgresGovernanceStore
 from berth.store.postgres.history import PostgresHistoryStore
 from berth.store.postgres.state import PostgresStateStore
 from berth.store.postgres.web import PostgresWebStore
 
-__all__ = ["Database", "PostgresCoreStore", "PostgresHistoryStore", "PostgresStateStore", "PostgresWebStore"]
+__all__ = [
+    "Database",
+    "PostgresCoreStore",
+    "PostgresGovernanceStore",
+    "PostgresHistoryStore",
+    "PostgresStateStore",
+    "PostgresWebStore",
+]

@@ -60,6 +60,11 @@ class Runtime(Protocol):
         """The address the running container's ports are reached at from the worker's host (tunnels); None
         when it has no network of its own to reach (block_network) or does not run."""
 
+    def usage(self, task_id: str) -> tuple[float, int] | None:
+        """What the running container has used so far: CPU core-seconds since it started and the bytes of
+        memory it holds now (metering); None when it cannot be read."""
+        ...
+
     async def netns_path(self, task_id: str) -> str | None:
         """The running container's network namespace (a file setns(2) can enter); None when it shares the
         host's network."""

@@ -664,6 +664,10 @@ class OciRuntime:
             return None
         return sandbox.upper, userns.HOST_BASE if sandbox.userns else 0
 
+    def usage(self, task_id: str) -> tuple[float, int] | None:
+        sandbox = self._sandboxes.get(task_id)
+        return sandbox.cgroup.usage() if sandbox is not None else None
+
     def address(self, task_id: str) -> str | None:
         sandbox = self._sandboxes.get(task_id)
         if sandbox is None or sandbox.net is None or not sandbox.net.address:  # none, or only loopback

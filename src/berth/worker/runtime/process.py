@@ -19,11 +19,13 @@ from berth.worker import fs_tools
 from berth.worker.execs import FS_TOOLS_PATH, exec_stdio
 from berth.worker.files import FileSource
 from berth.worker.pty import Pty
+from berth.worker.usage import SessionCpu
 
 
 class _ProcessContainer:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, on_poll: Callable[[], None] = lambda: None) -> None:
         self._proc = proc
+        self._on_poll = on_poll  # while it runs, every poll (metering reads the entrypoint's CPU counter)
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout: asyncio.StreamReader = proc.stdout
         self.stderr: asyncio.StreamReader = proc.stderr
@@ -34,6 +36,7 @@ class _ProcessContainer:
         # open forever; the return code is known as soon as the entrypoint itself has exited.
         waiter = asyncio.ensure_future(self._proc.wait())
         while not waiter.done() and self._proc.returncode is None:
+            self._on_poll()
             await asyncio.wait({waiter}, timeout=0.2)
         code = self._proc.returncode
         assert code is not None
@@ -101,6 +104,7 @@ class ProcessRuntime:
     def __init__(self, files: FileSource) -> None:
         self._files = files
         self._envs: dict[str, dict[str, str]] = {}
+        self._sessions: dict[str, SessionCpu] = {}  # task → its container's CPU counter (metering)
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> _ProcessContainer:
         if spec.sandbox is not None and spec.sandbox.egress is not None:
@@ -134,7 +138,8 @@ class ProcessRuntime:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        return _ProcessContainer(proc)
+        cpu = self._sessions[spec.task_id] = SessionCpu(proc.pid)
+        return _ProcessContainer(proc, cpu.poll_leader)
 
     async def exec(
         self,
@@ -172,6 +177,10 @@ class ProcessRuntime:
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         return None  # the task writes straight into the host's filesystem: no layer of its own
 
+    def usage(self, task_id: str) -> tuple[float, int] | None:
+        session = self._sessions.get(task_id)
+        return session.read() if session is not None else None
+
     def address(self, task_id: str) -> str | None:
         return "127.0.0.1"  # a subprocess shares the host's network
 
@@ -180,4 +189,5 @@ class ProcessRuntime:
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         self._envs.pop(spec.task_id, None)
+        self._sessions.pop(spec.task_id, None)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
