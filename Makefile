@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runtimes.py
+	$(BIN)/python bench/sandboxes.py
 	$(BIN)/python bench/cluster.py
 
 # The full RPC fuzz run (about 10,000 requests) against a fresh server; writes docs/reliability.md. CI runs
