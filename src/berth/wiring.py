@@ -27,6 +27,7 @@ from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
+from berth.services.image_names import ImageNames
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
@@ -177,6 +178,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     )
     services.hub = hub
     services.images = images
+    services.image_names = ImageNames(stores.state, clock)
     wire_web(services)
     wire_insights(services)
     return services

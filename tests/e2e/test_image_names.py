@@ -1,0 +1,87 @@
+"""Named images through the stock client: Image.publish / Image.from_name, `modal image build`, `modal image
+pull`, `modal image names list|history|delete`, Image.from_id and image deletion, against a real server."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from tests.e2e.conftest import BerthServer, last_json, modal, sdk
+
+
+def _ok(server: BerthServer, *args: str, timeout: float = 300) -> str:
+    run = modal(server, *args, timeout=timeout)
+    assert run.returncode == 0, run.output
+    return run.stdout
+
+
+def test_publish_from_name_list_history_and_delete_a_named_image(berth: BerthServer) -> None:
+    name = f"e2e-named-{secrets.token_hex(4)}"
+    out = sdk(
+        berth,
+        f"""
+        import json, modal
+        app = modal.App.lookup("e2e-image-names", create_if_missing=True)
+        first = modal.Image.debian_slim().env({{"NAMED": "first-{name}"}}).build(app)
+        second = modal.Image.debian_slim().env({{"NAMED": "second-{name}"}}).build(app)
+        first.publish({name!r})
+        first.publish({name + ":v1"!r})
+        second.publish({name!r})  # the name moves; its history keeps both
+        runner = modal.App("e2e-image-names-run")
+        named = modal.Image.from_name({name!r})
+        @runner.function(image=named, serialized=True)
+        def ping():
+            return "pong"
+        with runner.run():
+            r = {{"pong": ping.remote(), "resolved": named.object_id}}
+        r["first"], r["second"] = first.object_id, second.object_id
+        print(json.dumps(r))
+        """,
+    )
+    r = last_json(out)
+    assert r["pong"] == "pong" and r["resolved"] == r["second"] != r["first"]
+
+    listed = {row["tag"]: row["image_id"] for row in json.loads(_ok(berth, "image", "names", "list", "--json"))}
+    assert listed[f"{name}:latest"] == r["second"] and listed[f"{name}:v1"] == r["first"]
+    only = json.loads(_ok(berth, "image", "names", "list", "--prefix", f"{name}:v", "--json"))
+    assert [row["tag"] for row in only] == [f"{name}:v1"]
+    history = json.loads(_ok(berth, "image", "names", "history", name, "--json"))
+    assert [row["image_id"] for row in history] == [r["second"], r["first"]]  # newest first
+
+    no_tag = modal(berth, "image", "names", "delete", name, "--yes")
+    assert no_tag.returncode != 0 and "explicit tag" in no_tag.output
+    _ok(berth, "image", "names", "delete", f"{name}:latest", "--yes")
+    tags = [row["tag"] for row in json.loads(_ok(berth, "image", "names", "list", "--json"))]
+    assert f"{name}:latest" not in tags and f"{name}:v1" in tags
+    missing = modal(berth, "image", "names", "history", name)
+    assert missing.returncode != 0 and "No publishing history" in missing.output
+    gone = sdk(
+        berth,
+        f"""
+        import modal
+        from modal.exception import NotFoundError
+        app = modal.App("e2e-image-names-gone")
+        @app.function(image=modal.Image.from_name({name!r}), serialized=True)
+        def f():
+            pass
+        try:
+            with app.run():
+                pass
+        except NotFoundError as exc:
+            print("NotFoundError:", exc)
+        """,
+    )
+    assert f"NotFoundError: Image '{name}:latest' not found in environment 'main'" in gone
+
+
+def test_modal_image_build_publishes_a_dockerfile_image_under_its_name(berth: BerthServer, tmp_path: Path) -> None:
+    name = f"e2e-built-{secrets.token_hex(4)}"
+    (tmp_path / "hello.txt").write_text("hello")
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim-bookworm\nCOPY hello.txt /hello.txt\n")
+    out = _ok(berth, "image", "build", str(tmp_path), "-t", f"{name}:v2")
+    assert f"Image published as {name}:v2" in out
+    listed = {row["tag"]: row["image_id"] for row in json.loads(_ok(berth, "image", "names", "list", "--json"))}
+    assert listed[f"{name}:v2"].startswith("im-")
+    bad = modal(berth, "image", "names", "list", "--env", "no-such-env")
+    assert bad.returncode != 0 and "no-such-env" in bad.output
