@@ -85,3 +85,38 @@ def test_modal_image_build_publishes_a_dockerfile_image_under_its_name(berth: Be
     assert listed[f"{name}:v2"].startswith("im-")
     bad = modal(berth, "image", "names", "list", "--env", "no-such-env")
     assert bad.returncode != 0 and "no-such-env" in bad.output
+
+
+def test_built_dockerfile_image_runs_by_name_on_crun(berth_oci: BerthServer, tmp_path: Path) -> None:
+    name = f"e2e-oci-built-{secrets.token_hex(4)}"
+    (tmp_path / "hello.txt").write_text(f"hello {name}")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM python:3.11-slim-bookworm\nCOPY hello.txt /hello.txt\nRUN echo built-by-run > /built.txt\n"
+    )
+    _ok(berth_oci, "image", "build", str(tmp_path), "-t", name, timeout=900)
+    out = sdk(
+        berth_oci,
+        f"""
+        import json, modal
+        app = modal.App("e2e-image-names-oci")
+        @app.function(image=modal.Image.from_name({name!r}), serialized=True)
+        def read():
+            return {{"hello": open("/hello.txt").read(), "built": open("/built.txt").read().strip()}}
+        with app.run():
+            print(json.dumps(read.remote()))
+        """,
+        timeout=600,
+    )
+    assert last_json(out) == {"hello": f"hello {name}", "built": "built-by-run"}
+
+
+def test_image_pull_of_a_python_image_says_berth_substituted_its_own_base(berth_oci: BerthServer) -> None:
+    name = f"e2e-pulled-{secrets.token_hex(4)}"
+    first = modal(berth_oci, "image", "pull", "docker.io/python:3.11-slim", "--name", name, timeout=900)
+    assert first.returncode == 0, first.output
+    warning = "docker.io/python:3.11-slim was not pulled from a registry: Berth substituted its own base"
+    assert warning in first.output
+    assert f"Image published as {name}" in first.output
+    again = modal(berth_oci, "image", "pull", "docker.io/python:3.11-slim", timeout=300)
+    assert again.returncode == 0, again.output
+    assert warning in again.output  # a cache hit says so too

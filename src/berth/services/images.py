@@ -82,6 +82,7 @@ class ImageService:
         self._worker = worker
         self._builds: dict[str, _Build] = {}  # image id → build in progress or just finished
         self._building: dict[str, str] = {}  # content key → image id being built
+        self._notices: dict[str, _Build] = {}  # image id → what a cache hit on it says (a finished "build")
         self._notifier = Notifier()
         # A function's definition, secrets, mounts and volumes, as its containers get them (set by wiring).
         self.function_layout: FunctionLayout | None = None
@@ -129,6 +130,11 @@ class ImageService:
             found = await self._store.object_by_key("image", key)
             info = self._worker.image_info(found[0]) if found else None
             if found is not None and info is not None:
+                if info.notice:  # said again on a cache hit: the client follows a finished build's log
+                    cached = _Build(found[0], key, req.app_id, [f"Warning: {info.notice}\n"], _success())
+                    cached.metadata = self.metadata(info)
+                    self._notices[found[0]] = cached
+                    return api_pb2.ImageGetOrCreateResponse(image_id=found[0])
                 return api_pb2.ImageGetOrCreateResponse(
                     image_id=found[0], result=_success(), metadata=self.metadata(info)
                 )
@@ -264,7 +270,7 @@ class ImageService:
     async def join(
         self, image_id: str, last_entry_id: str, timeout: float
     ) -> AsyncIterator[api_pb2.ImageJoinStreamingResponse]:
-        build = self._builds.get(image_id)
+        build = self._notices.get(image_id) or self._builds.get(image_id)
         if build is None:
             if await self._store.get_object("image", image_id) is None:
                 raise NotFound(f"Image {image_id} not found")

@@ -19,7 +19,7 @@ from berth.worker.snapshots import unpack_layer
 
 
 def image_info(manifest: ImageManifest) -> ImageInfo:
-    return ImageInfo(manifest.python_version, manifest.workdir)
+    return ImageInfo(manifest.python_version, manifest.workdir, manifest.notice)
 
 
 class ImageWorker:

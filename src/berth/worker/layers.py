@@ -28,6 +28,7 @@ class ImageManifest:
     cmd: list[str] = field(default_factory=list)
     python_version: str = ""
     key: str = ""  # content key of the top of the image
+    notice: str = ""  # e.g. that Berth substituted its own base for a registry image
 
     @property
     def python_series(self) -> str:
