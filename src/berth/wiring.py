@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.domain.spec import TaskSpec
+from berth.errors import NotFound
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
@@ -27,6 +29,7 @@ from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
+from berth.services.image_gc import ImageCollector
 from berth.services.image_names import ImageNames
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
@@ -179,9 +182,23 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.hub = hub
     services.images = images
     services.image_names = ImageNames(stores.state, clock)
+    services.image_collector = ImageCollector(
+        services.image_names, images, worker, lambda: images_in_use(services), accounts.names
+    )
     wire_web(services)
     wire_insights(services)
     return services
+
+
+async def images_in_use(s: Services) -> set[str]:
+    """Images a running sandbox or a function of a running or deployed app uses (the image collector keeps them)."""
+    used = {r.image_id for r in s.sandboxes.live.values() if r.result is None and r.image_id}
+    for env in await s.accounts.names():
+        for app_id in await s.deployments.live_apps(env):
+            for function_id in (await s.apps.layout(app_id)).function_ids.values():
+                with contextlib.suppress(NotFound):
+                    used.add((await s.catalog.definition(function_id)).image_id)
+    return used
 
 
 def wire_insights(s: Services) -> None:

@@ -120,3 +120,57 @@ def test_image_pull_of_a_python_image_says_berth_substituted_its_own_base(berth_
     again = modal(berth_oci, "image", "pull", "docker.io/python:3.11-slim", timeout=300)
     assert again.returncode == 0, again.output
     assert warning in again.output  # a cache hit says so too
+
+
+def _layers(server: BerthServer, image_id: str) -> list[Path]:
+    found = list(server.data_dir.rglob(f"images/{image_id}.json"))
+    assert len(found) == 1, found
+    return [Path(p) for p in json.loads(found[0].read_text())["layers"]]
+
+
+def test_deleting_a_name_collects_its_images_unique_layers_and_keeps_shared_ones(berth_oci: BerthServer) -> None:
+    name, nonce = f"e2e-gc-{secrets.token_hex(4)}", secrets.token_hex(4)
+    built = last_json(
+        sdk(
+            berth_oci,
+            f"""
+            import json, modal
+            app = modal.App.lookup("e2e-image-gc", create_if_missing=True)
+            shared = modal.Image.debian_slim().run_commands("echo shared-{nonce} > /shared")
+            a = shared.run_commands("echo a-{nonce} > /a").build(app)
+            b = shared.run_commands("echo b-{nonce} > /b").build(app)
+            a.publish({name!r})
+            b.publish({name + "-b"!r})
+            print(json.dumps({{"a": a.object_id, "b": b.object_id}}))
+            """,
+            timeout=900,
+        )
+    )
+    a_layers, b_layers = _layers(berth_oci, built["a"]), _layers(berth_oci, built["b"])
+    assert a_layers[:-1] == b_layers[:-1] and a_layers[-1] != b_layers[-1]  # one step apart
+
+    _ok(berth_oci, "image", "names", "delete", f"{name}:latest", "--yes")
+
+    assert not a_layers[-1].exists()  # a's own layer went with it
+    assert all(p.is_dir() for p in b_layers)  # the layers it shared with b stayed, as did b's own
+    assert not list(berth_oci.data_dir.rglob(f"images/{built['a']}.json"))
+    gone = modal(berth_oci, "shell", built["a"], "--cmd", "true", timeout=120)
+    assert gone.returncode != 0 and f"Image {built['a']} not found" in gone.output
+
+    delete_b = f"""
+        import asyncio
+        from modal.client import _Client
+        from modal_proto import api_pb2
+        async def main():
+            client = await _Client.from_env()
+            try:
+                await client.stub.ImageDelete(api_pb2.ImageDeleteRequest(image_id={built["b"]!r}))
+                print("deleted")
+            except Exception as exc:
+                print("refused:", exc)
+        asyncio.run(main())
+        """
+    assert "refused: Image " + built["b"] + " cannot be deleted: a name points at it" in sdk(berth_oci, delete_b)
+    _ok(berth_oci, "image", "names", "delete", f"{name}-b:latest", "--yes")  # collects b too
+    assert not b_layers[-1].exists()
+    assert "Image " + built["b"] + " not found" in sdk(berth_oci, delete_b)

@@ -57,5 +57,9 @@ class ImageRpcs:
         return await self.s.image_names.revisions(req, env)
 
     async def ImageNameDelete(self, req: api_pb2.ImageNameDeleteRequest, caller: Caller) -> empty_pb2.Empty:
-        await self.s.image_names.delete(req.tag, await self._tag_environment(req.tag, "", caller))
+        await self.s.image_collector.delete_name(req.tag, await self._tag_environment(req.tag, "", caller))
+        return empty_pb2.Empty()
+
+    async def ImageDelete(self, req: api_pb2.ImageDeleteRequest, caller: Caller) -> empty_pb2.Empty:
+        await self.s.image_collector.delete_image(req.image_id)
         return empty_pb2.Empty()

@@ -85,8 +85,11 @@ class ImageNames:
         """The image a name points at now."""
         return _history(await self._require(tag, environment))[-1].image_id
 
-    async def delete(self, tag: str, environment: str) -> None:
-        await self._store.delete((await self._require(tag, environment)).object_id)
+    async def delete(self, tag: str, environment: str) -> set[str]:
+        """Deletes the name and its history; returns the images it ever pointed at."""
+        obj = await self._require(tag, environment)
+        await self._store.delete(obj.object_id)
+        return {r.image_id for r in _history(obj)}
 
     async def list_tags(self, req: api_pb2.ImageListTagsRequest, environment: str) -> api_pb2.ImageListTagsResponse:
         items = []

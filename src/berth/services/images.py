@@ -41,6 +41,7 @@ log = logging.getLogger("berth.images")
 # What EnvironmentGetOrCreate tells the client: it decides the Dockerfile commands the client sends.
 IMAGE_BUILDER_VERSION = "2025.06"
 _JOIN_TIMEOUT_S = 55.0
+_DELETED = "image_deleted"  # object kind of deleted images' tombstones
 
 MountFiles = Callable[[str], Awaitable[list[api_pb2.MountFile]]]
 SecretEnv = Callable[[str], Awaitable[dict[str, str]]]
@@ -148,7 +149,7 @@ class ImageService:
 
     async def _define_only(self, req: api_pb2.ImageGetOrCreateRequest, key: str) -> api_pb2.ImageGetOrCreateResponse:
         found = await self._store.object_by_key("image", key)
-        if found is not None and not req.force_build:
+        if found is not None and not req.force_build and not await self._deleted(found[0]):
             image_id = found[0]
         else:
             image_id = new_id("im")
@@ -261,9 +262,21 @@ class ImageService:
             await self._blobs.put_file(sha, data)
         return sha
 
+    async def mark_deleted(self, image_id: str) -> None:
+        """A deleted image stays deleted: a tombstone (images are never removed from the object store, whose
+        content key still leads to them), so from_id and the cache lookups skip it."""
+        await self._store.put_object(_DELETED, image_id, b"", self._clock.now())
+        self._builds.pop(image_id, None)
+        self._notices.pop(image_id, None)
+
+    async def _deleted(self, image_id: str) -> bool:
+        return await self._store.get_object(_DELETED, image_id) is not None
+
     async def from_id(self, image_id: str) -> api_pb2.ImageMetadata:
-        """Image.from_id (`modal shell im-...`): a defined image's metadata; NotFound for an unknown id."""
-        if image_id not in self._builds and await self._store.get_object("image", image_id) is None:
+        """Image.from_id (`modal shell im-...`): a defined image's metadata; NotFound for an unknown or
+        deleted id."""
+        unknown = image_id not in self._builds and await self._store.get_object("image", image_id) is None
+        if unknown or await self._deleted(image_id):
             raise NotFound(f"Image {image_id} not found")
         return self.metadata(self._worker.image_info(image_id) if self._worker.builds_images else None)
 
