@@ -104,6 +104,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         worker = local = local_worker(settings, StoreFiles(blobs.local_file), on_output, on_exit)
     images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)
     images.function_layout = layouts.container_arguments  # Image.run_function()
+    images.keep_log = log_history.record  # `modal image logs`: a build's lines, kept as its app's logs
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
     # On an exclusive database (SQLite) there is one replica, whatever its port: a restart replaces it.

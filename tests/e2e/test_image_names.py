@@ -174,3 +174,26 @@ def test_deleting_a_name_collects_its_images_unique_layers_and_keeps_shared_ones
     _ok(berth_oci, "image", "names", "delete", f"{name}-b:latest", "--yes")  # collects b too
     assert not b_layers[-1].exists()
     assert "Image " + built["b"] + " not found" in sdk(berth_oci, delete_b)
+
+
+def test_image_logs_shows_the_build_output_of_an_image_and_its_layers(berth_oci: BerthServer) -> None:
+    nonce = secrets.token_hex(4)
+    built = last_json(
+        sdk(
+            berth_oci,
+            f"""
+            import json, modal
+            app = modal.App.lookup("e2e-image-logs", create_if_missing=True)
+            lower = modal.Image.debian_slim().run_commands("echo lower-{nonce}")
+            top = lower.run_commands("echo top-{nonce}").build(app)
+            print(json.dumps({{"top": top.object_id}}))
+            """,
+            timeout=900,
+        )
+    )
+    last = _ok(berth_oci, "image", "logs", built["top"])
+    assert f"top-{nonce}" in last and f"lower-{nonce}" not in last  # the last layer only, by default
+    every = _ok(berth_oci, "image", "logs", built["top"], "--all")
+    assert every.index(f"lower-{nonce}") < every.index(f"top-{nonce}")
+    unknown = modal(berth_oci, "image", "logs", "im-doesnotexist00000000")
+    assert unknown.returncode != 0 and "not found" in unknown.output

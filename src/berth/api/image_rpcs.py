@@ -63,3 +63,8 @@ class ImageRpcs:
     async def ImageDelete(self, req: api_pb2.ImageDeleteRequest, caller: Caller) -> empty_pb2.Empty:
         await self.s.image_collector.delete_image(req.image_id)
         return empty_pb2.Empty()
+
+    async def ImageBuildChainGet(
+        self, req: api_pb2.ImageBuildChainGetRequest, caller: Caller
+    ) -> api_pb2.ImageBuildChainGetResponse:
+        return api_pb2.ImageBuildChainGetResponse(build_steps=await self.s.images.build_chain(req.image_id))
