@@ -108,3 +108,21 @@ def test_sandboxes_share_a_mounted_nfs_while_both_run(berth_oci: BerthServer) ->
     )
     r = last_json(sdk(berth_oci, body, timeout=600))
     assert r == {"seen": "from-one\n", "client": "from-one\n"}
+
+
+def test_remote_workers_refuse_nfs_mounts_by_name_but_serve_its_files(tmp_path: Path) -> None:
+    from tests.e2e.test_cluster import start_control_plane
+
+    cluster = start_control_plane(tmp_path)
+    try:
+        run = modal(cluster.server, "run", "nfs_mounts.py", timeout=120)
+        assert run.returncode != 0
+        assert "NetworkFileSystem mounts are not supported with remote workers" in run.output
+        assert "no filesystem shared across hosts" in run.output
+        (tmp_path / "f.txt").write_text("still reachable")
+        put = modal(cluster.server, "nfs", "put", "e2e-mounted-nfs", str(tmp_path / "f.txt"), "/")
+        assert put.returncode == 0, put.output
+        got = modal(cluster.server, "nfs", "get", "e2e-mounted-nfs", "f.txt", "-")
+        assert got.stdout.startswith("still reachable"), got.output
+    finally:
+        cluster.stop()
