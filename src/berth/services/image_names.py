@@ -69,8 +69,9 @@ class ImageNames:
             if obj is None:
                 now = self._clock.now()
                 body = _encode([revision])
-                await self._store.put(StateObject(new_id("in"), KIND, name, env, False, None, 0, body, now, now))
-                return revision
+                if await self._store.create(StateObject(new_id("in"), KIND, name, env, False, None, 0, body, now, now)):
+                    return revision
+                continue  # a concurrent publish created the name first: append to it
             if await self._store.set_body_if(obj.object_id, obj.body, _encode([*_history(obj), revision])):
                 return revision
 
