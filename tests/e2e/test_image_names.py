@@ -197,3 +197,38 @@ def test_image_logs_shows_the_build_output_of_an_image_and_its_layers(berth_oci:
     assert every.index(f"lower-{nonce}") < every.index(f"top-{nonce}")
     unknown = modal(berth_oci, "image", "logs", "im-doesnotexist00000000")
     assert unknown.returncode != 0 and "not found" in unknown.output
+
+
+def test_an_image_a_deployed_function_uses_outlives_its_name(berth_oci: BerthServer) -> None:
+    name, nonce = f"e2e-held-{secrets.token_hex(4)}", secrets.token_hex(4)
+    built = last_json(
+        sdk(
+            berth_oci,
+            f"""
+            import json, modal
+            builder = modal.App.lookup("e2e-image-held-build", create_if_missing=True)
+            image = modal.Image.debian_slim().run_commands("echo held-{nonce} > /held").build(builder)
+            image.publish({name!r})
+            app = modal.App("e2e-image-held-{nonce}")
+            @app.function(image=modal.Image.from_name({name!r}), serialized=True)
+            def held():
+                return open("/held").read().strip()
+            app.deploy()
+            print(json.dumps({{"image": image.object_id}}))
+            """,
+            timeout=900,
+        )
+    )
+    layers = _layers(berth_oci, built["image"])
+    _ok(berth_oci, "image", "names", "delete", f"{name}:latest", "--yes")
+    assert all(p.is_dir() for p in layers)  # the deployed function still uses the image
+    out = sdk(
+        berth_oci,
+        f"""
+        import modal
+        print("RESULT=" + modal.Function.from_name("e2e-image-held-{nonce}", "held").remote())
+        """,
+        timeout=600,
+    )
+    assert f"RESULT=held-{nonce}" in out
+    _ok(berth_oci, "app", "stop", f"e2e-image-held-{nonce}", "--yes")
