@@ -195,6 +195,8 @@ def test_image_logs_shows_the_build_output_of_an_image_and_its_layers(berth_oci:
     assert f"top-{nonce}" in last and f"lower-{nonce}" not in last  # the last layer only, by default
     every = _ok(berth_oci, "image", "logs", built["top"], "--all")
     assert every.index(f"lower-{nonce}") < every.index(f"top-{nonce}")
+    assert "=> FROM python:" in every  # debian_slim's own base, built by Berth by design: no warning
+    assert "not pulled from a registry" not in every
     unknown = modal(berth_oci, "image", "logs", "im-doesnotexist00000000")
     assert unknown.returncode != 0 and "not found" in unknown.output
 
