@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from berth.api.context import Services
 from berth.clock import Clock, SystemClock
 from berth.config import Settings
 from berth.domain.spec import TaskSpec
-from berth.errors import BerthError
+from berth.errors import BerthError, NotFound
 from berth.scheduling.autoscaler import Autoscaler
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
@@ -30,6 +31,8 @@ from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
+from berth.services.image_gc import ImageCollector
+from berth.services.image_names import ImageNames
 from berth.services.images import ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
@@ -86,7 +89,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
     state = build_state(settings, stores.state, blobs, notifier, clock)
-    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes)
+    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes, state.nfs)
 
     def on_output(spec: TaskSpec, fd: int, text: str) -> None:
         logs.output(spec.app_id, spec.task_id, spec.function_id, fd, text)
@@ -106,6 +109,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         worker = local = local_worker(settings, StoreFiles(blobs.local_file), on_output, on_exit)
     images = ImageService(store, clock, blobs, objects.mount_files, state.secrets.env, worker)
     images.function_layout = layouts.container_arguments  # Image.run_function()
+    images.keep_log = log_history.record  # `modal image logs`: a build's lines, kept as its app's logs
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
     holder["tasks"] = tasks
     # On an exclusive database (SQLite) there is one replica, whatever its port: a restart replaces it.
@@ -183,6 +187,10 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     )
     services.hub = hub
     services.images = images
+    services.image_names = ImageNames(stores.state, clock)
+    services.image_collector = ImageCollector(
+        services.image_names, images, worker, lambda: images_in_use(services), accounts.names
+    )
     wire_web(services)
     wire_insights(services)
     wire_governance(services, local if hub is None else None)
@@ -214,6 +222,17 @@ def wire_governance(s: Services, local: LocalWorker | None) -> None:
         local.meter_usage(s.metering.sink)
     elif s.hub is not None:
         s.hub.on_usage = s.metering.sink
+
+
+async def images_in_use(s: Services) -> set[str]:
+    """Images a running sandbox or a function of a running or deployed app uses (the image collector keeps them)."""
+    used = {r.image_id for r in s.sandboxes.live.values() if r.result is None and r.image_id}
+    for env in await s.accounts.names():
+        for app_id in await s.deployments.live_apps(env):
+            for function_id in (await s.apps.layout(app_id)).function_ids.values():
+                with contextlib.suppress(NotFound):
+                    used.add((await s.catalog.definition(function_id)).image_id)
+    return used
 
 
 def wire_insights(s: Services) -> None:

@@ -36,3 +36,12 @@ async def test_deleting_an_object_drops_its_contents_and_no_others(state: StateS
     assert await state.queue_stats("qu-1") == (0, 0)
     assert await state.dict_entries("di-2") == [(b"k", b"v")]
     assert await state.queue_stats("qu-2") == (1, 1)
+
+
+async def test_create_never_replaces_an_object_holding_the_id_or_the_name(state: StateStore) -> None:
+    assert await state.create(_obj("di-1", "dict", "taken"))
+    assert not await state.create(_obj("di-2", "dict", "taken"))  # the name is held
+    assert not await state.create(_obj("di-1", "dict", "other"))  # the id is held
+    assert await state.create(_obj("qu-1", "queue", "taken"))  # names are per kind
+    assert await state.by_name("dict", "main", "taken") == _obj("di-1", "dict", "taken")
+    assert await state.get("dict", "di-2") is None

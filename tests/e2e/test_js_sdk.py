@@ -10,7 +10,7 @@ js/package-lock.json the first time a test here needs it.
 Sandboxes from JS: create (the entrypoint's stdin and stdout), exec with stdout, stderr, stdin and the exit
 code, fromId, terminate and wait. Not yet from JS: `fromName`, `list`, tags, `tunnels`, `snapshotFilesystem`,
 `filesystem`, `logs`, sandboxes with `volumes`/`secrets`, and `images.fromId`/`delete` (ImageFromId, ImageDelete
-and ImagePublish are not served yet).
+and ImagePublish are served and tested from the Python client, tests/e2e/test_image_names.py, not from JS).
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ from berth.services.dashboard_access import DashboardAccess
 from berth.services.deployments import DeploymentService
 from berth.services.function_metrics import FunctionMetrics
 from berth.services.history import LogHistory
+from berth.services.image_gc import ImageCollector
+from berth.services.image_names import ImageNames
 from berth.services.images import IMAGE_BUILDER_VERSION, ImageService
 from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
@@ -73,6 +75,8 @@ class Services:
     image_builder_version: str = IMAGE_BUILDER_VERSION
     state: StateServices = field(init=False)
     images: ImageService = field(init=False)
+    image_names: ImageNames = field(init=False)
+    image_collector: ImageCollector = field(init=False)
     web: WebService = field(init=False)
     schedules: ScheduleTrigger = field(init=False)
     join_tokens: JoinTokens = field(init=False)

@@ -7,6 +7,7 @@ from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.governance_rpcs import GovernanceRpcs
 from berth.api.image_rpcs import ImageRpcs
 from berth.api.insight_rpcs import InsightRpcs
+from berth.api.nfs_rpcs import NetworkFileSystemRpcs
 from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
@@ -25,6 +26,7 @@ class ModalServicer(
     DictRpcs,
     QueueRpcs,
     VolumeRpcs,
+    NetworkFileSystemRpcs,
     ImageRpcs,
     SandboxRpcs,
     InsightRpcs,

@@ -102,6 +102,7 @@ class FunctionRpcs:
     async def FunctionCreate(
         self, req: api_pb2.FunctionCreateRequest, caller: Caller
     ) -> api_pb2.FunctionCreateResponse:
+        self.s.state.nfs.check_mountable(len(req.function.shared_volume_mounts))
         return await self.s.catalog.create(req)
 
     async def ClassCreate(self, req: api_pb2.ClassCreateRequest, caller: Caller) -> api_pb2.ClassCreateResponse:

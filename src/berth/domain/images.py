@@ -56,6 +56,8 @@ class ImageInfo:
 
     python_version: str
     workdir: str
+    # Said to the client with every build or cache hit, e.g. that a registry base was substituted.
+    notice: str = ""
 
 
 class BuildError(Exception):

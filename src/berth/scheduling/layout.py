@@ -9,6 +9,7 @@ from berth.domain.spec import BindMount, BuiltArguments, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog, handle_metadata
+from berth.services.network_file_systems import NetworkFileSystemService
 from berth.services.objects import ObjectService
 from berth.services.secrets import SecretService
 from berth.services.volumes import VolumeService
@@ -22,12 +23,14 @@ class LayoutBuilder:
         objects: ObjectService,
         secrets: SecretService,
         volumes: VolumeService,
+        nfs: NetworkFileSystemService,
     ) -> None:
         self._catalog = catalog
         self._apps = apps
         self._objects = objects
         self._secrets = secrets
         self._volumes = volumes
+        self._nfs = nfs
 
     async def app_layout(self, app_id: str, extra_ids: list[str]) -> api_pb2.AppLayout:
         published = await self._apps.layout(app_id)
@@ -67,6 +70,7 @@ class LayoutBuilder:
         env = await self._secrets.merged_env(fn.secret_ids)
         files = await self._mounted_files(fn.mount_ids)
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
+        binds += [await self._nfs.bind(m) for m in fn.shared_volume_mounts]
         return BuiltArguments(args, env, files, binds)
 
     async def _mounted_files(self, mount_ids: list[str]) -> list[MountedFile]:
@@ -85,6 +89,7 @@ class LayoutBuilder:
         env.update(sb.environment_variables.contents)
         files = await self._mounted_files(list(sb.mount_ids))
         binds = [await self._volumes.bind(m) for m in sb.volume_mounts]
+        binds += [await self._nfs.bind(m) for m in sb.nfs_mounts]
         return env, files, binds
 
     async def secret_env(self, secret_id: str) -> dict[str, str]:

@@ -115,7 +115,6 @@ def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
         "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
-        "network_file_systems": bool(definition.nfs_mounts),
         "proxy": bool(definition.proxy_id),
         "enable_snapshot": definition.enable_snapshot,
         "i6pn": definition.i6pn_enabled,

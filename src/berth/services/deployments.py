@@ -16,6 +16,8 @@ from berth.services.catalog import Catalog, function_data, handle_metadata
 from berth.store.ports import DeploymentStore
 from berth.store.records import DeploymentRecord, FunctionRecord
 
+_STOPPED = frozenset({api_pb2.APP_STATE_STOPPED, api_pb2.APP_STATE_STOPPING})
+
 RollOver = Callable[[str], Awaitable[None]]
 
 
@@ -193,6 +195,10 @@ class DeploymentService:
         if class_id is None:
             raise NotFound(f"Class '{req.object_tag}' not found in app '{req.app_name}'")
         return api_pb2.ClassGetResponse(class_id=class_id, handle_metadata=await self._catalog.class_metadata(class_id))
+
+    async def live_apps(self, environment: str) -> list[str]:
+        """Apps of the environment that are running or deployed (not stopped)."""
+        return [a.app_id for a in await self._deployments.list_apps(environment) if a.state not in _STOPPED]
 
     async def list_apps(self, environment: str, running_tasks: Callable[[str], int]) -> api_pb2.AppListResponse:
         resp = api_pb2.AppListResponse()

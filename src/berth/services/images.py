@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -41,6 +42,15 @@ log = logging.getLogger("berth.images")
 # What EnvironmentGetOrCreate tells the client: it decides the Dockerfile commands the client sends.
 IMAGE_BUILDER_VERSION = "2025.06"
 _JOIN_TIMEOUT_S = 55.0
+# Records beside an image's own object, under ids of their own (an object id names one object of any kind):
+_DELETED = "image_deleted"  # a deleted image's tombstone, id '<image id>/deleted'
+_BUILD_STEP = "image_build"  # when an image was built and by which app (its logs are that app's), '<image id>/build'
+
+
+def builder_task_id(image_id: str) -> str:
+    """The task id an image's build log lines carry in its builder app's logs."""
+    return f"ta-build-{image_id.removeprefix('im-')}"
+
 
 MountFiles = Callable[[str], Awaitable[list[api_pb2.MountFile]]]
 SecretEnv = Callable[[str], Awaitable[dict[str, str]]]
@@ -57,6 +67,7 @@ class _Build:
     result: api_pb2.GenericResult | None = None
     metadata: api_pb2.ImageMetadata | None = None
     task: asyncio.Task[None] | None = None
+    started_at: float = field(default_factory=time.time)
 
 
 def _success() -> api_pb2.GenericResult:
@@ -82,9 +93,12 @@ class ImageService:
         self._worker = worker
         self._builds: dict[str, _Build] = {}  # image id → build in progress or just finished
         self._building: dict[str, str] = {}  # content key → image id being built
+        self._notices: dict[str, _Build] = {}  # image id → what a cache hit on it says (a finished "build")
         self._notifier = Notifier()
         # A function's definition, secrets, mounts and volumes, as its containers get them (set by wiring).
         self.function_layout: FunctionLayout | None = None
+        # Keeps build log lines as the builder app's logs (set by wiring), for `modal image logs` later.
+        self.keep_log: Callable[[str, api_pb2.TaskLogsBatch], None] | None = None
 
     def metadata(self, info: ImageInfo | None = None) -> api_pb2.ImageMetadata:
         if info is None:
@@ -127,8 +141,13 @@ class ImageService:
         force = req.force_build or req.ignore_cache
         if not force:
             found = await self._store.object_by_key("image", key)
-            info = self._worker.image_info(found[0]) if found else None
+            info = self._worker.image_info(found[0]) if found and not await self._deleted(found[0]) else None
             if found is not None and info is not None:
+                if info.notice:  # said again on a cache hit: the client follows a finished build's log
+                    cached = _Build(found[0], key, req.app_id, [f"Warning: {info.notice}\n"], _success())
+                    cached.metadata = self.metadata(info)
+                    self._notices[found[0]] = cached
+                    return api_pb2.ImageGetOrCreateResponse(image_id=found[0])
                 return api_pb2.ImageGetOrCreateResponse(
                     image_id=found[0], result=_success(), metadata=self.metadata(info)
                 )
@@ -142,7 +161,7 @@ class ImageService:
 
     async def _define_only(self, req: api_pb2.ImageGetOrCreateRequest, key: str) -> api_pb2.ImageGetOrCreateResponse:
         found = await self._store.object_by_key("image", key)
-        if found is not None and not req.force_build:
+        if found is not None and not req.force_build and not await self._deleted(found[0]):
             image_id = found[0]
         else:
             image_id = new_id("im")
@@ -172,6 +191,9 @@ class ImageService:
     def _log(self, build: _Build, text: str) -> None:
         build.logs.append(text)
         self._notifier.notify(build.image_id)
+        if self.keep_log is not None and build.app_id:
+            item = api_pb2.TaskLogs(data=text, file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT, timestamp=time.time())
+            self.keep_log(build.app_id, api_pb2.TaskLogsBatch(task_id=builder_task_id(build.image_id), items=[item]))
 
     async def _run_build(self, build: _Build, req: api_pb2.ImageGetOrCreateRequest, force: bool) -> None:
         started = time.monotonic()
@@ -183,6 +205,10 @@ class ImageService:
             build.metadata = self.metadata(info)
             self._log(build, f"Built image {build.image_id} in {time.monotonic() - started:.1f}s\n")
             build.result = _success()
+            step = {"app_id": build.app_id, "started_at": build.started_at, "finished_at": time.time()}
+            await self._store.put_object(
+                _BUILD_STEP, f"{build.image_id}/build", json.dumps(step).encode(), self._clock.now()
+            )
         except (BuildError, BerthError) as exc:
             message = str(exc)
             self._log(build, f"\n{message}\n")
@@ -255,16 +281,51 @@ class ImageService:
             await self._blobs.put_file(sha, data)
         return sha
 
+    async def mark_deleted(self, image_id: str) -> None:
+        """A deleted image stays deleted: a tombstone (images are never removed from the object store, whose
+        content key still leads to them), so from_id and the cache lookups skip it."""
+        await self._store.put_object(_DELETED, f"{image_id}/deleted", b"", self._clock.now())
+        self._builds.pop(image_id, None)
+        self._notices.pop(image_id, None)
+
+    async def build_chain(self, image_id: str) -> list[api_pb2.ImageBuildStep]:
+        """ImageBuildChainGet: the builds of an image and of the images under it, bottom first; images
+        Berth did not build itself (defined on the process runtime, built before it kept this) are left out."""
+        await self.from_id(image_id)
+        chain: list[api_pb2.ImageBuildStep] = []
+        seen: set[str] = set()
+        current: str | None = image_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            raw = await self._store.get_object(_BUILD_STEP, f"{current}/build")
+            if raw is not None:
+                step = json.loads(raw)
+                out = api_pb2.ImageBuildStep(
+                    image_id=current, builder_app_id=step["app_id"], builder_task_id=builder_task_id(current)
+                )
+                out.started_at.FromNanoseconds(int(step["started_at"] * 1e9))
+                out.finished_at.FromNanoseconds(int(step["finished_at"] * 1e9))
+                chain.append(out)
+            body = await self._store.get_object("image", current)
+            bases = list(api_pb2.Image.FromString(body).base_images) if body is not None else []
+            current = bases[0].image_id if bases else None
+        return list(reversed(chain))
+
+    async def _deleted(self, image_id: str) -> bool:
+        return await self._store.get_object(_DELETED, f"{image_id}/deleted") is not None
+
     async def from_id(self, image_id: str) -> api_pb2.ImageMetadata:
-        """Image.from_id (`modal shell im-...`): a defined image's metadata; NotFound for an unknown id."""
-        if image_id not in self._builds and await self._store.get_object("image", image_id) is None:
+        """Image.from_id (`modal shell im-...`): a defined image's metadata; NotFound for an unknown or
+        deleted id."""
+        unknown = image_id not in self._builds and await self._store.get_object("image", image_id) is None
+        if unknown or await self._deleted(image_id):
             raise NotFound(f"Image {image_id} not found")
         return self.metadata(self._worker.image_info(image_id) if self._worker.builds_images else None)
 
     async def join(
         self, image_id: str, last_entry_id: str, timeout: float
     ) -> AsyncIterator[api_pb2.ImageJoinStreamingResponse]:
-        build = self._builds.get(image_id)
+        build = self._notices.get(image_id) or self._builds.get(image_id)
         if build is None:
             if await self._store.get_object("image", image_id) is None:
                 raise NotFound(f"Image {image_id} not found")

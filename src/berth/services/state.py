@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from berth.clock import Clock
 from berth.config import Settings
 from berth.services.dicts import DictService
+from berth.services.network_file_systems import NetworkFileSystemService
 from berth.services.notify import Notifier
 from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
@@ -21,6 +22,7 @@ class StateServices:
     secrets: SecretService
     dicts: DictService
     queues: QueueService
+    nfs: NetworkFileSystemService
 
 
 def build_state(
@@ -39,4 +41,7 @@ def build_state(
         secrets=SecretService(store, clock, key),
         dicts=DictService(store, clock),
         queues=QueueService(store, notifier, clock),
+        nfs=NetworkFileSystemService(
+            store, blobs, clock, settings.data_dir / "nfs", settings.max_object_bytes, not settings.remote_workers
+        ),
     )

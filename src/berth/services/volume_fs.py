@@ -105,6 +105,14 @@ class VolumeDir:
         os.chmod(tmp, (mode & 0o7777) or 0o644)
         os.replace(tmp, target)
 
+    def write_bytes(self, target: Path, data: bytes, mode: int = 0o644) -> None:
+        """Writes data to target atomically (temp file, then rename), so a reader never sees half a file."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / new_id("vf")
+        tmp.write_bytes(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+
     def remove(self, path: str, recursive: bool) -> None:
         rel = relative(path)
         if rel == PurePosixPath("."):

@@ -48,6 +48,9 @@ class ComposedStateStore:
     async def set_body_if(self, object_id: str, expected: bytes | None, body: bytes) -> bool:
         return await self._objects.set_body_if(object_id, expected, body)
 
+    async def create(self, obj: StateObject) -> bool:
+        return await self._objects.create(obj)
+
     async def rename(self, object_id: str, name: str) -> None:
         await self._objects.rename(object_id, name)
 

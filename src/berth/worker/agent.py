@@ -233,6 +233,11 @@ class LocalWorker:
     def image_info(self, image_id: str) -> ImageInfo | None:
         return self.images.info(image_id) if self.images is not None else None
 
+    async def forget_images(self, image_ids: list[str]) -> list[str]:
+        if self.images is None:
+            return []
+        return await asyncio.to_thread(self.images.forget, image_ids)
+
     def container_env(self, spec: TaskSpec, workdir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
         env.update(spec.env)

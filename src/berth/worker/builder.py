@@ -146,9 +146,17 @@ class ImageBuilder:
             version = self.rootfs.python_version(resolved)
             origin = "python-build-standalone" if resolved.standalone else "built from Debian packages"
             on_log(f"=> FROM {tag}: Debian {resolved.codename} with Python {version} ({origin})\n")
-            return ImageManifest(
-                "", str(rootfs), [], dict(BASE_ENV), "/root", [], version, content_key("debootstrap", resolved.key)
+            notice = (
+                f"{tag} was not pulled from a registry: Berth substituted its own base, Debian {resolved.codename} "
+                f"with Python {version} ({origin}). Only Python and the Debian base are there, nothing else "
+                "from the registry image."
             )
+            key = content_key("debootstrap", resolved.key)
+            if _is_debian_slim(req.plan):  # the base Berth builds debian_slim on by design: nothing to announce
+                notice = ""
+            else:
+                on_log(f"Warning: {notice}\n")
+            return ImageManifest("", str(rootfs), [], dict(BASE_ENV), "/root", [], version, key, notice)
         try:
             return await self.registry.pull(tag, req.registry_auth, on_log)  # see registry.py
         except PullFailed as exc:
@@ -350,3 +358,10 @@ def _disk_error(exc: OSError, where: Path) -> Exception:
     if exc.errno == errno.ENOSPC:
         return BuildFailed(f"Out of disk space while writing a layer under {where}")
     return FailedPrecondition(f"Could not write a layer under {where}: {exc}")
+
+
+def _is_debian_slim(plan: Plan) -> bool:
+    """Image.debian_slim()'s own definition (`FROM python:X.Y.Z-slim-<codename>`, then its apt and pip steps),
+    as opposed to a registry image a user asked for by name (from_registry, a Dockerfile, `modal image pull`)."""
+    texts = [step.text for step in plan.steps[:2]]
+    return texts[:1] == ["RUN apt-get update"] and texts[1:2] == ["RUN apt-get install -y gcc gfortran build-essential"]

@@ -19,7 +19,7 @@ from berth.worker.snapshots import unpack_layer
 
 
 def image_info(manifest: ImageManifest) -> ImageInfo:
-    return ImageInfo(manifest.python_version, manifest.workdir)
+    return ImageInfo(manifest.python_version, manifest.workdir, manifest.notice)
 
 
 class ImageWorker:
@@ -34,6 +34,16 @@ class ImageWorker:
         if found is None:
             raise FileNotFoundError(f"Image {image_id} is not built on this worker")
         return found
+
+    def forget(self, image_ids: list[str]) -> list[str]:
+        """Drops these images from this host and collects their layers that no other image uses; returns the
+        layer directories removed."""
+        candidates: set[Path] = set()
+        for image_id in image_ids:
+            manifest = self._manifests.forget(image_id)
+            if manifest is not None:
+                candidates.update(Path(p) for p in manifest.layers)
+        return [str(p) for p in self._builder.layers.collect(candidates)]
 
     def info(self, image_id: str) -> ImageInfo | None:
         found = self._manifests.load(image_id)

@@ -232,6 +232,8 @@ class WorkerLink:
             return codec.encode(await worker.open_tunnel(str(call["task_id"]), request))
         if op == "close_tunnel":
             return await worker.close_tunnel(str(call["task_id"]), int(call["port"]))
+        if op == "forget_images":
+            return await worker.forget_images([str(i) for i in call["image_ids"]])
         if op == "build_image":
             return codec.encode(await worker.build_image(codec.decode(ImageBuildSpec, call["spec"]), on_log))
         raise ValueError(f"unknown operation {op!r}")

@@ -231,6 +231,15 @@ class WorkerHub:
     def trust_grants(self, public_pem: bytes) -> None:
         self._grant_key = public_pem
 
+    async def forget_images(self, image_ids: list[str]) -> list[str]:
+        removed: list[str] = []
+        for member in [m for m in self._members.values() if m.inventory.builds_images]:
+            for image_id in image_ids:
+                member.images.pop(image_id, None)
+            with contextlib.suppress(WorkerLost, RemoteError):
+                removed += await self._call(member, "forget_images", image_ids=image_ids)
+        return removed
+
     def image_info(self, image_id: str) -> ImageInfo | None:
         return next((m.images[image_id] for m in self._members.values() if image_id in m.images), None)
 

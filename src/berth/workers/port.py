@@ -72,6 +72,10 @@ class WorkerPort(Protocol):
     def image_info(self, image_id: str) -> ImageInfo | None:
         """The image if it is built on this worker."""
 
+    async def forget_images(self, image_ids: list[str]) -> list[str]:
+        """Drop these images and collect their layers that no other image on the host uses; returns the
+        layer directories removed."""
+
     def router_url(self, task_id: str) -> str | None:
         """Where clients reach the TaskCommandRouter of the worker that runs this task; None when no worker
         runs it (or its router is not up)."""

@@ -62,6 +62,24 @@ class PostgresStateStore:
 
         await self._db.transaction(upsert, idempotent=True)
 
+    async def create(self, obj: StateObject) -> bool:
+        touched = await self._db.execute(
+            f"INSERT INTO state_objects({_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+            "ON CONFLICT DO NOTHING",
+            obj.object_id,
+            obj.kind,
+            obj.name,
+            obj.environment,
+            obj.ephemeral,
+            obj.app_id,
+            obj.version,
+            obj.body,
+            obj.created_at,
+            obj.heartbeat_at,
+        )
+        # A retried insert whose first try committed finds its own row: that is still this caller's create.
+        return touched > 0 or await self.get(obj.kind, obj.object_id) is not None
+
     async def get(self, kind: str, object_id: str) -> StateObject | None:
         sql = f"SELECT {_COLS} FROM state_objects WHERE kind=$1 AND object_id=$2"
         row = await self._db.fetchrow(sql, kind, object_id)

@@ -58,6 +58,22 @@ class SqliteStateStore:
             ),
         )
 
+    async def create(self, obj: StateObject) -> bool:
+        values = (
+            obj.object_id,
+            obj.kind,
+            obj.name,
+            obj.environment,
+            int(obj.ephemeral),
+            obj.app_id,
+            obj.version,
+            obj.body,
+            obj.created_at,
+            obj.heartbeat_at,
+        )
+        sql = f"INSERT OR IGNORE INTO state_objects({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        return self._db.execute(sql, values).rowcount > 0
+
     async def get(self, kind: str, object_id: str) -> StateObject | None:
         sql = f"SELECT {_COLS} FROM state_objects WHERE kind=? AND object_id=?"
         return _row(self._db.execute(sql, (kind, object_id)).fetchone())

@@ -52,7 +52,9 @@ def image_worker(
     threading.Thread(target=layers.prune, args=(LAYER_PRUNE_AGE_S,), name="layer-prune", daemon=True).start()
     rootfs = RootfsCache(cache_dir, python_mirror)
     builder = ImageBuilder(build_rt, rootfs, layers, ca_bundle, files, insecure_registries)
-    return ImageWorker(builder, ManifestStore(data_dir / "images"), files)
+    manifests = ManifestStore(data_dir / "images")
+    layers.register_manifests(manifests.root)
+    return ImageWorker(builder, manifests, files)
 
 
 def make_oci_runtime(
