@@ -14,6 +14,7 @@ from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.overrides import AutoscalerOverrides
 from berth.scheduling.replicas import Replicas
 from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
@@ -126,7 +127,14 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.default_max_containers,
         settings.default_scaledown_s,
         settings.retention_s,
+        AutoscalerOverrides(store),
     )
+    catalog.definition_hooks.append(autoscaler.on_definition)
+
+    async def warm_candidates() -> list[str]:
+        return await deployments.running_function_ids(await accounts.names())
+
+    autoscaler.warm_candidates = warm_candidates
     services = Services(
         settings,
         stores,
@@ -186,7 +194,13 @@ def wire_insights(s: Services) -> None:
     """What the observability RPCs read: the store's records of inputs and containers, and live tasks."""
     store = s.stores.core
     s.function_insights = FunctionInsights(
-        store, s.catalog, s.tasks, s.clock, s.settings.default_max_containers, s.settings.default_scaledown_s
+        store,
+        s.catalog,
+        s.tasks,
+        s.clock,
+        s.settings.default_max_containers,
+        s.settings.default_scaledown_s,
+        s.autoscaler,
     )
     s.call_insights = CallInsights(store, s.catalog, s.apps, s.deployments, s.stores.history)
     s.function_metrics = FunctionMetrics(store, s.catalog)

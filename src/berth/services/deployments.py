@@ -102,6 +102,16 @@ class DeploymentService:
             await self.roll_over(req.app_id)
         return resp
 
+    async def running_function_ids(self, environments: list[str]) -> list[str]:
+        """The functions of every running app in these environments (the autoscaler's warm-pool candidates
+        after a restart)."""
+        found: list[str] = []
+        for environment in environments:
+            for app in await self._deployments.list_apps(environment):
+                if await self._apps.is_running(app.app_id):
+                    found.extend((await self._apps.layout(app.app_id)).function_ids.values())
+        return found
+
     async def _snapshot(self, app_id: str) -> bytes:
         layout = await self._apps.layout(app_id)
         functions = {}

@@ -344,6 +344,15 @@ class ScheduleStore(Protocol):
     async def ticks(self, function_id: str) -> list[TickRow]: ...
 
 
+class AutoscalerOverrideStore(Protocol):
+    """Autoscaler settings changed at run time, one serialized api_pb2.AutoscalerConfiguration per function
+    (the override settings and who set each). They outlive a restart; a redeploy deletes them."""
+
+    async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None: ...
+    async def autoscaler_overrides(self) -> dict[str, bytes]: ...
+    async def delete_autoscaler_override(self, function_id: str) -> None: ...
+
+
 class CoreStore(
     AppStore,
     FunctionStore,
@@ -356,6 +365,7 @@ class CoreStore(
     DashboardGrantStore,
     ReplicaStore,
     SandboxIndexStore,
+    AutoscalerOverrideStore,
     Protocol,
 ):
     """The aggregates a relational backend holds together."""

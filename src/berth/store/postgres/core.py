@@ -158,6 +158,24 @@ class PostgresCoreStore(CallTables):
 
         return await self._db.transaction(body)
 
+    # autoscaler overrides
+    async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None:
+        await self._db.execute(
+            "INSERT INTO autoscaler_overrides(function_id, configuration, updated_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (function_id) DO UPDATE SET configuration=excluded.configuration, "
+            "updated_at=excluded.updated_at",
+            function_id,
+            configuration,
+            now,
+        )
+
+    async def autoscaler_overrides(self) -> dict[str, bytes]:
+        rows = await self._db.fetch("SELECT function_id, configuration FROM autoscaler_overrides")
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    async def delete_autoscaler_override(self, function_id: str) -> None:
+        await self._db.execute("DELETE FROM autoscaler_overrides WHERE function_id=$1", function_id)
+
     async def end_sandbox(self, sandbox_id: str, now: float) -> None:
         await self._db.execute(
             "UPDATE sandboxes SET ended_at=$1 WHERE sandbox_id=$2 AND ended_at IS NULL", now, sandbox_id

@@ -155,6 +155,21 @@ class SqliteStore(SqliteActivity):
     async def touch_live_apps(self, now: float) -> None:
         self._write("UPDATE apps SET heartbeat_at=? WHERE state IN (?,?)", (now, *self._LIVE_APP_STATES))
 
+    # autoscaler overrides
+    async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None:
+        self._write(
+            "INSERT INTO autoscaler_overrides(function_id, configuration, updated_at) VALUES (?,?,?) "
+            "ON CONFLICT(function_id) DO UPDATE SET configuration=excluded.configuration, "
+            "updated_at=excluded.updated_at",
+            (function_id, configuration, now),
+        )
+
+    async def autoscaler_overrides(self) -> dict[str, bytes]:
+        return {r[0]: bytes(r[1]) for r in self._all("SELECT function_id, configuration FROM autoscaler_overrides")}
+
+    async def delete_autoscaler_override(self, function_id: str) -> None:
+        self._write("DELETE FROM autoscaler_overrides WHERE function_id=?", (function_id,))
+
     # sandboxes, across replicas
     async def add_sandbox(self, sandbox_id: str, app_id: str, name: str, now: float) -> str | None:
         with self._tx():
