@@ -33,6 +33,7 @@ from berth.services.inputs import InputService
 from berth.services.join_tokens import JoinTokens
 from berth.services.logs import LogBus
 from berth.services.objects import ObjectService
+from berth.services.roles import EnvironmentRoles
 from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
@@ -161,6 +162,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     autoscaler.peers = replicas
     services.join_tokens = join_tokens
     services.dashboard = DashboardAccess(store, accounts, clock)
+    services.roles = EnvironmentRoles(store, clock)
     services.signer = Signer(store, clock)
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)

@@ -9,6 +9,7 @@ from modal_proto import api_pb2
 
 from berth.api.caller import Caller
 from berth.api.context import Services
+from berth.errors import InvalidArgument
 
 EMPTY = empty_pb2.Empty()
 
@@ -96,6 +97,23 @@ class AccountRpcs:
         ):
             await self.s.accounts.create_environment(env)
         return self.s.environment(await self.s.accounts.require_environment(env))
+
+    async def _environment_by_id(self, environment_id: str) -> str:
+        if not environment_id.startswith("en-"):
+            raise InvalidArgument(f"Invalid environment id '{environment_id}'")
+        return await self.s.accounts.require_environment(environment_id.removeprefix("en-"))
+
+    async def EnvironmentGetRoles(
+        self, req: api_pb2.EnvironmentGetRolesRequest, caller: Caller
+    ) -> api_pb2.EnvironmentGetRolesResponse:
+        return await self.s.roles.roles(await self._environment_by_id(req.environment_id))
+
+    async def EnvironmentRoleSet(self, req: api_pb2.EnvironmentRoleSetRequest, caller: Caller) -> empty_pb2.Empty:
+        environment = await self._environment_by_id(req.environment_id) if req.environment_id else ""
+        environment = environment or await self.s.accounts.require_environment(req.environment_name)
+        await self.s.roles.require_admin(caller.token_id, caller.environment, "change environment roles")
+        await self.s.roles.set_role(environment, req)
+        return EMPTY
 
     async def AuthTokenGet(self, req: api_pb2.AuthTokenGetRequest, caller: Caller) -> api_pb2.AuthTokenGetResponse:
         """The short-lived token clients send as `x-modal-auth-token` (sandboxes V2, the JS SDK); it names the

@@ -353,6 +353,18 @@ class AutoscalerOverrideStore(Protocol):
     async def delete_autoscaler_override(self, function_id: str) -> None: ...
 
 
+class EnvironmentRoleStore(Protocol):
+    """Roles assigned to tokens per environment ('contributor', 'viewer', 'no-access')."""
+
+    async def set_environment_role(self, environment: str, token_id: str, role: str | None) -> None:
+        """Assigns a role, or removes the assignment (role None) so the token's default applies."""
+        ...
+
+    async def environment_roles(self) -> list[tuple[str, str, str]]:
+        """Every assignment as (environment, token id, role)."""
+        ...
+
+
 class CoreStore(
     AppStore,
     FunctionStore,
@@ -366,6 +378,7 @@ class CoreStore(
     ReplicaStore,
     SandboxIndexStore,
     AutoscalerOverrideStore,
+    EnvironmentRoleStore,
     Protocol,
 ):
     """The aggregates a relational backend holds together."""

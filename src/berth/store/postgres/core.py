@@ -158,6 +158,27 @@ class PostgresCoreStore(CallTables):
 
         return await self._db.transaction(body)
 
+    # environment roles
+    async def set_environment_role(self, environment: str, token_id: str, role: str | None) -> None:
+        if role is None:
+            await self._db.execute(
+                "DELETE FROM environment_roles WHERE environment=$1 AND token_id=$2", environment, token_id
+            )
+        else:
+            await self._db.execute(
+                "INSERT INTO environment_roles(environment, token_id, role) VALUES ($1, $2, $3) "
+                "ON CONFLICT (environment, token_id) DO UPDATE SET role=excluded.role",
+                environment,
+                token_id,
+                role,
+            )
+
+    async def environment_roles(self) -> list[tuple[str, str, str]]:
+        rows = await self._db.fetch(
+            "SELECT environment, token_id, role FROM environment_roles ORDER BY environment, token_id"
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     # autoscaler overrides
     async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None:
         await self._db.execute(

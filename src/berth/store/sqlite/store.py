@@ -155,6 +155,21 @@ class SqliteStore(SqliteActivity):
     async def touch_live_apps(self, now: float) -> None:
         self._write("UPDATE apps SET heartbeat_at=? WHERE state IN (?,?)", (now, *self._LIVE_APP_STATES))
 
+    # environment roles
+    async def set_environment_role(self, environment: str, token_id: str, role: str | None) -> None:
+        if role is None:
+            self._write("DELETE FROM environment_roles WHERE environment=? AND token_id=?", (environment, token_id))
+        else:
+            self._write(
+                "INSERT INTO environment_roles(environment, token_id, role) VALUES (?,?,?) "
+                "ON CONFLICT(environment, token_id) DO UPDATE SET role=excluded.role",
+                (environment, token_id, role),
+            )
+
+    async def environment_roles(self) -> list[tuple[str, str, str]]:
+        rows = self._all("SELECT environment, token_id, role FROM environment_roles ORDER BY environment, token_id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
     # autoscaler overrides
     async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None:
         self._write(
