@@ -98,6 +98,14 @@ class AccountRpcs:
             await self.s.accounts.create_environment(env)
         return self.s.environment(await self.s.accounts.require_environment(env))
 
+    async def EnvironmentUpdate(
+        self, req: api_pb2.EnvironmentUpdateRequest, caller: Caller
+    ) -> api_pb2.EnvironmentListItem:
+        await self.s.roles.require_admin(caller.token_id, caller.environment, "change an environment's settings")
+        updated = await self.s.accounts.update_environment(req)
+        self.s.roles.forget()  # a rename moved the roles along
+        return updated
+
     async def _environment_by_id(self, environment_id: str) -> str:
         if not environment_id.startswith("en-"):
             raise InvalidArgument(f"Invalid environment id '{environment_id}'")

@@ -148,4 +148,8 @@ class EnvironmentRoles:
         if not any(t == token_id and not revoked for t, _, _, revoked in await self._store.tokens()):
             raise NotFound(f"Token {token_id} not found")
         await self._store.set_environment_role(environment, token_id, _role_name(req))
-        self._loaded_at = -CACHE_S  # this replica sees its own change at once
+        self.forget()
+
+    def forget(self) -> None:
+        """Reads the assignments again at the next check: this replica sees its own changes at once."""
+        self._loaded_at = -CACHE_S

@@ -29,6 +29,10 @@ class AppRecord:
     stopped_at: float | None = None
 
 
+# The tables with an environment column, which an environment's rename moves along.
+ENVIRONMENT_TABLES = ("apps", "tokens", "objects", "state_objects", "environment_roles")
+
+
 @dataclass
 class FunctionRecord:
     function_id: str
