@@ -38,6 +38,7 @@ from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
+from berth.services.workspace import WorkspaceService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
 from berth.tls import issue_cert_pem, issue_server_cert
@@ -163,6 +164,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.join_tokens = join_tokens
     services.dashboard = DashboardAccess(store, accounts, clock)
     services.roles = EnvironmentRoles(store, clock)
+    services.workspace = WorkspaceService(store, stores.web, services.roles, clock, services.image_builder_version)
     services.signer = Signer(store, clock)
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)

@@ -42,6 +42,7 @@ from berth.services.roles import EnvironmentRoles
 from berth.services.signing import Signer
 from berth.services.state import StateServices
 from berth.services.web import WebService
+from berth.services.workspace import WorkspaceService
 from berth.store.ports import BlobStore, Stores
 from berth.telemetry import Telemetry
 from berth.workers.hub import WorkerHub
@@ -85,6 +86,7 @@ class Services:
     replicas: Replicas = field(init=False)
     dashboard: DashboardAccess = field(init=False)
     roles: EnvironmentRoles = field(init=False)
+    workspace: WorkspaceService = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

@@ -129,17 +129,9 @@ class AccountRpcs:
         subject = caller.token_id or caller.task_id or ""
         return api_pb2.AuthTokenGetResponse(token=self.s.signer.issue(subject, AUTH_AUDIENCE, AUTH_TOKEN_TTL_S))
 
-    async def TokenInfoGet(self, req: api_pb2.TokenInfoGetRequest, caller: Caller) -> api_pb2.TokenInfoGetResponse:
-        return api_pb2.TokenInfoGetResponse(
-            token_id=caller.token_id or "", workspace_name="berth", workspace_id="ac-berth"
-        )
-
     async def WorkspaceDashboardUrlGet(
         self, req: api_pb2.WorkspaceDashboardUrlRequest, caller: Caller
     ) -> api_pb2.WorkspaceDashboardUrlResponse:
         """`modal dashboard`: this server's web dashboard (sign in with a token or `berth dashboard-link`)."""
         env = await self.s.accounts.require_environment(self.s.accounts.scope(req.environment_name, caller.environment))
         return api_pb2.WorkspaceDashboardUrlResponse(url=f"{self.s.settings.http_url}/apps?env={quote(env)}")
-
-    async def WorkspaceNameLookup(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.WorkspaceNameLookupResponse:
-        return api_pb2.WorkspaceNameLookupResponse(workspace_name="berth", username=caller.token_id or "")

@@ -10,6 +10,7 @@ from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.api.web_rpcs import WebRpcs
+from berth.api.workspace_rpcs import WorkspaceRpcs
 
 
 class ModalServicer(
@@ -26,6 +27,7 @@ class ModalServicer(
     VolumeRpcs,
     ImageRpcs,
     SandboxRpcs,
+    WorkspaceRpcs,
     InsightRpcs,
 ):
     def __init__(self, services: Services) -> None:

@@ -38,7 +38,7 @@ class AccountService:
 
     async def verify(self, token_id: str, secret: str) -> str | None:
         """The token's environment scope ('' for all), or None when the pair is not valid."""
-        found = await self._store.token(token_id)
+        found = await self._store.token(token_id, self._clock.now())
         if found is None or not secret_matches(found[0], secret):
             return None
         return found[1]

@@ -4,8 +4,9 @@ TOKEN_ID --service-user --role viewer`).
 
 A role is 'contributor' (read-write), 'viewer' (read-only) or 'no-access'. A token with no assignment in an
 environment is a contributor there, unless it was created scoped to another environment (`berth token
-create --env`), which gives it no access. Assignments are cached for a few seconds, so a change made through
-another server replica takes effect within that time."""
+create --env`), which gives it no access; a service user (`modal workspace service-users create`, a named
+token) has no access anywhere until it is given a role, as on Modal. Assignments are cached for a few
+seconds, so a change made through another server replica takes effect within that time."""
 
 from __future__ import annotations
 
@@ -85,12 +86,14 @@ class EnvironmentRoles:
         self._store = store
         self._clock = clock
         self._assigned: dict[tuple[str, str], str] = {}  # (environment, token id) → role
+        self._service_users: set[str] = set()  # tokens with no access where no role is assigned
         self._loaded_at = -CACHE_S
 
     async def _assignments(self) -> dict[tuple[str, str], str]:
         now = self._clock.monotonic()
         if now - self._loaded_at >= CACHE_S:
             self._assigned = {(env, tok): role for env, tok, role in await self._store.environment_roles()}
+            self._service_users = {t.token_id for t in await self._store.token_records() if t.name is not None}
             self._loaded_at = now
         return self._assigned
 
@@ -99,11 +102,16 @@ class EnvironmentRoles:
         assigned = (await self._assignments()).get((environment, token_id))
         if assigned is not None:
             return assigned, True
-        return (NO_ACCESS if scope and scope != environment else CONTRIBUTOR), False
+        if token_id in self._service_users or (scope and scope != environment):
+            return NO_ACCESS, False
+        return CONTRIBUTOR, False
 
     async def restricted(self, token_id: str) -> bool:
         """Whether any assignment limits this token (else no request of it needs a role check)."""
-        return any(tok == token_id and role != CONTRIBUTOR for (_, tok), role in (await self._assignments()).items())
+        assigned = await self._assignments()
+        return token_id in self._service_users or any(
+            tok == token_id and role != CONTRIBUTOR for (_, tok), role in assigned.items()
+        )
 
     async def authorize(self, token_id: str, scope: str | None, environment: str, rpc: str, request: Message) -> None:
         role, _ = await self.role(token_id, scope, environment)
@@ -126,13 +134,13 @@ class EnvironmentRoles:
 
     async def roles(self, environment: str) -> api_pb2.EnvironmentGetRolesResponse:
         resp = api_pb2.EnvironmentGetRolesResponse(name=environment, default_member_role=ROLE_ENUMS[CONTRIBUTOR])
-        for token_id, scope, _, revoked in await self._store.tokens():
-            if revoked:
+        for token in await self._store.token_records():
+            if token.revoked_at is not None:
                 continue
-            role, assigned = await self.role(token_id, scope or None, environment)
+            role, assigned = await self.role(token.token_id, token.environment or None, environment)
             resp.principal_roles.add(
-                service_user_id=token_id,
-                service_user_name=token_id,
+                service_user_id=token.token_id,
+                service_user_name=token.name or token.token_id,
                 role_str=role,
                 role=ROLE_ENUMS[role],
                 choosable_roles=list(ROLE_ENUMS.values()),
@@ -144,9 +152,12 @@ class EnvironmentRoles:
     async def set_role(self, environment: str, req: api_pb2.EnvironmentRoleSetRequest) -> None:
         if req.user_id:
             raise InvalidArgument("Berth has no workspace users, only tokens: pass the token id with --service-user")
-        token_id = req.service_user_id or req.service_user_name
-        if not any(t == token_id and not revoked for t, _, _, revoked in await self._store.tokens()):
-            raise NotFound(f"Token {token_id} not found")
+        wanted = req.service_user_id or req.service_user_name
+        live = [t for t in await self._store.token_records() if t.revoked_at is None]
+        found = next((t for t in live if wanted in (t.token_id, t.name)), None)
+        if found is None:
+            raise NotFound(f"Service user or token '{wanted}' not found")
+        token_id = found.token_id
         await self._store.set_environment_role(environment, token_id, _role_name(req))
         self.forget()
 

@@ -32,6 +32,7 @@ from berth.store.records import (
     TaskOutcome,
     TaskRecord,
     TickRow,
+    TokenRecord,
 )
 
 
@@ -39,9 +40,25 @@ class TokenStore(Protocol):
     """Client tokens, stored as digests, optionally scoped to one environment."""
 
     async def add_token(self, token_id: str, secret_hash: str, environment: str | None, now: float) -> None: ...
-    async def token(self, token_id: str) -> tuple[str, str] | None: ...
+    async def add_service_user(
+        self, token_id: str, secret_hash: str, name: str, now: float, expires_at: float | None
+    ) -> bool:
+        """A named token; False when a live token already has that name."""
+        ...
+
+    async def token(self, token_id: str, now: float) -> tuple[str, str] | None:
+        """(secret hash, environment scope or '') of a token that is live now: not revoked, disabled or expired."""
+        ...
+
     async def tokens(self) -> list[tuple[str, str, float, float | None]]: ...
+    async def token_records(self) -> list[TokenRecord]:
+        """Every token, revoked ones included, oldest first."""
+        ...
+
     async def revoke_token(self, token_id: str, now: float) -> bool: ...
+    async def set_token_disabled(self, token_id: str, disabled_at: float | None) -> bool:
+        """Disables (a time) or enables (None) a token that is not revoked; False if there is none."""
+        ...
 
 
 class DashboardGrantStore(Protocol):

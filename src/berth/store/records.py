@@ -29,6 +29,20 @@ class AppRecord:
     stopped_at: float | None = None
 
 
+@dataclass
+class TokenRecord:
+    token_id: str
+    environment: str  # '' for every environment
+    created_at: float
+    revoked_at: float | None
+    name: str | None  # a service user's name
+    disabled_at: float | None
+    expires_at: float | None
+
+
+TOKEN_COLS = "token_id, coalesce(environment, ''), created_at, revoked_at, name, disabled_at, expires_at"
+
+
 # The tables with an environment column, which an environment's rename moves along.
 ENVIRONMENT_TABLES = ("apps", "tokens", "objects", "state_objects", "environment_roles")
 

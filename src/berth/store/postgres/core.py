@@ -12,7 +12,7 @@ from berth.store.postgres.calls import CallTables
 from berth.store.postgres.db import Conn, Database, lock_value
 from berth.store.records import APP_COLS as _APP_COLS
 from berth.store.records import TASK_COLS as _TASK_COLS
-from berth.store.records import AppRecord, FunctionRecord, ReplicaRecord, TaskRecord
+from berth.store.records import TOKEN_COLS, AppRecord, FunctionRecord, ReplicaRecord, TaskRecord, TokenRecord
 
 _FN_COLS = "function_id, app_id, tag, definition, bound_from, serialized_params, options"
 
@@ -39,13 +39,40 @@ class PostgresCoreStore(CallTables):
             now,
         )
 
-    async def token(self, token_id: str) -> tuple[str, str] | None:
-        """(secret hash, environment scope or '') of a live token."""
-        row = await self._db.fetchrow(
-            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=$1 AND revoked_at IS NULL",
+    async def add_service_user(
+        self, token_id: str, secret_hash: str, name: str, now: float, expires_at: float | None
+    ) -> bool:
+        rows = await self._db.write(
+            "INSERT INTO tokens(token_id, secret_hash, created_at, name, expires_at) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
             token_id,
+            secret_hash,
+            now,
+            name,
+            expires_at,
+        )
+        return len(rows) == 1
+
+    async def token(self, token_id: str, now: float) -> tuple[str, str] | None:
+        row = await self._db.fetchrow(
+            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=$1 AND revoked_at IS NULL "
+            "AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            token_id,
+            now,
         )
         return (str(row[0]), str(row[1])) if row else None
+
+    async def token_records(self) -> list[TokenRecord]:
+        rows = await self._db.fetch(f"SELECT {TOKEN_COLS} FROM tokens ORDER BY created_at")
+        return [TokenRecord(*r) for r in rows]
+
+    async def set_token_disabled(self, token_id: str, disabled_at: float | None) -> bool:
+        rows = await self._db.write(
+            "UPDATE tokens SET disabled_at=$1 WHERE token_id=$2 AND revoked_at IS NULL RETURNING 1",
+            disabled_at,
+            token_id,
+        )
+        return len(rows) == 1
 
     async def tokens(self) -> list[tuple[str, str, float, float | None]]:
         rows = await self._db.fetch(

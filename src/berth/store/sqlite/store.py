@@ -17,6 +17,7 @@ from modal_proto import api_pb2
 from berth.store.records import (
     APP_COLS,
     TASK_COLS,
+    TOKEN_COLS,
     AppRecord,
     CallRecord,
     FunctionRecord,
@@ -25,6 +26,7 @@ from berth.store.records import (
     OutputRecord,
     ReplicaRecord,
     TaskRecord,
+    TokenRecord,
 )
 from berth.store.sqlite.activity import CALL_COLS, SqliteActivity, call_record
 from berth.store.sqlite.connection import transaction
@@ -81,13 +83,34 @@ class SqliteStore(SqliteActivity):
             (token_id, secret_hash, environment, now),
         )
 
-    async def token(self, token_id: str) -> tuple[str, str] | None:
-        """(secret hash, environment scope or '') of a live token."""
+    async def add_service_user(
+        self, token_id: str, secret_hash: str, name: str, now: float, expires_at: float | None
+    ) -> bool:
+        return (
+            self._write(
+                "INSERT INTO tokens(token_id, secret_hash, created_at, name, expires_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT DO NOTHING",
+                (token_id, secret_hash, now, name, expires_at),
+            )
+            == 1
+        )
+
+    async def token(self, token_id: str, now: float) -> tuple[str, str] | None:
         row = self._one(
-            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=? AND revoked_at IS NULL",
-            (token_id,),
+            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=? AND revoked_at IS NULL "
+            "AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+            (token_id, now),
         )
         return (str(row[0]), str(row[1])) if row else None
+
+    async def token_records(self) -> list[TokenRecord]:
+        return [TokenRecord(*r) for r in self._all(f"SELECT {TOKEN_COLS} FROM tokens ORDER BY created_at")]
+
+    async def set_token_disabled(self, token_id: str, disabled_at: float | None) -> bool:
+        changed = self._write(
+            "UPDATE tokens SET disabled_at=? WHERE token_id=? AND revoked_at IS NULL", (disabled_at, token_id)
+        )
+        return changed == 1
 
     async def tokens(self) -> list[tuple[str, str, float, float | None]]:
         rows = self._all(
