@@ -36,6 +36,7 @@ from berth.services.objects import ObjectService
 from berth.services.roles import EnvironmentRoles
 from berth.services.signing import Signer
 from berth.services.state import build_state
+from berth.services.token_flows import TokenFlows
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
 from berth.services.workspace import WorkspaceService
@@ -164,6 +165,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     services.join_tokens = join_tokens
     services.dashboard = DashboardAccess(store, accounts, clock)
     services.roles = EnvironmentRoles(store, clock)
+    services.token_flows = TokenFlows(accounts, services.roles, clock)
     services.workspace = WorkspaceService(store, stores.web, services.roles, clock, services.image_builder_version)
     services.signer = Signer(store, clock)
     await services.signer.load()

@@ -41,6 +41,7 @@ from berth.services.objects import ObjectService
 from berth.services.roles import EnvironmentRoles
 from berth.services.signing import Signer
 from berth.services.state import StateServices
+from berth.services.token_flows import TokenFlows
 from berth.services.web import WebService
 from berth.services.workspace import WorkspaceService
 from berth.store.ports import BlobStore, Stores
@@ -87,6 +88,7 @@ class Services:
     dashboard: DashboardAccess = field(init=False)
     roles: EnvironmentRoles = field(init=False)
     workspace: WorkspaceService = field(init=False)
+    token_flows: TokenFlows = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:

@@ -31,6 +31,25 @@ class WorkspaceRpcs:
             raise InvalidArgument("TokenInfoGet needs a client token")
         return await self.s.workspace.token_info(caller.token_id)
 
+    async def TokenFlowCreate(
+        self, req: api_pb2.TokenFlowCreateRequest, caller: Caller
+    ) -> api_pb2.TokenFlowCreateResponse:
+        flow = self.s.token_flows.create()
+        return api_pb2.TokenFlowCreateResponse(
+            token_flow_id=flow.flow_id,
+            web_url=f"{self.s.settings.http_url}/token-flow/{flow.flow_id}",
+            code=flow.code,
+            wait_secret=flow.wait_secret,
+        )
+
+    async def TokenFlowWait(self, req: api_pb2.TokenFlowWaitRequest, caller: Caller) -> api_pb2.TokenFlowWaitResponse:
+        token = await self.s.token_flows.wait(req.token_flow_id, req.wait_secret, req.timeout)
+        if token is None:
+            return api_pb2.TokenFlowWaitResponse(timeout=True)
+        return api_pb2.TokenFlowWaitResponse(
+            token_id=token[0], token_secret=token[1], workspace_username=WORKSPACE_NAME
+        )
+
     async def WorkspaceNameLookup(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.WorkspaceNameLookupResponse:
         return api_pb2.WorkspaceNameLookupResponse(workspace_name=WORKSPACE_NAME, username=WORKSPACE_NAME)
 
