@@ -73,6 +73,10 @@ def test_a_viewer_reads_but_cannot_change_an_environment_and_no_access_sees_noth
         assert removed.returncode == 0, removed.output
         assert _roles(berth)[token_id] == "contributor"
         assert modal(berth, "dict", "create", "--env", ENV, "rbac-dict", env=as_token).returncode == 0
+        restricted = modal(berth, "environment", "create", "rbac-restricted", "--restricted")
+        assert restricted.returncode != 0 and "not support restricted environments" in restricted.output, (
+            restricted.output
+        )
     finally:
         modal(berth, "app", "stop", "--yes", "--env", ENV, "e2e-rbac")
         _berth(berth, "token", "revoke", token_id)

@@ -112,6 +112,6 @@ def test_proxy_tokens_settings_and_what_berth_refuses(berth: BerthServer) -> Non
     assert settings.returncode == 0, settings.output
     assert {"setting": "default-environment", "value": "main"} in json.loads(settings.stdout)
     members = modal(berth, "workspace", "members", "list")
-    assert members.returncode != 0 and "no workspace members" in members.output, members.output
+    assert members.returncode != 0 and "not have workspace members" in members.output, members.output
     default = modal(berth, "workspace", "settings", "set", "default-environment", "other")
     assert default.returncode != 0 and "always 'main'" in default.output, default.output

@@ -9,7 +9,7 @@ from modal_proto import api_pb2
 
 from berth.api.caller import Caller
 from berth.api.context import Services
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, Unimplemented
 
 EMPTY = empty_pb2.Empty()
 
@@ -78,6 +78,12 @@ class AccountRpcs:
     s: Services
 
     async def EnvironmentCreate(self, req: api_pb2.EnvironmentCreateRequest, caller: Caller) -> empty_pb2.Empty:
+        if req.is_managed or req.default_member_role or req.default_member_role_str:
+            raise Unimplemented(
+                "Berth does not support restricted environments or per-environment default roles: create the "
+                "environment, then give tokens their roles with `modal environment roles update ENV TOKEN "
+                "--service-user --role R`"
+            )
         await self.s.accounts.create_environment(req.name)
         return EMPTY
 

@@ -15,8 +15,8 @@ from berth.services.workspace import NO_USERS, WORKSPACE_NAME
 
 EMPTY = empty_pb2.Empty()
 PROXY_TOKENS_EVERYWHERE = (
-    "Berth's proxy tokens are valid for every web endpoint with requires_proxy_auth in every environment; they "
-    "cannot be limited to some environments or renamed"
+    "Berth does not support limiting or renaming proxy tokens: they are valid for every web endpoint with "
+    "requires_proxy_auth in every environment"
 )
 
 
@@ -60,14 +60,16 @@ class WorkspaceRpcs:
         self, req: api_pb2.WorkspaceSetDefaultEnvironmentRequest, caller: Caller
     ) -> empty_pb2.Empty:
         raise Unimplemented(
-            "Berth's default environment is always 'main'; choose another per client with MODAL_ENVIRONMENT or "
-            "`modal config set-environment`"
+            "Berth does not support changing the default environment: it is always 'main'; choose another per "
+            "client with MODAL_ENVIRONMENT or `modal config set-environment`"
         )
 
     async def WorkspaceSetImageBuilderVersion(
         self, req: api_pb2.WorkspaceSetImageBuilderVersionRequest, caller: Caller
     ) -> api_pb2.WorkspaceSetImageBuilderVersionResponse:
-        raise Unimplemented(f"Berth builds every image with image builder version {self.s.image_builder_version}")
+        raise Unimplemented(
+            f"Berth does not support choosing the image builder version: it builds with {self.s.image_builder_version}"
+        )
 
     async def WorkspaceMembersList(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.WorkspaceMembersListResponse:
         raise Unimplemented(NO_USERS)

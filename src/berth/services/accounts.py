@@ -76,12 +76,12 @@ class AccountService:
         current = await self.require_environment(req.current_name)
         if req.HasField("web_suffix"):
             raise Unimplemented(
-                "Berth has no environment web suffix: web endpoints are served on ports of the server's own host "
-                "(see `modal app list` / the deploy output for their URLs), not on per-environment subdomains"
+                "Berth does not support an environment web suffix: web endpoints are served on ports of the "
+                "server's own host (see the deploy output for their URLs), not on per-environment subdomains"
             )
         if req.image_builder_version:
             raise Unimplemented(
-                "Berth builds every image with its one image builder version; it cannot be set per environment"
+                "Berth does not support a per-environment image builder version: it builds every image with one"
             )
         if req.max_concurrent_tasks or req.max_concurrent_gpus or req.block_unauthenticated_resources:
             raise Unimplemented("Berth does not support per-environment task or GPU limits or resource blocking")

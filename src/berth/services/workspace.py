@@ -23,7 +23,7 @@ from berth.store.records import TokenRecord
 WORKSPACE_NAME = "berth"
 WORKSPACE_ID = "ac-berth"
 NO_USERS = (
-    "Berth has no workspace members: its principals are tokens (`berth token create`, `modal workspace "
+    "Berth does not have workspace members: its principals are tokens (`berth token create`, `modal workspace "
     "member-tokens list`, `modal workspace service-users list`)"
 )
 
@@ -155,7 +155,7 @@ class WorkspaceService:
     # proxy tokens: the web front door's Modal-Key/Modal-Secret pairs
     async def create_proxy_token(self, req: api_pb2.WebhookTokenCreateRequest) -> api_pb2.TokenCreateResponse:
         if req.name:
-            raise Unimplemented("Berth's proxy tokens have no names; create one without --name")
+            raise Unimplemented("Berth does not support proxy token names; create one without --name")
         token_id, secret = await create_token(self._web_tokens, self._clock.now())
         return api_pb2.TokenCreateResponse(token_id=token_id, token_secret=secret)
 
