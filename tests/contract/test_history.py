@@ -92,6 +92,6 @@ async def test_renaming_an_environment_moves_its_apps_tokens_objects_and_roles_a
     assert await history.environments() == [("prod", 1.0)]
     assert (await history.deployed_app("prod", "web")).app_id == "ap-1"  # type: ignore[union-attr]
     assert (await history.deployed_app("main", "web")).app_id == "ap-2"  # type: ignore[union-attr]
-    assert await core.token("ak-1") == ("hash", "prod")
+    assert await core.token("ak-1", 2.0) == ("hash", "prod")
     assert await core.environment_roles() == [("prod", "ak-2", "viewer")]
     assert (await state.by_name("dict", "prod", "d")).object_id == "di-1"  # type: ignore[union-attr]
