@@ -16,6 +16,7 @@ from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
 from berth.scheduling.layout import LayoutBuilder
+from berth.scheduling.overrides import AutoscalerOverrides
 from berth.scheduling.replicas import Replicas
 from berth.scheduling.sandboxes import SandboxManager
 from berth.scheduling.schedules import ScheduleTrigger
@@ -40,10 +41,13 @@ from berth.services.logs import LogBus
 from berth.services.metering import MeteringService
 from berth.services.objects import ObjectService
 from berth.services.quotas import LiveTask, QuotaService
+from berth.services.roles import EnvironmentRoles
 from berth.services.signing import Signer
 from berth.services.state import build_state
+from berth.services.token_flows import TokenFlows
 from berth.services.wakeups import open_notifier
 from berth.services.web import WebService
+from berth.services.workspace import WorkspaceService
 from berth.store.factory import open_blobs, open_log_fanout, open_stores, open_wake_bus
 from berth.telemetry import Telemetry
 from berth.tls import issue_cert_pem, issue_server_cert
@@ -136,7 +140,14 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.default_max_containers,
         settings.default_scaledown_s,
         settings.retention_s,
+        AutoscalerOverrides(store),
     )
+    catalog.definition_hooks.append(autoscaler.on_definition)
+
+    async def warm_candidates() -> list[str]:
+        return await deployments.running_function_ids(await accounts.names())
+
+    autoscaler.warm_candidates = warm_candidates
     services = Services(
         settings,
         stores,
@@ -163,6 +174,9 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     autoscaler.peers = replicas
     services.join_tokens = join_tokens
     services.dashboard = DashboardAccess(store, accounts, clock)
+    services.roles = EnvironmentRoles(store, clock)
+    services.token_flows = TokenFlows(accounts, services.roles, clock)
+    services.workspace = WorkspaceService(store, stores.web, services.roles, clock, services.image_builder_version)
     services.signer = Signer(store, clock)
     await services.signer.load()
     worker.trust_grants(services.signer.public_pem)
@@ -239,7 +253,13 @@ def wire_insights(s: Services) -> None:
     """What the observability RPCs read: the store's records of inputs and containers, and live tasks."""
     store = s.stores.core
     s.function_insights = FunctionInsights(
-        store, s.catalog, s.tasks, s.clock, s.settings.default_max_containers, s.settings.default_scaledown_s
+        store,
+        s.catalog,
+        s.tasks,
+        s.clock,
+        s.settings.default_max_containers,
+        s.settings.default_scaledown_s,
+        s.autoscaler,
     )
     s.call_insights = CallInsights(store, s.catalog, s.apps, s.deployments, s.stores.history)
     s.function_metrics = FunctionMetrics(store, s.catalog)

@@ -8,16 +8,36 @@ from berth.store.factory import Stores
 from berth.store.records import AppRecord, FunctionRecord, TaskRecord
 
 
+async def test_service_users_are_named_tokens_that_expire_and_any_token_can_be_disabled_and_enabled(
+    stores: Stores,
+) -> None:
+    core = stores.core
+    assert await core.add_service_user("ak-1", "hash-1", "ci-bot", 1.0, 10.0) is True
+    assert await core.add_service_user("ak-2", "hash-2", "ci-bot", 2.0, None) is False  # the name is taken
+    await core.add_token("ak-3", "hash-3", None, 3.0)
+    assert await core.token("ak-1", 9.0) == ("hash-1", "")
+    assert await core.token("ak-1", 10.0) is None  # expired
+    assert await core.set_token_disabled("ak-3", 4.0) is True
+    assert await core.token("ak-3", 5.0) is None
+    assert await core.set_token_disabled("ak-3", None) is True
+    assert await core.token("ak-3", 5.0) == ("hash-3", "")
+    assert await core.set_token_disabled("ak-missing", 5.0) is False
+    records = {r.token_id: r for r in await core.token_records()}
+    assert (records["ak-1"].name, records["ak-1"].expires_at, records["ak-3"].name) == ("ci-bot", 10.0, None)
+    assert await core.revoke_token("ak-1", 6.0) is True
+    assert await core.add_service_user("ak-4", "hash-4", "ci-bot", 7.0, None) is True  # a revoked one frees it
+
+
 async def test_a_token_is_found_until_it_is_revoked_once(stores: Stores) -> None:
     core = stores.core
     await core.add_token("ak-1", "hash-1", None, 1.0)
     await core.add_token("ak-2", "hash-2", "dev", 2.0)
-    assert await core.token("ak-1") == ("hash-1", "")
-    assert await core.token("ak-2") == ("hash-2", "dev")
+    assert await core.token("ak-1", 2.0) == ("hash-1", "")
+    assert await core.token("ak-2", 2.0) == ("hash-2", "dev")
     assert await core.revoke_token("ak-1", 3.0) is True
     assert await core.revoke_token("ak-1", 4.0) is False
     assert await core.revoke_token("ak-missing", 4.0) is False
-    assert await core.token("ak-1") is None
+    assert await core.token("ak-1", 5.0) is None
     assert await core.tokens() == [("ak-1", "", 1.0, 3.0), ("ak-2", "dev", 2.0, None)]
 
 

@@ -6,7 +6,7 @@ from modal_proto import api_pb2
 
 from berth.config import Settings
 from berth.store.factory import Stores, open_stores
-from berth.store.records import AppRecord, DeploymentRecord
+from berth.store.records import AppRecord, DeploymentRecord, StateObject
 
 DEPLOYED, STOPPED = api_pb2.APP_STATE_DEPLOYED, api_pb2.APP_STATE_STOPPED
 EPHEMERAL, INITIALIZING = api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING
@@ -77,3 +77,21 @@ async def test_logs_queued_just_before_close_are_kept(settings: Settings) -> Non
         assert [b for _, b in kept] == [b"0", b"1", b"2", b"3", b"4"]
     finally:
         await reopened.close()
+
+
+async def test_renaming_an_environment_moves_its_apps_tokens_objects_and_roles_along(stores: Stores) -> None:
+    core, history, state = stores.core, stores.history, stores.state
+    assert await history.add_environment("dev", 1.0) is True
+    await core.put_app(AppRecord("ap-1", "web", "", DEPLOYED, "dev", 1.0))
+    await core.put_app(AppRecord("ap-2", "web", "", DEPLOYED, "main", 2.0))
+    await core.add_token("ak-1", "hash", "dev", 1.0)
+    await core.set_environment_role("dev", "ak-2", "viewer")
+    await state.put(StateObject("di-1", "dict", "d", "dev", False, None, 0, None, 1.0, 1.0))
+    assert await history.rename_environment("dev", "prod") is True
+    assert await history.rename_environment("dev", "other") is False
+    assert await history.environments() == [("prod", 1.0)]
+    assert (await history.deployed_app("prod", "web")).app_id == "ap-1"  # type: ignore[union-attr]
+    assert (await history.deployed_app("main", "web")).app_id == "ap-2"  # type: ignore[union-attr]
+    assert await core.token("ak-1", 2.0) == ("hash", "prod")
+    assert await core.environment_roles() == [("prod", "ak-2", "viewer")]
+    assert (await state.by_name("dict", "prod", "d")).object_id == "di-1"  # type: ignore[union-attr]

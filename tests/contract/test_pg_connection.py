@@ -152,7 +152,7 @@ async def test_statements_succeed_after_the_server_drops_every_connection(postgr
         await stores.core.add_token("ak-1", "h", None, 1.0)  # a write that must not run twice: its BEGIN failed
         await _drop_every_connection(postgres_url)
         await stores.core.put_app(AppRecord("ap-2", "web", "", 1, "main", 2.0))
-        assert await stores.core.token("ak-1") == ("h", "")
+        assert await stores.core.token("ak-1", 2.0) == ("h", "")
         assert await stores.core.get_app("ap-2") is not None
     finally:
         await stores.close()

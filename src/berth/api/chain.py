@@ -9,7 +9,7 @@ import secrets
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from google.protobuf.message import DecodeError, Message
 from grpclib.const import Cardinality, Handler, Status
@@ -33,6 +33,9 @@ class Authenticator(Protocol):
 
     async def environment_of(self, object_id: str) -> str | None:
         """The environment an app, function, call, sandbox or state object belongs to; None if unknown."""
+
+    async def authorize(self, caller: Caller, request: Message | None) -> None:
+        """Raises PermissionDenied when the caller's environment role does not allow this request."""
 
 
 # RPCs a process may call before it has credentials.
@@ -119,6 +122,22 @@ async def _check_ids_in_scope(auth: Authenticator, caller: Caller, request: Mess
             )
 
 
+async def request_environment(auth: Authenticator, caller: Caller, request: Message) -> str | None:
+    """The environment a request acts in: the one it names, else that of the first object it names by id;
+    None when it names neither (content-addressed uploads, workspace-wide calls)."""
+    fields = request.DESCRIPTOR.fields_by_name
+    if "environment_name" in fields:
+        return str(cast(Any, request).environment_name) or caller.environment or "main"
+    for name in _SCOPED_ID_FIELDS:
+        field = fields.get(name)
+        if field is None or field.type != field.TYPE_STRING or field.is_repeated:
+            continue
+        object_id = getattr(request, name)
+        if object_id:
+            return await auth.environment_of(object_id)
+    return None
+
+
 def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
     if isinstance(exc, GRPCError):
         if exc.message and len(exc.message) > MAX_ERROR_MESSAGE:
@@ -191,6 +210,7 @@ def wrap(
                 raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc}: request could not be decoded: {exc}") from exc
             _check_environment_scope(caller, request)
             await _check_ids_in_scope(auth, caller, request)
+            await auth.authorize(caller, request)
             if request is not None and request.ByteSize() > max_request_bytes:
                 raise GRPCError(
                     Status.RESOURCE_EXHAUSTED,

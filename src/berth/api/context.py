@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from google.protobuf.message import Message
 from modal_proto import api_pb2
 
 from berth.api.caller import Caller
+from berth.api.chain import request_environment
 from berth.clock import Clock
 from berth.config import Settings
 from berth.errors import BerthError
@@ -42,9 +44,12 @@ from berth.services.metering import MeteringService
 from berth.services.notify import Notifier
 from berth.services.objects import ObjectService
 from berth.services.quotas import QuotaService
+from berth.services.roles import EnvironmentRoles
 from berth.services.signing import Signer
 from berth.services.state import StateServices
+from berth.services.token_flows import TokenFlows
 from berth.services.web import WebService
+from berth.services.workspace import WorkspaceService
 from berth.store.ports import BlobStore, Stores
 from berth.telemetry import Telemetry
 from berth.workers.hub import WorkerHub
@@ -93,6 +98,9 @@ class Services:
     billing: BillingService = field(init=False)
     audit: AuditLog = field(init=False)
     quotas: QuotaService = field(init=False)
+    roles: EnvironmentRoles = field(init=False)
+    workspace: WorkspaceService = field(init=False)
+    token_flows: TokenFlows = field(init=False)
     hub: WorkerHub | None = None  # remote workers (`berth server`); None when the worker is in-process
 
     def environment(self, name: str) -> api_pb2.EnvironmentGetOrCreateResponse:
@@ -148,6 +156,13 @@ class Services:
             return None
         app = await self.stores.core.get_app(app_id)
         return app.environment if app is not None else None
+
+    async def authorize(self, caller: Caller, request: Message | None) -> None:
+        if caller.token_id is None or request is None or not await self.roles.restricted(caller.token_id):
+            return  # containers act for the app that started them; an unrestricted token may do anything
+        environment = await request_environment(self, caller, request)
+        if environment is not None:
+            await self.roles.authorize(caller.token_id, caller.environment, environment, caller.rpc, request)
 
     async def _app_of_function(self, function_id: str) -> str | None:
         try:

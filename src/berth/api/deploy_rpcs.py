@@ -9,6 +9,7 @@ from modal_proto import api_pb2
 
 from berth.api.caller import Caller
 from berth.api.context import Services
+from berth.errors import InvalidArgument, Unimplemented
 
 EMPTY = empty_pb2.Empty()
 
@@ -54,6 +55,12 @@ class DeploymentRpcs:
         await self.s.deployments.rollback(req.app_id, req.version)
         return api_pb2.AppRollbackResponse()
 
+    async def AppRollover(self, req: api_pb2.AppRolloverRequest, caller: Caller) -> api_pb2.AppRolloverResponse:
+        return await self.s.deployments.rollover(req.app_id)
+
+    async def AppPromote(self, req: api_pb2.AppPromoteRequest, caller: Caller) -> api_pb2.AppPromoteResponse:
+        return await self.s.deployments.promote(req.app_id)
+
     async def AppFetchLogs(self, req: api_pb2.AppFetchLogsRequest, caller: Caller) -> api_pb2.AppFetchLogsResponse:
         await self.s.apps.get(req.app_id)
         return await self.s.log_history.fetch(req, self.s.clock.now())
@@ -71,6 +78,12 @@ class AccountRpcs:
     s: Services
 
     async def EnvironmentCreate(self, req: api_pb2.EnvironmentCreateRequest, caller: Caller) -> empty_pb2.Empty:
+        if req.is_managed or req.default_member_role or req.default_member_role_str:
+            raise Unimplemented(
+                "Berth does not support restricted environments or per-environment default roles: create the "
+                "environment, then give tokens their roles with `modal environment roles update ENV TOKEN "
+                "--service-user --role R`"
+            )
         await self.s.accounts.create_environment(req.name)
         return EMPTY
 
@@ -91,16 +104,36 @@ class AccountRpcs:
             await self.s.accounts.create_environment(env)
         return self.s.environment(await self.s.accounts.require_environment(env))
 
+    async def EnvironmentUpdate(
+        self, req: api_pb2.EnvironmentUpdateRequest, caller: Caller
+    ) -> api_pb2.EnvironmentListItem:
+        await self.s.roles.require_admin(caller.token_id, caller.environment, "change an environment's settings")
+        updated = await self.s.accounts.update_environment(req)
+        self.s.roles.forget()  # a rename moved the roles along
+        return updated
+
+    async def _environment_by_id(self, environment_id: str) -> str:
+        if not environment_id.startswith("en-"):
+            raise InvalidArgument(f"Invalid environment id '{environment_id}'")
+        return await self.s.accounts.require_environment(environment_id.removeprefix("en-"))
+
+    async def EnvironmentGetRoles(
+        self, req: api_pb2.EnvironmentGetRolesRequest, caller: Caller
+    ) -> api_pb2.EnvironmentGetRolesResponse:
+        return await self.s.roles.roles(await self._environment_by_id(req.environment_id))
+
+    async def EnvironmentRoleSet(self, req: api_pb2.EnvironmentRoleSetRequest, caller: Caller) -> empty_pb2.Empty:
+        environment = await self._environment_by_id(req.environment_id) if req.environment_id else ""
+        environment = environment or await self.s.accounts.require_environment(req.environment_name)
+        await self.s.roles.require_admin(caller.token_id, caller.environment, "change environment roles")
+        await self.s.roles.set_role(environment, req)
+        return EMPTY
+
     async def AuthTokenGet(self, req: api_pb2.AuthTokenGetRequest, caller: Caller) -> api_pb2.AuthTokenGetResponse:
         """The short-lived token clients send as `x-modal-auth-token` (sandboxes V2, the JS SDK); it names the
         caller and expires, and the client fetches another before it does."""
         subject = caller.token_id or caller.task_id or ""
         return api_pb2.AuthTokenGetResponse(token=self.s.signer.issue(subject, AUTH_AUDIENCE, AUTH_TOKEN_TTL_S))
-
-    async def TokenInfoGet(self, req: api_pb2.TokenInfoGetRequest, caller: Caller) -> api_pb2.TokenInfoGetResponse:
-        return api_pb2.TokenInfoGetResponse(
-            token_id=caller.token_id or "", workspace_name="berth", workspace_id="ac-berth"
-        )
 
     async def WorkspaceDashboardUrlGet(
         self, req: api_pb2.WorkspaceDashboardUrlRequest, caller: Caller
@@ -108,6 +141,3 @@ class AccountRpcs:
         """`modal dashboard`: this server's web dashboard (sign in with a token or `berth dashboard-link`)."""
         env = await self.s.accounts.require_environment(self.s.accounts.scope(req.environment_name, caller.environment))
         return api_pb2.WorkspaceDashboardUrlResponse(url=f"{self.s.settings.http_url}/apps?env={quote(env)}")
-
-    async def WorkspaceNameLookup(self, req: empty_pb2.Empty, caller: Caller) -> api_pb2.WorkspaceNameLookupResponse:
-        return api_pb2.WorkspaceNameLookupResponse(workspace_name="berth", username=caller.token_id or "")

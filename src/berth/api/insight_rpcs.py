@@ -22,6 +22,12 @@ class InsightRpcs:
     ) -> api_pb2.FunctionGetSchedulingParamsResponse:
         return await self.s.function_insights.scheduling_params(req.function_id)
 
+    async def FunctionUpdateSchedulingParams(
+        self, req: api_pb2.FunctionUpdateSchedulingParamsRequest, caller: Caller
+    ) -> api_pb2.FunctionUpdateSchedulingParamsResponse:
+        who = caller.token_id or (f"container {caller.task_id}" if caller.task_id else "berth")
+        return await self.s.function_insights.update_scheduling_params(req, who)
+
     async def FunctionCallFetch(
         self, req: api_pb2.FunctionCallFetchRequest, caller: Caller
     ) -> api_pb2.FunctionCallFetchResponse:

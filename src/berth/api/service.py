@@ -12,6 +12,7 @@ from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
 from berth.api.web_rpcs import WebRpcs
+from berth.api.workspace_rpcs import WorkspaceRpcs
 
 
 class ModalServicer(
@@ -29,6 +30,7 @@ class ModalServicer(
     NetworkFileSystemRpcs,
     ImageRpcs,
     SandboxRpcs,
+    WorkspaceRpcs,
     InsightRpcs,
     GovernanceRpcs,
 ):

@@ -12,6 +12,8 @@ from typing import Protocol
 from modal_proto import api_pb2
 
 from berth.clock import Clock
+from berth.errors import NotFound
+from berth.scheduling.overrides import AutoscalerOverrides, static_settings, warm_target
 from berth.scheduling.tasks import TaskInfo, TaskManager
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog
@@ -27,14 +29,21 @@ TICK_S = 0.5
 # Wake-ups arrive with every enqueued batch; ticking at most this often keeps a big map cheap.
 MIN_TICK_INTERVAL_S = 0.05
 PRUNE_INTERVAL_S = 60.0
+# How often the functions that may want warm containers are listed again from the store (after a restart,
+# and to see deploys and overrides made through another replica); this server's own are noted at once.
+WARM_REFRESH_S = 30.0
 
 
-def max_containers(fn: api_pb2.Function, default: int) -> int:
-    return fn.autoscaler_settings.max_containers or fn.concurrency_limit or default
+def max_containers(settings: api_pb2.AutoscalerSettings, default: int) -> int:
+    return settings.max_containers or default
 
 
-def scaledown_window(fn: api_pb2.Function, default: int) -> float:
-    return float(fn.autoscaler_settings.scaledown_window or fn.task_idle_timeout_secs or default)
+def scaledown_window(settings: api_pb2.AutoscalerSettings, default: int) -> float:
+    return float(settings.scaledown_window or default)
+
+
+async def _no_candidates() -> list[str]:
+    return []
 
 
 def containers_needed(queued: int, tasks: list[TaskInfo], per_task: int) -> int:
@@ -76,6 +85,7 @@ class Autoscaler:
         default_max_containers: int,
         default_scaledown_s: int,
         retention_s: float,
+        overrides: AutoscalerOverrides,
     ) -> None:
         self._store = store
         self._tasks = tasks
@@ -89,6 +99,11 @@ class Autoscaler:
         self._retention_s = retention_s
         self._last_prune = 0.0
         self._waiting: dict[str, str] = {}  # function → why its queued inputs wait (last said)
+        self.overrides = overrides
+        # Functions that may want warm containers (min_containers, buffer_containers), and where to list them.
+        self._warm: set[str] = set()
+        self._warm_listed_at = -math.inf
+        self.warm_candidates: Callable[[], Awaitable[list[str]]] = _no_candidates
         # The other server replicas on this database (scheduling/replicas.py); none for a single server, which
         # then spends no query on them in its ticks.
         self.peers: Peers = _ALONE
@@ -107,6 +122,7 @@ class Autoscaler:
 
     async def tick(self) -> None:
         await self._scale_up()
+        await self._keep_warm()
         await self._stop_tasks_of_stopped_apps()
         await self._retire_idle()
         await self._enforce_timeouts()
@@ -123,7 +139,8 @@ class Autoscaler:
             live = [t for t in self._tasks.of_function(function_id) if t.accepting]
             per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
             want = containers_needed(queued, live, per_task)
-            fn_room = max_containers(fn, self._default_max) - len(live)
+            settings = await self.overrides.effective(function_id, fn)
+            fn_room = max_containers(settings, self._default_max) - len(live)
             if self.peers.others_alive():
                 fn_room -= await self._tasks.open_elsewhere(function_id)
             if min(want, fn_room) <= 0 or await self._blocked(function_id, rec.app_id, fn, live):
@@ -149,6 +166,61 @@ class Autoscaler:
             if reason is not None:
                 return self._placement_blocked(function_id, app_id, fn, live, reason)
         return self._placement_blocked(function_id, app_id, fn, live)
+
+    def note_warm(self, function_id: str) -> None:
+        """A function whose settings changed here: checked from the next tick on."""
+        self._warm.add(function_id)
+        self._notifier.notify(SCHEDULER_KEY)
+
+    async def on_definition(self, app_id: str, function_id: str, fn: api_pb2.Function, final: bool) -> None:
+        """A catalog hook: a (re)deployed function starts from its decorator's settings."""
+        if not final:
+            return
+        await self.overrides.reset(function_id)
+        static = static_settings(fn)
+        if static.min_containers or static.buffer_containers:
+            self.note_warm(function_id)
+
+    async def _list_warm(self) -> None:
+        now = self._clock.monotonic()
+        if now - self._warm_listed_at < WARM_REFRESH_S:
+            return
+        self._warm_listed_at = now
+        await self.overrides.load()
+        self._warm.update(self.overrides.function_ids())
+        self._warm.update(await self.warm_candidates())
+
+    async def _keep_warm(self) -> None:
+        """Start the containers min_containers and buffer_containers ask for, beyond those queued inputs need."""
+        await self._list_warm()
+        for function_id in list(self._warm):
+            try:
+                fn = await self._catalog.definition(function_id)
+                rec = await self._catalog.record(function_id)
+            except NotFound:
+                continue  # defined but not yet stored: the next tick sees it
+            settings = await self.overrides.effective(function_id, fn)
+            if not settings.min_containers and not settings.buffer_containers:
+                continue
+            app = await self._store.get_app(rec.app_id)
+            if app is None or app.state == api_pb2.APP_STATE_STOPPED:
+                self._warm.discard(function_id)
+                continue
+            if not await self._apps.is_running(rec.app_id):
+                continue
+            live = [t for t in self._tasks.of_function(function_id) if t.accepting]
+            have = len(live) + (await self._tasks.open_elsewhere(function_id) if self.peers.others_alive() else 0)
+            missing = warm_target(settings, sum(1 for t in live if t.inflight)) - have
+            if missing <= 0 or await self._blocked(function_id, rec.app_id, fn, live):
+                continue
+            for _ in range(min(missing, self._tasks.worker_room())):
+                try:
+                    await self._tasks.launch(function_id)
+                except NoCapacity:
+                    break
+                except Exception:
+                    log.exception("launching a warm container for %s failed", function_id)
+                    break
 
     def _placement_blocked(
         self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo], quota: str | None = None
@@ -191,13 +263,23 @@ class Autoscaler:
         await self._inputs.fail_queued(function_id, terminated("The app was stopped before this input ran"))
 
     async def _retire_idle(self) -> None:
+        """Retire containers idle past their scaledown window, longest idle first, but never below what
+        min_containers and buffer_containers keep."""
         now = self._clock.now()
-        for task in list(self._tasks.tasks.values()):
-            if task.state != "running" or task.inflight or task.sandbox_id:
-                continue
+        spare: dict[str, int] = {}  # function → idle containers it may still lose
+        idle = [t for t in self._tasks.tasks.values() if t.state == "running" and not t.inflight and not t.sandbox_id]
+        for task in sorted(idle, key=lambda t: t.last_active):
             fn = await self._catalog.definition(task.function_id)
-            if now - task.last_active > scaledown_window(fn, self._default_scaledown):
-                self._tasks.drain(task, "scaled down after idle window")
+            settings = await self.overrides.effective(task.function_id, fn)
+            if now - task.last_active <= scaledown_window(settings, self._default_scaledown):
+                continue
+            if task.function_id not in spare:
+                live = [t for t in self._tasks.of_function(task.function_id) if t.accepting]
+                spare[task.function_id] = len(live) - warm_target(settings, sum(1 for t in live if t.inflight))
+            if spare[task.function_id] <= 0:
+                continue
+            spare[task.function_id] -= 1
+            self._tasks.drain(task, "scaled down after idle window")
 
     async def _enforce_timeouts(self) -> None:
         for state in await self._store.expired_leases(self._clock.now()):

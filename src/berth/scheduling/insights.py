@@ -12,7 +12,8 @@ from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.errors import NotFound
-from berth.scheduling.autoscaler import max_containers, scaledown_window
+from berth.scheduling.autoscaler import Autoscaler, max_containers, scaledown_window
+from berth.scheduling.overrides import static_settings
 from berth.scheduling.tasks import TaskInfo, TaskManager
 from berth.services import input_stats as st
 from berth.services.catalog import Catalog
@@ -75,8 +76,11 @@ class FunctionInsights:
         clock: Clock,
         default_max_containers: int,
         default_scaledown_s: int,
+        autoscaler: Autoscaler,
     ) -> None:
         self._store = store
+        self._overrides = autoscaler.overrides
+        self._on_update = autoscaler.note_warm
         self._catalog = catalog
         self._tasks = tasks
         self._clock = clock
@@ -102,18 +106,38 @@ class FunctionInsights:
 
     async def scheduling_params(self, function_id: str) -> api_pb2.FunctionGetSchedulingParamsResponse:
         fn = await self._catalog.definition(function_id)
-        static = fn.autoscaler_settings
-        effective = api_pb2.AutoscalerSettings(
-            min_containers=static.min_containers or fn.warm_pool_size,
-            max_containers=max_containers(fn, self._default_max),
-            buffer_containers=static.buffer_containers or fn._experimental_buffer_containers,
-            scaledown_window=int(scaledown_window(fn, self._default_scaledown)),
-        )
+        static = static_settings(fn)
+        current = await self._overrides.effective(function_id, fn)
+        effective = api_pb2.AutoscalerSettings()
+        effective.CopyFrom(current)
+        effective.max_containers = max_containers(current, self._default_max)
+        effective.scaledown_window = int(scaledown_window(current, self._default_scaledown))
         defaults = api_pb2.AutoscalerSettings(
             max_containers=self._default_max, scaledown_window=self._default_scaledown
         )
         config = api_pb2.AutoscalerConfiguration(settings=effective, default_settings=defaults, static_settings=static)
+        override = self._overrides.configuration(function_id)
+        if override is not None:
+            config.override_settings.CopyFrom(override.override_settings)
+            for name, event in override.override_events.items():
+                config.override_events[name].CopyFrom(event)
         return api_pb2.FunctionGetSchedulingParamsResponse(autoscaler_configuration=config)
+
+    async def update_scheduling_params(
+        self, req: api_pb2.FunctionUpdateSchedulingParamsRequest, who: str
+    ) -> api_pb2.FunctionUpdateSchedulingParamsResponse:
+        """`Function.update_autoscaler`: the override takes effect at the autoscaler's next tick."""
+        fn = await self._catalog.definition(req.function_id)
+        update = api_pb2.AutoscalerSettings()
+        update.CopyFrom(req.settings)
+        if req.warm_pool_size_override and not update.HasField("min_containers"):
+            update.min_containers = req.warm_pool_size_override
+        await self._overrides.update(req.function_id, update, who, self._clock.now())
+        self._on_update(req.function_id)
+        current = await self._overrides.effective(req.function_id, fn)
+        current.max_containers = max_containers(current, self._default_max)
+        current.scaledown_window = int(scaledown_window(current, self._default_scaledown))
+        return api_pb2.FunctionUpdateSchedulingParamsResponse(current_settings=current)
 
     async def fetch_calls(self, req: api_pb2.FunctionCallFetchRequest) -> api_pb2.FunctionCallFetchResponse:
         ids = await self.function_ids(req.function_id, req.all_variants)

@@ -6,11 +6,20 @@ from modal._utils.name_utils import is_valid_environment_name
 from modal_proto import api_pb2
 
 from berth.clock import Clock
-from berth.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from berth.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unimplemented
 from berth.ids import new_id, new_secret, secret_digest, secret_matches
 from berth.store.ports import EnvironmentStore, TokenStore
 
 DEFAULT_ENVIRONMENT = "main"
+
+
+def _check_environment_name(name: str) -> None:
+    if not is_valid_environment_name(name, allow_periods=False):
+        raise InvalidArgument(
+            f"Invalid Environment name: '{name}'.\n\nEnvironment names must be 1-64 characters, can only start "
+            "with alphanumeric characters, may contain only alphanumeric characters, dashes, and underscores, "
+            "and cannot start with 'en-'."
+        )
 
 
 class AccountService:
@@ -29,7 +38,7 @@ class AccountService:
 
     async def verify(self, token_id: str, secret: str) -> str | None:
         """The token's environment scope ('' for all), or None when the pair is not valid."""
-        found = await self._store.token(token_id)
+        found = await self._store.token(token_id, self._clock.now())
         if found is None or not secret_matches(found[0], secret):
             return None
         return found[1]
@@ -51,12 +60,7 @@ class AccountService:
         return name
 
     async def create_environment(self, name: str) -> None:
-        if not is_valid_environment_name(name, allow_periods=False):
-            raise InvalidArgument(
-                f"Invalid Environment name: '{name}'.\n\nEnvironment names must be 1-64 characters, can only start "
-                "with alphanumeric characters, may contain only alphanumeric characters, dashes, and underscores, "
-                "and cannot start with 'en-'."
-            )
+        _check_environment_name(name)
         if name == DEFAULT_ENVIRONMENT or not await self._deployments.add_environment(name, self._clock.now()):
             raise AlreadyExists(f"Environment '{name}' already exists")
 
@@ -65,6 +69,33 @@ class AccountService:
             raise InvalidArgument("The default environment 'main' cannot be deleted")
         if not await self._deployments.delete_environment(name):
             raise NotFound(f"Environment '{name}' not found")
+
+    async def update_environment(self, req: api_pb2.EnvironmentUpdateRequest) -> api_pb2.EnvironmentListItem:
+        """`modal environment update --set-name`: a rename moves the environment's apps, tokens, named objects
+        and roles along. The other settings have no meaning on Berth and are refused by name."""
+        current = await self.require_environment(req.current_name)
+        if req.HasField("web_suffix"):
+            raise Unimplemented(
+                "Berth does not support an environment web suffix: web endpoints are served on ports of the "
+                "server's own host (see the deploy output for their URLs), not on per-environment subdomains"
+            )
+        if req.image_builder_version:
+            raise Unimplemented(
+                "Berth does not support a per-environment image builder version: it builds every image with one"
+            )
+        if req.max_concurrent_tasks or req.max_concurrent_gpus or req.block_unauthenticated_resources:
+            raise Unimplemented("Berth does not support per-environment task or GPU limits or resource blocking")
+        new = req.name.value if req.HasField("name") else current
+        if new != current:
+            if current == DEFAULT_ENVIRONMENT:
+                raise InvalidArgument("The default environment 'main' cannot be renamed")
+            _check_environment_name(new)
+            if new in await self.names():
+                raise AlreadyExists(f"Environment '{new}' already exists")
+            if not await self._deployments.rename_environment(current, new):
+                raise NotFound(f"Environment '{current}' not found")
+        item: api_pb2.EnvironmentListItem = next(i for i in (await self.list_environments()).items if i.name == new)
+        return item
 
     async def list_environments(self) -> api_pb2.EnvironmentListResponse:
         created = dict(await self._deployments.environments())

@@ -76,6 +76,9 @@ class AppService:
         await self._store.put_app(app)
         return api_pb2.AppPublishResponse(url=f"{self._base_url}/apps/{req.app_id}", deployed_at=self._clock.now())
 
+    def page_url(self, app_id: str) -> str:
+        return f"{self._base_url}/apps/{app_id}"
+
     async def layout(self, app_id: str) -> api_pb2.AppLayout:
         cached = self._layouts.get(app_id)
         if cached is not None:

@@ -60,7 +60,7 @@ class DashboardAccess:
     async def redeem(self, code: str) -> str | None:
         """A new session secret for an unused, unexpired link (which is then used up), else None."""
         token_id = await self._store.redeem_dashboard_link(secret_digest(code), self._clock.now())
-        if token_id is None or await self._store.token(token_id) is None:
+        if token_id is None or await self._store.token(token_id, self._clock.now()) is None:
             return None
         return await self._open_session(token_id)
 
@@ -71,7 +71,7 @@ class DashboardAccess:
         token_id = await self._store.dashboard_session(secret_digest(session), self._clock.now())
         if token_id is None:
             return None
-        found = await self._store.token(token_id)
+        found = await self._store.token(token_id, self._clock.now())
         return Viewer(token_id, found[1]) if found is not None else None
 
     async def sign_out(self, session: str) -> None:

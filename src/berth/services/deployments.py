@@ -10,7 +10,7 @@ from modal._utils.name_utils import is_valid_object_name
 from modal_proto import api_pb2
 
 from berth.clock import Clock
-from berth.errors import AlreadyExists, InvalidArgument, NotFound
+from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog, function_data, handle_metadata
 from berth.store.ports import DeploymentStore
@@ -19,6 +19,12 @@ from berth.store.records import DeploymentRecord, FunctionRecord
 _STOPPED = frozenset({api_pb2.APP_STATE_STOPPED, api_pb2.APP_STATE_STOPPING})
 
 RollOver = Callable[[str], Awaitable[None]]
+
+NO_STAGING = (
+    "Berth does not support staged deployments (`modal deploy --staged`, `modal app promote`): every deploy "
+    "goes live at once, so there is no staged version to promote. Use `modal app rollback APP vN` to redeploy "
+    "a version from the app's history."
+)
 
 
 def _check_name(name: str) -> None:
@@ -82,6 +88,9 @@ class DeploymentService:
             return await self._apps.publish(req)
         _check_name(req.name)
         app = await self._apps.get(req.app_id)
+        if req.staged:
+            await self._restore_live_definitions(req.app_id)
+            raise Unimplemented(NO_STAGING)
         holder = await self._deployments.deployed_app(app.environment, req.name)
         if holder is not None and holder.app_id != req.app_id:
             raise AlreadyExists(f"App '{req.name}' is already deployed in environment '{app.environment}'")
@@ -104,6 +113,59 @@ class DeploymentService:
             await self.roll_over(req.app_id)
         return resp
 
+    async def running_function_ids(self, environments: list[str]) -> list[str]:
+        """The functions of every running app in these environments (the autoscaler's warm-pool candidates
+        after a restart)."""
+        found: list[str] = []
+        for environment in environments:
+            for app in await self._deployments.list_apps(environment):
+                if await self._apps.is_running(app.app_id):
+                    found.extend((await self._apps.layout(app.app_id)).function_ids.values())
+        return found
+
+    async def _restore_live_definitions(self, app_id: str) -> None:
+        """A refused deploy already replaced the definitions of the app's existing functions (FunctionCreate
+        comes before AppPublish): put back those of the live version."""
+        history = await self._deployments.deployments(app_id)
+        if history:
+            await self._apply_snapshot(app_id, history[-1].snapshot)
+
+    async def rollover(self, app_id: str) -> api_pb2.AppRolloverResponse:
+        """`modal app rollover`: deploy the current version again, as a new version that refers back to it, so
+        new containers replace the running ones (those finish their inputs first)."""
+        app = await self._apps.get(app_id)
+        history = await self._deployments.deployments(app_id)
+        if app.state != api_pb2.APP_STATE_DEPLOYED or not history:
+            raise FailedPrecondition(f"App {app_id} is not deployed")
+        current, now = history[-1], self._clock.now()
+        await self._deployments.add_deployment(
+            DeploymentRecord(
+                app_id,
+                current.version + 1,
+                now,
+                current.tag,
+                current.client_version,
+                current.version,
+                current.commit_info,
+                current.snapshot,
+            )
+        )
+        if self.roll_over is not None:
+            await self.roll_over(app_id)
+        return api_pb2.AppRolloverResponse(url=self._apps.page_url(app_id), deployed_at=now)
+
+    async def promote(self, app_id: str) -> api_pb2.AppPromoteResponse:
+        await self._apps.get(app_id)
+        raise Unimplemented(NO_STAGING)
+
+    async def _apply_snapshot(self, app_id: str, snapshot: bytes) -> api_pb2.AppLayout:
+        snap = json.loads(snapshot)
+        layout: api_pb2.AppLayout = api_pb2.AppLayout.FromString(base64.b64decode(snap["layout"]))
+        for function_id, definition in snap["functions"].items():
+            tag = next((t for t, fid in layout.function_ids.items() if fid == function_id), "")
+            await self._catalog.put(FunctionRecord(function_id, app_id, tag, base64.b64decode(definition)))
+        return layout
+
     async def _snapshot(self, app_id: str) -> bytes:
         layout = await self._apps.layout(app_id)
         functions = {}
@@ -122,12 +184,8 @@ class DeploymentService:
             target = history[version - 2] if -version < len(history) - 1 else None
         if target is None:
             raise NotFound(f"App {app_id} has no deployment version {version}")
-        snap = json.loads(target.snapshot)
-        layout = api_pb2.AppLayout.FromString(base64.b64decode(snap["layout"]))
+        layout = await self._apply_snapshot(app_id, target.snapshot)
         app = await self._apps.get(app_id)
-        for function_id, definition in snap["functions"].items():
-            tag = next((t for t, fid in layout.function_ids.items() if fid == function_id), "")
-            await self._catalog.put(FunctionRecord(function_id, app_id, tag, base64.b64decode(definition)))
         await self._apps.publish(
             api_pb2.AppPublishRequest(
                 app_id=app_id,

@@ -33,6 +33,7 @@ from berth.store.records import (
     TaskOutcome,
     TaskRecord,
     TickRow,
+    TokenRecord,
 )
 
 
@@ -40,9 +41,25 @@ class TokenStore(Protocol):
     """Client tokens, stored as digests, optionally scoped to one environment."""
 
     async def add_token(self, token_id: str, secret_hash: str, environment: str | None, now: float) -> None: ...
-    async def token(self, token_id: str) -> tuple[str, str] | None: ...
+    async def add_service_user(
+        self, token_id: str, secret_hash: str, name: str, now: float, expires_at: float | None
+    ) -> bool:
+        """A named token; False when a live token already has that name."""
+        ...
+
+    async def token(self, token_id: str, now: float) -> tuple[str, str] | None:
+        """(secret hash, environment scope or '') of a token that is live now: not revoked, disabled or expired."""
+        ...
+
     async def tokens(self) -> list[tuple[str, str, float, float | None]]: ...
+    async def token_records(self) -> list[TokenRecord]:
+        """Every token, revoked ones included, oldest first."""
+        ...
+
     async def revoke_token(self, token_id: str, now: float) -> bool: ...
+    async def set_token_disabled(self, token_id: str, disabled_at: float | None) -> bool:
+        """Disables (a time) or enables (None) a token that is not revoked; False if there is none."""
+        ...
 
 
 class DashboardGrantStore(Protocol):
@@ -65,6 +82,10 @@ class EnvironmentStore(Protocol):
     async def add_environment(self, name: str, now: float) -> bool: ...
     async def environments(self) -> list[tuple[str, float]]: ...
     async def delete_environment(self, name: str) -> bool: ...
+    async def rename_environment(self, old: str, new: str) -> bool:
+        """Renames an environment and moves everything in it (apps, tokens, named objects, roles) along, in
+        one transaction; False when `old` does not exist. `new` must not exist."""
+        ...
 
 
 class AppStore(Protocol):
@@ -350,6 +371,27 @@ class ScheduleStore(Protocol):
     async def ticks(self, function_id: str) -> list[TickRow]: ...
 
 
+class AutoscalerOverrideStore(Protocol):
+    """Autoscaler settings changed at run time, one serialized api_pb2.AutoscalerConfiguration per function
+    (the override settings and who set each). They outlive a restart; a redeploy deletes them."""
+
+    async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None: ...
+    async def autoscaler_overrides(self) -> dict[str, bytes]: ...
+    async def delete_autoscaler_override(self, function_id: str) -> None: ...
+
+
+class EnvironmentRoleStore(Protocol):
+    """Roles assigned to tokens per environment ('contributor', 'viewer', 'no-access')."""
+
+    async def set_environment_role(self, environment: str, token_id: str, role: str | None) -> None:
+        """Assigns a role, or removes the assignment (role None) so the token's default applies."""
+        ...
+
+    async def environment_roles(self) -> list[tuple[str, str, str]]:
+        """Every assignment as (environment, token id, role)."""
+        ...
+
+
 class CoreStore(
     AppStore,
     FunctionStore,
@@ -362,6 +404,8 @@ class CoreStore(
     DashboardGrantStore,
     ReplicaStore,
     SandboxIndexStore,
+    AutoscalerOverrideStore,
+    EnvironmentRoleStore,
     Protocol,
 ):
     """The aggregates a relational backend holds together."""

@@ -30,6 +30,26 @@ class AppRecord:
 
 
 @dataclass
+class TokenRecord:
+    token_id: str
+    environment: str  # '' for every environment
+    created_at: float
+    revoked_at: float | None
+    name: str | None  # a service user's name
+    disabled_at: float | None
+    expires_at: float | None
+
+
+TOKEN_COLS = "token_id, coalesce(environment, ''), created_at, revoked_at, name, disabled_at, expires_at"
+
+
+# The tables with an environment column, which an environment's rename moves along.
+# Tables whose rows belong to an environment by name: a rename moves them (usage too, so that billing by
+# environment follows it; the audit log keeps the name an action was taken under). Quotas are keyed by scope.
+ENVIRONMENT_TABLES = ("apps", "tokens", "objects", "state_objects", "environment_roles", "usage_minutes")
+
+
+@dataclass
 class FunctionRecord:
     function_id: str
     app_id: str

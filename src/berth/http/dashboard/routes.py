@@ -112,6 +112,24 @@ class DashboardPages:
             return web.Response(status=404, text="not found")
         return web.Response(body=path.read_bytes(), content_type=_STATIC_TYPES[path.suffix])
 
+    async def token_flow(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
+        """`modal token new`'s page: shows the code the CLI shows, and approves on POST."""
+        flow_id = request.match_info["flow_id"]
+        if request.method == "POST":
+            await self.s.token_flows.approve(flow_id, viewer.token_id, viewer.scope)
+            return page("token_flow.html", title="New token", viewer=viewer, env="", flow_id=flow_id, approved=True)
+        flow = self.s.token_flows.get(flow_id)
+        approved = flow.token is not None
+        return page(
+            "token_flow.html",
+            title="New token",
+            viewer=viewer,
+            env="",
+            flow_id=flow_id,
+            code=flow.code,
+            approved=approved,
+        )
+
     def add_routes(self, app: web.Application) -> None:
         for path, handler in (
             ("/", self.root),
@@ -129,6 +147,8 @@ class DashboardPages:
         ):
             app.router.add_get(path, signed_in(handler))
         app.router.add_post("/apps/{app_id}/rollback", signed_in(self.rollback))
+        app.router.add_get("/token-flow/{flow_id}", signed_in(self.token_flow))
+        app.router.add_post("/token-flow/{flow_id}/approve", signed_in(self.token_flow))
         app.router.add_get("/static/dashboard/{name}", self.static)
 
 

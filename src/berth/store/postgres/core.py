@@ -12,7 +12,7 @@ from berth.store.postgres.calls import CallTables
 from berth.store.postgres.db import Conn, Database, lock_value
 from berth.store.records import APP_COLS as _APP_COLS
 from berth.store.records import TASK_COLS as _TASK_COLS
-from berth.store.records import AppRecord, FunctionRecord, ReplicaRecord, TaskRecord
+from berth.store.records import TOKEN_COLS, AppRecord, FunctionRecord, ReplicaRecord, TaskRecord, TokenRecord
 
 _FN_COLS = "function_id, app_id, tag, definition, bound_from, serialized_params, options"
 
@@ -39,13 +39,40 @@ class PostgresCoreStore(CallTables):
             now,
         )
 
-    async def token(self, token_id: str) -> tuple[str, str] | None:
-        """(secret hash, environment scope or '') of a live token."""
-        row = await self._db.fetchrow(
-            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=$1 AND revoked_at IS NULL",
+    async def add_service_user(
+        self, token_id: str, secret_hash: str, name: str, now: float, expires_at: float | None
+    ) -> bool:
+        rows = await self._db.write(
+            "INSERT INTO tokens(token_id, secret_hash, created_at, name, expires_at) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
             token_id,
+            secret_hash,
+            now,
+            name,
+            expires_at,
+        )
+        return len(rows) == 1
+
+    async def token(self, token_id: str, now: float) -> tuple[str, str] | None:
+        row = await self._db.fetchrow(
+            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=$1 AND revoked_at IS NULL "
+            "AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            token_id,
+            now,
         )
         return (str(row[0]), str(row[1])) if row else None
+
+    async def token_records(self) -> list[TokenRecord]:
+        rows = await self._db.fetch(f"SELECT {TOKEN_COLS} FROM tokens ORDER BY created_at")
+        return [TokenRecord(*r) for r in rows]
+
+    async def set_token_disabled(self, token_id: str, disabled_at: float | None) -> bool:
+        rows = await self._db.write(
+            "UPDATE tokens SET disabled_at=$1 WHERE token_id=$2 AND revoked_at IS NULL RETURNING 1",
+            disabled_at,
+            token_id,
+        )
+        return len(rows) == 1
 
     async def tokens(self) -> list[tuple[str, str, float, float | None]]:
         rows = await self._db.fetch(
@@ -157,6 +184,45 @@ class PostgresCoreStore(CallTables):
             return str(holder) if holder is not None else sandbox_id
 
         return await self._db.transaction(body)
+
+    # environment roles
+    async def set_environment_role(self, environment: str, token_id: str, role: str | None) -> None:
+        if role is None:
+            await self._db.execute(
+                "DELETE FROM environment_roles WHERE environment=$1 AND token_id=$2", environment, token_id
+            )
+        else:
+            await self._db.execute(
+                "INSERT INTO environment_roles(environment, token_id, role) VALUES ($1, $2, $3) "
+                "ON CONFLICT (environment, token_id) DO UPDATE SET role=excluded.role",
+                environment,
+                token_id,
+                role,
+            )
+
+    async def environment_roles(self) -> list[tuple[str, str, str]]:
+        rows = await self._db.fetch(
+            "SELECT environment, token_id, role FROM environment_roles ORDER BY environment, token_id"
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # autoscaler overrides
+    async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None:
+        await self._db.execute(
+            "INSERT INTO autoscaler_overrides(function_id, configuration, updated_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (function_id) DO UPDATE SET configuration=excluded.configuration, "
+            "updated_at=excluded.updated_at",
+            function_id,
+            configuration,
+            now,
+        )
+
+    async def autoscaler_overrides(self) -> dict[str, bytes]:
+        rows = await self._db.fetch("SELECT function_id, configuration FROM autoscaler_overrides")
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    async def delete_autoscaler_override(self, function_id: str) -> None:
+        await self._db.execute("DELETE FROM autoscaler_overrides WHERE function_id=$1", function_id)
 
     async def end_sandbox(self, sandbox_id: str, now: float) -> None:
         await self._db.execute(

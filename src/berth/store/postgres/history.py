@@ -15,7 +15,7 @@ from modal_proto import api_pb2
 from berth.errors import StoreUnavailable
 from berth.store.postgres.db import Conn, Database
 from berth.store.records import APP_COLS as _APP_COLS
-from berth.store.records import AppRecord, DeploymentRecord
+from berth.store.records import ENVIRONMENT_TABLES, AppRecord, DeploymentRecord
 
 log = logging.getLogger("berth.store.postgres")
 
@@ -95,6 +95,17 @@ class PostgresHistoryStore:
 
     async def delete_environment(self, name: str) -> bool:
         return len(await self._db.write("DELETE FROM environments WHERE name=$1 RETURNING 1", name)) == 1
+
+    async def rename_environment(self, old: str, new: str) -> bool:
+        async def body(conn: Conn) -> bool:
+            if await conn.fetchval("UPDATE environments SET name=$1 WHERE name=$2 RETURNING 1", new, old) is None:
+                return False
+            for table in ENVIRONMENT_TABLES:
+                await conn.execute(f"UPDATE {table} SET environment=$1 WHERE environment=$2", new, old)
+            await conn.execute("UPDATE quotas SET scope=$1 WHERE scope=$2", f"env:{new}", f"env:{old}")
+            return True
+
+        return await self._db.transaction(body)
 
     # logs
     def add_log_now(self, app_id: str, now: float, batch: bytes) -> None:

@@ -6,7 +6,8 @@ import sqlite3
 
 from modal_proto import api_pb2
 
-from berth.store.records import APP_COLS, AppRecord, DeploymentRecord
+from berth.store.records import APP_COLS, ENVIRONMENT_TABLES, AppRecord, DeploymentRecord
+from berth.store.sqlite.connection import transaction
 
 _DEPLOYED = api_pb2.APP_STATE_DEPLOYED
 
@@ -73,6 +74,15 @@ class DeploymentStore:
 
     async def delete_environment(self, name: str) -> bool:
         return self._db.execute("DELETE FROM environments WHERE name=?", (name,)).rowcount == 1
+
+    async def rename_environment(self, old: str, new: str) -> bool:
+        with transaction(self._db):
+            if self._db.execute("UPDATE environments SET name=? WHERE name=?", (new, old)).rowcount != 1:
+                return False
+            for table in ENVIRONMENT_TABLES:
+                self._db.execute(f"UPDATE {table} SET environment=? WHERE environment=?", (new, old))
+            self._db.execute("UPDATE quotas SET scope=? WHERE scope=?", (f"env:{new}", f"env:{old}"))
+        return True
 
     # logs
     def add_log_now(self, app_id: str, now: float, batch: bytes) -> None:

@@ -17,6 +17,7 @@ from modal_proto import api_pb2
 from berth.store.records import (
     APP_COLS,
     TASK_COLS,
+    TOKEN_COLS,
     AppRecord,
     CallRecord,
     FunctionRecord,
@@ -25,6 +26,7 @@ from berth.store.records import (
     OutputRecord,
     ReplicaRecord,
     TaskRecord,
+    TokenRecord,
 )
 from berth.store.sqlite.activity import CALL_COLS, SqliteActivity, call_record
 from berth.store.sqlite.connection import transaction
@@ -81,13 +83,34 @@ class SqliteStore(SqliteActivity):
             (token_id, secret_hash, environment, now),
         )
 
-    async def token(self, token_id: str) -> tuple[str, str] | None:
-        """(secret hash, environment scope or '') of a live token."""
+    async def add_service_user(
+        self, token_id: str, secret_hash: str, name: str, now: float, expires_at: float | None
+    ) -> bool:
+        return (
+            self._write(
+                "INSERT INTO tokens(token_id, secret_hash, created_at, name, expires_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT DO NOTHING",
+                (token_id, secret_hash, now, name, expires_at),
+            )
+            == 1
+        )
+
+    async def token(self, token_id: str, now: float) -> tuple[str, str] | None:
         row = self._one(
-            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=? AND revoked_at IS NULL",
-            (token_id,),
+            "SELECT secret_hash, coalesce(environment, '') FROM tokens WHERE token_id=? AND revoked_at IS NULL "
+            "AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+            (token_id, now),
         )
         return (str(row[0]), str(row[1])) if row else None
+
+    async def token_records(self) -> list[TokenRecord]:
+        return [TokenRecord(*r) for r in self._all(f"SELECT {TOKEN_COLS} FROM tokens ORDER BY created_at")]
+
+    async def set_token_disabled(self, token_id: str, disabled_at: float | None) -> bool:
+        changed = self._write(
+            "UPDATE tokens SET disabled_at=? WHERE token_id=? AND revoked_at IS NULL", (disabled_at, token_id)
+        )
+        return changed == 1
 
     async def tokens(self) -> list[tuple[str, str, float, float | None]]:
         rows = self._all(
@@ -154,6 +177,36 @@ class SqliteStore(SqliteActivity):
 
     async def touch_live_apps(self, now: float) -> None:
         self._write("UPDATE apps SET heartbeat_at=? WHERE state IN (?,?)", (now, *self._LIVE_APP_STATES))
+
+    # environment roles
+    async def set_environment_role(self, environment: str, token_id: str, role: str | None) -> None:
+        if role is None:
+            self._write("DELETE FROM environment_roles WHERE environment=? AND token_id=?", (environment, token_id))
+        else:
+            self._write(
+                "INSERT INTO environment_roles(environment, token_id, role) VALUES (?,?,?) "
+                "ON CONFLICT(environment, token_id) DO UPDATE SET role=excluded.role",
+                (environment, token_id, role),
+            )
+
+    async def environment_roles(self) -> list[tuple[str, str, str]]:
+        rows = self._all("SELECT environment, token_id, role FROM environment_roles ORDER BY environment, token_id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # autoscaler overrides
+    async def put_autoscaler_override(self, function_id: str, configuration: bytes, now: float) -> None:
+        self._write(
+            "INSERT INTO autoscaler_overrides(function_id, configuration, updated_at) VALUES (?,?,?) "
+            "ON CONFLICT(function_id) DO UPDATE SET configuration=excluded.configuration, "
+            "updated_at=excluded.updated_at",
+            (function_id, configuration, now),
+        )
+
+    async def autoscaler_overrides(self) -> dict[str, bytes]:
+        return {r[0]: bytes(r[1]) for r in self._all("SELECT function_id, configuration FROM autoscaler_overrides")}
+
+    async def delete_autoscaler_override(self, function_id: str) -> None:
+        self._write("DELETE FROM autoscaler_overrides WHERE function_id=?", (function_id,))
 
     # sandboxes, across replicas
     async def add_sandbox(self, sandbox_id: str, app_id: str, name: str, now: float) -> str | None:
