@@ -9,6 +9,7 @@ of their own, bounded by the sandbox's own memory and pids limits and the server
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -92,7 +93,7 @@ writer = modal.Sandbox.create("sh", "-c", "id -u > /data/by-sandbox-root", app=a
                               volumes={{"/data": volume}})
 writer.wait()
 alive = victim.poll() is None
-note = victim.exec("cat", "/tmp/victim-note").stdout.read() if {exec_works!r} else None
+note = victim.exec("cat", "/tmp/victim-note").stdout.read()
 victim.terminate(); sleeper.terminate()
 print(json.dumps({{"report": report, "err": err[-2000:], "rc": rc, "host_uid": host_uid, "victim_alive": alive,
                   "victim_note": note, "writer_rc": writer.returncode, "made_inside": made_inside}}))
@@ -151,6 +152,17 @@ except OSError as exc:
 """
 
 
+# Known gaps on runsc, run and reported as expected failures (not skipped) until fixed.
+RUNSC_CGROUP_LAYOUT = (
+    "runsc: the test reads the sandbox's pids/memory cgroup where crun puts it; gVisor's sandbox cgroup is laid "
+    "out otherwise (not yet adapted)"
+)
+RUNSC_RM_RF_DEFECT = (
+    "OPEN DEFECT on runsc: after `rm -rf /` in one gVisor sandbox, a fresh sandbox of the same image misses "
+    "/usr/bin/python3 (the host's layer cache is intact; cause not found yet)"
+)
+
+
 def run(server: BerthServer, app: str, body: str, timeout: float = 300) -> dict[str, Any]:
     return last_json(sdk(server, HEAD.format(app=app) + textwrap.dedent(body), timeout=timeout))
 
@@ -161,10 +173,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     if os.geteuid() != 0:
         pytest.skip("OCI runtimes need root")
     runtime = str(request.param)
-    if runtime == "runsc":
-        # Sandboxes on runsc start and run their command, but `runsc state`/`kill` then find them "stopped":
-        # exec fails, terminate never lands and the server hangs on stop (leaving gVisor running).
-        pytest.skip("runsc sandboxes cannot be exec'd or terminated yet (the worker's runsc state/kill)")
     if shutil.which(runtime) is None:
         pytest.skip(f"{runtime} is not installed")
     data = tmp_path_factory.mktemp(f"escape-{runtime}") / "data"
@@ -172,16 +180,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     srv.runtime = runtime  # type: ignore[attr-defined]
     yield srv
     stop_server(srv)
-
-
-def _exec_works(server: BerthServer) -> bool:
-    """sb.exec on runsc fails today (the worker finds the container "stopped"): those checks skip there."""
-    return server.runtime != "runsc"  # type: ignore[attr-defined]
-
-
-def _needs_exec(server: BerthServer) -> None:
-    if not _exec_works(server):
-        pytest.skip("sb.exec does not work on runsc yet (the worker's `runsc state` reports the sandbox stopped)")
 
 
 def _root_dev() -> list[int]:
@@ -202,7 +200,7 @@ def attack(server: BerthServer, tmp_path_factory: pytest.TempPathFactory) -> dic
         "data_dir": str(data),
         "victim_host_paths": [str(data / "tasks" / "TASK" / "disk" / "upper" / "tmp" / "victim-note")],
     }
-    out = run(server, "escape-attack", ATTACK.format(probe=PROBE, args=args, exec_works=_exec_works(server)))
+    out = run(server, "escape-attack", ATTACK.format(probe=PROBE, args=args))
     assert out["rc"] == 0 and out["report"], out["err"]  # the probe ran to its end
     out["seen"] = json.loads(out["report"].strip().splitlines()[-1])
     return out
@@ -246,8 +244,7 @@ def test_no_token_or_secret_reaches_the_sandbox(attack: dict[str, Any]) -> None:
 def test_another_sandboxs_files_are_out_of_reach(attack: dict[str, Any]) -> None:
     seen = attack["seen"]["victim_files"]
     assert seen["ok"] and seen["value"] == []
-    if attack["victim_note"] is not None:
-        assert attack["victim_note"] == "victim-secret\n"  # it was there all along
+    assert attack["victim_note"] == "victim-secret\n"  # it was there all along
 
 
 # --- the API and the router ---------------------------------------------------------------------
@@ -296,7 +293,8 @@ def test_raw_sockets_are_refused(attack: dict[str, Any], name: str) -> None:
 
 @pytest.mark.parametrize("path", ["/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/proc/sysrq-trigger"])
 def test_proc_sys_is_read_only(attack: dict[str, Any], path: str) -> None:
-    _failed(attack["seen"], f"write {path}", EROFS, EACCES, EPERM, ENOENT)
+    # gVisor answers EIO for a write to a /proc/sys file its own kernel keeps read-only.
+    _failed(attack["seen"], f"write {path}", EROFS, EACCES, EPERM, ENOENT, errno.EIO)
 
 
 def test_cgroup_files_cannot_be_written(attack: dict[str, Any]) -> None:
@@ -384,7 +382,16 @@ def test_blocked_network_reaches_nothing(server: BerthServer) -> None:
 # --- bombs --------------------------------------------------------------------------------------
 
 
-def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(server: BerthServer) -> None:
+def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(
+    server: BerthServer, request: pytest.FixtureRequest
+) -> None:
+    if server.runtime == "runsc":  # type: ignore[attr-defined]
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="runsc: the test reads the sandbox's pids cgroup where crun puts it; gVisor's sandbox cgroup is laid out otherwise (not yet adapted)",
+                strict=False,
+            )
+        )
     seen = run(
         server,
         "escape-fork",
@@ -408,8 +415,14 @@ def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(server: BerthServer)
     _host_is_fine(server)
 
 
-def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer) -> None:
-    _needs_exec(server)
+def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer, request: pytest.FixtureRequest) -> None:
+    if server.runtime == "runsc":  # type: ignore[attr-defined]
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="runsc: the test reads the sandbox's memory cgroup where crun puts it; gVisor's sandbox cgroup is laid out otherwise (not yet adapted)",
+                strict=False,
+            )
+        )
     seen = run(
         server,
         "escape-oom",
@@ -433,7 +446,6 @@ def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer) -> No
 
 
 def test_filling_the_disk_stops_at_the_sandboxs_cap(server: BerthServer) -> None:
-    _needs_exec(server)
     before = shutil.disk_usage(server.data_dir).free
     seen = run(
         server,
@@ -455,8 +467,14 @@ def test_filling_the_disk_stops_at_the_sandboxs_cap(server: BerthServer) -> None
     assert shutil.disk_usage(server.data_dir).free > before - 2 * DISK_MB * (1 << 20)
 
 
-def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer) -> None:
-    _needs_exec(server)
+def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer, request: pytest.FixtureRequest) -> None:
+    if server.runtime == "runsc":  # type: ignore[attr-defined]
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="OPEN DEFECT on runsc: after `rm -rf /` in one gVisor sandbox, a fresh sandbox of the same image misses /usr/bin/python3 (the host's layer cache is intact; cause not found yet)",
+                strict=False,
+            )
+        )
     seen = run(
         server,
         "escape-rm",
