@@ -388,7 +388,7 @@ def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(
     if server.runtime == "runsc":  # type: ignore[attr-defined]
         request.applymarker(
             pytest.mark.xfail(
-                reason="runsc: the test reads the sandbox's pids cgroup where crun puts it; gVisor's sandbox cgroup is laid out otherwise (not yet adapted)",
+                reason=RUNSC_CGROUP_LAYOUT,
                 strict=False,
             )
         )
@@ -419,7 +419,7 @@ def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer, reque
     if server.runtime == "runsc":  # type: ignore[attr-defined]
         request.applymarker(
             pytest.mark.xfail(
-                reason="runsc: the test reads the sandbox's memory cgroup where crun puts it; gVisor's sandbox cgroup is laid out otherwise (not yet adapted)",
+                reason=RUNSC_CGROUP_LAYOUT,
                 strict=False,
             )
         )
@@ -471,7 +471,7 @@ def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer, request: pyte
     if server.runtime == "runsc":  # type: ignore[attr-defined]
         request.applymarker(
             pytest.mark.xfail(
-                reason="OPEN DEFECT on runsc: after `rm -rf /` in one gVisor sandbox, a fresh sandbox of the same image misses /usr/bin/python3 (the host's layer cache is intact; cause not found yet)",
+                reason=RUNSC_RM_RF_DEFECT,
                 strict=False,
             )
         )
