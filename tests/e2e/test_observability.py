@@ -291,7 +291,9 @@ def test_metrics_count_rpcs_calls_and_containers_and_show_no_secret(berth: Berth
 
     assert moved("berth_inputs_finished_total", function="square", status="success") == 1
     assert moved("berth_inputs_finished_total", function="peek_secret", status="success") == 1
-    assert _value(after, "berth_inputs_finished_total", function="broken", status="failure") == 1
+    # The fixture's failed call of `broken`, at least: the metric is labelled by function name, and other apps on
+    # this session's server (the dashboard's) have a `broken` function too.
+    assert _value(after, "berth_inputs_finished_total", function="broken", status="failure") >= 1
     assert moved("berth_call_latency_seconds_count", function="square") == 1
     assert moved("berth_rpc_requests_total", method="FunctionMap", code="OK") == 2
     assert moved("berth_rpc_requests_total", method="FunctionGet", code="OK") >= 2

@@ -31,6 +31,24 @@ from berth.worker.runtime.process import ProcessRuntime
 from berth.workers.port import SANDBOX_TIMEOUT
 
 
+async def test_output_nobody_started_reading_is_not_drained_until_a_reader_hands_it_on() -> None:
+    """An exec's wait holds its answer for a reader that has yet to attach (`modal container exec` starts one
+    with the exec and exits when the wait returns): output finished before it attached was lost."""
+    buffer = OutputBuffer()
+    await buffer.append(b"in-container\n")
+    await buffer.close()
+    assert not buffer.drained
+    waited = asyncio.create_task(buffer.until_drained(5.0))
+    await asyncio.sleep(0.05)
+    assert not waited.done()
+    got = [chunk async for _, chunk in buffer.read_from(0)]  # the late reader
+    await asyncio.wait_for(waited, 1.0)
+    assert got == [b"in-container\n"] and buffer.drained
+    empty = OutputBuffer()
+    await empty.close()
+    assert empty.drained  # nothing to hand on
+
+
 async def test_output_is_kept_so_a_reader_can_start_again_from_any_offset() -> None:
     buffer = OutputBuffer()
     await buffer.append(b"hello ")

@@ -32,12 +32,15 @@ class OutputBuffer:
         self._closed = False
         self._changed = asyncio.Condition()
         self.readers = 0  # read_from generators running now
+        self.attached = False  # whether any reader has started
         self.delivered = 0  # the furthest offset a reader has handed on
 
     @property
     def drained(self) -> bool:
-        """Closed, and read to the end by a reader (or nobody is reading it)."""
-        return self._closed and (self.readers == 0 or self.delivered >= len(self._data))
+        """Closed, and read to the end, or left by the readers that came. Output nobody has started reading
+        is not drained: `modal container exec` prints the output from a reader it starts with the exec and
+        exits as soon as the wait returns, so a wait answered before that reader attached lost the output."""
+        return self._closed and (self.delivered >= len(self._data) or (self.readers == 0 and self.attached))
 
     @property
     def size(self) -> int:
@@ -63,6 +66,7 @@ class OutputBuffer:
         """(offset, bytes) chunks from `offset` on, until the stream is closed and fully read."""
         offset = max(0, offset)
         self.readers += 1
+        self.attached = True
         try:
             while True:
                 async with self._changed:
