@@ -62,5 +62,7 @@ def test_a_restart_in_the_middle_of_a_map_is_invisible_to_the_client(tmp_path: P
             run.kill()
         if restarted is not None:
             stop_server(restarted)
+        elif server.proc.poll() is None:  # failed before the kill: stop the first server instead
+            stop_server(server)
     # A clean stop releases the sockets: nothing keeps the port once the server is gone.
     wait_for(lambda: not _keepers(data_dir), "the sockets' keeper to exit after a clean stop", 10)
