@@ -72,14 +72,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def berth_server(bin_dir: Path, log_path: Path) -> Iterator[BerthServer]:
+def berth_server(bin_dir: Path, log_path: Path, runtime: str = "process") -> Iterator[BerthServer]:
     """`berth up` on a temporary data dir and free port; its output goes to log_path."""
     berth = bin_dir / "berth"
     data_dir = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     port = free_port_pair()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [berth, "up", "--data-dir", data_dir, "--port", str(port), "--runtime", "process"],
+            [berth, "up", "--data-dir", data_dir, "--port", str(port), "--runtime", runtime],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

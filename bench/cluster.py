@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from procfs import process_cpu_seconds
+from report import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "local-cluster.sh"
@@ -97,12 +98,7 @@ def main() -> int:
     ]
     print("\n".join(section))
     if not args.no_write:
-        text = DOC.read_text()
-        if BEGIN in text:
-            text = text[: text.index(BEGIN)] + "\n".join(section) + text[text.index(END) + len(END) :]
-        else:
-            text = text.rstrip() + "\n\n" + "\n".join(section) + "\n"
-        DOC.write_text(text)
+        replace_section(DOC, BEGIN, END, section)
     return 0
 
 

@@ -44,6 +44,17 @@ def median_of(samples: list[Message], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def replace_section(doc: Path, begin: str, end: str, section: list[str]) -> None:
+    """Writes `section` (which starts with `begin` and ends with `end`) into `doc` in place of the one
+    between those markers, or appends it."""
+    text = doc.read_text()
+    if begin in text:
+        text = text[: text.index(begin)] + "\n".join(section) + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(section) + "\n"
+    doc.write_text(text)
+
+
 def percentile(values: list[float], pct: int) -> float | None:
     if len(values) < 2:
         return values[0] if values else None

@@ -15,15 +15,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from berth_server import free_port_pair, parse_exports, wait_ready
+from berth_server import berth_server
+from report import percentile, replace_section
 
 BIN = Path(sys.executable).parent
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -54,35 +53,19 @@ print("RESULT=" + json.dumps({{"starts": starts, "trips": trips}}))
 """
 
 
-def _pct(values: list[float], q: int) -> float:
-    ms = sorted(v * 1000 for v in values)
-    if len(ms) < 2:
-        return ms[0] if ms else 0.0
-    return statistics.quantiles(ms, n=100, method="inclusive")[q - 1]
+def _ms(values: list[float], pct: int) -> float:
+    return percentile([v * 1000 for v in values], pct) or 0.0
 
 
 def measure(runtime: str, sandboxes: int, execs: int, root: Path) -> dict[str, list[float]]:
-    data_dir = root / runtime
-    port = free_port_pair()
-    log = open(root / f"{runtime}.log", "wb")  # noqa: SIM115 - lives as long as the server
-    argv = [BIN / "berth", "up", "--data-dir", data_dir, "--port", str(port), "--runtime", runtime]
-    proc = subprocess.Popen(argv, stdout=log, stderr=log)
-    try:
-        wait_ready(BIN / "berth", data_dir, proc)
-        exports = subprocess.run([BIN / "berth", "env", "--data-dir", data_dir], capture_output=True, text=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
-        env.update(parse_exports(exports.stdout))
-        env["MODAL_CONFIG_PATH"] = str(root / f"{runtime}.toml")
+    with berth_server(BIN, root / f"{runtime}.log", runtime) as server:
+        env = {**server.env, "MODAL_CONFIG_PATH": str(root / f"{runtime}.toml")}
         code = DRIVER.format(sandboxes=sandboxes, execs=execs)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=3600)
-        lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT=")]
-        if not lines:
-            raise RuntimeError(f"{runtime} driver failed: {out.stderr[-2000:]}")
-        return dict(json.loads(lines[-1].removeprefix("RESULT=")))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-        log.close()
+    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT=")]
+    if not lines:
+        raise RuntimeError(f"{runtime} driver failed: {out.stderr[-2000:]}")
+    return dict(json.loads(lines[-1].removeprefix("RESULT=")))
 
 
 def main() -> int:
@@ -105,8 +88,8 @@ def main() -> int:
             starts, trips = got["starts"], got["trips"]
             print(f"[bench] {runtime}: {len(starts)} sandboxes, {len(trips)} execs", file=sys.stderr)
             rows.append(
-                f"| {runtime} | {_pct(starts, 50):.0f} ms | {_pct(starts, 99):.0f} ms "
-                f"| {_pct(trips, 50):.1f} ms | {_pct(trips, 99):.1f} ms |"
+                f"| {runtime} | {_ms(starts, 50):.0f} ms | {_ms(starts, 99):.0f} ms "
+                f"| {_ms(trips, 50):.1f} ms | {_ms(trips, 99):.1f} ms |"
             )
     load = os.getloadavg()[0]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -126,12 +109,7 @@ def main() -> int:
     ]
     print("\n".join(section))
     if not args.no_write:
-        text = DOC.read_text()
-        if BEGIN in text:
-            text = text[: text.index(BEGIN)] + "\n".join(section) + text[text.index(END) + len(END) :]
-        else:
-            text = text.rstrip() + "\n\n" + "\n".join(section) + "\n"
-        DOC.write_text(text)
+        replace_section(DOC, BEGIN, END, section)
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,19 +18,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.cluster.local_cluster import client_env, cluster_cmd
 from tests.e2e.conftest import APPS, BIN, wait_for
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "local-cluster.sh"
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
 ]
-
-
-def cluster_cmd(*args: object, timeout: float = 300) -> str:
-    out = subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +35,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
     finally:
         cluster_cmd("down", root)
-
-
-def client_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
-    for assignment in shlex.split(cluster_cmd("env", root).removeprefix("export ")):
-        key, _, value = assignment.partition("=")
-        env[key] = value
-    env["MODAL_CONFIG_PATH"] = str(root / "client.toml")
-    return env
 
 
 def namespace_pids(root: Path, i: int) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import textwrap
@@ -18,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.cluster.local_cluster import client_env, cluster_cmd
 from tests.e2e.conftest import APPS, BIN
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "local-cluster.sh"
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -28,35 +27,14 @@ pytestmark = [
 ]
 
 
-def cluster_cmd(*args: object, timeout: float = 300) -> str:
-    out = subprocess.run(
-        [SCRIPT, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "BERTH_CLUSTER_RUNTIME": "crun"},
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("oci-cluster")
     try:
-        cluster_cmd("up", root, 1)
+        cluster_cmd("up", root, 1, runtime="crun")
         yield root
     finally:
-        cluster_cmd("down", root)
-
-
-def client_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
-    for assignment in shlex.split(cluster_cmd("env", root).removeprefix("export ")):
-        key, _, value = assignment.partition("=")
-        env[key] = value
-    env["MODAL_CONFIG_PATH"] = str(root / "client.toml")
-    return env
+        cluster_cmd("down", root, runtime="crun")
 
 
 def look(cluster: Path, host_path: str, targets: list[str]) -> dict[str, Any]:

@@ -4,10 +4,8 @@ after its worker dies; either replica serves the CLI's reads and writes."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,19 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.local_cluster import client_env, cluster_cmd
 from tests.e2e.conftest import APPS, BIN, wait_for
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "local-cluster.sh"
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
 ]
-
-
-def cluster_cmd(*args: object, timeout: float = 300) -> str:
-    out = subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +30,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
     finally:
         cluster_cmd("down", root)
-
-
-def client_env(root: Path, replica: int) -> dict[str, str]:
-    """The modal client's environment for replica 1 (as `local-cluster.sh env` gives it) or replica 2."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
-    for assignment in shlex.split(cluster_cmd("env", root).removeprefix("export ")):
-        key, _, value = assignment.partition("=")
-        env[key] = value
-    if replica != 1:
-        state = json.loads((root / "cluster.json").read_text())
-        env["MODAL_SERVER_URL"] = f"http://127.0.0.1:{state['ports'][replica - 1]}"  # each serves loopback in plain
-    env["MODAL_CONFIG_PATH"] = str(root / "client.toml")
-    return env
 
 
 def modal(root: Path, replica: int, *args: str) -> subprocess.CompletedProcess[str]:

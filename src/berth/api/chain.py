@@ -8,7 +8,7 @@ import logging
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, cast
 
 from google.protobuf.message import DecodeError, Message
@@ -103,17 +103,21 @@ _SCOPED_ID_FIELDS = (
 )
 
 
-async def _check_ids_in_scope(auth: Authenticator, caller: Caller, request: Message | None) -> None:
-    if not caller.environment or request is None:
-        return
+def _named_ids(request: Message) -> Iterator[str]:
+    """The ids of the objects a request names through the fields of _SCOPED_ID_FIELDS, in that order."""
     fields = request.DESCRIPTOR.fields_by_name
     for name in _SCOPED_ID_FIELDS:
         field = fields.get(name)
-        if field is None or field.type != field.TYPE_STRING or field.is_repeated:
-            continue
-        object_id = getattr(request, name)
-        if not object_id:
-            continue
+        if field is not None and field.type == field.TYPE_STRING and not field.is_repeated:
+            object_id = getattr(request, name)
+            if object_id:
+                yield str(object_id)
+
+
+async def _check_ids_in_scope(auth: Authenticator, caller: Caller, request: Message | None) -> None:
+    if not caller.environment or request is None:
+        return
+    for object_id in _named_ids(request):
         owner = await auth.environment_of(object_id)
         if owner is not None and owner != caller.environment:
             raise GRPCError(
@@ -125,17 +129,10 @@ async def _check_ids_in_scope(auth: Authenticator, caller: Caller, request: Mess
 async def request_environment(auth: Authenticator, caller: Caller, request: Message) -> str | None:
     """The environment a request acts in: the one it names, else that of the first object it names by id;
     None when it names neither (content-addressed uploads, workspace-wide calls)."""
-    fields = request.DESCRIPTOR.fields_by_name
-    if "environment_name" in fields:
+    if "environment_name" in request.DESCRIPTOR.fields_by_name:
         return str(cast(Any, request).environment_name) or caller.environment or "main"
-    for name in _SCOPED_ID_FIELDS:
-        field = fields.get(name)
-        if field is None or field.type != field.TYPE_STRING or field.is_repeated:
-            continue
-        object_id = getattr(request, name)
-        if object_id:
-            return await auth.environment_of(object_id)
-    return None
+    object_id = next(_named_ids(request), None)
+    return await auth.environment_of(object_id) if object_id else None
 
 
 def _map_error(caller: Caller, exc: BaseException) -> GRPCError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from berth.domain.volume_manifest import Head, Manifest, StatCache, apply, merge
 from berth.errors import NotFound
 from berth.store.ports import BlobStore, StateObjectStore
 
-log = logging.getLogger("berth.volumes")
 _MAX_RACES = 50
 
 

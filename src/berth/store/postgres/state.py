@@ -26,6 +26,22 @@ async def _lock_queue(conn: Conn, queue_id: str) -> None:
     await lock_value(conn, "queue", queue_id)
 
 
+def _values(obj: StateObject) -> tuple[object, ...]:
+    """A state object's columns, in _COLS order."""
+    return (
+        obj.object_id,
+        obj.kind,
+        obj.name,
+        obj.environment,
+        obj.ephemeral,
+        obj.app_id,
+        obj.version,
+        obj.body,
+        obj.created_at,
+        obj.heartbeat_at,
+    )
+
+
 class PostgresStateStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -48,16 +64,7 @@ class PostgresStateStore:
                 "environment=EXCLUDED.environment, ephemeral=EXCLUDED.ephemeral, app_id=EXCLUDED.app_id, "
                 "version=EXCLUDED.version, body=EXCLUDED.body, created_at=EXCLUDED.created_at, "
                 "heartbeat_at=EXCLUDED.heartbeat_at",
-                obj.object_id,
-                obj.kind,
-                obj.name,
-                obj.environment,
-                obj.ephemeral,
-                obj.app_id,
-                obj.version,
-                obj.body,
-                obj.created_at,
-                obj.heartbeat_at,
+                *_values(obj),
             )
 
         await self._db.transaction(upsert, idempotent=True)
@@ -66,16 +73,7 @@ class PostgresStateStore:
         touched = await self._db.execute(
             f"INSERT INTO state_objects({_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
             "ON CONFLICT DO NOTHING",
-            obj.object_id,
-            obj.kind,
-            obj.name,
-            obj.environment,
-            obj.ephemeral,
-            obj.app_id,
-            obj.version,
-            obj.body,
-            obj.created_at,
-            obj.heartbeat_at,
+            *_values(obj),
         )
         # A retried insert whose first try committed finds its own row: that is still this caller's create.
         return touched > 0 or await self.get(obj.kind, obj.object_id) is not None

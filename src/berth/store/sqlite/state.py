@@ -33,6 +33,22 @@ def _row(row: Sequence[object] | None) -> StateObject | None:
     )
 
 
+def _values(obj: StateObject) -> tuple[object, ...]:
+    """A state object's columns, in _COLS order."""
+    return (
+        obj.object_id,
+        obj.kind,
+        obj.name,
+        obj.environment,
+        int(obj.ephemeral),
+        obj.app_id,
+        obj.version,
+        obj.body,
+        obj.created_at,
+        obj.heartbeat_at,
+    )
+
+
 class SqliteStateStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -44,35 +60,12 @@ class SqliteStateStore:
     async def put(self, obj: StateObject) -> None:
         self._db.execute(
             f"INSERT OR REPLACE INTO state_objects({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                obj.object_id,
-                obj.kind,
-                obj.name,
-                obj.environment,
-                int(obj.ephemeral),
-                obj.app_id,
-                obj.version,
-                obj.body,
-                obj.created_at,
-                obj.heartbeat_at,
-            ),
+            _values(obj),
         )
 
     async def create(self, obj: StateObject) -> bool:
-        values = (
-            obj.object_id,
-            obj.kind,
-            obj.name,
-            obj.environment,
-            int(obj.ephemeral),
-            obj.app_id,
-            obj.version,
-            obj.body,
-            obj.created_at,
-            obj.heartbeat_at,
-        )
         sql = f"INSERT OR IGNORE INTO state_objects({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-        return self._db.execute(sql, values).rowcount > 0
+        return self._db.execute(sql, _values(obj)).rowcount > 0
 
     async def get(self, kind: str, object_id: str) -> StateObject | None:
         sql = f"SELECT {_COLS} FROM state_objects WHERE kind=? AND object_id=?"
