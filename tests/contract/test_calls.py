@@ -105,6 +105,22 @@ async def test_a_foreign_holder_can_neither_finish_nor_requeue_a_lease(stores: S
     assert await core.outputs_after("fc-1", 0, 10) == []
 
 
+async def test_a_holder_finishes_many_leases_in_one_go_and_only_its_own(stores: Stores) -> None:
+    core = stores.core
+    await _call(core)
+    await _call(core, "fc-2")
+    ids = await _enqueue(core, 3) + await _enqueue(core, 1, call_id="fc-2")
+    await core.claim_inputs("fu-1", "ta-a", 3, now=2.0, timeout_s=None)
+    await core.claim_inputs("fu-1", "ta-b", 1, now=2.0, timeout_s=None)
+    outputs = [(iid, b"r-" + iid.encode(), 1, 0) for iid in ids]
+    done = await core.finish_held_inputs("ta-a", outputs, now=4.0)
+    assert [d is not None for d in done] == [True, True, True, False]  # the last is ta-b's
+    assert [(d[0].input_id, d[0].result, d[1]) for d in done if d] == [(i, b"r-" + i.encode(), 1.0) for i in ids[:3]]
+    assert [o.input_id for o in await core.outputs_after("fc-1", 0, 10)] == ids[:3]
+    assert await core.finish_held_inputs("ta-a", outputs[:1], now=5.0) == [None]  # finished already
+    assert await core.unfinished_count("fc-1") == 0 and await core.unfinished_count("fc-2") == 1
+
+
 async def test_the_holder_finishes_a_lease_once_and_its_output_is_appended(stores: Stores) -> None:
     core = stores.core
     await _call(core)

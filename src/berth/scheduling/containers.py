@@ -101,19 +101,22 @@ class ContainerService:
 
     async def put_outputs(self, task_id: str | None, req: api_pb2.FunctionPutOutputsRequest) -> None:
         task = self.task(task_id)
-        taken_up: list[str] = []
         for item in req.outputs:
             holder = await self._inputs.holder_of(item.input_id)
             if holder is not None and holder != task.task_id:
                 raise PermissionDenied(f"Input {item.input_id} is not held by task {task.task_id}")
-            accepted = await self._inputs.finish(item.input_id, task.task_id, item.result, item.data_format)
-            if accepted:
-                task.inflight = max(0, task.inflight - 1)
-                task.pending_cancels.discard(item.input_id)
-                if item.input_id in task.waiting:  # cancelled before it started: no slot was freed
-                    task.waiting.remove(item.input_id)
-                elif task.waiting:  # a slot freed: the container takes up the next prefetched input now
-                    taken_up.append(task.waiting.popleft())
+        outputs = [(item.input_id, item.result, int(item.data_format)) for item in req.outputs]
+        taken = await self._inputs.finish_held(task.function_id, task.task_id, outputs)
+        taken_up: list[str] = []
+        for (input_id, _, _), accepted in zip(outputs, taken, strict=True):
+            if not accepted:
+                continue
+            task.inflight = max(0, task.inflight - 1)
+            task.pending_cancels.discard(input_id)
+            if input_id in task.waiting:  # cancelled before it started: no slot was freed
+                task.waiting.remove(input_id)
+            elif task.waiting:  # a slot freed: the container takes up the next prefetched input now
+                taken_up.append(task.waiting.popleft())
         if taken_up:
             await self._inputs.take_up(task.function_id, task.task_id, taken_up)
         task.last_active = self._clock.now()

@@ -29,6 +29,11 @@ def call_key(call_id: str) -> str:
 SCHEDULER_KEY = "scheduler"
 
 
+def _status_label(status: int) -> str:
+    name: str = api_pb2.GenericResult.GenericStatus.Name(status)
+    return name.removeprefix("GENERIC_STATUS_").lower()
+
+
 class InputService:
     def __init__(self, store: InputStore, catalog: Catalog, notifier: Notifier, clock: Clock) -> None:
         self._store = store
@@ -76,11 +81,40 @@ class InputService:
             await self._observe(state, result.status)
         return out is not None
 
+    async def finish_held(
+        self, function_id: str, holder: str, outputs: list[tuple[str, api_pb2.GenericResult, int]]
+    ) -> list[bool]:
+        """finish() for a container's outputs, (input id, result, data format) of inputs it holds: the plain ones
+        (no retry to decide, no cancellation to word) in one transaction. Whether each was taken."""
+        taken = [False] * len(outputs)
+        plain: list[int] = []
+        for i, (input_id, result, data_format) in enumerate(outputs):
+            if result.status in RETRYABLE or result.status == api_pb2.GenericResult.GENERIC_STATUS_TERMINATED:
+                taken[i] = await self.finish(input_id, holder, result, data_format)
+            else:
+                plain.append(i)
+        if not plain:
+            return taken
+        now = self._clock.now()
+        rows = [(outputs[i][0], outputs[i][1].SerializeToString(), outputs[i][2], outputs[i][1].status) for i in plain]
+        done = await self._store.finish_held_inputs(holder, rows, now)
+        fn = await self._catalog.definition(function_id) if self.telemetry is not None else None
+        for i, finished in zip(plain, done, strict=True):
+            if finished is None:
+                continue
+            taken[i] = True
+            out, created_at = finished
+            self._notifier.notify(call_key(out.call_id))
+            if self.telemetry is not None and fn is not None:
+                label = _status_label(outputs[i][1].status)
+                self.telemetry.input_finished(function_id, fn.function_name, label, now - created_at)
+        return taken
+
     async def _observe(self, state: InputState, status: int) -> None:
         if self.telemetry is None:
             return
         fn = await self._catalog.definition(state.function_id)
-        label = api_pb2.GenericResult.GenericStatus.Name(status).removeprefix("GENERIC_STATUS_").lower()
+        label = _status_label(status)
         self.telemetry.input_finished(state.function_id, fn.function_name, label, self._clock.now() - state.created_at)
 
     async def _retry(self, state: InputState) -> bool:

@@ -46,6 +46,20 @@ RETURNING seq, call_id, idx
 """
 
 
+# finish_held_inputs, per input: the output appended and the input's enqueue time.
+_FINISH_HELD = """
+WITH done AS (
+    UPDATE inputs SET state='done', deadline=NULL, finished_at=$4, status=$5
+    WHERE input_id=$1 AND state='leased' AND holder=$6 RETURNING call_id, idx, created_at
+), appended AS (
+    INSERT INTO outputs(call_id, input_id, idx, result, data_format, created_at)
+    SELECT call_id, $1, idx, $2, $3, $4 FROM done
+    RETURNING seq
+)
+SELECT appended.seq, done.call_id, done.idx, done.created_at FROM appended, done
+"""
+
+
 def _input_state(row: Sequence[Any]) -> InputState:
     input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at = row
     return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
@@ -119,6 +133,29 @@ class CallTables(PostgresActivity):
                 holder,
                 list(input_ids),
             )
+
+    async def finish_held_inputs(
+        self, holder: str, outputs: Sequence[tuple[str, bytes, int, int]], now: float
+    ) -> list[tuple[OutputRecord, float] | None]:
+        async def body(conn: Any) -> list[Any]:
+            ids = [o[0] for o in outputs]
+            calls = await conn.fetch("SELECT DISTINCT call_id FROM inputs WHERE input_id = ANY($1)", ids)
+            for call_id in sorted(r[0] for r in calls):  # as finish_input, in one order so batches never deadlock
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", call_id)
+            rows = []
+            for input_id, result, data_format, status in outputs:
+                found = await conn.fetch(_FINISH_HELD, input_id, result, data_format, now, status, holder)
+                rows.append(found[0] if found else None)
+            return rows
+
+        done: list[tuple[OutputRecord, float] | None] = []
+        for (input_id, result, data_format, _), row in zip(outputs, await self._db.transaction(body), strict=True):
+            if row is None:
+                done.append(None)
+            else:
+                seq, call_id, idx, created_at = row
+                done.append((OutputRecord(seq, call_id, input_id, idx, result, data_format, 0), float(created_at)))
+        return done
 
     async def get_input(self, input_id: str) -> InputState | None:
         found = await self._inputs("input_id=$1", input_id)

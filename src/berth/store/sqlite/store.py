@@ -493,6 +493,28 @@ class SqliteStore(SqliteActivity):
             )
         return OutputRecord(int(cur.lastrowid or 0), row[0], input_id, row[1], result, data_format, 0)
 
+    async def finish_held_inputs(
+        self, holder: str, outputs: Sequence[tuple[str, bytes, int, int]], now: float
+    ) -> list[tuple[OutputRecord, float] | None]:
+        done: list[tuple[OutputRecord, float] | None] = []
+        with self._tx():
+            for input_id, result, data_format, status in outputs:
+                row = self._one(
+                    "UPDATE inputs SET state='done', deadline=NULL, finished_at=?, status=? "
+                    "WHERE input_id=? AND state='leased' AND holder=? RETURNING call_id, idx, created_at",
+                    (now, status, input_id, holder),
+                )
+                if row is None:
+                    done.append(None)
+                    continue
+                cur = self._db.execute(
+                    "INSERT INTO outputs(call_id, input_id, idx, result, data_format, created_at) VALUES (?,?,?,?,?,?)",
+                    (row[0], input_id, row[1], result, data_format, now),
+                )
+                out = OutputRecord(int(cur.lastrowid or 0), row[0], input_id, row[1], result, data_format, 0)
+                done.append((out, float(row[2])))
+        return done
+
     async def queued_counts(self, now: float) -> dict[str, int]:
         rows = self._all(
             "SELECT function_id, count(*) FROM inputs WHERE state='queued' AND not_before<=? GROUP BY function_id",
