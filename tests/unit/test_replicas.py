@@ -48,9 +48,9 @@ class RecordingNotifier(Notifier):
         super().__init__()
         self.keys: list[str] = []
 
-    def notify(self, key: str) -> None:
+    def notify(self, key: str, at_most: int | None = None) -> None:
         self.keys.append(key)
-        super().notify(key)
+        super().notify(key, at_most)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ class InputService:
 
     async def enqueue(self, call_id: str, function_id: str, items: list[tuple[str, int, str, bytes]]) -> None:
         await self._store.add_inputs(call_id, function_id, items, self._clock.now())
-        self._notifier.notify(function_key(function_id))
+        self._notifier.notify(function_key(function_id), at_most=len(items))
         self._notifier.notify(SCHEDULER_KEY)
 
     async def claim(self, function_id: str, task_id: str, limit: int) -> list[InputLease]:

@@ -27,10 +27,23 @@ class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
-    def notify(self, key: str) -> None:
-        for fut in self._waiters.pop(key, ()):
+    def notify(self, key: str, at_most: int | None = None) -> None:
+        """Wakes the waiters on `key`, or only `at_most` of them (one idle container per queued input, say: each
+        woken waiter re-checks the store, so what the first ones leave is taken by the next they wake)."""
+        if at_most is None:
+            for fut in self._waiters.pop(key, ()):
+                if not fut.done():
+                    fut.set_result(None)
+            return
+        bucket = self._waiters.get(key)
+        woken = 0
+        while bucket and woken < at_most:
+            fut = bucket.pop()
             if not fut.done():
                 fut.set_result(None)
+                woken += 1
+        if bucket is not None and not bucket:
+            del self._waiters[key]
 
     def notify_all(self) -> None:
         """Wakes every waiter, for when wake-ups may have been missed: each re-checks the store."""

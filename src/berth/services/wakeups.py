@@ -26,9 +26,9 @@ class ReplicaNotifier(Notifier):
     async def start(self) -> None:
         await self._bus.start(self._wake_local, self.notify_all)
 
-    def notify(self, key: str) -> None:
-        super().notify(key)
-        self._bus.publish(key)
+    def notify(self, key: str, at_most: int | None = None) -> None:
+        super().notify(key, at_most)
+        self._bus.publish(key)  # other replicas wake all theirs: they cannot know how many were woken here
 
     def _wake_local(self, key: str) -> None:
         super().notify(key)
