@@ -12,6 +12,7 @@ from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.errors import BerthError, NotFound
 from berth.scheduling.autoscaler import Autoscaler
+from berth.scheduling.clusters import check_cluster_definition
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
@@ -142,7 +143,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.retention_s,
         AutoscalerOverrides(store),
     )
-    catalog.definition_hooks.append(autoscaler.on_definition)
+    catalog.definition_hooks += [check_cluster_definition, autoscaler.on_definition]
 
     async def warm_candidates() -> list[str]:
         return await deployments.running_function_ids(await accounts.names())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from berth.api.cluster_rpcs import ClusterRpcs
 from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.governance_rpcs import GovernanceRpcs
@@ -33,6 +34,7 @@ class ModalServicer(
     WorkspaceRpcs,
     InsightRpcs,
     GovernanceRpcs,
+    ClusterRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from modal_proto import api_pb2
 
+from berth.domain.cluster import ClusterSpec
 from berth.domain.gpu import Gpu
 
 
@@ -85,6 +86,7 @@ class TaskSpec:
     gpu_requests: tuple[tuple[str, int], ...] = ()  # gpu= as (TYPE, count), best first (fallbacks after)
     gpus: tuple[Gpu, ...] = ()  # what the worker gave it, set when the container starts
     sandbox: SandboxSpec | None = None  # set for a sandbox's task
+    cluster: ClusterSpec | None = None  # set for a member of a gang-scheduled cluster (@modal.clustered)
 
     @property
     def command(self) -> tuple[str, ...]:

@@ -44,6 +44,8 @@ class ContainerService:
         if req.function_id and req.function_id != task.function_id:
             raise PermissionDenied(f"Task {task.task_id} does not run function {req.function_id}")
         self._tasks.mark_running(task)
+        if task.follower:  # a cluster's other ranks run what its rank 0 took (scheduling/clusters.py)
+            return await self._tasks.clusters.follower_inputs(task.task_id, task.accepting)
         limit = max(1, req.batch_max_size)
         deadline = time.monotonic() + INPUT_POLL_S
         leases: list[InputLease] = []
@@ -66,7 +68,9 @@ class ContainerService:
             if self.telemetry is not None:
                 fn = await self._catalog.definition(task.function_id)
                 self.telemetry.first_input(task.function_id, fn.function_name, now - task.created_at)
-        return api_pb2.FunctionGetInputsResponse(inputs=[self._item(lease) for lease in leases])
+        items = [self._item(lease) for lease in leases]
+        self._tasks.clusters.taken(task.task_id, items)
+        return api_pb2.FunctionGetInputsResponse(inputs=items)
 
     async def _linger(self, task: TaskInfo, want: int, linger_s: float) -> list[InputLease]:
         deadline = time.monotonic() + linger_s
@@ -91,6 +95,8 @@ class ContainerService:
     async def put_outputs(self, task_id: str | None, req: api_pb2.FunctionPutOutputsRequest) -> None:
         task = self.task(task_id)
         for item in req.outputs:
+            if self._tasks.clusters.follower_output(task.task_id, item.input_id):
+                continue
             holder = await self._inputs.holder_of(item.input_id)
             if holder is not None and holder != task.task_id:
                 raise PermissionDenied(f"Input {item.input_id} is not held by task {task.task_id}")

@@ -36,7 +36,7 @@ from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
 from berth.errors import InvalidArgument
-from berth.worker import egress, fs_tools, gpu, network, seccomp, userns
+from berth.worker import cluster_net, egress, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
@@ -143,6 +143,7 @@ class Sandbox:
     cgroup: ContainerCgroup
     limits: Limits
     net: network.ContainerNet | None = None
+    cluster: cluster_net.ClusterLink | None = None  # a clustered function's link to its peers
     mounted: list[Path] = field(default_factory=list)  # unmounted in this order
     cwd: str = "/root"  # where its command (and, by default, its execs) run
     userns: bool = False  # root inside is host uid userns.HOST_BASE (sandboxes on crun/runc)
@@ -461,6 +462,12 @@ class OciRuntime:
             sandbox.net = await network.setup(spec.task_id)
         elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
             sandbox.net = await network.setup_loopback(spec.task_id)
+        if spec.cluster is not None:
+            if sandbox.net is None:
+                raise RuntimeUnavailable("a clustered function's container needs a network")
+            sandbox.cluster = await cluster_net.join(spec.cluster, spec.task_id, sandbox.net.netns)
+            with open(merged / "etc" / "hosts", "a") as hosts:
+                hosts.write(cluster_net.hosts_line(sandbox.cluster))
         if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
             await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
         binds = standard_binds(self._ca_bundle)
@@ -698,6 +705,8 @@ class OciRuntime:
             stderr=asyncio.subprocess.DEVNULL,
         )
         await proc.wait()
+        if sandbox.cluster is not None:
+            await cluster_net.leave(sandbox.cluster)
         if sandbox.net is not None:
             await network.teardown(sandbox.net)
         for path in sandbox.mounted:
