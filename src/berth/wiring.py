@@ -94,7 +94,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
     state = build_state(settings, stores.state, blobs, notifier, clock)
-    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes, state.nfs)
+    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes, state.nfs, state.proxies)
 
     def on_output(spec: TaskSpec, fd: int, text: str) -> None:
         logs.output(spec.app_id, spec.task_id, spec.function_id, fd, text)

@@ -9,6 +9,7 @@ from berth.api.governance_rpcs import GovernanceRpcs
 from berth.api.image_rpcs import ImageRpcs
 from berth.api.insight_rpcs import InsightRpcs
 from berth.api.nfs_rpcs import NetworkFileSystemRpcs
+from berth.api.proxy_rpcs import ProxyRpcs
 from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
@@ -35,6 +36,7 @@ class ModalServicer(
     InsightRpcs,
     GovernanceRpcs,
     ClusterRpcs,
+    ProxyRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

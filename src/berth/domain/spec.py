@@ -87,6 +87,7 @@ class TaskSpec:
     gpus: tuple[Gpu, ...] = ()  # what the worker gave it, set when the container starts
     sandbox: SandboxSpec | None = None  # set for a sandbox's task
     cluster: ClusterSpec | None = None  # set for a member of a gang-scheduled cluster (@modal.clustered)
+    source_ip: str = ""  # a proxy's address its outbound connections leave from; "" for the worker's own
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -104,6 +105,7 @@ class BuiltArguments:
     env: dict[str, str]
     files: list[MountedFile]
     binds: list[BindMount] = field(default_factory=list)
+    source_ip: str = ""  # its proxy's address (services/proxies.py), or "" for the worker's own
 
 
 @dataclass(frozen=True)

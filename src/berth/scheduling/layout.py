@@ -11,6 +11,7 @@ from berth.services.apps import AppService
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.network_file_systems import NetworkFileSystemService
 from berth.services.objects import ObjectService
+from berth.services.proxies import ProxyService
 from berth.services.secrets import SecretService
 from berth.services.volumes import VolumeService
 
@@ -24,6 +25,7 @@ class LayoutBuilder:
         secrets: SecretService,
         volumes: VolumeService,
         nfs: NetworkFileSystemService,
+        proxies: ProxyService,
     ) -> None:
         self._catalog = catalog
         self._apps = apps
@@ -31,6 +33,7 @@ class LayoutBuilder:
         self._secrets = secrets
         self._volumes = volumes
         self._nfs = nfs
+        self._proxies = proxies
 
     async def app_layout(self, app_id: str, extra_ids: list[str]) -> api_pb2.AppLayout:
         published = await self._apps.layout(app_id)
@@ -71,7 +74,8 @@ class LayoutBuilder:
         files = await self._mounted_files(fn.mount_ids)
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         binds += [await self._nfs.bind(m) for m in fn.shared_volume_mounts]
-        return BuiltArguments(args, env, files, binds)
+        source_ip = await self._proxies.source_ip(fn.proxy_id) if fn.proxy_id else ""
+        return BuiltArguments(args, env, files, binds, source_ip)
 
     async def _mounted_files(self, mount_ids: list[str]) -> list[MountedFile]:
         files: list[MountedFile] = []

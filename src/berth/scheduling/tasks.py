@@ -240,6 +240,7 @@ class TaskManager:
             image_id=fn.image_id,
             gpu_requests=tuple(gpu.function_requests(fn)),
             cluster=cluster,
+            source_ip=built.source_ip,
         )
         self.tasks[task_id] = task
         await self._store.put_task(

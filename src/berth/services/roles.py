@@ -40,7 +40,8 @@ READ_ONLY_RPCS = frozenset(
     FunctionGetTimeRangeStats FunctionListVariants ImageFromId ImageGetByTag ImageJoinStreaming ImageListTags
     ImageTagRevisions MetricsGetInfo ObjectSuggest QueueGetById QueueLen QueueList QueueNextItems SandboxGetFromName
     SandboxGetFromNameV2 SandboxGetLogs SandboxGetStats SandboxGetStatsV2 SandboxList SandboxListV2 SandboxTagsGet
-    SandboxTagsGetV2 SecretGetInfo SecretList ServiceUserInfo ServiceUserList SharedVolumeGetFile SharedVolumeList
+    SandboxTagsGetV2 ProxyGet ProxyList SecretGetInfo SecretList ServiceUserInfo ServiceUserList
+    SharedVolumeGetFile SharedVolumeList
     SharedVolumeListFiles SharedVolumeListFilesStream TaskGetInfo TaskList TokenInfoGet TokensList VolumeGetById
     VolumeGetFile VolumeGetFile2 VolumeList VolumeListFiles VolumeListFiles2 WorkspaceMembersList
     WorkspaceNameLookup WorkspaceSettings

@@ -459,7 +459,7 @@ class OciRuntime:
         )
         sandbox.cgroup.create(sandbox.limits.memory_mb)
         if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
-            sandbox.net = await network.setup(spec.task_id)
+            sandbox.net = await network.setup(spec.task_id, spec.source_ip)
         elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
             sandbox.net = await network.setup_loopback(spec.task_id)
         if spec.cluster is not None:
