@@ -33,6 +33,23 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class BucketMount:
+    """An S3-compatible bucket (modal.CloudBucketMount) presented at a path inside the container; the worker
+    mounts it with a FUSE filesystem on its host. The keys come from the mount's secret (none: a public bucket)."""
+
+    bucket: str
+    mount_path: str
+    endpoint_url: str = ""  # "" = AWS S3
+    key_prefix: str = ""  # a "directory" of the bucket, ending in "/"
+    read_only: bool = False
+    path_style: bool = False  # <endpoint>/<bucket>/<key> rather than <bucket>.<endpoint>/<key>
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    region: str = ""
+    requester_pays: bool = False
+
+
+@dataclass(frozen=True)
 class ReadinessProbe:
     """Sandbox.create(readiness_probe=): a TCP port inside the sandbox to connect to, or a command to run in it,
     every interval_ms until it first succeeds."""
@@ -88,6 +105,7 @@ class TaskSpec:
     sandbox: SandboxSpec | None = None  # set for a sandbox's task
     cluster: ClusterSpec | None = None  # set for a member of a gang-scheduled cluster (@modal.clustered)
     source_ip: str = ""  # a proxy's address its outbound connections leave from; "" for the worker's own
+    buckets: list[BucketMount] = field(default_factory=list)  # modal.CloudBucketMount
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -106,6 +124,7 @@ class BuiltArguments:
     files: list[MountedFile]
     binds: list[BindMount] = field(default_factory=list)
     source_ip: str = ""  # its proxy's address (services/proxies.py), or "" for the worker's own
+    buckets: list[BucketMount] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from modal_proto import api_pb2
 from berth.domain.spec import BindMount, BuiltArguments, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
+from berth.services.buckets import bucket_mounts
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.network_file_systems import NetworkFileSystemService
 from berth.services.objects import ObjectService
@@ -75,7 +76,8 @@ class LayoutBuilder:
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         binds += [await self._nfs.bind(m) for m in fn.shared_volume_mounts]
         source_ip = await self._proxies.source_ip(fn.proxy_id) if fn.proxy_id else ""
-        return BuiltArguments(args, env, files, binds, source_ip)
+        buckets = await bucket_mounts(fn.cloud_bucket_mounts, self._secrets.env)
+        return BuiltArguments(args, env, files, binds, source_ip, buckets)
 
     async def _mounted_files(self, mount_ids: list[str]) -> list[MountedFile]:
         files: list[MountedFile] = []

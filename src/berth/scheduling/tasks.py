@@ -241,6 +241,7 @@ class TaskManager:
             gpu_requests=tuple(gpu.function_requests(fn)),
             cluster=cluster,
             source_ip=built.source_ip,
+            buckets=built.buckets,
         )
         self.tasks[task_id] = task
         await self._store.put_task(

@@ -117,6 +117,11 @@ class ProcessRuntime:
                 "Proxies (proxy=modal.Proxy.from_name(...)) need an OCI runtime (crun, runc or runsc): the process "
                 "runtime runs containers on the host's own network"
             )
+        if spec.buckets:
+            raise InvalidArgument(
+                "CloudBucketMount needs an OCI runtime (crun, runc or runsc): the process runtime does not mount "
+                "filesystems for its containers"
+            )
         if spec.cluster is not None:
             raise InvalidArgument(
                 "Clustered functions (@modal.clustered) need an OCI runtime (crun, runc or runsc): the process "
