@@ -116,6 +116,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     images.function_layout = layouts.container_arguments  # Image.run_function()
     images.keep_log = log_history.record  # `modal image logs`: a build's lines, kept as its app's logs
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
+    tasks.emulate = settings.emulate
+    catalog.definition_hooks.append(tasks.warn_emulated)
     holder["tasks"] = tasks
     # On an exclusive database (SQLite) there is one replica, whatever its port: a restart replaces it.
     name = "embedded" if settings.exclusive_database else settings.effective_replica_name

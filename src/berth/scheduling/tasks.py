@@ -11,6 +11,7 @@ from typing import Protocol
 
 from modal_proto import api_pb2
 
+from berth import client_warnings
 from berth.clock import Clock
 from berth.domain import gpu
 from berth.domain.cluster import ClusterSpec
@@ -32,6 +33,7 @@ from berth.workers.port import WORKER_LOST, NoCapacity, WorkerLost, WorkerPort
 log = logging.getLogger("berth.tasks")
 
 MAX_STARTUP_CRASHES = 3
+EMULATED_GPU_ENV = "BERTH_EMULATED_GPU"  # in emulator mode, the GPU a container asked for and runs without
 _ROOM_RECHECK_S = 0.5  # a sandbox waiting for room looks again at least this often
 
 
@@ -143,6 +145,28 @@ class TaskManager:
         self.on_sandbox_exit: SandboxExit | None = None
         self.telemetry: Telemetry | None = None
         self.clusters = Clusters(notifier)
+        self.emulate = False  # emulator mode (Settings.emulate): gpu= no worker has runs on CPU
+
+    def gpu_requests(self, fn: api_pb2.Function) -> list[tuple[str, int]]:
+        """What `fn` asks of a worker's GPUs: nothing in emulator mode when no worker has such a GPU."""
+        requests = gpu.function_requests(fn)
+        if requests and self.emulate and not self.has_gpu_for(requests):
+            return []
+        return requests
+
+    async def warn_emulated(self, app_id: str, function_id: str, fn: api_pb2.Function, final: bool) -> None:
+        """A catalog hook: the client that defines a function emulator mode runs without its GPU is told so."""
+        requests = gpu.function_requests(fn)
+        if final and requests and not self.gpu_requests(fn):
+            asked = gpu.describe(requests)
+            client_warnings.warn(
+                f"Berth is in emulator mode: no worker has gpu={asked!r}, so {fn.function_name} runs on CPU "
+                f"(its containers see {EMULATED_GPU_ENV}={asked})"
+            )
+
+    def has_gpu_for(self, requests: list[tuple[str, int]]) -> bool:
+        blocker = self._worker.placement_blocker(requests, 0, 0.0)
+        return blocker is None or "has such a GPU" not in blocker
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.function_id == function_id]
@@ -154,7 +178,7 @@ class TaskManager:
         """Why no worker can take a container for `fn` now (its GPUs, its memory, no worker at all);
         None when one can."""
         return self._worker.placement_blocker(
-            gpu.function_requests(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
+            self.gpu_requests(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
         )
 
     def worker_room(self) -> int:
@@ -223,6 +247,9 @@ class TaskManager:
             cluster=cluster,
         )
         env = built.env
+        requests = self.gpu_requests(fn)
+        if not requests and gpu.function_requests(fn):  # emulator mode: it runs on CPU, and may ask what it wanted
+            env = {**env, EMULATED_GPU_ENV: gpu.describe(gpu.function_requests(fn))}
         if cluster is not None:  # the in-container client reads it to tune NCCL; Berth is no cloud it knows
             env = {**env, "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_UNSPECIFIED"}
         spec = TaskSpec(
@@ -238,7 +265,7 @@ class TaskManager:
             memory_mb=fn.resources.memory_mb,
             cpu=fn.resources.milli_cpu / 1000,
             image_id=fn.image_id,
-            gpu_requests=tuple(gpu.function_requests(fn)),
+            gpu_requests=tuple(requests),
             cluster=cluster,
             source_ip=built.source_ip,
             buckets=built.buckets,
