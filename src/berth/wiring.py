@@ -43,6 +43,7 @@ from berth.services.metering import MeteringService
 from berth.services.objects import ObjectService
 from berth.services.quotas import LiveTask, QuotaService
 from berth.services.roles import EnvironmentRoles
+from berth.services.servers import refuse_servers
 from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.token_flows import TokenFlows
@@ -145,7 +146,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.retention_s,
         AutoscalerOverrides(store),
     )
-    catalog.definition_hooks += [check_cluster_definition, autoscaler.on_definition]
+    catalog.definition_hooks += [refuse_servers, check_cluster_definition, autoscaler.on_definition]
 
     async def warm_candidates() -> list[str]:
         return await deployments.running_function_ids(await accounts.names())
