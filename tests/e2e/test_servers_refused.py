@@ -4,6 +4,7 @@ Server" and then never runs anything."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.e2e.conftest import BerthServer, modal, python
 
@@ -26,3 +27,11 @@ def test_running_a_server_is_refused_with_the_reason(berth: BerthServer) -> None
     run = python(berth, "-c", code, timeout=300)
     assert run.returncode != 0
     assert REFUSAL in run.output
+
+
+def test_modal_curl_of_a_server_url_is_refused_by_name(berth: BerthServer, tmp_path: Path) -> None:
+    """`modal curl` asks for a token only for a Server's *.modal.direct URL; Berth says why it has none."""
+    url = "https://someone--app-web.us-east.modal.direct/"
+    run = modal(berth, "curl", "-s", url, env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert run.returncode != 0
+    assert "Berth does not issue `modal curl` tokens" in run.output and "berth web-token create" in run.output

@@ -15,6 +15,12 @@ NO_SERVERS = (
     "port) on an @app.function, or an ASGI/WSGI app with @modal.asgi_app / @modal.wsgi_app: Berth serves those."
 )
 
+NO_CURL_TOKENS = (
+    "Berth does not issue `modal curl` tokens: the modal CLI asks for one only for a Modal Server's *.modal.direct "
+    "URL, and Berth does not run Servers. For a Berth web endpoint with requires_proxy_auth, send the Modal-Key and "
+    "Modal-Secret headers of a token from `berth web-token create` (modal curl passes curl's -H options through)."
+)
+
 
 async def refuse_servers(app_id: str, function_id: str, fn: api_pb2.Function, final: bool) -> None:
     """A catalog hook: FunctionPrecreate and FunctionCreate of a Server fail, so deploy and run stop at once."""
