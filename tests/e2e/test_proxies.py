@@ -1,4 +1,4 @@
-"""Proxies through the stock client: `berth proxy create NAME --source-ip ADDR`, then a function with
+"""Proxies through the stock client: `berth proxy create NAME --source-ip ADDR`, then a function (or a sandbox) with
 `proxy=modal.Proxy.from_name(NAME)` reaches a server (in a network namespace this test makes) from ADDR, while one
 without a proxy reaches it from the host's own address; an unknown proxy is NotFound."""
 
@@ -82,6 +82,26 @@ def test_function_with_a_proxy_connects_from_the_proxys_address(berth_crun: Bert
     assert "e2e-px" in _berth(berth_crun, "proxy", "list").stdout
     assert call_remote(berth_crun, "proxied", "via_proxy", target, PORT) == SOURCE_ADDR
     assert call_remote(berth_crun, "proxied", "direct", target, PORT) == HOST_ADDR
+
+
+def test_sandbox_with_a_proxy_connects_from_the_proxys_address(berth_crun: BerthServer, target: str) -> None:
+    _berth(berth_crun, "proxy", "create", "e2e-px-sb", "--source-ip", SOURCE_ADDR)
+    probe = (
+        f"import socket; c = socket.create_connection(({target!r}, {PORT}), timeout=10); print(c.recv(100).decode())"
+    )
+    out = sdk(
+        berth_crun,
+        f"""
+        import modal
+        app = modal.App.lookup("e2e-proxied-sandbox", create_if_missing=True)
+        sb = modal.Sandbox.create(
+            "python3", "-c", {probe!r}, app=app, proxy=modal.Proxy.from_name("e2e-px-sb")
+        )
+        sb.wait()
+        print("SEEN=" + sb.stdout.read().strip())
+        """,
+    )
+    assert f"SEEN={SOURCE_ADDR}" in out
 
 
 def test_proxy_source_address_is_checked_and_names_are_unique(berth_crun: BerthServer) -> None:

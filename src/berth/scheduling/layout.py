@@ -75,7 +75,7 @@ class LayoutBuilder:
         files = await self._mounted_files(fn.mount_ids)
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         binds += [await self._nfs.bind(m) for m in fn.shared_volume_mounts]
-        source_ip = await self._proxies.source_ip(fn.proxy_id) if fn.proxy_id else ""
+        source_ip = await self.proxy_source_ip(fn.proxy_id)
         buckets = await bucket_mounts(fn.cloud_bucket_mounts, self._secrets.env)
         return BuiltArguments(args, env, files, binds, source_ip, buckets)
 
@@ -97,6 +97,10 @@ class LayoutBuilder:
         binds = [await self._volumes.bind(m) for m in sb.volume_mounts]
         binds += [await self._nfs.bind(m) for m in sb.nfs_mounts]
         return env, files, binds
+
+    async def proxy_source_ip(self, proxy_id: str) -> str:
+        """The address a container with this proxy (or none: "") sends from; "" for the worker's own."""
+        return await self._proxies.source_ip(proxy_id) if proxy_id else ""
 
     async def secret_env(self, secret_id: str) -> dict[str, str]:
         return await self._secrets.env(secret_id)

@@ -115,7 +115,6 @@ class SandboxRecord:
 def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
-        "proxy": bool(definition.proxy_id),
         "enable_snapshot": definition.enable_snapshot,
         "i6pn": definition.i6pn_enabled,
         "outbound_policy": definition.HasField("experimental_outbound_policy")
@@ -315,6 +314,7 @@ class SandboxManager:
             env=env,
             files=files,
             binds=binds,
+            source_ip=await self._layouts.proxy_source_ip(definition.proxy_id),
             buckets=await bucket_mounts(
                 definition.cloud_bucket_mounts, self._layouts.secret_env, req.cloud_bucket_mount_credentials
             ),
