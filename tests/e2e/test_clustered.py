@@ -62,6 +62,25 @@ def test_cluster_of_two_all_reduces_over_its_private_link_which_others_cannot_re
     assert all(p.startswith("refused") for p in probes), probes
 
 
+def test_every_rank_runs_every_input_and_the_caller_gets_rank_0s_results(berth_small: BerthServer) -> None:
+    out = _run(
+        berth_small,
+        """
+        with app.run():
+            with modal.Dict.ephemeral() as seen:
+                results = list(echo_rank.map([seen] * 3, [1, 2, 3]))
+                import time
+                deadline = time.monotonic() + 60  # rank 1 may still be on its last input when rank 0 answered
+                while seen.len() < 6 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                print("RESULT=" + repr((results, sorted(seen.keys()))))
+        """,
+    )
+    results, seen = ast.literal_eval(out)
+    assert results == [(0, 1), (0, 2), (0, 3)]
+    assert seen == ["0:1", "0:2", "0:3", "1:1", "1:2", "1:3"]
+
+
 def test_cluster_larger_than_any_worker_fails_with_a_clear_error(berth_small: BerthServer) -> None:
     out = _run(
         berth_small,

@@ -242,11 +242,14 @@ class Autoscaler:
                 continue
             live = [t for t in self._tasks.of_function(function_id) if t.accepting and not t.follower]
             have = len(live) + (await self._tasks.open_elsewhere(function_id) if self.peers.others_alive() else 0)
-            missing = warm_target(settings, sum(1 for t in live if t.inflight)) - have
+            target = warm_target(settings, sum(1 for t in live if t.inflight))
+            # min_containers counts containers, a multiple of a cluster's size; `live` counts clusters (rank 0s)
+            size = cluster_size(fn) or 1
+            missing = math.ceil(target / size) - have
             if missing <= 0 or await self._blocked(function_id, rec.app_id, fn, live):
                 continue
-            if cluster_size(fn):  # min_containers counts containers, a multiple of the cluster's size
-                await self._scale_up_clusters(function_id, rec.app_id, fn, math.ceil(missing / cluster_size(fn)), live)
+            if size > 1:
+                await self._scale_up_clusters(function_id, rec.app_id, fn, missing, live)
                 continue
             for _ in range(min(missing, self._tasks.worker_room())):
                 try:

@@ -86,8 +86,19 @@ class Cluster:
     started_at: float
     task_ids: list[str] = field(default_factory=list)  # by rank
     ipv6: dict[int, str] = field(default_factory=dict)  # what each rank said in its hello
-    inputs: list[api_pb2.FunctionGetInputsItem] = field(default_factory=list)  # what rank 0 took, in order
-    delivered: dict[str, int] = field(default_factory=dict)  # follower task → inputs it was handed
+    # What rank 0 took and some follower has not been handed yet; inputs[0] is the `trimmed`-th it took.
+    inputs: list[api_pb2.FunctionGetInputsItem] = field(default_factory=list)
+    trimmed: int = 0
+    delivered: dict[str, int] = field(default_factory=dict)  # follower task → how many of rank 0's it was handed
+
+    def trim(self) -> None:
+        """Forget what every follower already has."""
+        followers = self.task_ids[1:]
+        low = min((self.delivered.get(t, 0) for t in followers), default=self.trimmed + len(self.inputs))
+        if low > self.trimmed:
+            del self.inputs[: low - self.trimmed]
+            self.trimmed = low
+
     ended: bool = False
 
     def specs(self) -> list[ClusterSpec]:
@@ -168,10 +179,6 @@ class Clusters:
 
     # inputs: rank 0 claims, the followers get copies
 
-    def is_follower(self, task_id: str) -> bool:
-        cluster = self._of_task.get(task_id)
-        return cluster is not None and cluster.task_ids[0] != task_id
-
     def taken(self, task_id: str, items: list[api_pb2.FunctionGetInputsItem]) -> None:
         """Rank 0 took these inputs: every follower gets them too."""
         cluster = self._of_task.get(task_id)
@@ -187,9 +194,11 @@ class Clusters:
         while accepting and not cluster.ended:
             with self._notifier.listen(cluster_key(cluster.cluster_id)) as waiter:
                 start = cluster.delivered.get(task_id, 0)
-                if start < len(cluster.inputs):
-                    items = cluster.inputs[start:]
-                    cluster.delivered[task_id] = len(cluster.inputs)
+                taken = cluster.trimmed + len(cluster.inputs)
+                if start < taken:
+                    items = cluster.inputs[start - cluster.trimmed :]
+                    cluster.delivered[task_id] = taken
+                    cluster.trim()
                     return api_pb2.FunctionGetInputsResponse(inputs=items)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -197,10 +206,3 @@ class Clusters:
                 await waiter.wait(min(remaining, 1.0))
             await asyncio.sleep(0)
         return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
-
-    def follower_output(self, task_id: str, input_id: str) -> bool:
-        """A follower's output for an input of its cluster: dropped (the caller gets rank 0's)."""
-        cluster = self._of_task.get(task_id)
-        if cluster is None or cluster.task_ids[0] == task_id:
-            return False
-        return any(item.input_id == input_id for item in cluster.inputs)

@@ -94,9 +94,10 @@ class ContainerService:
 
     async def put_outputs(self, task_id: str | None, req: api_pb2.FunctionPutOutputsRequest) -> None:
         task = self.task(task_id)
+        if task.follower:  # a cluster's other ranks hold no lease: the caller gets rank 0's output
+            task.last_active = self._clock.now()
+            return
         for item in req.outputs:
-            if self._tasks.clusters.follower_output(task.task_id, item.input_id):
-                continue
             holder = await self._inputs.holder_of(item.input_id)
             if holder is not None and holder != task.task_id:
                 raise PermissionDenied(f"Input {item.input_id} is not held by task {task.task_id}")

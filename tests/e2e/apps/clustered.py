@@ -82,3 +82,12 @@ def reach(addr: str) -> str:
 @modal.experimental.clustered(size=40)
 def too_big() -> int:
     return 1
+
+
+@app.function()
+@modal.clustered(size=2)
+def echo_rank(seen: modal.Dict, x: int) -> tuple:
+    """Every rank gets every input; each notes it, and the caller gets rank 0's answer."""
+    rank = modal.experimental.get_cluster_info().rank
+    seen[f"{rank}:{x}"] = True
+    return (rank, x)
