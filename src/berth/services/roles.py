@@ -33,7 +33,8 @@ READ_ONLY_RPCS = frozenset(
     """
     AppCountLogs AppDeploymentHistory AppFetchLogs AppGetByDeploymentName AppGetInfo AppGetLayout AppGetLifecycle
     AppGetLogs AppGetObjects AppGetTags AppGetTimeRangeStats AppList AppLookup BlobGet ClassGet CliCommandSuggest
-    ClientHello DictContains DictContents DictGet DictGetById DictLen DictList EndpointGetByName EndpointGetInfo
+    ClientHello ClusterGet DictContains DictContents DictGet DictGetById DictLen DictList EndpointGetByName
+    EndpointGetInfo
     EndpointList EnvironmentGetRoles EnvironmentList FunctionBlobGet FunctionCallCount FunctionCallFetch
     FunctionCallFromId FunctionCallGetDataOut FunctionCallGetInfo FunctionCallList FunctionGet FunctionGetById
     FunctionGetCallGraph FunctionGetCurrentStats FunctionGetMetrics FunctionGetOutputs FunctionGetSchedulingParams
