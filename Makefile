@@ -54,6 +54,7 @@ check: install
 bench: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/loop_ab.py
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/sandboxes.py
 	$(BIN)/python bench/cluster.py

@@ -5,7 +5,8 @@ speaks the line protocol of bench/protocol.py.
 - cold: a fresh ephemeral app (`with app.run()`, so a new function and no warm container), timing its
   first `.remote()`;
 - warm: sequential `.remote()` calls on one long-lived app run, after `warmup` untimed calls;
-- map: `probe.map(range(n))` on that same app run.
+- map: `probe.map(range(n))` on that same app run;
+- spawn_map: how long `probe.spawn_map(range(n))` and `probe.experimental_spawn_map(range(n))` take to return.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class BerthDriver:
             return {"op": op, "latencies_s": timed_calls(probe.remote, command["n"])}
         if op == "map":
             return self.map(command["n"])
+        if op == "spawn_map":
+            return self.spawn_map(command["n"])
         raise ValueError(f"unknown op {op!r}")
 
     def cold(self) -> Message:
@@ -53,6 +56,15 @@ class BerthDriver:
         results = list(probe.map(range(n)))
         total = time.perf_counter() - start
         return map_result(n, started_at, total, time.process_time() - cpu, results)
+
+    def spawn_map(self, n: int) -> Message:
+        """How fast the client's spawn_map and experimental_spawn_map get n inputs accepted (not run)."""
+        out: Message = {"op": "spawn_map", "n": n}
+        for name, spawn in (("spawn_map", probe.spawn_map), ("experimental_spawn_map", probe.experimental_spawn_map)):
+            start, cpu = time.perf_counter(), time.process_time()
+            spawn(range(n))
+            out[name] = {"total_s": time.perf_counter() - start, "client_cpu_s": time.process_time() - cpu}
+        return out
 
     def close(self) -> None:
         if self._session is not None:

@@ -44,6 +44,20 @@ async def test_claims_are_fifo_and_carry_the_payload_attempt_and_invocation_type
     assert await core.claim_inputs("fu-1", "ta-c", 1, now=2.0, timeout_s=None) == []
 
 
+async def test_restarted_leases_wait_without_a_deadline_then_start_when_taken_up(stores: Stores) -> None:
+    core = stores.core
+    await _call(core)
+    ids = await _enqueue(core, 3)
+    await core.claim_inputs("fu-1", "ta-a", 3, now=2.0, timeout_s=30.0)
+    await core.restart_leases("ta-a", ids[1:], now=2.0, deadline=None)  # prefetched: waiting in the container
+    assert [s.input_id for s in await core.expired_leases(now=1000.0)] == ids[:1]
+    await core.restart_leases("ta-a", ids[1:2], now=50.0, deadline=80.0)  # taken up
+    await core.restart_leases("ta-other", ids[2:], now=50.0, deadline=60.0)  # not its lease: unchanged
+    assert [s.input_id for s in await core.expired_leases(now=90.0)] == ids[:2]
+    started = await core.get_input(ids[1])
+    assert started is not None and (started.state, started.holder) == ("leased", "ta-a")
+
+
 async def test_a_claim_takes_nothing_of_another_function(stores: Stores) -> None:
     await _call(stores.core)
     await _enqueue(stores.core, 2)

@@ -15,6 +15,7 @@ class Caller:
     environment: str | None = None
     client_version: str = ""
     client_type: int = 0  # x-modal-client-type: api_pb2.ClientType (the Python client, libmodal JS/Go, ...)
+    prefetch: int = 0  # x-berth-prefetch: how many queued inputs Berth's container loop takes in one FunctionGetInputs
 
     @property
     def is_container(self) -> bool:

@@ -24,6 +24,7 @@ from berth.errors import BerthError
 log = logging.getLogger("berth.api")
 
 TASK_ID_HEADER = "x-berth-task-id"
+PREFETCH_HEADER = "x-berth-prefetch"  # sent by berth.worker.berth_loop, which cannot import this
 TASK_SECRET_HEADER = "x-berth-task-secret"
 WARNING_HEADER = "x-modal-warning"  # the client prints each (modal/_utils/grpc_utils.py)
 
@@ -51,7 +52,8 @@ async def _authenticate(auth: Authenticator, rpc: str, metadata: Mapping[str, An
     if task_id:
         if not await auth.container(str(task_id), str(metadata.get(TASK_SECRET_HEADER, ""))):
             raise GRPCError(Status.UNAUTHENTICATED, "Container credentials are not valid for this task")
-        return Caller(request_id, rpc, task_id=str(task_id))
+        prefetch = str(metadata.get(PREFETCH_HEADER, ""))
+        return Caller(request_id, rpc, task_id=str(task_id), prefetch=int(prefetch) if prefetch.isdigit() else 0)
     token_id, token_secret = metadata.get("x-modal-token-id"), metadata.get("x-modal-token-secret")
     if not token_id or not token_secret:
         if rpc in _UNAUTHENTICATED_RPCS:

@@ -176,7 +176,7 @@ class ContainerRpcs:
     async def FunctionGetInputs(
         self, req: api_pb2.FunctionGetInputsRequest, caller: Caller
     ) -> api_pb2.FunctionGetInputsResponse:
-        return await self.s.containers.get_inputs(caller.task_id, req)
+        return await self.s.containers.get_inputs(caller.task_id, req, caller.prefetch)
 
     async def FunctionPutOutputs(self, req: api_pb2.FunctionPutOutputsRequest, caller: Caller) -> empty_pb2.Empty:
         await self.s.containers.put_outputs(caller.task_id, req)

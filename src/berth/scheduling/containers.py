@@ -18,6 +18,7 @@ from berth.telemetry import Telemetry
 
 INPUT_POLL_S = 20.0
 HEARTBEAT_HOLD_S = 10.0
+MAX_PREFETCH = 64  # inputs Berth's container loop may take in one FunctionGetInputs (x-berth-prefetch)
 
 
 class ContainerService:
@@ -38,8 +39,11 @@ class ContainerService:
         return task
 
     async def get_inputs(
-        self, task_id: str | None, req: api_pb2.FunctionGetInputsRequest
+        self, task_id: str | None, req: api_pb2.FunctionGetInputsRequest, prefetch: int = 0
     ) -> api_pb2.FunctionGetInputsResponse:
+        """Up to one input per free slot (or one @batched batch), held open while none is queued. Berth's container
+        loop may ask for more (`prefetch`): it keeps them and takes them up one by one as its slots free, so only
+        as many as it has free slots start now; the rest wait, with no deadline, until an output frees a slot."""
         task = self.task(task_id)
         if req.function_id and req.function_id != task.function_id:
             raise PermissionDenied(f"Task {task.task_id} does not run function {req.function_id}")
@@ -47,6 +51,8 @@ class ContainerService:
         if task.follower:  # a cluster's other ranks run what its rank 0 took (scheduling/clusters.py)
             return await self._tasks.clusters.follower_inputs(task.task_id, task.accepting)
         limit = max(1, req.batch_max_size)
+        if req.batch_max_size <= 1 and prefetch > 1:
+            limit = min(prefetch, MAX_PREFETCH)
         deadline = time.monotonic() + INPUT_POLL_S
         leases: list[InputLease] = []
         while task.accepting:
@@ -60,6 +66,11 @@ class ContainerService:
             leases += await self._linger(task, limit - len(leases), req.batch_linger_ms / 1000)
         if not task.accepting and not leases:
             return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
+        free = max(1, task.slots - task.inflight)
+        if len(leases) > free:
+            waiting = [lease.input_id for lease in leases[free:]]
+            await self._inputs.defer(task.task_id, waiting)
+            task.waiting.extend(waiting)
         now = self._clock.now()
         task.inflight += len(leases)
         task.last_active = now
@@ -97,6 +108,7 @@ class ContainerService:
         if task.follower:  # a cluster's other ranks hold no lease: the caller gets rank 0's output
             task.last_active = self._clock.now()
             return
+        taken_up: list[str] = []
         for item in req.outputs:
             holder = await self._inputs.holder_of(item.input_id)
             if holder is not None and holder != task.task_id:
@@ -105,6 +117,12 @@ class ContainerService:
             if accepted:
                 task.inflight = max(0, task.inflight - 1)
                 task.pending_cancels.discard(item.input_id)
+                if item.input_id in task.waiting:  # cancelled before it started: no slot was freed
+                    task.waiting.remove(item.input_id)
+                elif task.waiting:  # a slot freed: the container takes up the next prefetched input now
+                    taken_up.append(task.waiting.popleft())
+        if taken_up:
+            await self._inputs.take_up(task.function_id, task.task_id, taken_up)
         task.last_active = self._clock.now()
 
     async def heartbeat(self, task_id: str | None) -> api_pb2.ContainerHeartbeatResponse:

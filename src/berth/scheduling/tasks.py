@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,8 @@ class TaskInfo:
     init_failure: api_pb2.GenericResult | None = None
     stop_reason: str | None = None
     pending_cancels: set[str] = field(default_factory=set)
+    # Inputs Berth's container loop prefetched that wait, in this order, for the container to take them up.
+    waiting: collections.deque[str] = field(default_factory=collections.deque)
     sandbox_id: str = ""  # set for a sandbox's task: it takes no inputs and the autoscaler leaves it alone
     cluster: ClusterSpec | None = None  # set for a member of a gang-scheduled cluster
 
@@ -460,7 +463,7 @@ class TaskManager:
         for state in held:
             if task.init_failure is not None:
                 await self._inputs.finish(state.input_id, task.task_id, task.init_failure, api_pb2.DATA_FORMAT_PICKLE)
-            elif task.stop_reason is not None:
+            elif task.stop_reason is not None or state.input_id in task.waiting:  # stopped, or never started
                 await self._inputs.release(state)
             else:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"

@@ -48,6 +48,16 @@ class InputService:
             function_id, task_id, limit, self._clock.now(), float(fn.timeout_secs or 0) or None
         )
 
+    async def defer(self, holder: str, input_ids: list[str]) -> None:
+        """These leased inputs wait, prefetched, in the container: not started, nothing times them out yet."""
+        await self._store.restart_leases(holder, input_ids, self._clock.now(), None)
+
+    async def take_up(self, function_id: str, holder: str, input_ids: list[str]) -> None:
+        """The container started these prefetched inputs now: their timeouts run from here."""
+        fn = await self._catalog.definition(function_id)
+        now = self._clock.now()
+        await self._store.restart_leases(holder, input_ids, now, now + fn.timeout_secs if fn.timeout_secs else None)
+
     async def finish(self, input_id: str, holder: str | None, result: api_pb2.GenericResult, data_format: int) -> bool:
         """Record an attempt's result. Failures with retries left go back to the queue instead.
         Returns False when the holder no longer holds the input (a stale or foreign attempt)."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,27 +69,42 @@ class SessionCpu:
         return reading
 
 
-def process_tree_usage(session_id: int, proc: Path = Path("/proc")) -> Reading | None:
-    """CPU seconds and resident memory of every process in a session (the process runtime starts each
-    container as a session of its own). CPU counts each live process's own time and that of the children it
-    reaped; None once no process of the session is left."""
-    tick = os.sysconf("SC_CLK_TCK")
-    page = os.sysconf("SC_PAGE_SIZE")
-    cpu_ticks, rss_pages, found = 0, 0, False
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+def session_usages(proc: Path = Path("/proc")) -> dict[int, tuple[int, int]]:
+    """(CPU ticks, resident pages) of every session on the host, from one pass over /proc: each live process's
+    own time and that of the children it reaped."""
+    usages: dict[int, tuple[int, int]] = {}
+    for name in os.listdir(proc):
+        if not name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-        if int(fields[3]) != session_id:  # field 6 of stat: the session id
-            continue
-        found = True
-        cpu_ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-        rss_pages += int(fields[21])
-    return (cpu_ticks / tick, rss_pages * page) if found else None
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+        session = int(fields[3])  # field 6 of stat: the session id
+        cpu, rss = usages.get(session, (0, 0))
+        usages[session] = (cpu + sum(int(f) for f in fields[11:15]), rss + int(fields[21]))  # utime..cstime, rss
+    return usages
+
+
+_SCAN_TTL_S = 0.5
+_scan: tuple[float, dict[int, tuple[int, int]]] = (-1e9, {})
+
+
+def process_tree_usage(session_id: int, proc: Path = Path("/proc")) -> Reading | None:
+    """CPU seconds and resident memory of every process in a session (the process runtime starts each
+    container as a session of its own); None once no process of the session is left. One pass over /proc
+    serves every container's reading of the same second."""
+    global _scan
+    now = time.monotonic()
+    found = _scan[1].get(session_id) if now - _scan[0] <= _SCAN_TTL_S and proc == Path("/proc") else None
+    if found is None:  # not in a recent pass (a session started since, say): look again
+        _scan = (now, session_usages(proc))
+        found = _scan[1].get(session_id)
+    if found is None:
+        return None
+    return found[0] / os.sysconf("SC_CLK_TCK"), found[1] * os.sysconf("SC_PAGE_SIZE")
 
 
 def gpu_type(spec: TaskSpec) -> str:

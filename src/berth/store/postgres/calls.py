@@ -110,6 +110,16 @@ class CallTables(PostgresActivity):
         rows.sort(key=lambda r: r[7])
         return [InputLease(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], holder, deadline) for r in rows]
 
+    async def restart_leases(self, holder: str, input_ids: Sequence[str], now: float, deadline: float | None) -> None:
+        if input_ids:
+            await self._db.execute(
+                "UPDATE inputs SET deadline=$1, started_at=$2 WHERE state='leased' AND holder=$3 AND input_id=ANY($4)",
+                deadline,
+                now,
+                holder,
+                list(input_ids),
+            )
+
     async def get_input(self, input_id: str) -> InputState | None:
         found = await self._inputs("input_id=$1", input_id)
         return found[0] if found else None

@@ -432,6 +432,14 @@ class SqliteStore(SqliteActivity):
             self._invocation_types.update({r[0]: r[1] for r in rows})
         return {c: self._invocation_types.get(c, 0) for c in call_ids}
 
+    async def restart_leases(self, holder: str, input_ids: Sequence[str], now: float, deadline: float | None) -> None:
+        if input_ids:
+            marks = ",".join("?" * len(input_ids))
+            where = f"state='leased' AND holder=? AND input_id IN ({marks})"
+            self._write(
+                f"UPDATE inputs SET deadline=?, started_at=? WHERE {where}", (deadline, now, holder, *input_ids)
+            )
+
     async def get_input(self, input_id: str) -> InputState | None:
         row = self._one(f"SELECT {_INPUT_COLS} FROM inputs WHERE input_id=?", (input_id,))
         return _input_state(row) if row else None

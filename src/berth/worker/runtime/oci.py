@@ -36,7 +36,18 @@ from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
 from berth.errors import InvalidArgument
-from berth.worker import buckets, cluster_net, egress, fs_tools, gpu, network, seccomp, userns
+from berth.worker import (
+    berth_loop,
+    buckets,
+    cluster_net,
+    container_loop,
+    egress,
+    fs_tools,
+    gpu,
+    network,
+    seccomp,
+    userns,
+)
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
@@ -69,6 +80,7 @@ def ensure_private_tmpfs(path: Path) -> None:
 
 
 INNER = "/__berth"  # where a container finds its arguments file
+LOOP_PATH = f"{INNER}/loop.py"  # Berth's container loop (berth.worker.berth_loop)
 PIDS_LIMIT = 16384
 # A sandbox with memory= gets this many pids per MiB (at least SANDBOX_MIN_PIDS): a fork bomb stops at
 # the pids limit with EAGAIN before it has filled its memory, and each process keeps room to run.
@@ -83,10 +95,10 @@ _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_
 ImageResolver = Callable[[str], ImageManifest]
 
 
-def fs_tools_file() -> Path:
-    """berth.worker.fs_tools as an executable file a container can bind-mount (on the bundles' tmpfs)."""
-    target = BUNDLE_ROOT / "fs-tools" / "modal-sandbox-fs-tools"
-    source = Path(fs_tools.__file__).read_bytes()
+def _published(source_file: str, name: str) -> Path:
+    """A copy of one of Berth's own files that a container can bind-mount and run (on the bundles' tmpfs)."""
+    target = BUNDLE_ROOT / name / name
+    source = Path(source_file).read_bytes()
     if not target.exists() or target.read_bytes() != source:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(target.parent, 0o755)
@@ -95,6 +107,11 @@ def fs_tools_file() -> Path:
         os.chmod(partial, 0o755)
         partial.replace(target)
     return target
+
+
+def fs_tools_file() -> Path:
+    """berth.worker.fs_tools as an executable file a container can bind-mount."""
+    return _published(fs_tools.__file__, "modal-sandbox-fs-tools")
 
 
 class RuntimeUnavailable(OSError):
@@ -373,7 +390,7 @@ class OciRuntime:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
             config = ContainerConfig(
-                args=[*self._init(binds), *spec.command],
+                args=[*self._init(binds), *container_loop.command(spec, LOOP_PATH)],
                 env={**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})},
                 rootfs=str(sandbox.rootfs),
                 cwd=sandbox.cwd,
@@ -464,6 +481,8 @@ class OciRuntime:
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
             binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+            if container_loop.enabled():
+                binds.append(Bind(str(_published(berth_loop.__file__, "berth-loop.py")), LOOP_PATH, readonly=True))
         else:  # the helper the client's Sandbox.filesystem API execs
             binds.append(Bind(str(fs_tools_file()), FS_TOOLS_PATH, readonly=True))
         for i, b in enumerate(spec.binds):  # volumes

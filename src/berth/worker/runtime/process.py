@@ -15,7 +15,7 @@ from pathlib import Path
 
 from berth.domain.spec import BindMount, TaskSpec
 from berth.errors import InvalidArgument
-from berth.worker import fs_tools
+from berth.worker import berth_loop, container_loop, fs_tools
 from berth.worker.execs import FS_TOOLS_PATH, exec_stdio
 from berth.worker.files import FileSource
 from berth.worker.pty import Pty
@@ -140,7 +140,9 @@ class ProcessRuntime:
         except ValueError:
             await self.cleanup(spec, workdir)
             raise
-        argv = [sys.executable, *spec.command[1:]] if spec.sandbox is None else list(spec.command)
+        argv = container_loop.command(spec, berth_loop.__file__)
+        if spec.sandbox is None:
+            argv[0] = sys.executable
         cwd = host_path(workdir, spec.sandbox.workdir) if spec.sandbox and spec.sandbox.workdir else root
         cwd.mkdir(parents=True, exist_ok=True)
         self._envs[spec.task_id] = env
