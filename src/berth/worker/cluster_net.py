@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,15 +99,34 @@ def _join(cluster: ClusterSpec, task_id: str, netns: str) -> ClusterLink:
     return link
 
 
+def _remove_if_idle(bridge: str) -> None:
+    """Under the cluster's lock: a bridge with no member left goes (a joining member holds the lock)."""
+    ports = _run(["ip", "-o", "link", "show", "master", bridge])
+    if ports.returncode == 0 and not ports.stdout.strip():
+        _run(["ip", "link", "del", bridge])
+
+
+def _forget_lock(bridge: str) -> None:
+    """A cluster's ids are never reused: once its bridge is gone, so is its lock file."""
+    with contextlib.suppress(OSError):
+        if _run(["ip", "link", "show", bridge]).returncode != 0:
+            (_LOCKS / bridge).unlink(missing_ok=True)
+
+
 def _leave(link: ClusterLink) -> None:
     with _lock(link.bridge):
         _run(["ip", "link", "del", link.host_veth])
-        ports = _run(["ip", "-o", "link", "show", "master", link.bridge])
-        if ports.returncode == 0 and not ports.stdout.strip():
-            _run(["ip", "link", "del", link.bridge])
-    with contextlib.suppress(OSError):
-        if _run(["ip", "link", "show", link.bridge]).returncode != 0:
-            (_LOCKS / link.bridge).unlink(missing_ok=True)
+        _remove_if_idle(link.bridge)
+    _forget_lock(link.bridge)
+
+
+def remove_idle_bridges() -> None:
+    """The links of clusters whose members are all gone (a server killed with them up left their bridges)."""
+    out = _run(["ip", "-o", "link", "show", "type", "bridge"]).stdout
+    for name in re.findall(r"^\d+: (bk[0-9a-f]{12})[:@]", out, re.MULTILINE):
+        with _lock(name):
+            _remove_if_idle(name)
+        _forget_lock(name)
 
 
 async def join(cluster: ClusterSpec, task_id: str, netns: str) -> ClusterLink:

@@ -359,6 +359,7 @@ class OciRuntime:
             shutil.rmtree(BUNDLE_ROOT / cid, ignore_errors=True)
             shutil.rmtree(workdir, ignore_errors=True)
             log.info("removed what was left of container %s", task_id)
+        cluster_net.remove_idle_bridges()
 
     def _command(self, *args: str) -> list[str]:
         return [self.binary, "--root", self._state_root, *self._flags, *args]
