@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install host test-host demo test test-unit test-e2e check bench reliability coverage clean
+.PHONY: install host test-host demo test test-unit test-e2e test-torch check bench reliability coverage clean
 
 $(BIN)/berth: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-unit: install
 
 test-e2e: install host test-host
 	$(BIN)/pytest -q tests/e2e
+
+# The torch.distributed (gloo) all-reduce across a cluster of 2 containers: torch from PyPI brings about 2.5 GB of
+# CUDA libraries, too much for CI, which runs the same all-reduce over plain sockets (tests/e2e/test_clustered.py).
+test-torch: install host
+	BERTH_TORCH_TEST=1 $(BIN)/pytest -q tests/e2e/test_clustered_torch.py
 
 check: install
 	$(BIN)/ruff check src tests bench

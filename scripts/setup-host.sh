@@ -4,7 +4,8 @@
 # `berth doctor` checks the same things and `berth doctor --fix` runs the same repairs.
 set -euo pipefail
 
-PACKAGES=(crun runc debootstrap uidmap iproute2 iptables skopeo umoci tini ca-certificates)
+PACKAGES=(crun runc debootstrap uidmap iproute2 iptables skopeo umoci tini ca-certificates s3fs)
+# s3fs: the FUSE filesystem a worker mounts modal.CloudBucketMount buckets with.
 # Optional: gVisor for `berth up --runtime runsc`. A distribution without the package still gets the rest.
 OPTIONAL_PACKAGES=(runsc)
 

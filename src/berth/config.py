@@ -58,6 +58,9 @@ class Settings:
     insecure_registries: tuple[str, ...] = field(default_factory=lambda: _env_list("BERTH_INSECURE_REGISTRIES"))
     # python-build-standalone archives for Pythons Debian does not carry: a folder URL or a {version} template.
     python_mirror: str = field(default_factory=lambda: os.environ.get("BERTH_PYTHON_MIRROR", ""))
+    # Emulator mode, for CI (`berth up --emulate`, BERTH_EMULATE=1): gpu= that no worker has runs on CPU, and an
+    # image's Python that this machine cannot provide becomes the nearest one it can; the client is warned.
+    emulate: bool = field(default_factory=lambda: os.environ.get("BERTH_EMULATE", "") in ("1", "true", "yes"))
     # `berth server`: containers run on workers that join over the network, none in this process.
     remote_workers: bool = False
     # `berth server --tls`: the address served with TLS (certificates from Berth's CA) for other hosts;

@@ -12,6 +12,7 @@ from berth.config import Settings
 from berth.domain.spec import TaskSpec
 from berth.errors import BerthError, NotFound
 from berth.scheduling.autoscaler import Autoscaler
+from berth.scheduling.clusters import check_cluster_definition
 from berth.scheduling.containers import ContainerService
 from berth.scheduling.gauges import Gauges
 from berth.scheduling.insights import FunctionInsights
@@ -42,6 +43,7 @@ from berth.services.metering import MeteringService
 from berth.services.objects import ObjectService
 from berth.services.quotas import LiveTask, QuotaService
 from berth.services.roles import EnvironmentRoles
+from berth.services.servers import refuse_servers
 from berth.services.signing import Signer
 from berth.services.state import build_state
 from berth.services.token_flows import TokenFlows
@@ -93,7 +95,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     inputs = InputService(store, catalog, notifier, clock)
     calls = CallService(store, catalog, inputs, notifier, clock, settings.max_object_bytes)
     state = build_state(settings, stores.state, blobs, notifier, clock)
-    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes, state.nfs)
+    layouts = LayoutBuilder(catalog, apps, objects, state.secrets, state.volumes, state.nfs, state.proxies)
 
     def on_output(spec: TaskSpec, fd: int, text: str) -> None:
         logs.output(spec.app_id, spec.task_id, spec.function_id, fd, text)
@@ -115,6 +117,8 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
     images.function_layout = layouts.container_arguments  # Image.run_function()
     images.keep_log = log_history.record  # `modal image logs`: a build's lines, kept as its app's logs
     tasks = TaskManager(store, worker, inputs, layouts, logs, notifier, clock, settings.container_api_url)
+    tasks.emulate = settings.emulate
+    catalog.definition_hooks.append(tasks.warn_emulated)
     holder["tasks"] = tasks
     # On an exclusive database (SQLite) there is one replica, whatever its port: a restart replaces it.
     name = "embedded" if settings.exclusive_database else settings.effective_replica_name
@@ -142,7 +146,7 @@ async def build_services(settings: Settings, clock: Clock | None = None) -> Serv
         settings.retention_s,
         AutoscalerOverrides(store),
     )
-    catalog.definition_hooks.append(autoscaler.on_definition)
+    catalog.definition_hooks += [refuse_servers, check_cluster_definition, autoscaler.on_definition]
 
     async def warm_candidates() -> list[str]:
         return await deployments.running_function_ids(await accounts.names())

@@ -74,10 +74,10 @@ async def test_unknown_ids_are_not_found(berth: BerthServer, channel: Channel) -
 async def test_unserved_rpc_is_unimplemented_and_named(berth: BerthServer, channel: Channel) -> None:
     stub = api_grpc.ModalClientStub(channel)
     code, message = await status_of(
-        lambda: stub.ProxyGet(api_pb2.ProxyGetRequest(name="px"), metadata=token_metadata(berth))
+        lambda: stub.DomainCreate(api_pb2.DomainCreateRequest(domain_name="x.example"), metadata=token_metadata(berth))
     )
     assert code == Status.UNIMPLEMENTED
-    assert "ProxyGet" in message
+    assert "DomainCreate" in message
 
 
 async def test_undecodable_request_is_invalid_argument(berth: BerthServer, channel: Channel) -> None:

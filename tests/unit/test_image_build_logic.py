@@ -108,6 +108,15 @@ def test_python_tags_map_to_the_debian_release_that_carries_them() -> None:
         resolve_base(BaseRequest("bookworm", "3.12"))
 
 
+def test_emulator_mode_substitutes_the_nearest_python_debian_carries() -> None:
+    assert resolve_base(BaseRequest("bookworm", "3.12"), emulate=True) == BaseRequest("bookworm", "3.11")  # tie: older
+    assert resolve_base(BaseRequest("bookworm", "3.14"), emulate=True) == BaseRequest("trixie", "3.13")
+    assert resolve_base(BaseRequest("bookworm", "3.9"), emulate=True) == BaseRequest("bookworm", "3.11")
+    # what Debian or a mirror can provide is never substituted
+    assert resolve_base(BaseRequest("bookworm", "3.13"), emulate=True) == BaseRequest("trixie", "3.13")
+    assert resolve_base(BaseRequest("bookworm", "3.12"), "http://m", emulate=True).standalone
+
+
 def test_config_json_has_namespaces_limits_mounts_and_the_network_namespace() -> None:
     cg = ContainerCgroup("berth-ta-1", base="/outer")
     config = build_config(

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from berth.domain import codec
+from berth.domain.cluster import ClusterSpec
 from berth.domain.spec import TaskSpec, WorkerInventory
 from berth.domain.usage import UsageSample
 from berth.workers.hub import WorkerHub
@@ -160,3 +161,23 @@ async def test_usage_a_worker_measured_reaches_the_control_plane_for_its_own_tas
             await asyncio.sleep(0.01)
         assert got == [mine]
         await ws.close()
+
+
+async def test_a_clusters_containers_all_go_to_one_worker_with_room_for_all(
+    hub_server: tuple[WorkerHub, Events, TestServer],
+) -> None:
+    hub, _, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        w1 = await _join(session, server, "w1")
+        w2 = await _join(session, server, "w2")
+        started = asyncio.ensure_future(hub.start(TaskSpec("ta-solo", "fu-1", "ap-1", b"", "", "s")))
+        await _answer_start(w1)  # the least loaded, first by name: w1 now has one slot left
+        await started
+        for rank in (0, 1):  # rank 1 would go to w1 (as loaded as w2, first by name) but for its cluster
+            spec = TaskSpec(f"ta-c{rank}", "fu-2", "ap-1", b"", "", "s", cluster=ClusterSpec("cu-1", rank, 2))
+            started = asyncio.ensure_future(hub.start(spec))
+            await asyncio.wait_for(_answer_start(w2), 5)  # a start sent to w1 instead times out here
+            await started
+        assert "w2" in hub._homes["ta-c0"].worker_id and "w2" in hub._homes["ta-c1"].worker_id
+        for ws in (w1, w2):
+            await ws.close()

@@ -8,6 +8,7 @@ import logging
 import secrets
 import struct
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, cast
 
@@ -16,6 +17,7 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from berth import client_warnings
 from berth.api.caller import Caller, current_caller
 from berth.errors import BerthError
 
@@ -24,6 +26,7 @@ log = logging.getLogger("berth.api")
 TASK_ID_HEADER = "x-berth-task-id"
 PREFETCH_HEADER = "x-berth-prefetch"  # sent by berth.worker.berth_loop, which cannot import this
 TASK_SECRET_HEADER = "x-berth-task-secret"
+WARNING_HEADER = "x-modal-warning"  # the client prints each (modal/_utils/grpc_utils.py)
 
 
 class Authenticator(Protocol):
@@ -201,6 +204,7 @@ def wrap(
         started = time.monotonic()
         caller = await _authenticate(auth, rpc, stream.metadata or {})
         token = current_caller.set(caller)
+        warnings = client_warnings.collect()
         request: Message | None = None
         try:
             try:
@@ -220,6 +224,9 @@ def wrap(
                     await stream.send_message(reply)
             else:
                 await stream.send_message(await impl(request, caller))  # type: ignore[misc]
+            if warnings:
+                trailer = [(WARNING_HEADER, urllib.parse.quote(w)) for w in warnings]
+                await stream.send_trailing_metadata(metadata=trailer)
         except Exception as exc:
             mapped = _map_error(caller, exc)
             await _audit(audit, caller, request, mapped.status.name)

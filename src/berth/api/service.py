@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from berth.api.cluster_rpcs import ClusterRpcs
 from berth.api.context import Services
 from berth.api.deploy_rpcs import AccountRpcs, DeploymentRpcs
 from berth.api.governance_rpcs import GovernanceRpcs
 from berth.api.image_rpcs import ImageRpcs
 from berth.api.insight_rpcs import InsightRpcs
 from berth.api.nfs_rpcs import NetworkFileSystemRpcs
+from berth.api.proxy_rpcs import ProxyRpcs
 from berth.api.sandbox_rpcs import SandboxRpcs
 from berth.api.servicers import AppRpcs, ContainerRpcs, FunctionRpcs, ObjectRpcs
 from berth.api.state_rpcs import DictRpcs, QueueRpcs, SecretRpcs, VolumeRpcs
@@ -33,6 +35,8 @@ class ModalServicer(
     WorkspaceRpcs,
     InsightRpcs,
     GovernanceRpcs,
+    ClusterRpcs,
+    ProxyRpcs,
 ):
     def __init__(self, services: Services) -> None:
         self.s = services

@@ -9,7 +9,8 @@ from modal_proto import api_pb2
 
 from berth.api.caller import Caller
 from berth.api.context import Services
-from berth.errors import NotFound
+from berth.errors import NotFound, Unimplemented
+from berth.services.servers import NO_CURL_TOKENS
 from berth.store.records import AppRecord
 
 
@@ -65,3 +66,8 @@ class WebRpcs:
         if busy and not req.graceful:
             self.s.worker.signal(task.task_id, signal.SIGTERM)
         return api_pb2.ContainerStopResponse()
+
+    async def CurlGetAuthToken(
+        self, req: api_pb2.CurlAuthTokenRequest, caller: Caller
+    ) -> api_pb2.CurlAuthTokenResponse:
+        raise Unimplemented(NO_CURL_TOKENS)

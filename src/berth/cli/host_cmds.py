@@ -14,8 +14,15 @@ from pathlib import Path
 from berth.config import Settings, default_data_dir
 
 REQUIRED_PACKAGES = {"crun": "crun", "debootstrap": "debootstrap", "ip": "iproute2", "iptables": "iptables"}
-# runsc: gVisor, for `berth up --runtime runsc` (image builds still run on crun).
-OPTIONAL_PACKAGES = {"runc": "runc", "runsc": "runsc", "skopeo": "skopeo", "umoci": "umoci", "tini-static": "tini"}
+# runsc: gVisor, for `berth up --runtime runsc` (image builds still run on crun); s3fs: CloudBucketMount.
+OPTIONAL_PACKAGES = {
+    "runc": "runc",
+    "runsc": "runsc",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "tini-static": "tini",
+    "s3fs": "s3fs",
+}
 UNIFIED = Path("/sys/fs/cgroup/unified")
 
 

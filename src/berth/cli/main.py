@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from berth.cli import cluster_cmds, dashboard_cmds, governance_cmds, host_cmds, server_cmds, token_cmds, web_cmds
+from berth.cli import (
+    cluster_cmds,
+    dashboard_cmds,
+    governance_cmds,
+    host_cmds,
+    proxy_cmds,
+    server_cmds,
+    token_cmds,
+    web_cmds,
+)
 from berth.errors import StoreUnavailable
 
 # Command families, in the order `berth --help` lists them.
-FAMILIES = [server_cmds, cluster_cmds, token_cmds, dashboard_cmds, web_cmds, governance_cmds, host_cmds]
+FAMILIES = [server_cmds, cluster_cmds, token_cmds, dashboard_cmds, web_cmds, proxy_cmds, governance_cmds, host_cmds]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 from berth.config import Settings, default_data_dir, default_runtime
@@ -50,6 +51,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         container_host=container_host(args),
     )
+    if args.emulate:
+        settings = replace(settings, emulate=True)
     try:
         asyncio.run(serve(settings))
     except OSError as exc:
@@ -158,6 +161,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         choices=["process", "crun", "runc", "runsc"],
         help="container runtime (default: crun, or $BERTH_RUNTIME): crun, runc, runsc run isolated OCI containers; "
         "process is a developer option with NO isolation",
+    )
+    up.add_argument(
+        "--emulate",
+        action="store_true",
+        help="emulator mode for CI (or BERTH_EMULATE=1): gpu= runs on CPU where no worker has the GPU, and an "
+        "image's Python this machine cannot provide becomes the nearest one it can (the client is warned)",
     )
     up.add_argument("-v", "--verbose", action="store_true")
     up.set_defaults(func=cmd_up)

@@ -100,3 +100,8 @@ def fallbacks_option(ranked: list[api_pb2.Function]) -> str:
     """The FALLBACKS_KEY value for the lower-ranked alternatives of a gpu=[...] definition."""
     configs = [f.resources.gpu_config for f in ranked]
     return ",".join(f"{c.gpu_type or 'ANY'}:{max(c.count, 1)}" for c in configs if c.gpu_type or c.count)
+
+
+def describe(requests: list[tuple[str, int]]) -> str:
+    """gpu= as the user wrote it: "A100", "H100:2", alternatives joined by " or "."""
+    return " or ".join(f"{t}:{n}" if n > 1 else t for t, n in requests)

@@ -62,3 +62,8 @@ class ImageInfo:
 
 class BuildError(Exception):
     """A build failed; the message (the step's output and exit code, or why) is for the user."""
+
+
+# How an ImageInfo's notice begins when emulator mode substituted the image's Python (worker/builder.py): the image
+# service also sends it to the client as a warning, which it prints even without build output enabled.
+EMULATED_NOTICE = "Berth is in emulator mode"

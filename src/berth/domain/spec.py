@@ -8,6 +8,7 @@ from pathlib import Path
 
 from modal_proto import api_pb2
 
+from berth.domain.cluster import ClusterSpec
 from berth.domain.gpu import Gpu
 
 
@@ -29,6 +30,23 @@ class BindMount:
     # own copy of the volume (host_path is then the server's, meaningless on the worker's host).
     volume_id: str = ""
     sub_path: str = "."
+
+
+@dataclass(frozen=True)
+class BucketMount:
+    """An S3-compatible bucket (modal.CloudBucketMount) presented at a path inside the container; the worker
+    mounts it with a FUSE filesystem on its host. The keys come from the mount's secret (none: a public bucket)."""
+
+    bucket: str
+    mount_path: str
+    endpoint_url: str = ""  # "" = AWS S3
+    key_prefix: str = ""  # a "directory" of the bucket, ending in "/"
+    read_only: bool = False
+    path_style: bool = False  # <endpoint>/<bucket>/<key> rather than <bucket>.<endpoint>/<key>
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    region: str = ""
+    requester_pays: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,9 @@ class TaskSpec:
     gpu_requests: tuple[tuple[str, int], ...] = ()  # gpu= as (TYPE, count), best first (fallbacks after)
     gpus: tuple[Gpu, ...] = ()  # what the worker gave it, set when the container starts
     sandbox: SandboxSpec | None = None  # set for a sandbox's task
+    cluster: ClusterSpec | None = None  # set for a member of a gang-scheduled cluster (@modal.clustered)
+    source_ip: str = ""  # a proxy's address its outbound connections leave from; "" for the worker's own
+    buckets: list[BucketMount] = field(default_factory=list)  # modal.CloudBucketMount
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -102,6 +123,8 @@ class BuiltArguments:
     env: dict[str, str]
     files: list[MountedFile]
     binds: list[BindMount] = field(default_factory=list)
+    source_ip: str = ""  # its proxy's address (services/proxies.py), or "" for the worker's own
+    buckets: list[BucketMount] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ from modal_proto import api_pb2
 
 from berth.clock import Clock
 from berth.errors import NotFound
+from berth.scheduling.clusters import cluster_size
 from berth.scheduling.overrides import AutoscalerOverrides, static_settings, warm_target
-from berth.scheduling.tasks import TaskInfo, TaskManager
+from berth.scheduling.tasks import TaskInfo, TaskManager, Unplaceable
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog
 from berth.services.inputs import SCHEDULER_KEY, InputService
 from berth.services.notify import Notifier
-from berth.services.results import terminated, timed_out
+from berth.services.results import failure, terminated, timed_out
 from berth.store.ports import AppStore, CallStore, InputStore
 from berth.workers.port import NoCapacity
 
@@ -136,13 +137,16 @@ class Autoscaler:
             if not await self._apps.is_running(rec.app_id):
                 await self._terminate_queued(function_id)
                 continue
-            live = [t for t in self._tasks.of_function(function_id) if t.accepting]
+            live = [t for t in self._tasks.of_function(function_id) if t.accepting and not t.follower]
             per_task = max(1, fn.max_concurrent_inputs) * max(1, fn.batch_max_size)
             want = containers_needed(queued, live, per_task)
             settings = await self.overrides.effective(function_id, fn)
             fn_room = max_containers(settings, self._default_max) - len(live)
             if self.peers.others_alive():
                 fn_room -= await self._tasks.open_elsewhere(function_id)
+            if cluster_size(fn):
+                await self._scale_up_clusters(function_id, rec.app_id, fn, want, live)
+                continue
             if min(want, fn_room) <= 0 or await self._blocked(function_id, rec.app_id, fn, live):
                 continue
             worker_room = self._tasks.worker_room()
@@ -158,6 +162,34 @@ class Autoscaler:
                 except Exception:
                     log.exception("launching a container for %s failed", function_id)
                     break
+
+    async def _scale_up_clusters(
+        self, function_id: str, app_id: str, fn: api_pb2.Function, want: int, live: list[TaskInfo]
+    ) -> None:
+        """Whole clusters (`want` counts them: `live` holds their rank 0s), each placed on one worker at once. A
+        cluster no worker could ever hold fails what waits for it instead of queueing it forever."""
+        size = cluster_size(fn)
+        settings = await self.overrides.effective(function_id, fn)
+        want = min(want, max(1, max_containers(settings, self._default_max) // size) - len(live))
+        for _ in range(max(0, want)):
+            if await self._blocked(function_id, app_id, fn, live):
+                return
+            try:
+                reason = self._tasks.cluster_blocker(fn)
+            except Unplaceable as exc:
+                await self._inputs.fail_queued(function_id, failure(str(exc)))
+                return
+            if reason is not None:
+                self._evict_idle(function_id, size)
+                self._placement_blocked(function_id, app_id, fn, live, reason)
+                return
+            try:
+                await self._tasks.launch_cluster(function_id, size)
+            except NoCapacity:
+                return
+            except Exception:
+                log.exception("launching a cluster for %s failed", function_id)
+                return
 
     async def _blocked(self, function_id: str, app_id: str, fn: api_pb2.Function, live: list[TaskInfo]) -> bool:
         """Placement (below), or a container or GPU quota of its environment or the workspace that is taken."""
@@ -208,10 +240,16 @@ class Autoscaler:
                 continue
             if not await self._apps.is_running(rec.app_id):
                 continue
-            live = [t for t in self._tasks.of_function(function_id) if t.accepting]
+            live = [t for t in self._tasks.of_function(function_id) if t.accepting and not t.follower]
             have = len(live) + (await self._tasks.open_elsewhere(function_id) if self.peers.others_alive() else 0)
-            missing = warm_target(settings, sum(1 for t in live if t.inflight)) - have
+            target = warm_target(settings, sum(1 for t in live if t.inflight))
+            # min_containers counts containers, a multiple of a cluster's size; `live` counts clusters (rank 0s)
+            size = cluster_size(fn) or 1
+            missing = math.ceil(target / size) - have
             if missing <= 0 or await self._blocked(function_id, rec.app_id, fn, live):
+                continue
+            if size > 1:
+                await self._scale_up_clusters(function_id, rec.app_id, fn, missing, live)
                 continue
             for _ in range(min(missing, self._tasks.worker_room())):
                 try:
@@ -267,14 +305,18 @@ class Autoscaler:
         min_containers and buffer_containers keep."""
         now = self._clock.now()
         spare: dict[str, int] = {}  # function → idle containers it may still lose
-        idle = [t for t in self._tasks.tasks.values() if t.state == "running" and not t.inflight and not t.sandbox_id]
+        idle = [
+            t
+            for t in self._tasks.tasks.values()
+            if t.state == "running" and not t.inflight and not t.sandbox_id and not t.follower
+        ]
         for task in sorted(idle, key=lambda t: t.last_active):
             fn = await self._catalog.definition(task.function_id)
             settings = await self.overrides.effective(task.function_id, fn)
             if now - task.last_active <= scaledown_window(settings, self._default_scaledown):
                 continue
             if task.function_id not in spare:
-                live = [t for t in self._tasks.of_function(task.function_id) if t.accepting]
+                live = [t for t in self._tasks.of_function(task.function_id) if t.accepting and not t.follower]
                 spare[task.function_id] = len(live) - warm_target(settings, sum(1 for t in live if t.inflight))
             if spare[task.function_id] <= 0:
                 continue

@@ -48,8 +48,10 @@ class ContainerService:
         if req.function_id and req.function_id != task.function_id:
             raise PermissionDenied(f"Task {task.task_id} does not run function {req.function_id}")
         self._tasks.mark_running(task)
+        if task.follower:  # a cluster's other ranks run what its rank 0 took (scheduling/clusters.py)
+            return await self._tasks.clusters.follower_inputs(task.task_id, task.accepting)
         limit = max(1, req.batch_max_size)
-        if req.batch_max_size <= 1 and prefetch > 1:
+        if req.batch_max_size <= 1 and prefetch > 1 and task.cluster is None:  # a cluster's ranks go in step
             limit = min(prefetch, MAX_PREFETCH)
         deadline = time.monotonic() + INPUT_POLL_S
         leases: list[InputLease] = []
@@ -77,7 +79,9 @@ class ContainerService:
             if self.telemetry is not None:
                 fn = await self._catalog.definition(task.function_id)
                 self.telemetry.first_input(task.function_id, fn.function_name, now - task.created_at)
-        return api_pb2.FunctionGetInputsResponse(inputs=[self._item(lease) for lease in leases])
+        items = [self._item(lease) for lease in leases]
+        self._tasks.clusters.taken(task.task_id, items)
+        return api_pb2.FunctionGetInputsResponse(inputs=items)
 
     async def _linger(self, task: TaskInfo, want: int, linger_s: float) -> list[InputLease]:
         deadline = time.monotonic() + linger_s
@@ -101,6 +105,9 @@ class ContainerService:
 
     async def put_outputs(self, task_id: str | None, req: api_pb2.FunctionPutOutputsRequest) -> None:
         task = self.task(task_id)
+        if task.follower:  # a cluster's other ranks hold no lease: the caller gets rank 0's output
+            task.last_active = self._clock.now()
+            return
         for item in req.outputs:
             holder = await self._inputs.holder_of(item.input_id)
             if holder is not None and holder != task.task_id:

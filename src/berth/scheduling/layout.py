@@ -8,9 +8,11 @@ from modal_proto import api_pb2
 from berth.domain.spec import BindMount, BuiltArguments, MountedFile
 from berth.errors import NotFound
 from berth.services.apps import AppService
+from berth.services.buckets import bucket_mounts
 from berth.services.catalog import Catalog, handle_metadata
 from berth.services.network_file_systems import NetworkFileSystemService
 from berth.services.objects import ObjectService
+from berth.services.proxies import ProxyService
 from berth.services.secrets import SecretService
 from berth.services.volumes import VolumeService
 
@@ -24,6 +26,7 @@ class LayoutBuilder:
         secrets: SecretService,
         volumes: VolumeService,
         nfs: NetworkFileSystemService,
+        proxies: ProxyService,
     ) -> None:
         self._catalog = catalog
         self._apps = apps
@@ -31,6 +34,7 @@ class LayoutBuilder:
         self._secrets = secrets
         self._volumes = volumes
         self._nfs = nfs
+        self._proxies = proxies
 
     async def app_layout(self, app_id: str, extra_ids: list[str]) -> api_pb2.AppLayout:
         published = await self._apps.layout(app_id)
@@ -71,7 +75,9 @@ class LayoutBuilder:
         files = await self._mounted_files(fn.mount_ids)
         binds = [await self._volumes.bind(m) for m in fn.volume_mounts]
         binds += [await self._nfs.bind(m) for m in fn.shared_volume_mounts]
-        return BuiltArguments(args, env, files, binds)
+        source_ip = await self.proxy_source_ip(fn.proxy_id)
+        buckets = await bucket_mounts(fn.cloud_bucket_mounts, self._secrets.env)
+        return BuiltArguments(args, env, files, binds, source_ip, buckets)
 
     async def _mounted_files(self, mount_ids: list[str]) -> list[MountedFile]:
         files: list[MountedFile] = []
@@ -91,6 +97,10 @@ class LayoutBuilder:
         binds = [await self._volumes.bind(m) for m in sb.volume_mounts]
         binds += [await self._nfs.bind(m) for m in sb.nfs_mounts]
         return env, files, binds
+
+    async def proxy_source_ip(self, proxy_id: str) -> str:
+        """The address a container with this proxy (or none: "") sends from; "" for the worker's own."""
+        return await self._proxies.source_ip(proxy_id) if proxy_id else ""
 
     async def secret_env(self, secret_id: str) -> dict[str, str]:
         return await self._secrets.env(secret_id)

@@ -31,6 +31,7 @@ from berth.scheduling import tunnels
 from berth.scheduling.layout import LayoutBuilder
 from berth.scheduling.sandbox_options import egress_allowlist, readiness_probe
 from berth.scheduling.tasks import TaskManager, Unplaceable
+from berth.services.buckets import bucket_mounts
 from berth.services.notify import Notifier
 from berth.services.results import failure
 from berth.services.router_client import write_sandbox_stdin
@@ -114,8 +115,6 @@ class SandboxRecord:
 def _check_supported(definition: api_pb2.Sandbox) -> None:
     """Arguments Berth cannot honour yet are refused by name rather than ignored."""
     unsupported = {
-        "cloud_bucket_mounts": bool(definition.cloud_bucket_mounts),
-        "proxy": bool(definition.proxy_id),
         "enable_snapshot": definition.enable_snapshot,
         "i6pn": definition.i6pn_enabled,
         "outbound_policy": definition.HasField("experimental_outbound_policy")
@@ -315,6 +314,10 @@ class SandboxManager:
             env=env,
             files=files,
             binds=binds,
+            source_ip=await self._layouts.proxy_source_ip(definition.proxy_id),
+            buckets=await bucket_mounts(
+                definition.cloud_bucket_mounts, self._layouts.secret_env, req.cloud_bucket_mount_credentials
+            ),
             memory_mb=res.memory_mb,
             cpu=res.milli_cpu / 1000,
             gpu_requests=_gpu_requests(definition),

@@ -12,10 +12,15 @@ from typing import Protocol
 
 from modal_proto import api_pb2
 
+from berth import client_warnings
 from berth.clock import Clock
 from berth.domain import gpu
+from berth.domain.cluster import ClusterSpec
 from berth.domain.spec import TaskSpec, WorkerCapacity
 from berth.ids import new_id, new_secret, secret_digest, secret_matches
+from berth.scheduling.clusters import Cluster, Clusters, cluster_size
+from berth.scheduling.clusters import never_fits as cluster_never_fits
+from berth.scheduling.clusters import room_now as cluster_room_now
 from berth.scheduling.layout import LayoutBuilder
 from berth.services.inputs import SCHEDULER_KEY, InputService
 from berth.services.logs import LogBus
@@ -29,6 +34,7 @@ from berth.workers.port import WORKER_LOST, NoCapacity, WorkerLost, WorkerPort
 log = logging.getLogger("berth.tasks")
 
 MAX_STARTUP_CRASHES = 3
+EMULATED_GPU_ENV = "BERTH_EMULATED_GPU"  # in emulator mode, the GPU a container asked for and runs without
 _ROOM_RECHECK_S = 0.5  # a sandbox waiting for room looks again at least this often
 
 
@@ -77,6 +83,12 @@ class TaskInfo:
     # Inputs Berth's container loop prefetched that wait, in this order, for the container to take them up.
     waiting: collections.deque[str] = field(default_factory=collections.deque)
     sandbox_id: str = ""  # set for a sandbox's task: it takes no inputs and the autoscaler leaves it alone
+    cluster: ClusterSpec | None = None  # set for a member of a gang-scheduled cluster
+
+    @property
+    def follower(self) -> bool:
+        """A cluster member past rank 0: it gets rank 0's inputs, holds no lease and is not scaled on its own."""
+        return self.cluster is not None and self.cluster.rank > 0
 
     @property
     def accepting(self) -> bool:
@@ -135,6 +147,29 @@ class TaskManager:
         self._startup_crashes: dict[str, int] = {}  # function → containers in a row that died before running
         self.on_sandbox_exit: SandboxExit | None = None
         self.telemetry: Telemetry | None = None
+        self.clusters = Clusters(notifier)
+        self.emulate = False  # emulator mode (Settings.emulate): gpu= no worker has runs on CPU
+
+    def gpu_requests(self, fn: api_pb2.Function) -> list[tuple[str, int]]:
+        """What `fn` asks of a worker's GPUs: nothing in emulator mode when no worker has such a GPU."""
+        requests = gpu.function_requests(fn)
+        if requests and self.emulate and not self.has_gpu_for(requests):
+            return []
+        return requests
+
+    async def warn_emulated(self, app_id: str, function_id: str, fn: api_pb2.Function, final: bool) -> None:
+        """A catalog hook: the client that defines a function emulator mode runs without its GPU is told so."""
+        requests = gpu.function_requests(fn)
+        if final and requests and not self.gpu_requests(fn):
+            asked = gpu.describe(requests)
+            client_warnings.warn(
+                f"Berth is in emulator mode: no worker has gpu={asked!r}, so {fn.function_name} runs on CPU "
+                f"(its containers see {EMULATED_GPU_ENV}={asked})"
+            )
+
+    def has_gpu_for(self, requests: list[tuple[str, int]]) -> bool:
+        blocker = self._worker.placement_blocker(requests, 0, 0.0)
+        return blocker is None or "has such a GPU" not in blocker
 
     def of_function(self, function_id: str) -> list[TaskInfo]:
         return [t for t in self.tasks.values() if t.function_id == function_id]
@@ -146,7 +181,7 @@ class TaskManager:
         """Why no worker can take a container for `fn` now (its GPUs, its memory, no worker at all);
         None when one can."""
         return self._worker.placement_blocker(
-            gpu.function_requests(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
+            self.gpu_requests(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
         )
 
     def worker_room(self) -> int:
@@ -159,10 +194,48 @@ class TaskManager:
         task = self.tasks.get(task_id)
         return task is not None and secret_matches(task.secret_hash, secret)
 
-    async def launch(self, function_id: str) -> TaskInfo:
+    def cluster_blocker(self, fn: api_pb2.Function) -> str | None:
+        """Why a whole cluster of `fn` cannot start on one worker now; None when it can. Unplaceable when no
+        worker could ever hold it."""
+        size, memory, cpu = cluster_size(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
+        workers = self._worker.capacity()
+        never = cluster_never_fits(workers, size, memory)
+        if never is not None:
+            raise Unplaceable(never)
+        if not workers:
+            return "Waiting for a worker: none is connected to this server"
+        if cluster_room_now(workers, size, memory, cpu):
+            return None
+        return f"Waiting for a worker with room for all {size} containers of a cluster"
+
+    async def launch_cluster(self, function_id: str, size: int) -> list[TaskInfo]:
+        """Start `size` containers of a clustered function, all or none: one that cannot start stops the others."""
+        record = Cluster(new_id("cu"), function_id, "", size, self._clock.now())
+        record.task_ids = [new_id("ta") for _ in range(size)]
+        self.clusters.add(record)
+        results = await asyncio.gather(
+            *(
+                self.launch(function_id, spec, task_id)
+                for spec, task_id in zip(record.specs(), record.task_ids, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        started = [r for r in results if isinstance(r, TaskInfo)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for task in started:
+                self.kill(task, "another container of its cluster could not start")
+            for task_id in record.task_ids:
+                if task_id not in self.tasks:
+                    self.clusters.member_left(task_id)
+            raise failed[0]
+        record.app_id = started[0].app_id
+        return started
+
+    async def launch(self, function_id: str, cluster: ClusterSpec | None = None, task_id: str = "") -> TaskInfo:
         built = await self._layouts.container_arguments(function_id)
         fn = built.arguments.function_def
-        task_id = new_id("ta")
+        task_id = task_id or new_id("ta")
         secret = new_secret()
         built.arguments.task_id = task_id
         now = self._clock.now()
@@ -174,7 +247,14 @@ class TaskManager:
             max(1, fn.max_concurrent_inputs),
             now,
             last_active=now,
+            cluster=cluster,
         )
+        env = built.env
+        requests = self.gpu_requests(fn)
+        if not requests and gpu.function_requests(fn):  # emulator mode: it runs on CPU, and may ask what it wanted
+            env = {**env, EMULATED_GPU_ENV: gpu.describe(gpu.function_requests(fn))}
+        if cluster is not None:  # the in-container client reads it to tune NCCL; Berth is no cloud it knows
+            env = {**env, "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_UNSPECIFIED"}
         spec = TaskSpec(
             task_id=task_id,
             function_id=function_id,
@@ -182,13 +262,16 @@ class TaskManager:
             container_arguments=built.arguments.SerializeToString(),
             server_url=self._server_url,
             secret=secret,
-            env=built.env,
+            env=env,
             files=built.files,
             binds=built.binds,
             memory_mb=fn.resources.memory_mb,
             cpu=fn.resources.milli_cpu / 1000,
             image_id=fn.image_id,
-            gpu_requests=tuple(gpu.function_requests(fn)),
+            gpu_requests=tuple(requests),
+            cluster=cluster,
+            source_ip=built.source_ip,
+            buckets=built.buckets,
         )
         self.tasks[task_id] = task
         await self._store.put_task(
@@ -305,6 +388,14 @@ class TaskManager:
         task.stop_reason = reason
         self._notifier.notify(task_key(task.task_id))
         self._spawn(self._stop_later(task.task_id, 10.0 if task.inflight == 0 else busy_grace_s))
+        for peer in self._peers(task):  # a cluster stops as one
+            self.drain(peer, reason, busy_grace_s)
+
+    def _peers(self, task: TaskInfo) -> list[TaskInfo]:
+        cluster = self.clusters.of_task(task.task_id)
+        if cluster is None:
+            return []
+        return [self.tasks[t] for t in cluster.task_ids if t != task.task_id and t in self.tasks]
 
     async def roll_over(self, app_id: str) -> None:
         """After a redeploy: retire the app's containers once their in-flight inputs finish, so new
@@ -364,6 +455,8 @@ class TaskManager:
         if code == WORKER_LOST and task.stop_reason is None:
             task.stop_reason = "its worker was lost"  # not the task's fault: what it held is requeued
         crashed_at_start = task.state == "starting" and task.stop_reason is None and task.init_failure is None
+        if task.cluster is not None:
+            await self._cluster_member_exit(task, code)
         task.state = "stopped"
         self.tasks.pop(task.task_id, None)
         held = await self._store.inputs_held_by(task.task_id)
@@ -381,6 +474,26 @@ class TaskManager:
         if crashed_at_start:
             await self._startup_crash(task, code)
         self._notifier.notify(SCHEDULER_KEY)
+
+    async def _cluster_member_exit(self, task: TaskInfo, code: int) -> None:
+        """A member that ends ends its cluster. One that failed fails the inputs the cluster runs (they
+        could not finish without it); one stopped on purpose lets its peers stop the same way."""
+        peers = self._peers(task)
+        self.clusters.member_left(task.task_id)
+        if task.stop_reason is None and task.init_failure is None and task.follower:
+            rank0 = next((p for p in peers if p.cluster is not None and p.cluster.rank == 0), None)
+            if rank0 is not None:
+                assert task.cluster is not None
+                msg = f"Container {task.task_id} (rank {task.cluster.rank} of its cluster) exited with code {code}"
+                for state in await self._store.inputs_held_by(rank0.task_id):
+                    await self._inputs.finish(state.input_id, rank0.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
+                rank0.inflight = 0
+        for peer in peers:
+            if peer.accepting:
+                if task.stop_reason is None:
+                    self.kill(peer, f"container {task.task_id} of its cluster exited")
+                else:
+                    self.drain(peer, task.stop_reason)
 
     async def _on_sandbox_exit(self, task: TaskInfo, code: int) -> None:
         task.state = "stopped"

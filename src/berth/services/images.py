@@ -25,8 +25,17 @@ from typing import TYPE_CHECKING
 
 from modal_proto import api_pb2
 
+from berth import client_warnings
 from berth.clock import Clock
-from berth.domain.images import BuildError, ContextFile, FunctionBuild, ImageBuildSpec, ImageInfo, RegistryCredentials
+from berth.domain.images import (
+    EMULATED_NOTICE,
+    BuildError,
+    ContextFile,
+    FunctionBuild,
+    ImageBuildSpec,
+    ImageInfo,
+    RegistryCredentials,
+)
 from berth.errors import BerthError, NotFound
 from berth.ids import new_id
 from berth.services.notify import Notifier
@@ -322,6 +331,11 @@ class ImageService:
             raise NotFound(f"Image {image_id} not found")
         return self.metadata(self._worker.image_info(image_id) if self._worker.builds_images else None)
 
+    def _warn_emulated(self, image_id: str) -> None:
+        info = self._worker.image_info(image_id) if self._worker.builds_images else None
+        if info is not None and info.notice.startswith(EMULATED_NOTICE):
+            client_warnings.warn(info.notice)
+
     async def join(
         self, image_id: str, last_entry_id: str, timeout: float
     ) -> AsyncIterator[api_pb2.ImageJoinStreamingResponse]:
@@ -342,6 +356,7 @@ class ImageService:
                     cursor = len(build.logs)
                     yield api_pb2.ImageJoinStreamingResponse(task_logs=logs, entry_id=str(cursor))
                 if build.result is not None:
+                    self._warn_emulated(image_id)
                     yield api_pb2.ImageJoinStreamingResponse(
                         result=build.result, metadata=build.metadata, entry_id=str(cursor), eof=True
                     )

@@ -33,14 +33,16 @@ READ_ONLY_RPCS = frozenset(
     """
     AppCountLogs AppDeploymentHistory AppFetchLogs AppGetByDeploymentName AppGetInfo AppGetLayout AppGetLifecycle
     AppGetLogs AppGetObjects AppGetTags AppGetTimeRangeStats AppList AppLookup BlobGet ClassGet CliCommandSuggest
-    ClientHello DictContains DictContents DictGet DictGetById DictLen DictList EndpointGetByName EndpointGetInfo
+    ClientHello ClusterGet DictContains DictContents DictGet DictGetById DictLen DictList EndpointGetByName
+    EndpointGetInfo
     EndpointList EnvironmentGetRoles EnvironmentList FunctionBlobGet FunctionCallCount FunctionCallFetch
     FunctionCallFromId FunctionCallGetDataOut FunctionCallGetInfo FunctionCallList FunctionGet FunctionGetById
     FunctionGetCallGraph FunctionGetCurrentStats FunctionGetMetrics FunctionGetOutputs FunctionGetSchedulingParams
     FunctionGetTimeRangeStats FunctionListVariants ImageFromId ImageGetByTag ImageJoinStreaming ImageListTags
     ImageTagRevisions MetricsGetInfo ObjectSuggest QueueGetById QueueLen QueueList QueueNextItems SandboxGetFromName
     SandboxGetFromNameV2 SandboxGetLogs SandboxGetStats SandboxGetStatsV2 SandboxList SandboxListV2 SandboxTagsGet
-    SandboxTagsGetV2 SecretGetInfo SecretList ServiceUserInfo ServiceUserList SharedVolumeGetFile SharedVolumeList
+    SandboxTagsGetV2 ProxyGet ProxyList SecretGetInfo SecretList ServiceUserInfo ServiceUserList
+    SharedVolumeGetFile SharedVolumeList
     SharedVolumeListFiles SharedVolumeListFilesStream TaskGetInfo TaskList TokenInfoGet TokensList VolumeGetById
     VolumeGetFile VolumeGetFile2 VolumeList VolumeListFiles VolumeListFiles2 WorkspaceMembersList
     WorkspaceNameLookup WorkspaceSettings

@@ -9,6 +9,7 @@ from berth.config import Settings
 from berth.services.dicts import DictService
 from berth.services.network_file_systems import NetworkFileSystemService
 from berth.services.notify import Notifier
+from berth.services.proxies import ProxyService
 from berth.services.queues import QueueService
 from berth.services.secrets import SecretService, load_or_create_key
 from berth.services.volume_heads import VolumeHeads
@@ -23,6 +24,7 @@ class StateServices:
     dicts: DictService
     queues: QueueService
     nfs: NetworkFileSystemService
+    proxies: ProxyService
 
 
 def build_state(
@@ -44,4 +46,5 @@ def build_state(
         nfs=NetworkFileSystemService(
             store, blobs, clock, settings.data_dir / "nfs", settings.max_object_bytes, not settings.remote_workers
         ),
+        proxies=ProxyService(store, clock),
     )

@@ -104,6 +104,7 @@ class LocalWorker:
         self._snapshot_sink: SnapshotSink | None = None
         self._router_host = router_host
         self._router_advertise = router_advertise
+        self._router_starting = asyncio.Lock()  # containers started at once (a cluster) start it once
         self.tunnels: Tunnels | NoTunnels = NoTunnels()
         self.meter: UsageMeter | None = None
 
@@ -113,8 +114,9 @@ class LocalWorker:
 
     # the command router (sandbox exec and stdio)
     async def start_router(self, port: int = 0) -> str:
-        if not self.router.url:
-            await self.router.start(self._router_host, port, self._router_advertise)
+        async with self._router_starting:
+            if not self.router.url:
+                await self.router.start(self._router_host, port, self._router_advertise)
         return self.router.url
 
     def router_address(self, host: str, advertise: str | None) -> None:

@@ -47,6 +47,7 @@ def local_worker(settings: Settings, files: FileSource, on_output: OutputSink, o
         files,
         settings.insecure_registries,
         python_mirror=settings.python_mirror,
+        emulate=settings.emulate,
     )
     runtime = make_runtime(settings.runtime, settings, files, images)
     return LocalWorker(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from berth.domain.images import BuildError
+from berth.domain.images import EMULATED_NOTICE, BuildError
 from berth.errors import FailedPrecondition
 from berth.hostio import file_sha256, run_logged
 from berth.worker import network
@@ -152,7 +152,13 @@ class ImageBuilder:
                 "from the registry image."
             )
             key = content_key("debootstrap", resolved.key)
-            if _is_debian_slim(req.plan):  # the base Berth builds debian_slim on by design: nothing to announce
+            if resolved.python_series != python_base.python_series:  # emulator mode (rootfs.resolve_base)
+                notice = (
+                    f"{EMULATED_NOTICE}: the image asks for Python {python_base.python_series}, which this "
+                    f"machine cannot provide, so it runs Python {version} (Debian {resolved.codename}) instead"
+                )
+                on_log(f"Warning: {notice}\n")
+            elif _is_debian_slim(req.plan):  # the base Berth builds debian_slim on by design: nothing to announce
                 notice = ""
             else:
                 on_log(f"Warning: {notice}\n")

@@ -97,6 +97,7 @@ class ContainerNet:
     netns: str
     host_veth: str
     address: str
+    source_ip: str = ""  # a proxy's address its outbound connections leave from (SNAT); "" for masquerade
 
     @property
     def netns_path(self) -> str:
@@ -124,6 +125,7 @@ def _lease_address(netns: str) -> str:
             fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             if _stale(lease):
+                _drop_snat(str(addr))  # a proxy's rule its dead owner left
                 lease.unlink(missing_ok=True)  # its namespace is gone: reuse the address
                 return _lease_address(netns)
             continue
@@ -133,10 +135,49 @@ def _lease_address(netns: str) -> str:
     raise NetworkError(f"no free address left in {SUBNET}")
 
 
-def _setup(container_id: str) -> ContainerNet:
+def snat_rule(address: str, source_ip: str) -> list[str]:
+    """A proxied container's outbound connections leave from its proxy's address (before the masquerade rule)."""
+    return [
+        "POSTROUTING",
+        "-t",
+        "nat",
+        "-s",
+        f"{address}/32",
+        "!",
+        "-o",
+        BRIDGE,
+        "-j",
+        "SNAT",
+        "--to-source",
+        source_ip,
+    ]
+
+
+def _drop_snat(address: str) -> None:
+    rules = _run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()
+    for rule in rules:
+        fields = rule.split()
+        if fields[:1] == ["-A"] and f"{address}/32" in fields and "SNAT" in fields:
+            _run(["iptables", "-w", "-t", "nat", "-D", *fields[1:]])
+
+
+def _add_snat(net: ContainerNet) -> None:
+    local = {str(a) for a in _local_addresses()}
+    if net.source_ip not in local:
+        raise NetworkError(
+            f"The proxy's source address {net.source_ip} is not an address of this worker's host: add it to an "
+            "interface (e.g. `ip addr add ADDR/32 dev eth0`) or give the proxy one the host has"
+        )
+    rule = snat_rule(net.address, net.source_ip)
+    added = _run(["iptables", "-w", "-I", rule[0], "1", *rule[1:]])
+    if added.returncode != 0:
+        raise NetworkError(f"cannot route the container through its proxy's address: {added.stderr.strip()}")
+
+
+def _setup(container_id: str, source_ip: str = "") -> ContainerNet:
     netns, veth = names_for(container_id)
     address = _lease_address(netns)
-    net = ContainerNet(netns, veth, address)
+    net = ContainerNet(netns, veth, address, source_ip)
     host_cmds = "\n".join(
         [
             f"netns add {netns}",
@@ -160,6 +201,12 @@ def _setup(container_id: str) -> ContainerNet:
         if out.returncode != 0:
             _teardown(net)
             raise NetworkError(f"cannot set up the network of {container_id}: {out.stderr.strip()}")
+    if source_ip:
+        try:
+            _add_snat(net)
+        except NetworkError:
+            _teardown(net)
+            raise
     return net
 
 
@@ -176,6 +223,8 @@ def _setup_loopback(container_id: str) -> ContainerNet:
 
 
 def _teardown(net: ContainerNet) -> None:
+    if net.source_ip:
+        _drop_snat(net.address)
     if net.host_veth:
         _run(["ip", "link", "del", net.host_veth])
     _run(["ip", "netns", "del", net.netns])
@@ -183,8 +232,8 @@ def _teardown(net: ContainerNet) -> None:
         (_LEASES / net.address).unlink(missing_ok=True)
 
 
-async def setup(container_id: str) -> ContainerNet:
-    return await asyncio.to_thread(_setup, container_id)
+async def setup(container_id: str, source_ip: str = "") -> ContainerNet:
+    return await asyncio.to_thread(_setup, container_id, source_ip)
 
 
 async def setup_loopback(container_id: str) -> ContainerNet:

@@ -65,9 +65,21 @@ def parse_python_base(tag: str) -> BaseRequest | None:
     return BaseRequest(m.group(3), f"{m.group(1)}.{m.group(2)}")
 
 
-def resolve_base(req: BaseRequest, python_mirror: str = "") -> BaseRequest:
+def nearest_python(series: str) -> BaseRequest:
+    """The Debian release whose Python is closest to `series` (the older one on a tie): emulator mode's stand-in."""
+
+    def distance(item: tuple[str, str]) -> tuple[int, int]:
+        minor, wanted = int(item[1].split(".")[1]), int(series.split(".")[1])
+        return abs(minor - wanted), minor
+
+    codename, found = min(DEBIAN_PYTHONS.items(), key=distance)
+    return BaseRequest(codename, found)
+
+
+def resolve_base(req: BaseRequest, python_mirror: str = "", emulate: bool = False) -> BaseRequest:
     """Where the requested Python comes from: the Debian release that carries it, else (with a mirror)
-    a python-build-standalone archive on a Debian base; never a different Python."""
+    a python-build-standalone archive on a Debian base; never a different Python, except in emulator mode
+    (the nearest Debian carries)."""
     available = ", ".join(f"{py} ({codename})" for codename, py in DEBIAN_PYTHONS.items())
     if DEBIAN_PYTHONS.get(req.codename) == req.python_series:
         return req
@@ -77,6 +89,8 @@ def resolve_base(req: BaseRequest, python_mirror: str = "") -> BaseRequest:
     if python_mirror:
         codename = req.codename if req.codename in DEBIAN_PYTHONS else STANDALONE_DEFAULT_CODENAME
         return BaseRequest(codename, req.python_series, standalone=True)
+    if emulate:
+        return nearest_python(req.python_series)
     raise FailedPrecondition(
         f"Python {req.python_series} is not available: without a container registry, Berth builds "
         f"debian_slim from Debian packages, which carry only Python {available}. "
@@ -123,12 +137,13 @@ async def locked(path: Path, work: Callable[[], Awaitable[Path]]) -> Path:
 class RootfsCache:
     """Machine-wide cache of debootstrapped bases and client packages under `root`."""
 
-    def __init__(self, root: Path, python_mirror: str = "") -> None:
+    def __init__(self, root: Path, python_mirror: str = "", emulate: bool = False) -> None:
         self.root = root
         self.python_mirror = python_mirror
+        self.emulate = emulate
 
     def resolve(self, req: BaseRequest) -> BaseRequest:
-        return resolve_base(req, self.python_mirror)
+        return resolve_base(req, self.python_mirror, self.emulate)
 
     def base_dir(self, req: BaseRequest) -> Path:
         return self.root / "base" / req.key / "rootfs"

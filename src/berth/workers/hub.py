@@ -141,6 +141,8 @@ class WorkerHub:
     async def start(self, spec: TaskSpec) -> None:
         requests = list(spec.gpu_requests)
         candidates = [m for m in self._members.values() if self._fits(m, requests, spec.memory_mb, spec.cpu)]
+        if spec.cluster is not None:  # a cluster's containers share one worker, where its private link is
+            candidates = self._cluster_home(spec, candidates)
         if not candidates:
             raise NoCapacity(self.placement_blocker(requests, spec.memory_mb, spec.cpu) or "every worker is full")
         member = min(candidates, key=lambda m: (len(m.tasks) / max(1, m.inventory.slots), m.worker_id))
@@ -252,6 +254,14 @@ class WorkerHub:
         if member.free_slots() <= 0 or member.free_memory_mb() < memory_mb or member.free_cpu() < cpu:
             return False
         return not requests or self._fits_gpus(member.free_gpus(), requests)
+
+    def _cluster_home(self, spec: TaskSpec, candidates: list[_Member]) -> list[_Member]:
+        assert spec.cluster is not None
+        cluster_id = spec.cluster.cluster_id
+        for member in self._members.values():
+            if any(t.cluster is not None and t.cluster.cluster_id == cluster_id for t in member.tasks.values()):
+                return [member] if member in candidates else []
+        return [m for m in candidates if m.free_slots() >= spec.cluster.size]
 
     @staticmethod
     def _take_gpus(member: _Member, requests: list[tuple[str, int]]) -> list[Gpu]:

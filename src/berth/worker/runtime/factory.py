@@ -40,6 +40,7 @@ def image_worker(
     files: FileSource,
     insecure_registries: tuple[str, ...] = (),
     python_mirror: str = "",
+    emulate: bool = False,
 ) -> ImageWorker | None:
     """What builds real images on this host; None for the process runtime, which builds none."""
     if runtime not in OCI_RUNTIMES:
@@ -50,7 +51,7 @@ def image_worker(
     layers = LayerStore(cache_dir / "layers")
     # Layers a force_build replaced and builds a crash abandoned: gone once a day old and unmounted.
     threading.Thread(target=layers.prune, args=(LAYER_PRUNE_AGE_S,), name="layer-prune", daemon=True).start()
-    rootfs = RootfsCache(cache_dir, python_mirror)
+    rootfs = RootfsCache(cache_dir, python_mirror, emulate)
     builder = ImageBuilder(build_rt, rootfs, layers, ca_bundle, files, insecure_registries)
     manifests = ManifestStore(data_dir / "images")
     layers.register_manifests(manifests.root)

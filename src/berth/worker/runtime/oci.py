@@ -36,7 +36,18 @@ from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
 from berth.errors import InvalidArgument
-from berth.worker import berth_loop, container_loop, egress, fs_tools, gpu, network, seccomp, userns
+from berth.worker import (
+    berth_loop,
+    buckets,
+    cluster_net,
+    container_loop,
+    egress,
+    fs_tools,
+    gpu,
+    network,
+    seccomp,
+    userns,
+)
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
@@ -149,6 +160,8 @@ class Sandbox:
     cgroup: ContainerCgroup
     limits: Limits
     net: network.ContainerNet | None = None
+    cluster: cluster_net.ClusterLink | None = None  # a clustered function's link to its peers
+    buckets: list[buckets.MountedBucket] = field(default_factory=list)  # CloudBucketMounts (s3fs)
     mounted: list[Path] = field(default_factory=list)  # unmounted in this order
     cwd: str = "/root"  # where its command (and, by default, its execs) run
     userns: bool = False  # root inside is host uid userns.HOST_BASE (sandboxes on crun/runc)
@@ -346,6 +359,7 @@ class OciRuntime:
             shutil.rmtree(BUNDLE_ROOT / cid, ignore_errors=True)
             shutil.rmtree(workdir, ignore_errors=True)
             log.info("removed what was left of container %s", task_id)
+        cluster_net.remove_idle_bridges()
 
     def _command(self, *args: str) -> list[str]:
         return [self.binary, "--root", self._state_root, *self._flags, *args]
@@ -463,12 +477,7 @@ class OciRuntime:
             image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
         )
         sandbox.cgroup.create(sandbox.limits.memory_mb)
-        if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
-            sandbox.net = await network.setup(spec.task_id)
-        elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
-            sandbox.net = await network.setup_loopback(spec.task_id)
-        if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
-            await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
+        await self._network(spec, sandbox, merged)
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
@@ -486,7 +495,27 @@ class OciRuntime:
                 sandbox.mounted.append(view)
                 source = str(view)
             binds.append(Bind(source, b.container_path, readonly=b.read_only))
+        for i, bucket in enumerate(spec.buckets):  # FUSE takes no idmapped view: s3fs gives files their owner
+            owner = userns.HOST_BASE if sandbox.userns else 0
+            mounted = await buckets.mount(bucket, workdir / "buckets" / str(i), owner)
+            sandbox.buckets.append(mounted)
+            binds.append(Bind(str(mounted.path), bucket.mount_path, readonly=bucket.read_only))
         return binds
+
+    async def _network(self, spec: TaskSpec, sandbox: Sandbox, merged: Path) -> None:
+        """Its namespace (with a proxy's source address), a cluster's private link and a sandbox's egress filter."""
+        if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
+            sandbox.net = await network.setup(spec.task_id, spec.source_ip)
+        elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
+            sandbox.net = await network.setup_loopback(spec.task_id)
+        if spec.cluster is not None:
+            if sandbox.net is None:
+                raise RuntimeUnavailable("a clustered function's container needs a network")
+            sandbox.cluster = await cluster_net.join(spec.cluster, spec.task_id, sandbox.net.netns)
+            with open(merged / "etc" / "hosts", "a") as hosts:
+                hosts.write(cluster_net.hosts_line(sandbox.cluster))
+        if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
+            await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
 
     def _idmapped_layers(self, lower: list[str], upper: Path, sandbox: Sandbox) -> list[str]:
         """Idmapped views of the image's layers for the overlay, and an upper dir owned by the sandbox's
@@ -706,6 +735,10 @@ class OciRuntime:
             stderr=asyncio.subprocess.DEVNULL,
         )
         await proc.wait()
+        for bucket in sandbox.buckets:
+            await buckets.unmount(bucket)
+        if sandbox.cluster is not None:
+            await cluster_net.leave(sandbox.cluster)
         if sandbox.net is not None:
             await network.teardown(sandbox.net)
         for path in sandbox.mounted:

@@ -112,6 +112,21 @@ class ProcessRuntime:
                 "outbound_cidr_allowlist / outbound_domain_allowlist need an OCI runtime (crun, runc or runsc): "
                 "the process runtime runs sandboxes on the host's own network"
             )
+        if spec.source_ip:
+            raise InvalidArgument(
+                "Proxies (proxy=modal.Proxy.from_name(...)) need an OCI runtime (crun, runc or runsc): the process "
+                "runtime runs containers on the host's own network"
+            )
+        if spec.buckets:
+            raise InvalidArgument(
+                "CloudBucketMount needs an OCI runtime (crun, runc or runsc): the process runtime does not mount "
+                "filesystems for its containers"
+            )
+        if spec.cluster is not None:
+            raise InvalidArgument(
+                "Clustered functions (@modal.clustered) need an OCI runtime (crun, runc or runsc): the process "
+                "runtime has no private network to link a cluster's containers on"
+            )
         root = workdir / "root"
         root.mkdir(parents=True, exist_ok=True)
         for f in spec.files:
