@@ -205,6 +205,7 @@ def _http_app(services: Services) -> web.Application:
     app = build_http_app(services.blobs, services.state.volumes, services.metrics_text)
     add_dashboard_routes(app, services, services.dashboard)
     if services.hub is not None:
-        add_worker_routes(app, services.hub, services.join_tokens, services.blobs, services.state.volumes.heads)
+        heads, snapshots = services.state.volumes.heads, services.images.register_snapshot_layer
+        add_worker_routes(app, services.hub, services.join_tokens, services.blobs, heads, snapshots)
     add_page_not_found(app)
     return app

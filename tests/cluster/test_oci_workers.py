@@ -85,3 +85,30 @@ def test_a_sandbox_on_a_remote_crun_worker_execs_through_that_workers_router(clu
     # Its own pid namespace (pid 1 is the container's init running the sandbox's command), root inside it,
     # and its own root filesystem.
     assert seen["out"] == "/__berth/init -s -- sleep 300\n0\nno-host-fs\n", seen
+
+
+SNAPSHOT = """
+import modal
+app = modal.App.lookup("cluster-snapshot", create_if_missing=True)
+sb = modal.Sandbox.create("sleep", "300", app=app, image=modal.Image.debian_slim())
+assert sb.exec("sh", "-c", "echo taken on the remote worker > /srv/marker").wait() == 0
+image = sb.snapshot_filesystem()
+sb.terminate()
+again = modal.Sandbox.create("cat", "/srv/marker", app=app, image=image)
+again.wait()
+print("SNAPSHOT", image.object_id, again.returncode, again.stdout.read().strip())
+"""
+
+
+def test_a_sandbox_snapshot_taken_on_a_remote_worker_starts_a_new_sandbox(cluster: Path) -> None:
+    run = subprocess.run(
+        [BIN / "python", "-c", textwrap.dedent(SNAPSHOT)],
+        env=client_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    line = next(x for x in run.stdout.splitlines() if x.startswith("SNAPSHOT "))
+    image_id, code, content = line.split(" ", 3)[1:]
+    assert image_id.startswith("im-") and code == "0" and content == "taken on the remote worker", line

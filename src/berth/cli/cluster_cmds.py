@@ -80,6 +80,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
     from berth.worker.files import HttpFiles
     from berth.worker.link import JoinRefused, WorkerLink
     from berth.worker.relay import Relay
+    from berth.worker.snapshot_upload import RemoteSnapshots
     from berth.worker.volumes import VolumeCopies
 
     settings = Settings(data_dir=data_dir_of(args), runtime=args.runtime, worker_slots=args.slots)
@@ -129,6 +130,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
     link.worker.meter_usage(link.on_usage)
     link.volumes = VolumeCopies(relays[1].url, args.join_token, settings.data_dir / "volumes", files)
     link.worker.router.reload_volumes = link.volumes.reload_task
+    link.worker.publish_snapshots(RemoteSnapshots(relays[1].url, args.join_token))
     # The sandbox command router: clients connect to it directly, at the address this host is reached at.
     router_host, router_port = args.router_listen
     advertise = args.advertise or _facing_address(grpc_ups[0][0] or "127.0.0.1")

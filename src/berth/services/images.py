@@ -272,6 +272,14 @@ class ImageService:
         returns the new image's id."""
         if not await self._blobs.has_file(sha256):
             await self._blobs.put_file(sha256, await asyncio.to_thread(archive.read_bytes))
+        return await self.register_snapshot_layer(base_image_id, sha256)
+
+    async def register_snapshot_layer(self, base_image_id: str, sha256: str) -> str:
+        """register_snapshot for a layer already in the blob store (a remote worker stored it there first)."""
+        if not await self._blobs.has_file(sha256):
+            raise NotFound(f"Snapshot layer {sha256} was not uploaded")
+        if await self._store.get_object("image", base_image_id) is None:
+            raise NotFound(f"Image {base_image_id} not found")
         key = hashlib.sha256(f"snapshot:{base_image_id}:{sha256}".encode()).hexdigest()
         found = await self._store.object_by_key("image", key)
         if found is not None and self._worker.image_info(found[0]) is not None:  # the same changes, again

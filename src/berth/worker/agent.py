@@ -181,7 +181,7 @@ class LocalWorker:
         if running is None:
             raise FailedPrecondition(f"Task {task_id} is not running: only a running sandbox can be snapshotted")
         if self._snapshot_sink is None:
-            raise InvalidArgument("Sandbox.snapshot_filesystem() is not supported on remote workers by Berth yet")
+            raise InvalidArgument("Sandbox.snapshot_filesystem(): this worker has nowhere to publish snapshots")
         changes = self.runtime.changes(task_id)
         if changes is None:
             raise InvalidArgument(
