@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install host test-host demo test test-unit test-e2e test-torch check bench reliability coverage clean
+.PHONY: install host test-host demo test test-unit test-e2e test-torch check bench bench-scale reliability coverage clean
 
 $(BIN)/berth: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench: install
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/sandboxes.py
 	$(BIN)/python bench/cluster.py
+
+# A large experimental_spawn_map (1,000,000 inputs by default; SCALE_INPUTS=... for fewer): acceptance and run
+# rates decile by decile and the server's memory, into docs/benchmarks.md. Long: not part of `make bench`.
+bench-scale: install
+	$(BIN)/python bench/scale.py --inputs $(or $(SCALE_INPUTS),1000000)
 
 # The full RPC fuzz run (about 10,000 requests) against a fresh server; writes docs/reliability.md. CI runs
 # the same checks seeded and shorter (tests/reliability/).
