@@ -28,3 +28,8 @@ def test_a_cancelled_input_that_waits_in_the_container_never_runs(prefetched: di
 def test_each_prefetched_input_times_out_from_when_it_starts(prefetched: dict[str, Any]) -> None:
     assert prefetched["timed"] == [1.2, 1.2, 1.2]
     assert prefetched["timeout"] == [0.2, "FunctionTimeoutError", 0.3]
+
+
+def test_an_input_whose_call_was_cancelled_with_its_container_is_not_run_again(prefetched: dict[str, Any]) -> None:
+    assert prefetched["after-terminate"] == "U"
+    assert prefetched["T-runs"] == 1

@@ -13,6 +13,7 @@ from berth.scheduling.tasks import TaskInfo, TaskManager, task_key
 from berth.services.catalog import Catalog
 from berth.services.inputs import InputService, function_key
 from berth.services.notify import Notifier
+from berth.services.results import terminated
 from berth.store.records import InputLease
 from berth.telemetry import Telemetry
 
@@ -151,7 +152,7 @@ class ContainerService:
         """Cancellations other replicas recorded for the inputs this task holds."""
         for input_id, terminate in await self._inputs.take_cancels(task.task_id):
             if terminate:
-                self._tasks.kill(task, "cancelled")
+                await self._terminate(task, input_id)
             else:
                 task.pending_cancels.add(input_id)
 
@@ -163,10 +164,24 @@ class ContainerService:
                 if await self._inputs.request_cancel(input_id, holder, terminate):
                     self._notifier.notify(task_key(holder))
             elif terminate:
-                self._tasks.kill(task, "cancelled")
+                await self._terminate(task, input_id)
             else:
                 task.pending_cancels.add(input_id)
                 self._notifier.notify(task_key(task.task_id))
+
+    async def _terminate(self, task: TaskInfo, input_id: str) -> None:
+        """Cancel an input by stopping its container: the input is finished as terminated first, or the stopped
+        container's inputs would go back to the queue (as a stopped container's do) and it would run again. An
+        input that only waits in the container (prefetched) is dropped there instead: the container may be
+        running another call's input."""
+        if await self._inputs.finish(input_id, task.task_id, terminated(), api_pb2.DATA_FORMAT_PICKLE):
+            task.inflight = max(0, task.inflight - 1)
+        if input_id in task.waiting:
+            task.waiting.remove(input_id)
+            task.pending_cancels.add(input_id)
+            self._notifier.notify(task_key(task.task_id))
+            return
+        self._tasks.kill(task, "cancelled")
 
     async def task_result(self, task_id: str | None, req: api_pb2.TaskResultRequest) -> None:
         task = self.task(task_id)

@@ -24,6 +24,13 @@ def slow(seconds: float) -> float:
     return seconds
 
 
+@app.function(max_containers=1)
+def once(name: str) -> str:
+    seen[name] = seen.get(name, 0) + 1
+    time.sleep(3)
+    return name
+
+
 def wait_seen(key: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while key not in seen:
@@ -53,4 +60,11 @@ def main() -> None:
     results["timeout"] = [
         r if isinstance(r, float) else type(r).__name__ for r in slow.map([0.2, 3.0, 0.3], return_exceptions=True)
     ]
+    # Cancelled with terminate_containers=True: the container is stopped and its input is not run again.
+    doomed = once.spawn("T")
+    wait_seen("T")
+    doomed.cancel(terminate_containers=True)
+    results["after-terminate"] = once.remote("U")
+    time.sleep(2)
+    results["T-runs"] = seen["T"]
     print("RESULT " + json.dumps(results))
