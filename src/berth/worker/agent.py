@@ -19,7 +19,7 @@ from berth.domain.images import ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity
 from berth.errors import FailedPrecondition, InvalidArgument
 from berth.worker.builder import BuildFailed
-from berth.worker.execs import OrderedStdin, pump
+from berth.worker.execs import OrderedStdin, RunningCommand, pump
 from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.images import ImageWorker
@@ -310,7 +310,7 @@ class LocalWorker:
     def _exec_starter(self, spec: TaskSpec, workdir: Path) -> Any:
         async def start(
             argv: list[str], env: dict[str, str], cwd: str | None, tty: Pty | None
-        ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+        ) -> tuple[RunningCommand, Callable[[int], None]]:
             return await self.runtime.exec(spec, workdir, argv, env, cwd, tty)
 
         return start

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from berth.domain.spec import TaskSpec
+from berth.worker.execs import RunningCommand
 from berth.worker.pty import Pty
 
 
@@ -40,7 +41,7 @@ class Runtime(Protocol):
         env: dict[str, str],
         cwd: str | None,
         tty: Pty | None = None,
-    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+    ) -> tuple[RunningCommand, Callable[[int], None]]:
         """Start a command inside the task's running container (TaskExecStart): the process whose pipes are
         the command's stdio, and how to signal the command itself. FileNotFoundError when it does not exist.
         With `tty` its terminal is the command's stdio and controlling terminal instead of pipes."""

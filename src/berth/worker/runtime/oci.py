@@ -36,14 +36,16 @@ from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
 from berth.errors import InvalidArgument
-from berth.worker import egress, fs_tools, gpu, network, seccomp, userns
+from berth.worker import egress, execd, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
+from berth.worker.execd import ExecHelper, HelperGone
+from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, RunningCommand, exec_stdio, kill_pid_file
 from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.pty import Pty
 from berth.worker.rootfs import RootfsCache
+from berth.worker.scratch import ScratchDisks
 
 log = logging.getLogger("berth.oci")
 
@@ -148,6 +150,8 @@ class Sandbox:
     userns: bool = False  # root inside is host uid userns.HOST_BASE (sandboxes on crun/runc)
     rootfs: Path = Path()  # the merged overlay the container runs on
     upper: Path = Path()  # the overlay's upper layer: what the container changed
+    helper: ExecHelper | None = None  # berth-execd in the container: execs without `crun exec`
+    env: dict[str, str] = field(default_factory=dict)  # its process's environment, which execs start from
 
     @property
     def views(self) -> Path:
@@ -162,20 +166,6 @@ def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> No
     out = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeUnavailable(f"cannot mount the container root (overlayfs): {out.stderr.strip()}")
-
-
-def mount_scratch(image: Path, target: Path, size_mb: int) -> None:
-    """A sparse ext4 image of size_mb, loop-mounted on target: a sandbox's writable layer lives on it,
-    so filling its root ends in ENOSPC inside the sandbox and never fills the host's disk. (No journal:
-    the layer does not outlive the sandbox. The loop device goes with the last unmount: autoclear.)"""
-    target.mkdir(parents=True, exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(size_mb << 20)
-    mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard", str(image)]
-    for argv in (mkfs, ["mount", "-o", "loop,nosuid,nodev", str(image), str(target)]):
-        out = subprocess.run(argv, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeUnavailable(f"cannot make the sandbox's disk ({argv[0]}): {out.stderr.strip()}")
 
 
 def sandbox_pids_limit(memory_mb: int) -> int:
@@ -285,7 +275,7 @@ class OciRuntime:
         sandbox_disk_mb: int = SANDBOX_DISK_MB,
     ) -> None:
         self._files = files
-        self._sandbox_disk_mb = sandbox_disk_mb
+        self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
         self.binary = runtime_binary(name)
         self.gvisor = name == "runsc"
@@ -299,9 +289,19 @@ class OciRuntime:
         self._idmapper = userns.IdMapper()
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[Any]] = set()
+        self._execd: asyncio.Future[Path | None] | None = None
         network.ensure_bridge()
         ensure_private_tmpfs(BUNDLE_ROOT)
         self._prewarm_client()
+
+    async def _execd_binary(self) -> Path | None:
+        """berth-execd for sandboxes (built once, at the first sandbox); None: execs use `<runtime> exec`.
+        runsc's 2022 build can't hand the container an fd (--preserve-fds), so its execs stay `runsc exec`."""
+        if self.gvisor:
+            return None
+        if self._execd is None:
+            self._execd = asyncio.ensure_future(asyncio.to_thread(execd.build, BUNDLE_ROOT / "execd"))
+        return await asyncio.shield(self._execd)
 
     def _prewarm_client(self) -> None:
         """Install the modal client for the host's Python series now, not on the first container start
@@ -370,9 +370,15 @@ class OciRuntime:
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
+            helper = await self._execd_binary() if spec.sandbox is not None else None
+            command = list(spec.command)
+            if helper is not None:
+                binds.append(Bind(str(helper), execd.IN_CONTAINER))
+                command = [execd.IN_CONTAINER, "--", *command]
+            sandbox.env = {**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})}
             config = ContainerConfig(
-                args=[*self._init(binds), *spec.command],
-                env={**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})},
+                args=[*self._init(binds), *command],
+                env=sandbox.env,
                 rootfs=str(sandbox.rootfs),
                 cwd=sandbox.cwd,
                 hostname=spec.task_id,
@@ -388,13 +394,7 @@ class OciRuntime:
                 id_mappings=userns.oci_mappings() if sandbox.userns else None,
             )
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
-            proc = await asyncio.create_subprocess_exec(
-                *self._run_command(sandbox),
-                stdin=asyncio.subprocess.PIPE if spec.sandbox else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
+            proc = await self._run(sandbox, spec, helper)
         except BaseException:
             self._sandboxes.pop(spec.task_id, None)
             await self._teardown(sandbox)
@@ -413,6 +413,40 @@ class OciRuntime:
             self._spawn(self._control(sandbox, "kill", cid, str(signum)), lambda: proc.returncode is not None)
 
         return OciContainer(proc, on_exit, kill)
+
+    async def _run(self, sandbox: Sandbox, spec: TaskSpec, helper: Path | None) -> asyncio.subprocess.Process:
+        """`crun run`; with the helper, the container's end of execd's socket goes in as fd 3."""
+        argv = self._run_command(sandbox)
+        stdio: dict[str, Any] = {
+            "stdin": asyncio.subprocess.PIPE if spec.sandbox else asyncio.subprocess.DEVNULL,
+            "stdout": asyncio.subprocess.PIPE,
+            "stderr": asyncio.subprocess.PIPE,
+            "start_new_session": True,
+        }
+        if helper is None:
+            return await asyncio.create_subprocess_exec(*argv, **stdio)
+        ours, theirs = execd.socket_pair()
+        try:
+            # execd --fd3 moves the container's end to fd 3, where `--preserve-fds 1` takes it from
+            at = argv.index("run") + 1
+            proc = await asyncio.create_subprocess_exec(
+                str(helper),
+                "--fd3",
+                str(theirs.fileno()),
+                *argv[:at],
+                "--preserve-fds",
+                "1",
+                *argv[at:],
+                **stdio,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        sandbox.helper = ExecHelper(ours)
+        return proc
 
     def _spawn(self, argv: list[str], gone: Callable[[], bool]) -> None:
         """Run a `crun kill` until it is delivered: right after `crun run` starts, the container may not
@@ -433,34 +467,14 @@ class OciRuntime:
         task.add_done_callback(self._background.discard)
 
     async def _prepare(self, spec: TaskSpec, workdir: Path, image: ImageManifest, sandbox: Sandbox) -> list[Bind]:
-        sandbox.bundle.mkdir(parents=True, exist_ok=True)
-        merged = sandbox.rootfs = (sandbox.views if sandbox.userns else workdir) / "merged"
-        lower = image.lower_dirs()
-        layer = workdir
-        if spec.sandbox is not None:  # its writable layer on a disk of its own, capped
-            layer = workdir / "disk"
-            await asyncio.to_thread(mount_scratch, workdir / "disk.img", layer, self._sandbox_disk_mb)
-            sandbox.mounted.append(layer)
-        if sandbox.userns:
-            VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
-            os.chmod(VIEWS_ROOT, 0o711)
-            lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
-        sandbox.upper = layer / "upper"
-        await asyncio.to_thread(mount_overlay, lower, sandbox.upper, layer / "work", merged)
-        sandbox.mounted.insert(0, merged)  # before the layers under it
-        (merged / "root").mkdir(exist_ok=True)
-        write_hosts(merged, spec.task_id)
-        if sandbox.userns:  # the sandbox's root may edit its own /etc/hosts
-            os.chown(merged / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
-        await asyncio.to_thread(place_files, spec.files, merged, self._files)
-        pkg, deps = await self._rootfs.ensure_client(
-            image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
-        )
-        sandbox.cgroup.create(sandbox.limits.memory_mb)
-        if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
-            sandbox.net = await network.setup(spec.task_id)
-        elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
-            sandbox.net = await network.setup_loopback(spec.task_id)
+        # The network namespace is made while the root is mounted: they are independent, and each is a few
+        # ms of subprocesses.
+        net = asyncio.ensure_future(self._network(spec))
+        try:
+            pkg, deps = await self._prepare_root(spec, workdir, image, sandbox)
+        finally:
+            sandbox.net = await net  # (torn down with the rest if anything failed)
+        merged = sandbox.rootfs
         if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
             await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
         binds = standard_binds(self._ca_bundle)
@@ -479,6 +493,44 @@ class OciRuntime:
                 source = str(view)
             binds.append(Bind(source, b.container_path, readonly=b.read_only))
         return binds
+
+    async def _network(self, spec: TaskSpec) -> network.ContainerNet | None:
+        if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
+            return await network.setup(spec.task_id)
+        if self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
+            return await network.setup_loopback(spec.task_id)
+        return None
+
+    async def _prepare_root(
+        self, spec: TaskSpec, workdir: Path, image: ImageManifest, sandbox: Sandbox
+    ) -> tuple[Path, Path]:
+        """The container's root (its overlay, on a sandbox's own disk), its files and its cgroup; returns
+        where the modal client's package and dependencies are."""
+        sandbox.bundle.mkdir(parents=True, exist_ok=True)
+        merged = sandbox.rootfs = (sandbox.views if sandbox.userns else workdir) / "merged"
+        lower = image.lower_dirs()
+        layer = workdir
+        if spec.sandbox is not None:  # its writable layer on a disk of its own, capped
+            layer = workdir / "disk"
+            await self._disks.mount(workdir / "disk.img", layer)
+            sandbox.mounted.append(layer)
+        if sandbox.userns:
+            VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+            os.chmod(VIEWS_ROOT, 0o711)
+            lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
+        sandbox.upper = layer / "upper"
+        await asyncio.to_thread(mount_overlay, lower, sandbox.upper, layer / "work", merged)
+        sandbox.mounted.insert(0, merged)  # before the layers under it
+        (merged / "root").mkdir(exist_ok=True)
+        write_hosts(merged, spec.task_id)
+        if sandbox.userns:  # the sandbox's root may edit its own /etc/hosts
+            os.chown(merged / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
+        await asyncio.to_thread(place_files, spec.files, merged, self._files)
+        pkg, deps = await self._rootfs.ensure_client(
+            image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
+        )
+        sandbox.cgroup.create(sandbox.limits.memory_mb)
+        return pkg, deps
 
     def _idmapped_layers(self, lower: list[str], upper: Path, sandbox: Sandbox) -> list[str]:
         """Idmapped views of the image's layers for the overlay, and an upper dir owned by the sandbox's
@@ -534,11 +586,12 @@ class OciRuntime:
         env: dict[str, str],
         cwd: str | None,
         tty: Pty | None = None,
-    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
-        """Run a command in the running container's namespaces and cgroup (`crun exec`); it starts from
-        the container's own environment, with `env` on top. With a tty, crun allocates the terminal inside
-        the container (so it is the command's controlling terminal there, and `tty` names it) and hands its
-        master over the console socket."""
+    ) -> tuple[RunningCommand, Callable[[int], None]]:
+        """Run a command in the running container's namespaces and cgroup; it starts from the container's
+        own environment, with `env` on top. A sandbox's berth-execd forks it there (berth.worker.execd);
+        otherwise (function containers, runsc, no helper) it is a `crun exec`. With a tty, the terminal is
+        allocated inside the container (so it is the command's controlling terminal there, and `tty` names
+        it): by execd, or by crun, which hands its master over the console socket."""
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
@@ -549,6 +602,10 @@ class OciRuntime:
                 "Sandbox exec with pty=True (a terminal, as `modal shell` uses) is not supported on the runsc "
                 "runtime; use crun or runc for terminal sessions"
             )
+        if sandbox.helper is not None:
+            started = await self._helper_exec(sandbox, sandbox.helper, argv, env, cwd, tty)
+            if started is not None:
+                return started
         await self._until_running(sandbox)
         name = f"exec-{secrets.token_hex(8)}"
         pid_file = sandbox.bundle / f"{name}.pid"
@@ -577,6 +634,34 @@ class OciRuntime:
         if self.gvisor:
             return proc, self._gvisor_killer(sandbox, pid_file, proc)
         return proc, kill_pid_file(str(pid_file), proc)
+
+    async def _helper_exec(
+        self,
+        sandbox: Sandbox,
+        helper: ExecHelper,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        tty: Pty | None,
+    ) -> tuple[RunningCommand, Callable[[int], None]] | None:
+        """The exec through the container's execd; None where it can't take it (the caller falls back to
+        `crun exec`): a request larger than one message, or an execd that is gone."""
+        full_env = {**sandbox.env, **env}
+        where = cwd or sandbox.cwd
+        if not helper.fits(argv, full_env, where):
+            log.info(
+                "an exec in %s does not fit execd's message: it goes through %s exec", sandbox.container_id, self.name
+            )
+            return None
+        try:
+            proc, master = await helper.start(argv, full_env, where, (tty.rows, tty.cols) if tty is not None else None)
+        except HelperGone as exc:
+            log.warning("%s in %s: execs go through %s exec from now on", exc, sandbox.container_id, self.name)
+            sandbox.helper = None
+            return None
+        if tty is not None and master is not None:
+            tty.adopt(master)
+        return proc, proc.send_signal
 
     def _gvisor_killer(
         self, sandbox: Sandbox, pid_file: Path, proc: asyncio.subprocess.Process
@@ -692,6 +777,8 @@ class OciRuntime:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _teardown(self, sandbox: Sandbox) -> None:
+        if sandbox.helper is not None:
+            sandbox.helper.close()
         proc = await asyncio.create_subprocess_exec(
             *self._control(sandbox, "delete", "--force", sandbox.container_id),
             stdout=asyncio.subprocess.DEVNULL,
