@@ -5,14 +5,17 @@
  *   tini -s -- /__berth/execd -- COMMAND...      (fd 3: a SOCK_SEQPACKET socket whose peer the worker holds)
  *   execd --fd3 FD crun run --preserve-fds 1 ... (on the host: FD becomes fd 3, then crun runs)
  *
- * It forks its server (which tini, pid 1, adopts) and then execs COMMAND in its own place, so the
- * sandbox's entrypoint keeps its pid and its parent, and never sees fd 3. Nothing is listening anywhere:
- * only the holder of the socket's other end can ask for anything, and what it asks for runs with exactly
- * what the entrypoint has. Messages, one per packet, little-endian:
+ * It makes a fresh socket pair and hands one end to the worker over fd 3 ('H', the end attached): crun
+ * keeps fd 3 open for as long as the container runs, so only the fresh pair tells the worker when execd is
+ * gone. It forks its server (which tini, pid 1, adopts) and then execs COMMAND in its own place, so the
+ * sandbox's entrypoint keeps its pid and its parent, and holds neither socket. Nothing is listening
+ * anywhere: only the holder of the pair's other end can ask for anything, and what it asks for runs with
+ * exactly what the entrypoint has. Messages, one per packet, little-endian:
  *   worker → execd  'X' id flags rows cols argc envc, then NUL-terminated cwd, argv..., env...
  *                   (pipes: 3 fds attached, stdin/stdout/stderr; flags&1: a terminal, no fds)
  *                   'K' id signum            signal the command
- *   execd → worker  'S' id pid               started (a terminal: its master fd attached)
+ *   execd → worker  'H' 0 0                  (over fd 3, once) the worker's end of the pair attached
+ *                   'S' id pid               started (a terminal: its master fd attached)
  *                   'F' id errno  (+ stage)  could not start it (value: errno; rows: 1 at chdir, 2 at exec)
  *                   'E' id wait status       it exited
  * When the worker's end closes, the server exits; when the entrypoint exits, tini ends the namespace. */
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 #define CONTROL_FD 3
+static int control = CONTROL_FD; /* the server's end of the fresh pair */
 #define MAX_MSG (1 << 20)
 #define MAX_EXECS 4096
 
@@ -53,19 +57,19 @@ extern char **environ;
 static void send_reply(uint32_t type, uint32_t id, int32_t value, int32_t stage, int fd) {
     struct reply r = {type, id, value, stage};
     struct iovec iov = {&r, sizeof r};
-    char control[CMSG_SPACE(sizeof(int))];
+    char cbuf[CMSG_SPACE(sizeof(int))];
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     if (fd >= 0) {
-        memset(control, 0, sizeof control);
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
+        memset(cbuf, 0, sizeof cbuf);
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof cbuf;
         struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
         c->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(c), &fd, sizeof(int));
     }
-    while (sendmsg(CONTROL_FD, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    while (sendmsg(control, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
     }
 }
 
@@ -176,9 +180,9 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
 
 static int receive(char *buf, int *fds, int *nfds) {
     struct iovec iov = {buf, MAX_MSG};
-    char control[CMSG_SPACE(3 * sizeof(int))];
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
-    ssize_t n = recvmsg(CONTROL_FD, &msg, MSG_CMSG_CLOEXEC);
+    char cbuf[CMSG_SPACE(3 * sizeof(int))];
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    ssize_t n = recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
     *nfds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n > 0 && c != NULL; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -210,7 +214,7 @@ static int serve(sigset_t *old) {
     char *buf = malloc(MAX_MSG);
     if (sfd < 0 || buf == NULL) return 1;
     signal(SIGPIPE, SIG_IGN);
-    struct pollfd p[2] = {{CONTROL_FD, POLLIN, 0}, {sfd, POLLIN, 0}};
+    struct pollfd p[2] = {{control, POLLIN, 0}, {sfd, POLLIN, 0}};
     for (;;) {
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR) continue;
@@ -256,7 +260,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: execd -- COMMAND...  |  execd --fd3 FD COMMAND...\n");
         return 2;
     }
-    if (fcntl(CONTROL_FD, F_GETFD) >= 0) {
+    int pair[2];
+    if (fcntl(CONTROL_FD, F_GETFD) >= 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0) {
         pid_t child = fork();
         if (child == 0) {
             /* fork again so tini (pid 1) adopts the server, not the entrypoint */
@@ -265,7 +270,9 @@ int main(int argc, char **argv) {
                 sigemptyset(&block);
                 sigaddset(&block, SIGCHLD);
                 sigprocmask(SIG_BLOCK, &block, &old);
-                fcntl(CONTROL_FD, F_SETFD, FD_CLOEXEC);
+                close(CONTROL_FD);
+                close(pair[1]);
+                control = pair[0];
                 for (int fd = 0; fd < 3; fd++) {
                     int null = open("/dev/null", O_RDWR);
                     if (null >= 0 && null != fd) {
@@ -278,6 +285,9 @@ int main(int argc, char **argv) {
             _exit(0);
         }
         if (child > 0) waitpid(child, NULL, 0);
+        send_reply('H', 0, 0, 0, pair[1]); /* over fd 3 (control is still CONTROL_FD here) */
+        close(pair[0]);
+        close(pair[1]);
         close(CONTROL_FD);
     }
     execvp(argv[2], argv + 2);

@@ -5,7 +5,9 @@ no_new_privs) and costs a message instead of a `crun exec` (a process that joins
 spec and loads the seccomp filter again: most of an exec's 14 ms).
 
 The worker holds one end of a SOCK_SEQPACKET socket pair; crun hands the other to the container as fd 3
-(`--preserve-fds 1`), where execd keeps it from the entrypoint. An exec sends its argv, environment,
+(`--preserve-fds 1`). crun itself keeps that end open while the container runs, so execd answers over it
+once, with one end of a fresh pair that only execd's server holds the other end of: when that closes, execd
+is gone. The entrypoint holds neither. An exec sends its argv, environment,
 working directory and either three pipe ends (SCM_RIGHTS) or a terminal request; execd answers with the
 command's pid (and the terminal's master, opened in the container's own devpts), or why it could not start
 it, and later with its wait status. Where the helper can't be built (no C compiler) or an exec doesn't fit
@@ -168,16 +170,37 @@ async def _failed(message: str, code: int) -> HelperProcess:
 
 
 class ExecHelper:
-    """The worker's end of one container's execd."""
+    """The worker's end of one container's execd: `bootstrap` is the pair crun passed on, until execd's hello
+    hands over the socket that only its server shares."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, bootstrap: socket.socket) -> None:
+        self._sock = bootstrap
         self._sock.setblocking(False)
         self._ids = itertools.count(1)
         self._starting: dict[int, asyncio.Future[tuple[int, int, int | None]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.gone = False
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        asyncio.get_running_loop().add_reader(bootstrap.fileno(), self._hello)
+
+    def _hello(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self._sock, _REPLY.size, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if len(data) < _REPLY.size or _REPLY.unpack(data)[0] != ord("H") or not fds:
+            for fd in fds:
+                os.close(fd)
+            self.close()  # the container ended before execd ran
+            return
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._sock = socket.socket(fileno=fds[0])
+        self._sock.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
+        self._ready.set_result(None)
 
     def _readable(self) -> None:
         try:
@@ -210,6 +233,9 @@ class ExecHelper:
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
         self._sock.close()
+        if not self._ready.done():
+            self._ready.set_exception(HelperGone("the sandbox's execd never started"))
+            self._ready.exception()  # (retrieved: nobody may be waiting)
         for start_future in self._starting.values():
             if not start_future.done():
                 start_future.set_exception(HelperGone("the sandbox's execd is gone"))
@@ -229,6 +255,9 @@ class ExecHelper:
     ) -> tuple[HelperProcess, int | None]:
         """Start a command: the process, and with `terminal` (rows, cols), the master of its terminal.
         FileNotFoundError for a command that does not exist, as crun exec's caller expects."""
+        await asyncio.shield(self._ready)
+        if self.gone:
+            raise HelperGone("the sandbox's execd is gone")
         exec_id = next(self._ids)
         strings = [cwd, *argv, *(f"{k}={v}" for k, v in env.items())]
         rows, cols = terminal or (0, 0)
