@@ -15,7 +15,8 @@ image = modal.Image.debian_slim()
 """
 # What a process has, as /proc shows it: compared between the entrypoint and an exec.
 FIELDS = "grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status"
-IDENTITY = f"{FIELDS}; cat /proc/self/cgroup; for n in mnt pid net ipc uts user cgroup; do readlink /proc/self/ns/$n; done"
+NAMESPACES = "for n in mnt pid net ipc uts user cgroup; do readlink /proc/self/ns/$n; done"
+IDENTITY = f"{FIELDS}; cat /proc/self/cgroup; {NAMESPACES}"
 
 
 def run(server: BerthServer, body: str) -> dict:  # type: ignore[type-arg]

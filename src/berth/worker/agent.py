@@ -411,6 +411,7 @@ class LocalWorker:
         await asyncio.gather(*self._starting.values(), return_exceptions=True)  # they register or fail
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)
         await self.tunnels.close_all()
+        await self.runtime.close()
         await self.router.close()
         if self.meter is not None:
             await self.meter.close()

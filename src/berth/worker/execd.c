@@ -4,6 +4,7 @@
  *
  *   tini -s -- /__berth/execd -- COMMAND...      (fd 3: a SOCK_SEQPACKET socket whose peer the worker holds)
  *   execd --fd3 FD crun run --preserve-fds 1 ... (on the host: FD becomes fd 3, then crun runs)
+ *   tini -s -- /__berth/execd --wait             (a pooled container: the entrypoint comes later, as 'M')
  *
  * It makes a fresh socket pair and hands one end to the worker over fd 3 ('H', the end attached): crun
  * keeps fd 3 open for as long as the container runs, so only the fresh pair tells the worker when execd is
@@ -14,6 +15,9 @@
  *   worker → execd  'X' id flags rows cols argc envc, then NUL-terminated cwd, argv..., env...
  *                   (pipes: 3 fds attached, stdin/stdout/stderr; flags&1: a terminal, no fds)
  *                   'K' id signum            signal the command
+ *                   'M' ...                  as 'X', for the entrypoint of a pooled container (--wait): execd
+ *                                            forwards the signals tini forwards to it, and exits with its
+ *                                            status when it exits
  *   execd → worker  'H' 0 0                  (over fd 3, once) the worker's end of the pair attached
  *                   'S' id pid               started (a terminal: its master fd attached)
  *                   'F' id errno  (+ stage)  could not start it (value: errno; rows: 1 at chdir, 2 at exec)
@@ -52,6 +56,8 @@ struct reply {
 };
 
 static struct { uint32_t id; pid_t pid; } running[MAX_EXECS];
+static pid_t main_pid = 0; /* --wait: the entrypoint */
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 extern char **environ;
 
 static void send_reply(uint32_t type, uint32_t id, int32_t value, int32_t stage, int fd) {
@@ -91,12 +97,12 @@ static int find(uint32_t id) {
 
 /* In the child: become the command. Reports errno and the failing stage over `report` (close-on-exec), so
  * the server learns of a failed exec before it answers, and nothing when the exec succeeded. */
-static void become(char *cwd, char **argv, char **envp, int stdio[3], const char *slave, struct head *h,
+static void become(char *cwd, char **argv, char **envp, int stdio[3], const char *slave, int main_process,
                    int report, sigset_t *mask) {
     int32_t failure[2];
     sigprocmask(SIG_SETMASK, mask, NULL);
     signal(SIGPIPE, SIG_DFL);
-    setsid();
+    if (!main_process) setsid();
     if (slave != NULL) {
         int t = open(slave, O_RDWR);
         if (t < 0 || ioctl(t, TIOCSCTTY, 0) < 0) goto fail_exec;
@@ -106,6 +112,10 @@ static void become(char *cwd, char **argv, char **envp, int stdio[3], const char
         if (dup2(stdio[i], i) < 0) goto fail_exec;
     if (slave != NULL && stdio[0] > 2) close(stdio[0]);
     if (cwd[0] != 0 && chdir(cwd) < 0) {
+        if (main_process) {
+            fprintf(stderr, "berth: chdir to %s: %s\n", cwd, strerror(errno));
+            _exit(126);
+        }
         failure[0] = errno;
         failure[1] = 1;
         (void)!write(report, failure, sizeof failure);
@@ -114,11 +124,15 @@ static void become(char *cwd, char **argv, char **envp, int stdio[3], const char
     environ = envp;
     execvp(argv[0], argv);
 fail_exec:
+    if (main_process) {
+        int err = errno;
+        fprintf(stderr, "berth: cannot run %s: %s\n", argv[0], strerror(err));
+        _exit(err == ENOENT ? 127 : 126);
+    }
     failure[0] = errno;
     failure[1] = 2;
     (void)!write(report, failure, sizeof failure);
     _exit(127);
-    (void)h;
 }
 
 static char *next_string(char **cursor, char *end) {
@@ -132,11 +146,13 @@ static char *next_string(char **cursor, char *end) {
 static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
     struct head h;
     memcpy(&h, buf, sizeof h);
+    int main_process = h.type == 'M';
     char *cursor = buf + sizeof h, *end = buf + n;
     int terminal = h.flags & 1;
     char **argv = calloc(h.argc + 1, sizeof(char *)), **envp = calloc(h.envc + 1, sizeof(char *));
     char *cwd = next_string(&cursor, end);
     int ok = argv != NULL && envp != NULL && cwd != NULL && h.argc > 0 && (terminal ? nfds == 0 : nfds == 3);
+    if (main_process) ok = ok && !terminal && main_pid == 0;
     for (uint32_t i = 0; ok && i < h.argc; i++) ok = (argv[i] = next_string(&cursor, end)) != NULL;
     for (uint32_t i = 0; ok && i < h.envc; i++) ok = (envp[i] = next_string(&cursor, end)) != NULL;
     int master = -1;
@@ -155,11 +171,16 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
         pid_t pid = fork();
         if (pid == 0) {
             close(report[0]);
-            become(cwd, argv, envp, fds, terminal ? slave : NULL, &h, report[1], mask);
+            become(cwd, argv, envp, fds, terminal ? slave : NULL, main_process, report[1], mask);
         }
         close(report[1]);
         int32_t failure[2];
-        ssize_t got = pid < 0 ? -1 : read(report[0], failure, sizeof failure);
+        if (main_process && pid > 0) { /* its failures are its own: a message on its stderr and its exit code */
+            main_pid = pid;
+            close(report[0]);
+            report[0] = -1;
+        }
+        ssize_t got = pid < 0 || main_process ? 0 : read(report[0], failure, sizeof failure);
         while (got < 0 && errno == EINTR) got = read(report[0], failure, sizeof failure);
         if (pid < 0) {
             send_reply('F', h.id, errno, 0, -1);
@@ -167,7 +188,7 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
             waitpid(pid, NULL, 0);
             send_reply('F', h.id, failure[0], failure[1], -1);
         } else {
-            remember(h.id, pid);
+            if (!main_process) remember(h.id, pid);
             send_reply('S', h.id, pid, 0, master);
         }
     }
@@ -197,6 +218,8 @@ static void reap(void) {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == main_pid) /* the pooled container's entrypoint: the container ends with it */
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         for (int i = 0; i < MAX_EXECS; i++) {
             if (running[i].pid == pid) {
                 send_reply('E', running[i].id, status, 0, -1);
@@ -206,11 +229,8 @@ static void reap(void) {
     }
 }
 
-static int serve(sigset_t *old) {
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+static int serve(sigset_t *handled, sigset_t *old) {
+    int sfd = signalfd(-1, handled, SFD_CLOEXEC | SFD_NONBLOCK);
     char *buf = malloc(MAX_MSG);
     if (sfd < 0 || buf == NULL) return 1;
     signal(SIGPIPE, SIG_IGN);
@@ -223,6 +243,9 @@ static int serve(sigset_t *old) {
         if (p[1].revents & POLLIN) {
             struct signalfd_siginfo info;
             while (read(sfd, &info, sizeof info) > 0) {
+                if (info.ssi_signo == SIGCHLD) continue;
+                if (main_pid > 0) kill(main_pid, (int)info.ssi_signo);
+                else _exit(128 + (int)info.ssi_signo); /* stopped before it was handed over */
             }
             reap();
         }
@@ -233,7 +256,7 @@ static int serve(sigset_t *old) {
             struct head h;
             if ((size_t)n < sizeof h) continue;
             memcpy(&h, buf, sizeof h);
-            if (h.type == 'X') {
+            if (h.type == 'X' || h.type == 'M') {
                 start(buf, n, fds, nfds, old);
                 reap(); /* a command may already have exited */
             } else {
@@ -256,20 +279,34 @@ int main(int argc, char **argv) {
         fprintf(stderr, "berth: cannot run %s: %s\n", argv[3], strerror(errno));
         return 127;
     }
-    if (argc < 3 || strcmp(argv[1], "--") != 0) {
-        fprintf(stderr, "usage: execd -- COMMAND...  |  execd --fd3 FD COMMAND...\n");
+    int wait_mode = argc == 2 && strcmp(argv[1], "--wait") == 0;
+    if (!wait_mode && (argc < 3 || strcmp(argv[1], "--") != 0)) {
+        fprintf(stderr, "usage: execd -- COMMAND...  |  execd --wait  |  execd --fd3 FD COMMAND...\n");
         return 2;
     }
     int pair[2];
+    if (wait_mode) {
+        sigset_t handled, old;
+        sigemptyset(&handled);
+        sigaddset(&handled, SIGCHLD);
+        for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaddset(&handled, forwarded[i]);
+        sigprocmask(SIG_BLOCK, &handled, &old);
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return 1;
+        send_reply('H', 0, 0, 0, pair[1]); /* over fd 3 */
+        close(pair[1]);
+        close(CONTROL_FD);
+        control = pair[0];
+        return serve(&handled, &old);
+    }
     if (fcntl(CONTROL_FD, F_GETFD) >= 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0) {
         pid_t child = fork();
         if (child == 0) {
             /* fork again so tini (pid 1) adopts the server, not the entrypoint */
             if (fork() == 0) {
-                sigset_t block, old;
-                sigemptyset(&block);
-                sigaddset(&block, SIGCHLD);
-                sigprocmask(SIG_BLOCK, &block, &old);
+                sigset_t handled, old;
+                sigemptyset(&handled);
+                sigaddset(&handled, SIGCHLD);
+                sigprocmask(SIG_BLOCK, &handled, &old);
                 close(CONTROL_FD);
                 close(pair[1]);
                 control = pair[0];
@@ -280,7 +317,7 @@ int main(int argc, char **argv) {
                         close(null);
                     }
                 }
-                _exit(serve(&old));
+                _exit(serve(&handled, &old));
             }
             _exit(0);
         }

@@ -250,8 +250,16 @@ class ExecHelper:
         size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
         return size <= MAX_MESSAGE and not any("\0" in a for a in argv) and not self.gone
 
+    async def start_main(self, argv: list[str], env: dict[str, str], cwd: str) -> HelperProcess:
+        """Start a pooled container's entrypoint (execd --wait), with pipes for its stdio. Its exit status is
+        the container's: execd exits with it. A command that can't run says so on its stderr (exit 126/127)."""
+        if not self.fits(argv, env, cwd):
+            raise HelperGone("the entrypoint does not fit in one message to execd")
+        process, _ = await self.start(argv, env, cwd, None, kind="M")
+        return process
+
     async def start(
-        self, argv: list[str], env: dict[str, str], cwd: str, terminal: tuple[int, int] | None
+        self, argv: list[str], env: dict[str, str], cwd: str, terminal: tuple[int, int] | None, kind: str = "X"
     ) -> tuple[HelperProcess, int | None]:
         """Start a command: the process, and with `terminal` (rows, cols), the master of its terminal.
         FileNotFoundError for a command that does not exist, as crun exec's caller expects."""
@@ -261,7 +269,7 @@ class ExecHelper:
         exec_id = next(self._ids)
         strings = [cwd, *argv, *(f"{k}={v}" for k, v in env.items())]
         rows, cols = terminal or (0, 0)
-        head = _HEAD.pack(ord("X"), exec_id, 1 if terminal else 0, rows, cols, len(argv), len(env))
+        head = _HEAD.pack(ord(kind), exec_id, 1 if terminal else 0, rows, cols, len(argv), len(env))
         payload = head + b"".join(s.encode() + b"\0" for s in strings)
         ours: list[int] = []
         theirs: list[int] = []
@@ -279,7 +287,7 @@ class ExecHelper:
             finally:
                 for fd in theirs:
                     os.close(fd)
-            kind, value, master = await started
+            reply, value, master = await started
         except BaseException as exc:
             self._starting.pop(exec_id, None)
             self._exits.pop(exec_id, None)
@@ -288,10 +296,12 @@ class ExecHelper:
             if isinstance(exc, OSError) and not isinstance(exc, HelperGone):
                 raise HelperGone(f"cannot reach the sandbox's execd: {exc}") from exc
             raise
-        if kind != ord("S"):
+        if reply != ord("S"):
             self._exits.pop(exec_id, None)
             for fd in ours:
                 os.close(fd)
+            if kind == "M":
+                raise HelperGone(f"execd refused the entrypoint: {os.strerror(value % 1000)}")
             return await self._refused(argv, cwd, value // 1000, value % 1000), None
         kill = self._signaller(exec_id)
         if terminal is not None:

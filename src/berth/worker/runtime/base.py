@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Protocol
 
 from berth.domain.spec import TaskSpec
-from berth.worker.execs import RunningCommand
+from berth.worker.execs import RunningCommand, StdinWriter
 from berth.worker.pty import Pty
 
 
 class Container(Protocol):
     stdout: asyncio.StreamReader
     stderr: asyncio.StreamReader
-    stdin: asyncio.StreamWriter | None  # a sandbox's entrypoint reads it; None for function containers
+
+    @property
+    def stdin(self) -> StdinWriter | None:
+        """A sandbox's entrypoint reads it; None for function containers."""
 
     async def wait(self) -> int: ...
 
@@ -50,6 +53,10 @@ class Runtime(Protocol):
     def exec_exit_code(self, code: int, stderr_head: bytes) -> int:
         """The exit code the client sees for an exec that exited with `code` (a runtime's own failure to find
         the command becomes 127, as in a shell)."""
+        ...
+
+    async def close(self) -> None:
+        """The worker is stopping (after its tasks): release what the runtime holds of its own (a pool)."""
         ...
 
     def changes(self, task_id: str) -> tuple[Path, int] | None:

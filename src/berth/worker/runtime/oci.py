@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -27,8 +28,10 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +42,26 @@ from berth.errors import InvalidArgument
 from berth.worker import egress, execd, fs_tools, gpu, network, seccomp, userns
 from berth.worker.cgroups import ContainerCgroup
 from berth.worker.execd import ExecHelper, HelperGone
-from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, RunningCommand, exec_stdio, kill_pid_file
+from berth.worker.execs import (
+    COMMAND_NOT_FOUND,
+    FS_TOOLS_PATH,
+    RunningCommand,
+    StdinWriter,
+    exec_stdio,
+    kill_pid_file,
+)
 from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.pty import Pty
 from berth.worker.rootfs import RootfsCache
+from berth.worker.sandbox_pool import REFILL_DELAY_S, PoolBook, PoolKey, PoolSettings, pool_key
 from berth.worker.scratch import ScratchDisks
 
 log = logging.getLogger("berth.oci")
 
 CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+CLONE_NEWUTS = 0x04000000
 STATE_ROOT = "/run/berth/oci"
 RUNSC_STATE_ROOT = "/run/berth/runsc"
 # --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
@@ -152,6 +164,7 @@ class Sandbox:
     upper: Path = Path()  # the overlay's upper layer: what the container changed
     helper: ExecHelper | None = None  # berth-execd in the container: execs without `crun exec`
     env: dict[str, str] = field(default_factory=dict)  # its process's environment, which execs start from
+    workdir: Path = Path()  # its task directory (a pooled one's own, until it is handed over)
 
     @property
     def views(self) -> Path:
@@ -195,16 +208,26 @@ def write_hosts(rootfs: Path, hostname: str) -> None:
 
 class OciContainer:
     def __init__(
-        self, proc: asyncio.subprocess.Process, on_exit: Callable[[int], str | None], kill: Callable[[int], None]
+        self,
+        proc: asyncio.subprocess.Process,
+        on_exit: Callable[[int], str | None],
+        kill: Callable[[int], None],
+        stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
     ) -> None:
+        """`stdio`: the entrypoint's own pipes (a pooled container's, from execd), instead of crun's."""
         self._proc = proc
         self._kill = kill
-        assert proc.stdout is not None and proc.stderr is not None
-        self.stdout: asyncio.StreamReader = proc.stdout
+        stdin: StdinWriter | None
+        if stdio is None:
+            assert proc.stdout is not None and proc.stderr is not None
+            stdout, stderr, stdin = proc.stdout, proc.stderr, proc.stdin
+        else:
+            stdout, stderr, stdin = stdio
+        self.stdout: asyncio.StreamReader = stdout
         self.stderr = asyncio.StreamReader()
-        self.stdin = proc.stdin
+        self.stdin: StdinWriter | None = stdin
         self._on_exit = on_exit
-        self._done = asyncio.ensure_future(self._relay(proc.stderr))
+        self._done = asyncio.ensure_future(self._relay(stderr))
 
     async def _relay(self, src: asyncio.StreamReader) -> int:
         """Copy the container's stderr, then append why it died when the runtime knows (e.g. OOM)."""
@@ -226,6 +249,49 @@ class OciContainer:
 
     def exited(self) -> None:
         """Nothing to do: when a container's init exits, the kernel ends its whole pid namespace."""
+
+
+@dataclass(eq=False)
+class Pooled:
+    """A sandbox container started ahead, waiting for its entrypoint (berth.worker.sandbox_pool)."""
+
+    sandbox: Sandbox
+    proc: asyncio.subprocess.Process
+    pool_id: str
+    taken: bool = False
+
+
+def set_hostname(pid: int, name: str) -> None:
+    """Set the hostname in the UTS namespace of process `pid` (a pooled container's init, handed over to a
+    task whose id is its hostname). setns(2) moves only the calling thread: a thread of its own, ended after."""
+    failed: list[BaseException] = []
+
+    def enter_and_set() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWUTS) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            socket.sethostname(name)
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=enter_and_set, name="berth-uts", daemon=True)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
+def container_init_pid(runtime_pid: int) -> int:
+    """The container's init: the child of `crun run` (the runtime's process stays as its parent)."""
+    children = Path(f"/proc/{runtime_pid}/task/{runtime_pid}/children").read_text().split()
+    if not children:
+        raise RuntimeUnavailable(f"container of runtime process {runtime_pid} is not running")
+    return int(children[0])
 
 
 class ConsoleSocket:
@@ -273,8 +339,11 @@ class OciRuntime:
         ca_bundle: Path | None,
         files: FileSource,
         sandbox_disk_mb: int = SANDBOX_DISK_MB,
+        pool: PoolSettings | None = None,
     ) -> None:
         self._files = files
+        self._pool: PoolBook[Pooled] = PoolBook(pool or PoolSettings(), time.monotonic)
+        self._pool_jobs: set[asyncio.Future[Any]] = set()
         self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
         self.binary = runtime_binary(name)
@@ -359,9 +428,28 @@ class OciRuntime:
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
         image = self._images(spec.image_id)
+        key = await self._pool_key(spec)
+        if key is not None:
+            pooled = self._pool.take(key)
+            self._fill_pool(key, spec, workdir)
+            if pooled is not None:
+                try:
+                    return await self._hand_over(pooled, spec, env, image)
+                except Exception:
+                    log.exception("could not hand pooled container %s over; starting one", pooled.sandbox.container_id)
+                    await self._discard(pooled)
+        sandbox, proc = await self._launch(spec, workdir, env, image)
+        return self._container(sandbox, spec.task_id, proc)
+
+    async def _launch(
+        self, spec: TaskSpec, workdir: Path, env: dict[str, str], image: ImageManifest, waiting: bool = False
+    ) -> tuple[Sandbox, asyncio.subprocess.Process]:
+        """Set up a container and `crun run` it. `waiting`: a pooled sandbox container, whose execd waits for
+        the entrypoint (berth.worker.sandbox_pool)."""
         cid = f"berth-{spec.task_id}"
         sandbox = Sandbox(cid, BUNDLE_ROOT / cid, ContainerCgroup(cid), task_limits(spec))
         sandbox.cwd = (spec.sandbox.workdir if spec.sandbox else "") or image.workdir or "/root"
+        sandbox.workdir = workdir
         # gVisor's own kernel already stands between a sandbox and the host; its user namespace support
         # (2022 build) is not what runsc's OCI path uses, so only crun/runc sandboxes get one.
         sandbox.userns = spec.sandbox is not None and not self.gvisor
@@ -374,7 +462,7 @@ class OciRuntime:
             command = list(spec.command)
             if helper is not None:
                 binds.append(Bind(str(helper), execd.IN_CONTAINER))
-                command = [execd.IN_CONTAINER, "--", *command]
+                command = [execd.IN_CONTAINER, "--wait"] if waiting else [execd.IN_CONTAINER, "--", *command]
             sandbox.env = {**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})}
             config = ContainerConfig(
                 args=[*self._init(binds), *command],
@@ -394,33 +482,140 @@ class OciRuntime:
                 id_mappings=userns.oci_mappings() if sandbox.userns else None,
             )
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
-            proc = await self._run(sandbox, spec, helper)
+            proc = await self._run(sandbox, spec, helper, waiting)
         except BaseException:
             self._sandboxes.pop(spec.task_id, None)
             await self._teardown(sandbox)
             raise
+        return sandbox, proc
 
+    def _container(
+        self,
+        sandbox: Sandbox,
+        task_id: str,
+        proc: asyncio.subprocess.Process,
+        stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
+    ) -> OciContainer:
         def on_exit(code: int) -> str | None:
             if code == OOM_EXIT and sandbox.cgroup.oom_killed():
-                self.oom_killed.add(spec.task_id)
+                self.oom_killed.add(task_id)
                 return (
-                    f"\nberth: container {spec.task_id} was OOM-killed: it exceeded its memory limit of "
+                    f"\nberth: container {task_id} was OOM-killed: it exceeded its memory limit of "
                     f"{sandbox.limits.memory_mb} MiB\n"
                 )
             return None
 
         def kill(signum: int) -> None:
-            self._spawn(self._control(sandbox, "kill", cid, str(signum)), lambda: proc.returncode is not None)
+            argv = self._control(sandbox, "kill", sandbox.container_id, str(signum))
+            self._spawn(argv, lambda: proc.returncode is not None)
 
-        return OciContainer(proc, on_exit, kill)
+        return OciContainer(proc, on_exit, kill, stdio)
 
-    async def _run(self, sandbox: Sandbox, spec: TaskSpec, helper: Path | None) -> asyncio.subprocess.Process:
-        """`crun run`; with the helper, the container's end of execd's socket goes in as fd 3."""
+    # the warm pool (berth.worker.sandbox_pool)
+    async def _pool_key(self, spec: TaskSpec) -> PoolKey | None:
+        if self.gvisor or self._pool.settings.per_image <= 0 or await self._execd_binary() is None:
+            return None
+        limits = task_limits(spec)
+        return pool_key(spec, limits.memory_mb, limits.cpu)
+
+    def _fill_pool(self, key: PoolKey, template: TaskSpec, workdir: Path) -> None:
+        for pooled in self._pool.drop_idle():
+            self._background_job(self._discard(pooled))
+        while self._pool.to_start(key):
+            self._background_job(self._start_pooled(key, template, workdir.parent))
+
+    def _background_job(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._pool_jobs.add(task)
+        task.add_done_callback(self._pool_jobs.discard)
+
+    async def _start_pooled(self, key: PoolKey, template: TaskSpec, task_root: Path) -> None:
+        """One container like `template`'s, with nothing of the request in it (no command, environment,
+        secrets or working directory: those come at hand-over)."""
+        assert template.sandbox is not None
+        await asyncio.sleep(REFILL_DELAY_S)
+        pool_id = f"pool-{secrets.token_hex(6)}"
+        spec = replace(
+            template,
+            task_id=pool_id,
+            env={},
+            sandbox=replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None),
+        )
+        workdir = task_root / pool_id
+        pooled: Pooled | None = None
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            sandbox, proc = await self._launch(spec, workdir, {}, self._images(spec.image_id), waiting=True)
+            pooled = Pooled(sandbox, proc, pool_id)
+        except Exception:
+            log.exception("could not start a pooled sandbox container")
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        if not self._pool.started(key, pooled) and pooled is not None:
+            await self._discard(pooled)
+        elif pooled is not None:
+            log.info("pooled sandbox container %s is ready (image %s)", pool_id, key.image_id)
+            self._background_job(self._watch_pooled(pooled))
+
+    async def _watch_pooled(self, pooled: Pooled) -> None:
+        """A pooled container that ends before anyone takes it leaves the pool."""
+        await pooled.proc.wait()
+        if not pooled.taken:
+            self._pool.remove(pooled)
+            await self._discard(pooled)
+
+    async def _discard(self, pooled: Pooled) -> None:
+        pooled.taken = True
+        self._sandboxes.pop(pooled.pool_id, None)
+        await self._teardown(pooled.sandbox)
+        for point in await asyncio.to_thread(userns.mounts_under, pooled.sandbox.workdir):
+            await asyncio.to_thread(umount, point)
+        await asyncio.to_thread(shutil.rmtree, pooled.sandbox.workdir, True)
+
+    async def _hand_over(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
+    ) -> OciContainer:
+        """Make a pooled container this sandbox's: its name, environment and working directory, and its
+        entrypoint started by execd with pipes for its stdio."""
+        helper = pooled.sandbox.helper
+        assert spec.sandbox is not None and helper is not None
+        log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
+        sandbox.env = self._env(spec, env, image)
+        write_hosts(sandbox.rootfs, spec.task_id)
+        if sandbox.userns:
+            os.chown(sandbox.rootfs / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
+        await asyncio.to_thread(set_hostname, container_init_pid(pooled.proc.pid), spec.task_id)
+        # `crun exec` (the fallback) starts from the bundle's process: the sandbox's, from now on
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        entry = await helper.start_main(list(spec.command), sandbox.env, sandbox.cwd)
+        assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
+        return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
+
+    async def close(self) -> None:
+        """The worker is stopping: the pooled containers go (running ones are stopped by the worker)."""
+        for pooled in self._pool.drop_all():
+            await self._discard(pooled)
+        for job in list(self._pool_jobs):
+            job.cancel()
+        await asyncio.gather(*self._pool_jobs, return_exceptions=True)
+
+    async def _run(
+        self, sandbox: Sandbox, spec: TaskSpec, helper: Path | None, waiting: bool
+    ) -> asyncio.subprocess.Process:
+        """`crun run`; with the helper, the container's end of execd's socket goes in as fd 3. A waiting
+        (pooled) container's entrypoint gets its stdio from execd at hand-over, not from crun."""
         argv = self._run_command(sandbox)
+        pipe = asyncio.subprocess.DEVNULL if waiting else asyncio.subprocess.PIPE
         stdio: dict[str, Any] = {
-            "stdin": asyncio.subprocess.PIPE if spec.sandbox else asyncio.subprocess.DEVNULL,
-            "stdout": asyncio.subprocess.PIPE,
-            "stderr": asyncio.subprocess.PIPE,
+            "stdin": pipe if spec.sandbox else asyncio.subprocess.DEVNULL,
+            "stdout": pipe,
+            "stderr": pipe,
             "start_new_session": True,
         }
         if helper is None:
@@ -772,6 +967,10 @@ class OciRuntime:
         sandbox = self._sandboxes.pop(spec.task_id, None)
         if sandbox is not None:
             await self._teardown(sandbox)
+            if sandbox.workdir not in (Path(), workdir):  # a pooled container's own directory
+                for point in await asyncio.to_thread(userns.mounts_under, sandbox.workdir):
+                    await asyncio.to_thread(umount, point)
+                await asyncio.to_thread(shutil.rmtree, sandbox.workdir, True)
         for point in await asyncio.to_thread(userns.mounts_under, workdir):  # never rmtree into a view
             await asyncio.to_thread(umount, point)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
