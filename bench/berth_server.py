@@ -72,8 +72,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def berth_server(bin_dir: Path, log_path: Path, runtime: str = "process") -> Iterator[BerthServer]:
-    """`berth up` on a temporary data dir and free port; its output goes to log_path."""
+def berth_server(
+    bin_dir: Path, log_path: Path, runtime: str = "process", env: dict[str, str] | None = None
+) -> Iterator[BerthServer]:
+    """`berth up` on a temporary data dir and free port (with `env` on top of this process's environment);
+    its output goes to log_path."""
     berth = bin_dir / "berth"
     data_dir = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     port = free_port_pair()
@@ -82,6 +85,7 @@ def berth_server(bin_dir: Path, log_path: Path, runtime: str = "process") -> Ite
             [berth, "up", "--data-dir", data_dir, "--port", str(port), "--runtime", runtime],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         wait_ready(berth, data_dir, proc)
