@@ -68,7 +68,7 @@ class WebFrontDoor:
     async def open(self, port: int) -> int:
         if port in self._sites:
             return port
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self._host, port))
