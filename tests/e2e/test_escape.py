@@ -231,7 +231,8 @@ def test_etc_shadow_is_the_images_not_the_hosts(attack: dict[str, Any]) -> None:
 def test_host_processes_are_not_in_its_proc(attack: dict[str, Any]) -> None:
     seen = attack["seen"]["proc"]["value"]
     assert seen["pids"] and len(seen["pids"]) < 20  # its own few processes
-    own = ("/__berth/init ", "sleep ", "python3 -c ", "python3 -m http.server")  # its init, the probe, its execs
+    # its init, Berth's exec helper (crun), the probe, its execs
+    own = ("/__berth/init ", "/__berth/execd ", "sleep ", "python3 -c ", "python3 -m http.server")
     assert all(c.startswith(own) for c in seen["cmdlines"]), seen["cmdlines"]
     _failed(attack["seen"], "server_environ", ENOENT, ESRCH, EACCES)
 

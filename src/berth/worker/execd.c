@@ -15,9 +15,9 @@
  *   worker → execd  'X' id flags rows cols argc envc, then NUL-terminated cwd, argv..., env...
  *                   (pipes: 3 fds attached, stdin/stdout/stderr; flags&1: a terminal, no fds)
  *                   'K' id signum            signal the command
- *                   'M' ...                  as 'X', for the entrypoint of a pooled container (--wait): execd
- *                                            forwards the signals tini forwards to it, and exits with its
- *                                            status when it exits
+ *                   'M' ...                  as 'X' (pipes), the entrypoint of a pooled container (--wait):
+ *                                            execd forks its server off (tini adopts it) and execs the
+ *                                            entrypoint in its own place, as in the first form
  *   execd → worker  'H' 0 0                  (over fd 3, once) the worker's end of the pair attached
  *                   'S' id pid               started (a terminal: its master fd attached)
  *                   'F' id errno  (+ stage)  could not start it (value: errno; rows: 1 at chdir, 2 at exec)
@@ -56,8 +56,8 @@ struct reply {
 };
 
 static struct { uint32_t id; pid_t pid; } running[MAX_EXECS];
-static pid_t main_pid = 0; /* --wait: the entrypoint */
-static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+/* --wait: what tini forwards to its child before the hand-over ends execd (and the container) */
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 extern char **environ;
 
 static void send_reply(uint32_t type, uint32_t id, int32_t value, int32_t stage, int fd) {
@@ -152,7 +152,7 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
     char **argv = calloc(h.argc + 1, sizeof(char *)), **envp = calloc(h.envc + 1, sizeof(char *));
     char *cwd = next_string(&cursor, end);
     int ok = argv != NULL && envp != NULL && cwd != NULL && h.argc > 0 && (terminal ? nfds == 0 : nfds == 3);
-    if (main_process) ok = ok && !terminal && main_pid == 0;
+    if (main_process) ok = ok && !terminal;
     for (uint32_t i = 0; ok && i < h.argc; i++) ok = (argv[i] = next_string(&cursor, end)) != NULL;
     for (uint32_t i = 0; ok && i < h.envc; i++) ok = (envp[i] = next_string(&cursor, end)) != NULL;
     int master = -1;
@@ -162,6 +162,25 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
         master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
         ok = master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0 &&
              ptsname_r(master, slave, sizeof slave) == 0 && ioctl(master, TIOCSWINSZ, &ws) == 0;
+    }
+    if (ok && main_process) {
+        pid_t child = fork();
+        if (child == 0) {
+            if (fork() == 0) { /* the server from now on (tini adopts it): the entrypoint is this execd */
+                for (int i = 0; i < nfds; i++) close(fds[i]);
+                free(argv);
+                free(envp);
+                return;
+            }
+            _exit(0);
+        }
+        if (child > 0) {
+            waitpid(child, NULL, 0);
+            send_reply('S', h.id, getpid(), 0, -1);
+            close(control);
+            become(cwd, argv, envp, fds, NULL, 1, -1, mask); /* does not return */
+        }
+        ok = 0;
     }
     int report[2] = {-1, -1};
     if (ok) ok = pipe2(report, O_CLOEXEC) == 0;
@@ -175,12 +194,7 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
         }
         close(report[1]);
         int32_t failure[2];
-        if (main_process && pid > 0) { /* its failures are its own: a message on its stderr and its exit code */
-            main_pid = pid;
-            close(report[0]);
-            report[0] = -1;
-        }
-        ssize_t got = pid < 0 || main_process ? 0 : read(report[0], failure, sizeof failure);
+        ssize_t got = pid < 0 ? 0 : read(report[0], failure, sizeof failure);
         while (got < 0 && errno == EINTR) got = read(report[0], failure, sizeof failure);
         if (pid < 0) {
             send_reply('F', h.id, errno, 0, -1);
@@ -188,7 +202,7 @@ static void start(char *buf, ssize_t n, int *fds, int nfds, sigset_t *mask) {
             waitpid(pid, NULL, 0);
             send_reply('F', h.id, failure[0], failure[1], -1);
         } else {
-            if (!main_process) remember(h.id, pid);
+            remember(h.id, pid);
             send_reply('S', h.id, pid, 0, master);
         }
     }
@@ -218,8 +232,6 @@ static void reap(void) {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == main_pid) /* the pooled container's entrypoint: the container ends with it */
-            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         for (int i = 0; i < MAX_EXECS; i++) {
             if (running[i].pid == pid) {
                 send_reply('E', running[i].id, status, 0, -1);
@@ -243,9 +255,7 @@ static int serve(sigset_t *handled, sigset_t *old) {
         if (p[1].revents & POLLIN) {
             struct signalfd_siginfo info;
             while (read(sfd, &info, sizeof info) > 0) {
-                if (info.ssi_signo == SIGCHLD) continue;
-                if (main_pid > 0) kill(main_pid, (int)info.ssi_signo);
-                else _exit(128 + (int)info.ssi_signo); /* stopped before it was handed over */
+                if (info.ssi_signo != SIGCHLD) _exit(128 + (int)info.ssi_signo); /* stopped while it waited */
             }
             reap();
         }

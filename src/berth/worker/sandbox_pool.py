@@ -2,7 +2,8 @@
 runtime starts, hands over and tears down the containers.
 
 A pooled container is a sandbox container with everything a start does done (its disk, overlay, cgroup,
-network namespace and rules, `crun run`), whose berth-execd waits for its entrypoint (`execd --wait`).
+network namespace and rules, `crun run`), whose berth-execd waits for its entrypoint (`execd --wait`) and
+then becomes it, as in a fresh sandbox.
 `Sandbox.create` then takes one and hands it the command, environment and working directory, so a create
 costs a message instead of a start. Each is used once: it ends with its sandbox, like any other.
 
