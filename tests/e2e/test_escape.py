@@ -159,7 +159,10 @@ RUNSC_CGROUP_LAYOUT = (
 )
 RUNSC_RM_RF_DEFECT = (
     "OPEN DEFECT on runsc: after `rm -rf /` in one gVisor sandbox, a fresh sandbox of the same image misses "
-    "/usr/bin/python3 (the host's layer cache is intact; cause not found yet)"
+    "/usr/bin/python3. Not the layers: right after the rm, a fresh overlay over the same lower dirs mounted on "
+    "the host lists /usr/bin/python3; inside the fresh sandbox every path of its 9p root, / included, fails "
+    "with EINVAL, while its bind mounts (/pkg, /etc/resolv.conf) are there. So runsc serves the fresh root "
+    "badly; cause not found yet"
 )
 
 
