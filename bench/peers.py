@@ -25,8 +25,13 @@ class Peer:
         self._messages: queue.Queue[Message | None] = queue.Queue()
         with stderr_path.open("w") as stderr:
             self._proc = subprocess.Popen(
-                [sys.executable, str(BENCH_DIR / script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=stderr, env=env, text=True, bufsize=1,
+                [sys.executable, str(BENCH_DIR / script)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                text=True,
+                bufsize=1,
             )
         threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True).start()
 

@@ -84,15 +84,22 @@ class Metric:
 
 def metrics(cold_trials: int, map_inputs: int) -> list[Metric]:
     return [
-        Metric(f"Cold start, client end to end (median of {cold_trials})", "s", True,
-               lambda r: median_of(r.cold, "latency_s")),
-        Metric("Cold start, process start to input handled (median)", "s", True,
-               lambda r: median_of(r.cold, "process_start_to_handled_s")),
+        Metric(
+            f"Cold start, client end to end (median of {cold_trials})",
+            "s",
+            True,
+            lambda r: median_of(r.cold, "latency_s"),
+        ),
+        Metric(
+            "Cold start, process start to input handled (median)",
+            "s",
+            True,
+            lambda r: median_of(r.cold, "process_start_to_handled_s"),
+        ),
         Metric("Warm round trip p50", "ms", True, lambda r: scaled(percentile(r.warm_s, 50), 1e3)),
         Metric("Warm round trip p99", "ms", True, lambda r: scaled(percentile(r.warm_s, 99), 1e3)),
         Metric(f"Map of {map_inputs:,} inputs, total", "s", True, map_total),
-        Metric(f"Map of {map_inputs:,} inputs, throughput", "inputs/s", False,
-               lambda r: map_rate(r, map_inputs)),
+        Metric(f"Map of {map_inputs:,} inputs, throughput", "inputs/s", False, lambda r: map_rate(r, map_inputs)),
     ]
 
 
@@ -124,8 +131,9 @@ def table_row(metric: Metric, berth: PeerResults, ray: PeerResults) -> list[str]
 def markdown_table(rows: list[list[str]]) -> str:
     header = ["Metric", "Berth", "Ray", "Berth/Ray", "Better"]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
-             for row in [header, *rows]]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in [header, *rows]
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -152,8 +160,9 @@ def _version(dist: str) -> str:
 
 
 def _git_revision() -> str:
-    out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent)
+    out = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent
+    )
     return out.stdout.strip() or "unknown"
 
 
@@ -195,20 +204,30 @@ def detail_lines(r: PeerResults) -> list[str]:
     """What sits behind the headline numbers for one peer."""
     lines = [f"- **{r.name}**"]
     if "version" in r.ready:
-        lines.append(f"  - `ray.init()`: {r.ready['init_s']:.2f} s; first task after it (prestarted worker): "
-                     f"{r.ready['first_task_s'] * 1e3:.0f} ms")
+        lines.append(
+            f"  - `ray.init()`: {r.ready['init_s']:.2f} s; first task after it (prestarted worker): "
+            f"{r.ready['first_task_s'] * 1e3:.0f} ms"
+        )
     lines.append(f"  - cold start, client end to end, each trial [s]: {_seconds_list(r.cold, 'latency_s')}")
-    lines.append(f"  - cold start, process start to input handled, each trial [s]: "
-                 f"{_seconds_list(r.cold, 'process_start_to_handled_s')}")
-    lines.append(f"  - cold start, call to process start (scheduling), each trial [s]: "
-                 f"{_seconds_list(r.cold, 'call_to_process_start_s')}")
+    lines.append(
+        f"  - cold start, process start to input handled, each trial [s]: "
+        f"{_seconds_list(r.cold, 'process_start_to_handled_s')}"
+    )
+    lines.append(
+        f"  - cold start, call to process start (scheduling), each trial [s]: "
+        f"{_seconds_list(r.cold, 'call_to_process_start_s')}"
+    )
     if any("app_setup_s" in s for s in r.cold):
-        lines.append(f"  - `app.run()` before each cold call (app, function, mounts; not in the table) [s]: "
-                     f"{_seconds_list(r.cold, 'app_setup_s')}")
+        lines.append(
+            f"  - `app.run()` before each cold call (app, function, mounts; not in the table) [s]: "
+            f"{_seconds_list(r.cold, 'app_setup_s')}"
+        )
     if r.warm_s:
         mean_ms, min_ms, max_ms = (x * 1e3 for x in (statistics.mean(r.warm_s), min(r.warm_s), max(r.warm_s)))
-        lines.append(f"  - warm round trips: {len(r.warm_s)} samples, mean {mean_ms:.2f} ms, "
-                     f"min {min_ms:.2f} ms, max {max_ms:.2f} ms")
+        lines.append(
+            f"  - warm round trips: {len(r.warm_s)} samples, mean {mean_ms:.2f} ms, "
+            f"min {min_ms:.2f} ms, max {max_ms:.2f} ms"
+        )
     for m in r.maps:
         lines.extend(map_detail_lines(m))
     lines.extend(f"  - error: `{e}`" for e in r.errors)
@@ -255,7 +274,10 @@ def render_document(
     plan: Plan, machine: list[str], berth: PeerResults, ray: PeerResults, server_notes: list[str]
 ) -> str:
     methodology = METHODOLOGY.format(
-        modal=_version("modal"), warm=plan.warm_calls, warmup=plan.warmup, rounds=plan.warm_rounds,
+        modal=_version("modal"),
+        warm=plan.warm_calls,
+        warmup=plan.warmup,
+        rounds=plan.warm_rounds,
         inputs=plan.map_inputs,
     )
     table = results_table(berth, ray, plan.cold_trials, plan.map_inputs)

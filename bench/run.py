@@ -74,7 +74,9 @@ def run_workload(plan: Plan, peers: list[tuple[Peer, PeerResults]], server_pid: 
     block = max(1, plan.warm_calls // plan.warm_rounds)
     log(f"warm round trip: {plan.warm_rounds} blocks of {block} calls each")
     interleaved(
-        peers, plan.warm_rounds, lambda i: {"op": "warm", "n": block, "warmup": plan.warmup if i == 0 else 0},
+        peers,
+        plan.warm_rounds,
+        lambda i: {"op": "warm", "n": block, "warmup": plan.warmup if i == 0 else 0},
         OP_TIMEOUT_S,
     )
     notes = []

@@ -1,12 +1,13 @@
 """Sandbox start and exec round trip, through the stock modal SDK, on each OCI runtime installed (crun, runsc):
 "create → first exec output" (`Sandbox.create` until the first line of an `echo` exec arrives) and the round
-trip of a small exec in a running sandbox, p50 and p99, over N sandboxes on a fresh `berth up`. The image is
-built (or fetched) once before the trials. Writes its table into docs/benchmarks.md between the
-sandbox-bench markers. Needs root.
+trip of a small exec in a running sandbox, p50 and p99, over N sandboxes on a fresh `berth up`, cold (no warm
+pool: BERTH_SANDBOX_POOL=0, every create starts a container) and from the warm pool (the default; creates
+0.5 s apart, untimed, so the pool has refilled; runsc never pools). The image is built (or fetched) once
+before the trials; the first create of a warm run fills the pool and is not timed. Says which exec path the
+sandboxes used (berth-execd or `<runtime> exec`, read from an exec's parent process) and how many creates
+the pool served. Writes its table into docs/benchmarks.md between the sandbox-bench markers. Needs root.
 
     python bench/sandboxes.py [--sandboxes 20] [--execs 20] [--no-write]
-
-Berth keeps no pool of warm sandboxes yet, so every create here is cold: a container started from its image.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ import json, time, modal
 app = modal.App.lookup("bench-sandboxes", create_if_missing=True)
 image = modal.Image.debian_slim()
 warm = modal.Sandbox.create("sleep", "60", app=app, image=image)  # builds or fetches the image; not measured
+parent = warm.exec("sh", "-c", "tr '\\\\0' ' ' < /proc/$PPID/cmdline")
+exec_path = "execd" if parent.stdout.read().startswith("/__berth/execd") else "runtime exec"
+parent.wait()
 warm.terminate()
 starts, trips = [], []
 for _ in range({sandboxes}):
+    if {pause}:
+        time.sleep({pause})
     t0 = time.perf_counter()
     sb = modal.Sandbox.create("sleep", "300", app=app, image=image)
     p = sb.exec("echo", "ready", bufsize=1)
@@ -49,23 +55,39 @@ for _ in range({sandboxes}):
         q.wait()
         trips.append(time.perf_counter() - t1)
     sb.terminate()
-print("RESULT=" + json.dumps({{"starts": starts, "trips": trips}}))
+print("RESULT=" + json.dumps({{"starts": starts, "trips": trips, "exec_path": exec_path}}))
 """
+POOL_PAUSE_S = 0.5
 
 
 def _ms(values: list[float], pct: int) -> float:
     return percentile([v * 1000 for v in values], pct) or 0.0
 
 
-def measure(runtime: str, sandboxes: int, execs: int, root: Path) -> dict[str, list[float]]:
-    with berth_server(BIN, root / f"{runtime}.log", runtime) as server:
-        env = {**server.env, "MODAL_CONFIG_PATH": str(root / f"{runtime}.toml")}
-        code = DRIVER.format(sandboxes=sandboxes, execs=execs)
+def measure(runtime: str, sandboxes: int, execs: int, root: Path, pooled: bool) -> dict[str, object]:
+    mode = "pool" if pooled else "cold"
+    log = root / f"{runtime}-{mode}.log"
+    pool_env = {} if pooled else {"BERTH_SANDBOX_POOL": "0"}
+    with berth_server(BIN, log, runtime, pool_env) as server:
+        env = {**server.env, "MODAL_CONFIG_PATH": str(root / f"{runtime}-{mode}.toml")}
+        code = DRIVER.format(sandboxes=sandboxes, execs=execs, pause=POOL_PAUSE_S if pooled else 0)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=3600)
     lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT=")]
     if not lines:
         raise RuntimeError(f"{runtime} driver failed: {out.stderr[-2000:]}")
-    return dict(json.loads(lines[-1].removeprefix("RESULT=")))
+    got = dict(json.loads(lines[-1].removeprefix("RESULT=")))
+    got["from_pool"] = log.read_text(errors="replace").count("starts in pooled container")
+    return got
+
+
+def _row(runtime: str, mode: str, got: dict[str, object]) -> str:
+    starts, trips = got["starts"], got["trips"]
+    assert isinstance(starts, list) and isinstance(trips, list)
+    path = "berth-execd" if got["exec_path"] == "execd" else f"`{runtime} exec`"
+    return (
+        f"| {runtime} | {mode} | {_ms(starts, 50):.0f} ms | {_ms(starts, 99):.0f} ms "
+        f"| {_ms(trips, 50):.1f} ms | {_ms(trips, 99):.1f} ms | {path} | {got['from_pool']}/{len(starts)} |"
+    )
 
 
 def main() -> int:
@@ -79,30 +101,32 @@ def main() -> int:
         print("bench/sandboxes.py: sandboxes need root and an OCI runtime; skipped", file=sys.stderr)
         return 0
     rows = [
-        "| runtime | create → first exec output p50 | p99 | exec round trip p50 | p99 |",
-        "|---|---|---|---|---|",
+        "| runtime | start | create → first exec output p50 | p99 | exec round trip p50 | p99 | exec path "
+        "| creates the pool served |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="berth-bench-sb-") as tmp:
         for runtime in runtimes:
-            got = measure(runtime, args.sandboxes, args.execs, Path(tmp))
-            starts, trips = got["starts"], got["trips"]
-            print(f"[bench] {runtime}: {len(starts)} sandboxes, {len(trips)} execs", file=sys.stderr)
-            rows.append(
-                f"| {runtime} | {_ms(starts, 50):.0f} ms | {_ms(starts, 99):.0f} ms "
-                f"| {_ms(trips, 50):.1f} ms | {_ms(trips, 99):.1f} ms |"
-            )
-    load = os.getloadavg()[0]
+            for pooled in (False, True) if runtime != "runsc" else (False,):
+                got = measure(runtime, args.sandboxes, args.execs, Path(tmp), pooled)
+                print(
+                    f"[bench] {runtime} {'pool' if pooled else 'cold'}: {got['from_pool']} from the pool",
+                    file=sys.stderr,
+                )
+                rows.append(_row(runtime, "warm pool" if pooled else "cold", got))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = [
         BEGIN,
         f"## Sandboxes (`bench/sandboxes.py`, {when})",
         "",
-        f"{args.sandboxes} sandboxes per runtime, created one after another through the stock SDK on a fresh "
-        f"`berth up` (this {os.cpu_count()}-core machine, load {load:.1f}); in each, {args.execs} `exec('true')` "
-        "round trips. Every create is cold (Berth keeps no pool of warm sandboxes yet): a container started "
-        "from its image, its overlay, namespaces, cgroup and network set up. The targets of the Sandboxes issue "
-        "on this machine are 100 ms p50 cold, 25 ms from a warm pool and 5 ms per exec round trip; Modal and E2B "
-        "publish about 200 ms to first exec, Daytona under 90 ms.",
+        f"{args.sandboxes} sandboxes per row, created one after another through the stock SDK on a fresh "
+        f"`berth up` (this {os.cpu_count()}-core machine, load {load:.1f} when it started); in each, {args.execs} "
+        "`exec('true')` round trips. Cold: `BERTH_SANDBOX_POOL=0`, every create starts a container (its disk, "
+        "overlay, namespaces, cgroup and network). Warm pool: the default pool, creates 0.5 s apart (untimed) so "
+        "it has refilled; runsc sandboxes never pool. The targets of the Sandboxes issue on this machine are "
+        "100 ms p50 cold, 25 ms from a warm pool and 5 ms per exec round trip; Modal and E2B publish about "
+        "200 ms to first exec, Daytona under 90 ms.",
         "",
         *rows,
         END,

@@ -40,6 +40,12 @@ class Settings:
     default_scaledown_s: int = field(default_factory=lambda: _env_int("BERTH_SCALEDOWN_SECONDS", 60))
     # The most a sandbox may write to its own root (its overlay's upper layer, a capped ext4 image).
     sandbox_disk_mb: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_DISK_MB", 10240))
+    # The warm pool of sandbox containers (berth.worker.sandbox_pool): started ahead per recently used image
+    # (and cpu/memory), at most this many in all and this much of memory limits; 0 per image: no pool.
+    sandbox_pool: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_POOL", 2))
+    sandbox_pool_max: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_POOL_MAX", 8))
+    sandbox_pool_mb: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_POOL_MB", 4096))
+    sandbox_pool_idle_s: float = field(default_factory=lambda: float(_env_int("BERTH_SANDBOX_POOL_IDLE_SECONDS", 600)))
     # How long a sandbox create waits for a worker slot (idle function containers are retired for it first).
     sandbox_queue_s: float = field(default_factory=lambda: float(_env_int("BERTH_SANDBOX_QUEUE_SECONDS", 300)))
     # How long finished calls, their outputs and app logs are kept (Modal keeps spawned results ~7 days).

@@ -36,6 +36,9 @@ class _ShellRuntime:
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
         pass
 
+    async def close(self) -> None:
+        pass
+
     async def exec(
         self, spec: TaskSpec, workdir: Path, argv: list[str], env: dict[str, str], cwd: str | None
     ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:

@@ -19,7 +19,7 @@ from berth.domain.images import ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity
 from berth.errors import FailedPrecondition, InvalidArgument
 from berth.worker.builder import BuildFailed
-from berth.worker.execs import OrderedStdin, pump
+from berth.worker.execs import OrderedStdin, RunningCommand, pump
 from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, visible_devices_env
 from berth.worker.images import ImageWorker
@@ -312,7 +312,7 @@ class LocalWorker:
     def _exec_starter(self, spec: TaskSpec, workdir: Path) -> Any:
         async def start(
             argv: list[str], env: dict[str, str], cwd: str | None, tty: Pty | None
-        ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+        ) -> tuple[RunningCommand, Callable[[int], None]]:
             return await self.runtime.exec(spec, workdir, argv, env, cwd, tty)
 
         return start
@@ -413,6 +413,7 @@ class LocalWorker:
         await asyncio.gather(*self._starting.values(), return_exceptions=True)  # they register or fail
         await asyncio.gather(*(self.stop(tid, grace_s) for tid in list(self._running)), return_exceptions=True)
         await self.tunnels.close_all()
+        await self.runtime.close()
         await self.router.close()
         if self.meter is not None:
             await self.meter.close()

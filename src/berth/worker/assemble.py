@@ -13,6 +13,7 @@ from berth.worker.files import FileSource
 from berth.worker.gpu import GpuPool, detect
 from berth.worker.images import ImageWorker
 from berth.worker.runtime import Runtime
+from berth.worker.sandbox_pool import PoolSettings
 
 log = logging.getLogger("berth.worker")
 
@@ -29,7 +30,10 @@ def make_runtime(name: str, settings: Settings, files: FileSource, images: Image
     if images is None:
         raise ValueError(f"The {name} runtime needs an image builder")
     cache, disk_mb = settings.image_cache_dir, settings.sandbox_disk_mb
-    return make_oci_runtime(name, cache, images.manifest, _ca(settings), files, settings.task_dir, disk_mb)
+    pool = PoolSettings(
+        settings.sandbox_pool, settings.sandbox_pool_max, settings.sandbox_pool_mb, settings.sandbox_pool_idle_s
+    )
+    return make_oci_runtime(name, cache, images.manifest, _ca(settings), files, settings.task_dir, disk_mb, pool)
 
 
 def _ca(settings: Settings) -> Path | None:

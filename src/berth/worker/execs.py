@@ -145,12 +145,35 @@ class OrderedStdin:
                 self._writer.close()
 
 
+class RunningCommand(Protocol):
+    """A started exec as the router uses it: an asyncio subprocess (`crun exec`, the process runtime) or a
+    command berth-execd started inside the container (berth.worker.execd.HelperProcess)."""
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def stdin(self) -> StdinWriter | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    async def communicate(self) -> tuple[bytes, bytes]: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class ExecProcess:
     """One command run in a task's container by TaskExecStart."""
 
     exec_id: str
-    proc: asyncio.subprocess.Process | None  # None: the command never started
+    proc: RunningCommand | None  # None: the command never started
     kill: Callable[[int], None]  # signals the command itself (inside the container's pid namespace)
     stdout: OutputBuffer = field(default_factory=OutputBuffer)
     stderr: OutputBuffer = field(default_factory=OutputBuffer)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from berth.clock import Clock
 from berth.domain.spec import ReadinessProbe
+from berth.worker.execs import RunningCommand
 
 log = logging.getLogger("berth.worker.probes")
 
@@ -30,7 +31,7 @@ NetnsLookup = Callable[[], Awaitable[str | None]]
 Check = Callable[[], Awaitable[bool]]
 # Starts a command in the task's container (berth.worker.session.ExecStarter, without a terminal).
 ExecStarter = Callable[
-    [list[str], dict[str, str], str | None, None], Awaitable[tuple[asyncio.subprocess.Process, Callable[[int], None]]]
+    [list[str], dict[str, str], str | None, None], Awaitable[tuple[RunningCommand, Callable[[int], None]]]
 ]
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from berth.clock import Clock
-from berth.worker.execs import COMMAND_NOT_FOUND, ExecProcess, OrderedStdin, OutputBuffer
+from berth.worker.execs import COMMAND_NOT_FOUND, ExecProcess, OrderedStdin, OutputBuffer, RunningCommand
 from berth.worker.probes import Readiness
 from berth.worker.pty import Pty, PtySettings
 
@@ -17,7 +17,7 @@ log = logging.getLogger("berth.worker.session")
 
 # Starts a command in the task's container: (argv, env, cwd, pty) → the process and how to signal it. With
 # a pty, its terminal is the command's stdin, stdout, stderr and controlling terminal.
-Started = tuple[asyncio.subprocess.Process, Callable[[int], None]]
+Started = tuple[RunningCommand, Callable[[int], None]]
 ExecStarter = Callable[[list[str], dict[str, str], str | None, Pty | None], Awaitable[Started]]
 # Maps a finished command's raw exit code and first stderr bytes (e.g. a runtime's "not found") to the
 # code the client sees.

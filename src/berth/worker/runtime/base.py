@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Protocol
 
 from berth.domain.spec import TaskSpec
+from berth.worker.execs import RunningCommand, StdinWriter
 from berth.worker.pty import Pty
 
 
 class Container(Protocol):
     stdout: asyncio.StreamReader
     stderr: asyncio.StreamReader
-    stdin: asyncio.StreamWriter | None  # a sandbox's entrypoint reads it; None for function containers
+
+    @property
+    def stdin(self) -> StdinWriter | None:
+        """A sandbox's entrypoint reads it; None for function containers."""
 
     async def wait(self) -> int: ...
 
@@ -40,7 +44,7 @@ class Runtime(Protocol):
         env: dict[str, str],
         cwd: str | None,
         tty: Pty | None = None,
-    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
+    ) -> tuple[RunningCommand, Callable[[int], None]]:
         """Start a command inside the task's running container (TaskExecStart): the process whose pipes are
         the command's stdio, and how to signal the command itself. FileNotFoundError when it does not exist.
         With `tty` its terminal is the command's stdio and controlling terminal instead of pipes."""
@@ -49,6 +53,10 @@ class Runtime(Protocol):
     def exec_exit_code(self, code: int, stderr_head: bytes) -> int:
         """The exit code the client sees for an exec that exited with `code` (a runtime's own failure to find
         the command becomes 127, as in a shell)."""
+        ...
+
+    async def close(self) -> None:
+        """The worker is stopping (after its tasks): release what the runtime holds of its own (a pool)."""
         ...
 
     def changes(self, task_id: str) -> tuple[Path, int] | None:

@@ -14,6 +14,7 @@ from berth.worker.layers import LayerStore, ManifestStore
 from berth.worker.rootfs import RootfsCache
 from berth.worker.runtime.base import Runtime
 from berth.worker.runtime.oci import SANDBOX_DISK_MB, ImageResolver, OciRuntime, RuntimeUnavailable
+from berth.worker.sandbox_pool import PoolSettings
 
 OCI_RUNTIMES = ("crun", "runc", "runsc")
 LAYER_PRUNE_AGE_S = 86400.0
@@ -66,9 +67,10 @@ def make_oci_runtime(
     files: FileSource,
     task_root: Path | None = None,
     sandbox_disk_mb: int = SANDBOX_DISK_MB,
+    pool: PoolSettings | None = None,
 ) -> Runtime:
     check_runtime_name(name)
-    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle, files, sandbox_disk_mb)
+    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle, files, sandbox_disk_mb, pool)
     if task_root is not None:
         runtime.remove_orphans(task_root)
     return runtime

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -27,8 +28,10 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from berth.worker import (
     cluster_net,
     container_loop,
     egress,
+    execd,
     fs_tools,
     gpu,
     network,
@@ -49,16 +53,27 @@ from berth.worker import (
     userns,
 )
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.execs import COMMAND_NOT_FOUND, FS_TOOLS_PATH, exec_stdio, kill_pid_file
+from berth.worker.execd import ExecHelper, HelperGone
+from berth.worker.execs import (
+    COMMAND_NOT_FOUND,
+    FS_TOOLS_PATH,
+    RunningCommand,
+    StdinWriter,
+    exec_stdio,
+    kill_pid_file,
+)
 from berth.worker.files import FileSource, place_files
 from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.pty import Pty
 from berth.worker.rootfs import RootfsCache
+from berth.worker.sandbox_pool import REFILL_DELAY_S, PoolBook, PoolKey, PoolSettings, pool_key
+from berth.worker.scratch import ScratchDisks
 
 log = logging.getLogger("berth.oci")
 
 CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+CLONE_NEWUTS = 0x04000000
 STATE_ROOT = "/run/berth/oci"
 RUNSC_STATE_ROOT = "/run/berth/runsc"
 # --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
@@ -167,6 +182,9 @@ class Sandbox:
     userns: bool = False  # root inside is host uid userns.HOST_BASE (sandboxes on crun/runc)
     rootfs: Path = Path()  # the merged overlay the container runs on
     upper: Path = Path()  # the overlay's upper layer: what the container changed
+    helper: ExecHelper | None = None  # berth-execd in the container: execs without `crun exec`
+    env: dict[str, str] = field(default_factory=dict)  # its process's environment, which execs start from
+    workdir: Path = Path()  # its task directory (a pooled one's own, until it is handed over)
 
     @property
     def views(self) -> Path:
@@ -181,20 +199,6 @@ def mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> No
     out = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeUnavailable(f"cannot mount the container root (overlayfs): {out.stderr.strip()}")
-
-
-def mount_scratch(image: Path, target: Path, size_mb: int) -> None:
-    """A sparse ext4 image of size_mb, loop-mounted on target: a sandbox's writable layer lives on it,
-    so filling its root ends in ENOSPC inside the sandbox and never fills the host's disk. (No journal:
-    the layer does not outlive the sandbox. The loop device goes with the last unmount: autoclear.)"""
-    target.mkdir(parents=True, exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(size_mb << 20)
-    mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard", str(image)]
-    for argv in (mkfs, ["mount", "-o", "loop,nosuid,nodev", str(image), str(target)]):
-        out = subprocess.run(argv, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeUnavailable(f"cannot make the sandbox's disk ({argv[0]}): {out.stderr.strip()}")
 
 
 def sandbox_pids_limit(memory_mb: int) -> int:
@@ -224,16 +228,26 @@ def write_hosts(rootfs: Path, hostname: str) -> None:
 
 class OciContainer:
     def __init__(
-        self, proc: asyncio.subprocess.Process, on_exit: Callable[[int], str | None], kill: Callable[[int], None]
+        self,
+        proc: asyncio.subprocess.Process,
+        on_exit: Callable[[int], str | None],
+        kill: Callable[[int], None],
+        stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
     ) -> None:
+        """`stdio`: the entrypoint's own pipes (a pooled container's, from execd), instead of crun's."""
         self._proc = proc
         self._kill = kill
-        assert proc.stdout is not None and proc.stderr is not None
-        self.stdout: asyncio.StreamReader = proc.stdout
+        stdin: StdinWriter | None
+        if stdio is None:
+            assert proc.stdout is not None and proc.stderr is not None
+            stdout, stderr, stdin = proc.stdout, proc.stderr, proc.stdin
+        else:
+            stdout, stderr, stdin = stdio
+        self.stdout: asyncio.StreamReader = stdout
         self.stderr = asyncio.StreamReader()
-        self.stdin = proc.stdin
+        self.stdin: StdinWriter | None = stdin
         self._on_exit = on_exit
-        self._done = asyncio.ensure_future(self._relay(proc.stderr))
+        self._done = asyncio.ensure_future(self._relay(stderr))
 
     async def _relay(self, src: asyncio.StreamReader) -> int:
         """Copy the container's stderr, then append why it died when the runtime knows (e.g. OOM)."""
@@ -255,6 +269,49 @@ class OciContainer:
 
     def exited(self) -> None:
         """Nothing to do: when a container's init exits, the kernel ends its whole pid namespace."""
+
+
+@dataclass(eq=False)
+class Pooled:
+    """A sandbox container started ahead, waiting for its entrypoint (berth.worker.sandbox_pool)."""
+
+    sandbox: Sandbox
+    proc: asyncio.subprocess.Process
+    pool_id: str
+    taken: bool = False
+
+
+def set_hostname(pid: int, name: str) -> None:
+    """Set the hostname in the UTS namespace of process `pid` (a pooled container's init, handed over to a
+    task whose id is its hostname). setns(2) moves only the calling thread: a thread of its own, ended after."""
+    failed: list[BaseException] = []
+
+    def enter_and_set() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWUTS) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            socket.sethostname(name)
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=enter_and_set, name="berth-uts", daemon=True)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
+def container_init_pid(runtime_pid: int) -> int:
+    """The container's init: the child of `crun run` (the runtime's process stays as its parent)."""
+    children = Path(f"/proc/{runtime_pid}/task/{runtime_pid}/children").read_text().split()
+    if not children:
+        raise RuntimeUnavailable(f"container of runtime process {runtime_pid} is not running")
+    return int(children[0])
 
 
 class ConsoleSocket:
@@ -302,9 +359,12 @@ class OciRuntime:
         ca_bundle: Path | None,
         files: FileSource,
         sandbox_disk_mb: int = SANDBOX_DISK_MB,
+        pool: PoolSettings | None = None,
     ) -> None:
         self._files = files
-        self._sandbox_disk_mb = sandbox_disk_mb
+        self._pool: PoolBook[Pooled] = PoolBook(pool or PoolSettings(), time.monotonic)
+        self._pool_jobs: set[asyncio.Future[Any]] = set()
+        self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
         self.binary = runtime_binary(name)
         self.gvisor = name == "runsc"
@@ -318,9 +378,19 @@ class OciRuntime:
         self._idmapper = userns.IdMapper()
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[Any]] = set()
+        self._execd: asyncio.Future[Path | None] | None = None
         network.ensure_bridge()
         ensure_private_tmpfs(BUNDLE_ROOT)
         self._prewarm_client()
+
+    async def _execd_binary(self) -> Path | None:
+        """berth-execd for sandboxes (built once, at the first sandbox); None: execs use `<runtime> exec`.
+        runsc's 2022 build can't hand the container an fd (--preserve-fds), so its execs stay `runsc exec`."""
+        if self.gvisor:
+            return None
+        if self._execd is None:
+            self._execd = asyncio.ensure_future(asyncio.to_thread(execd.build, BUNDLE_ROOT / "execd"))
+        return await asyncio.shield(self._execd)
 
     def _prewarm_client(self) -> None:
         """Install the modal client for the host's Python series now, not on the first container start
@@ -379,9 +449,28 @@ class OciRuntime:
 
     async def start(self, spec: TaskSpec, workdir: Path, env: dict[str, str]) -> OciContainer:
         image = self._images(spec.image_id)
+        key = await self._pool_key(spec)
+        if key is not None:
+            pooled = self._pool.take(key)
+            self._fill_pool(key, spec, workdir)
+            if pooled is not None:
+                try:
+                    return await self._hand_over(pooled, spec, env, image)
+                except Exception:
+                    log.exception("could not hand pooled container %s over; starting one", pooled.sandbox.container_id)
+                    await self._discard(pooled)
+        sandbox, proc = await self._launch(spec, workdir, env, image)
+        return self._container(sandbox, spec.task_id, proc)
+
+    async def _launch(
+        self, spec: TaskSpec, workdir: Path, env: dict[str, str], image: ImageManifest, waiting: bool = False
+    ) -> tuple[Sandbox, asyncio.subprocess.Process]:
+        """Set up a container and `crun run` it. `waiting`: a pooled sandbox container, whose execd waits for
+        the entrypoint (berth.worker.sandbox_pool)."""
         cid = f"berth-{spec.task_id}"
         sandbox = Sandbox(cid, BUNDLE_ROOT / cid, ContainerCgroup(cid), task_limits(spec))
         sandbox.cwd = (spec.sandbox.workdir if spec.sandbox else "") or image.workdir or "/root"
+        sandbox.workdir = workdir
         # gVisor's own kernel already stands between a sandbox and the host; its user namespace support
         # (2022 build) is not what runsc's OCI path uses, so only crun/runc sandboxes get one.
         sandbox.userns = spec.sandbox is not None and not self.gvisor
@@ -390,9 +479,15 @@ class OciRuntime:
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
+            helper = await self._execd_binary() if spec.sandbox is not None else None
+            command = container_loop.command(spec, LOOP_PATH)
+            if helper is not None:
+                binds.append(Bind(str(helper), execd.IN_CONTAINER))
+                command = [execd.IN_CONTAINER, "--wait"] if waiting else [execd.IN_CONTAINER, "--", *command]
+            sandbox.env = {**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})}
             config = ContainerConfig(
-                args=[*self._init(binds), *container_loop.command(spec, LOOP_PATH)],
-                env={**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})},
+                args=[*self._init(binds), *command],
+                env=sandbox.env,
                 rootfs=str(sandbox.rootfs),
                 cwd=sandbox.cwd,
                 hostname=spec.task_id,
@@ -408,31 +503,166 @@ class OciRuntime:
                 id_mappings=userns.oci_mappings() if sandbox.userns else None,
             )
             (sandbox.bundle / "config.json").write_text(json.dumps(build_config(config)))
-            proc = await asyncio.create_subprocess_exec(
-                *self._run_command(sandbox),
-                stdin=asyncio.subprocess.PIPE if spec.sandbox else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
+            proc = await self._run(sandbox, spec, helper, waiting)
         except BaseException:
             self._sandboxes.pop(spec.task_id, None)
             await self._teardown(sandbox)
             raise
+        return sandbox, proc
 
+    def _container(
+        self,
+        sandbox: Sandbox,
+        task_id: str,
+        proc: asyncio.subprocess.Process,
+        stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
+    ) -> OciContainer:
         def on_exit(code: int) -> str | None:
             if code == OOM_EXIT and sandbox.cgroup.oom_killed():
-                self.oom_killed.add(spec.task_id)
+                self.oom_killed.add(task_id)
                 return (
-                    f"\nberth: container {spec.task_id} was OOM-killed: it exceeded its memory limit of "
+                    f"\nberth: container {task_id} was OOM-killed: it exceeded its memory limit of "
                     f"{sandbox.limits.memory_mb} MiB\n"
                 )
             return None
 
         def kill(signum: int) -> None:
-            self._spawn(self._control(sandbox, "kill", cid, str(signum)), lambda: proc.returncode is not None)
+            argv = self._control(sandbox, "kill", sandbox.container_id, str(signum))
+            self._spawn(argv, lambda: proc.returncode is not None)
 
-        return OciContainer(proc, on_exit, kill)
+        return OciContainer(proc, on_exit, kill, stdio)
+
+    # the warm pool (berth.worker.sandbox_pool)
+    async def _pool_key(self, spec: TaskSpec) -> PoolKey | None:
+        if self.gvisor or self._pool.settings.per_image <= 0 or await self._execd_binary() is None:
+            return None
+        limits = task_limits(spec)
+        return pool_key(spec, limits.memory_mb, limits.cpu)
+
+    def _fill_pool(self, key: PoolKey, template: TaskSpec, workdir: Path) -> None:
+        for pooled in self._pool.drop_idle():
+            self._background_job(self._discard(pooled))
+        while self._pool.to_start(key):
+            self._background_job(self._start_pooled(key, template, workdir.parent))
+
+    def _background_job(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._pool_jobs.add(task)
+        task.add_done_callback(self._pool_jobs.discard)
+
+    async def _start_pooled(self, key: PoolKey, template: TaskSpec, task_root: Path) -> None:
+        """One container like `template`'s, with nothing of the request in it (no command, environment,
+        secrets or working directory: those come at hand-over)."""
+        assert template.sandbox is not None
+        await asyncio.sleep(REFILL_DELAY_S)
+        pool_id = f"pool-{secrets.token_hex(6)}"
+        spec = replace(
+            template,
+            task_id=pool_id,
+            env={},
+            sandbox=replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None),
+        )
+        workdir = task_root / pool_id
+        pooled: Pooled | None = None
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            sandbox, proc = await self._launch(spec, workdir, {}, self._images(spec.image_id), waiting=True)
+            pooled = Pooled(sandbox, proc, pool_id)
+        except Exception:
+            log.exception("could not start a pooled sandbox container")
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        if not self._pool.started(key, pooled) and pooled is not None:
+            await self._discard(pooled)
+        elif pooled is not None:
+            log.info("pooled sandbox container %s is ready (image %s)", pool_id, key.image_id)
+            self._background_job(self._watch_pooled(pooled))
+
+    async def _watch_pooled(self, pooled: Pooled) -> None:
+        """A pooled container that ends before anyone takes it leaves the pool."""
+        await pooled.proc.wait()
+        if not pooled.taken:
+            self._pool.remove(pooled)
+            await self._discard(pooled)
+
+    async def _discard(self, pooled: Pooled) -> None:
+        pooled.taken = True
+        self._sandboxes.pop(pooled.pool_id, None)
+        await self._teardown(pooled.sandbox)
+        for point in await asyncio.to_thread(userns.mounts_under, pooled.sandbox.workdir):
+            await asyncio.to_thread(umount, point)
+        await asyncio.to_thread(shutil.rmtree, pooled.sandbox.workdir, True)
+
+    async def _hand_over(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
+    ) -> OciContainer:
+        """Make a pooled container this sandbox's: its name, environment and working directory, and its
+        entrypoint started by execd with pipes for its stdio."""
+        helper = pooled.sandbox.helper
+        assert spec.sandbox is not None and helper is not None
+        log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
+        sandbox.env = self._env(spec, env, image)
+        write_hosts(sandbox.rootfs, spec.task_id)
+        if sandbox.userns:
+            os.chown(sandbox.rootfs / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
+        await asyncio.to_thread(set_hostname, container_init_pid(pooled.proc.pid), spec.task_id)
+        # `crun exec` (the fallback) starts from the bundle's process: the sandbox's, from now on
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        entry = await helper.start_main(list(spec.command), sandbox.env, sandbox.cwd)
+        assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
+        return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
+
+    async def close(self) -> None:
+        """The worker is stopping: the pooled containers go (running ones are stopped by the worker)."""
+        for pooled in self._pool.drop_all():
+            await self._discard(pooled)
+        for job in list(self._pool_jobs):
+            job.cancel()
+        await asyncio.gather(*self._pool_jobs, return_exceptions=True)
+
+    async def _run(
+        self, sandbox: Sandbox, spec: TaskSpec, helper: Path | None, waiting: bool
+    ) -> asyncio.subprocess.Process:
+        """`crun run`; with the helper, the container's end of execd's socket goes in as fd 3. A waiting
+        (pooled) container's entrypoint gets its stdio from execd at hand-over, not from crun."""
+        argv = self._run_command(sandbox)
+        pipe = asyncio.subprocess.DEVNULL if waiting else asyncio.subprocess.PIPE
+        stdio: dict[str, Any] = {
+            "stdin": pipe if spec.sandbox else asyncio.subprocess.DEVNULL,
+            "stdout": pipe,
+            "stderr": pipe,
+            "start_new_session": True,
+        }
+        if helper is None:
+            return await asyncio.create_subprocess_exec(*argv, **stdio)
+        ours, theirs = execd.socket_pair()
+        try:
+            # execd --fd3 moves the container's end to fd 3, where `--preserve-fds 1` takes it from
+            at = argv.index("run") + 1
+            proc = await asyncio.create_subprocess_exec(
+                str(helper),
+                "--fd3",
+                str(theirs.fileno()),
+                *argv[:at],
+                "--preserve-fds",
+                "1",
+                *argv[at:],
+                **stdio,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        sandbox.helper = ExecHelper(ours)
+        return proc
 
     def _spawn(self, argv: list[str], gone: Callable[[], bool]) -> None:
         """Run a `crun kill` until it is delivered: right after `crun run` starts, the container may not
@@ -453,31 +683,15 @@ class OciRuntime:
         task.add_done_callback(self._background.discard)
 
     async def _prepare(self, spec: TaskSpec, workdir: Path, image: ImageManifest, sandbox: Sandbox) -> list[Bind]:
-        sandbox.bundle.mkdir(parents=True, exist_ok=True)
-        merged = sandbox.rootfs = (sandbox.views if sandbox.userns else workdir) / "merged"
-        lower = image.lower_dirs()
-        layer = workdir
-        if spec.sandbox is not None:  # its writable layer on a disk of its own, capped
-            layer = workdir / "disk"
-            await asyncio.to_thread(mount_scratch, workdir / "disk.img", layer, self._sandbox_disk_mb)
-            sandbox.mounted.append(layer)
-        if sandbox.userns:
-            VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
-            os.chmod(VIEWS_ROOT, 0o711)
-            lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
-        sandbox.upper = layer / "upper"
-        await asyncio.to_thread(mount_overlay, lower, sandbox.upper, layer / "work", merged)
-        sandbox.mounted.insert(0, merged)  # before the layers under it
-        (merged / "root").mkdir(exist_ok=True)
-        write_hosts(merged, spec.task_id)
-        if sandbox.userns:  # the sandbox's root may edit its own /etc/hosts
-            os.chown(merged / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
-        await asyncio.to_thread(place_files, spec.files, merged, self._files)
-        pkg, deps = await self._rootfs.ensure_client(
-            image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
-        )
-        sandbox.cgroup.create(sandbox.limits.memory_mb)
-        await self._network(spec, sandbox, merged)
+        # The network namespace is made while the root is mounted: they are independent, and each is a few
+        # ms of subprocesses.
+        net = asyncio.ensure_future(self._network(spec))
+        try:
+            pkg, deps = await self._prepare_root(spec, workdir, image, sandbox)
+        finally:
+            sandbox.net = await net  # (torn down with the rest if anything failed)
+        merged = sandbox.rootfs
+        await self._links(spec, sandbox, merged)
         binds = standard_binds(self._ca_bundle)
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
@@ -502,12 +716,16 @@ class OciRuntime:
             binds.append(Bind(str(mounted.path), bucket.mount_path, readonly=bucket.read_only))
         return binds
 
-    async def _network(self, spec: TaskSpec, sandbox: Sandbox, merged: Path) -> None:
-        """Its namespace (with a proxy's source address), a cluster's private link and a sandbox's egress filter."""
+    async def _network(self, spec: TaskSpec) -> network.ContainerNet | None:
+        """Its namespace, with a proxy's source address."""
         if not (spec.sandbox and spec.sandbox.block_network):  # blocked: a namespace with only lo
-            sandbox.net = await network.setup(spec.task_id, spec.source_ip)
-        elif self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
-            sandbox.net = await network.setup_loopback(spec.task_id)
+            return await network.setup(spec.task_id, spec.source_ip)
+        if self.gvisor:  # crun makes that namespace itself; runsc runs in the one it is started in
+            return await network.setup_loopback(spec.task_id)
+        return None
+
+    async def _links(self, spec: TaskSpec, sandbox: Sandbox, merged: Path) -> None:
+        """A cluster's private link, and a sandbox's egress filter, once its namespace and root are there."""
         if spec.cluster is not None:
             if sandbox.net is None:
                 raise RuntimeUnavailable("a clustered function's container needs a network")
@@ -516,6 +734,37 @@ class OciRuntime:
                 hosts.write(cluster_net.hosts_line(sandbox.cluster))
         if spec.sandbox is not None and spec.sandbox.egress is not None and sandbox.net is not None:
             await egress.restrict(spec.sandbox.egress, sandbox.net.netns_path, merged / "etc" / "hosts")
+
+    async def _prepare_root(
+        self, spec: TaskSpec, workdir: Path, image: ImageManifest, sandbox: Sandbox
+    ) -> tuple[Path, Path]:
+        """The container's root (its overlay, on a sandbox's own disk), its files and its cgroup; returns
+        where the modal client's package and dependencies are."""
+        sandbox.bundle.mkdir(parents=True, exist_ok=True)
+        merged = sandbox.rootfs = (sandbox.views if sandbox.userns else workdir) / "merged"
+        lower = image.lower_dirs()
+        layer = workdir
+        if spec.sandbox is not None:  # its writable layer on a disk of its own, capped
+            layer = workdir / "disk"
+            await self._disks.mount(workdir / "disk.img", layer)
+            sandbox.mounted.append(layer)
+        if sandbox.userns:
+            VIEWS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+            os.chmod(VIEWS_ROOT, 0o711)
+            lower = await asyncio.to_thread(self._idmapped_layers, lower, layer / "upper", sandbox)
+        sandbox.upper = layer / "upper"
+        await asyncio.to_thread(mount_overlay, lower, sandbox.upper, layer / "work", merged)
+        sandbox.mounted.insert(0, merged)  # before the layers under it
+        (merged / "root").mkdir(exist_ok=True)
+        write_hosts(merged, spec.task_id)
+        if sandbox.userns:  # the sandbox's root may edit its own /etc/hosts
+            os.chown(merged / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
+        await asyncio.to_thread(place_files, spec.files, merged, self._files)
+        pkg, deps = await self._rootfs.ensure_client(
+            image.python_series or "3.11", lambda line: log.debug("%s", line.rstrip())
+        )
+        sandbox.cgroup.create(sandbox.limits.memory_mb)
+        return pkg, deps
 
     def _idmapped_layers(self, lower: list[str], upper: Path, sandbox: Sandbox) -> list[str]:
         """Idmapped views of the image's layers for the overlay, and an upper dir owned by the sandbox's
@@ -571,11 +820,12 @@ class OciRuntime:
         env: dict[str, str],
         cwd: str | None,
         tty: Pty | None = None,
-    ) -> tuple[asyncio.subprocess.Process, Callable[[int], None]]:
-        """Run a command in the running container's namespaces and cgroup (`crun exec`); it starts from
-        the container's own environment, with `env` on top. With a tty, crun allocates the terminal inside
-        the container (so it is the command's controlling terminal there, and `tty` names it) and hands its
-        master over the console socket."""
+    ) -> tuple[RunningCommand, Callable[[int], None]]:
+        """Run a command in the running container's namespaces and cgroup; it starts from the container's
+        own environment, with `env` on top. A sandbox's berth-execd forks it there (berth.worker.execd);
+        otherwise (function containers, runsc, no helper) it is a `crun exec`. With a tty, the terminal is
+        allocated inside the container (so it is the command's controlling terminal there, and `tty` names
+        it): by execd, or by crun, which hands its master over the console socket."""
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
@@ -586,6 +836,10 @@ class OciRuntime:
                 "Sandbox exec with pty=True (a terminal, as `modal shell` uses) is not supported on the runsc "
                 "runtime; use crun or runc for terminal sessions"
             )
+        if sandbox.helper is not None:
+            started = await self._helper_exec(sandbox, sandbox.helper, argv, env, cwd, tty)
+            if started is not None:
+                return started
         await self._until_running(sandbox)
         name = f"exec-{secrets.token_hex(8)}"
         pid_file = sandbox.bundle / f"{name}.pid"
@@ -614,6 +868,34 @@ class OciRuntime:
         if self.gvisor:
             return proc, self._gvisor_killer(sandbox, pid_file, proc)
         return proc, kill_pid_file(str(pid_file), proc)
+
+    async def _helper_exec(
+        self,
+        sandbox: Sandbox,
+        helper: ExecHelper,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        tty: Pty | None,
+    ) -> tuple[RunningCommand, Callable[[int], None]] | None:
+        """The exec through the container's execd; None where it can't take it (the caller falls back to
+        `crun exec`): a request larger than one message, or an execd that is gone."""
+        full_env = {**sandbox.env, **env}
+        where = cwd or sandbox.cwd
+        if not helper.fits(argv, full_env, where):
+            log.info(
+                "an exec in %s does not fit execd's message: it goes through %s exec", sandbox.container_id, self.name
+            )
+            return None
+        try:
+            proc, master = await helper.start(argv, full_env, where, (tty.rows, tty.cols) if tty is not None else None)
+        except HelperGone as exc:
+            log.warning("%s in %s: execs go through %s exec from now on", exc, sandbox.container_id, self.name)
+            sandbox.helper = None
+            return None
+        if tty is not None and master is not None:
+            tty.adopt(master)
+        return proc, proc.send_signal
 
     def _gvisor_killer(
         self, sandbox: Sandbox, pid_file: Path, proc: asyncio.subprocess.Process
@@ -724,11 +1006,17 @@ class OciRuntime:
         sandbox = self._sandboxes.pop(spec.task_id, None)
         if sandbox is not None:
             await self._teardown(sandbox)
+            if sandbox.workdir not in (Path(), workdir):  # a pooled container's own directory
+                for point in await asyncio.to_thread(userns.mounts_under, sandbox.workdir):
+                    await asyncio.to_thread(umount, point)
+                await asyncio.to_thread(shutil.rmtree, sandbox.workdir, True)
         for point in await asyncio.to_thread(userns.mounts_under, workdir):  # never rmtree into a view
             await asyncio.to_thread(umount, point)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _teardown(self, sandbox: Sandbox) -> None:
+        if sandbox.helper is not None:
+            sandbox.helper.close()
         proc = await asyncio.create_subprocess_exec(
             *self._control(sandbox, "delete", "--force", sandbox.container_id),
             stdout=asyncio.subprocess.DEVNULL,

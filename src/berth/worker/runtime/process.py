@@ -191,6 +191,9 @@ class ProcessRuntime:
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
         return code
 
+    async def close(self) -> None:
+        return None  # nothing of its own
+
     def changes(self, task_id: str) -> tuple[Path, int] | None:
         return None  # the task writes straight into the host's filesystem: no layer of its own
 
