@@ -20,6 +20,8 @@ FileEntry = api_pb2.FileEntry
 
 def relative(path: str) -> PurePosixPath:
     """A client path ('/a/b', 'a/b', '') as a path relative to the volume root ('.' for the root)."""
+    if "\0" in path:
+        raise InvalidArgument(f"Path {path!r} contains a NUL byte")
     parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
     if ".." in parts:
         raise InvalidArgument(f"Path {path!r} is outside the volume: '..' is not allowed")
@@ -58,6 +60,11 @@ class VolumeDir:
         if real != real_root and not real.startswith(real_root + os.sep):
             raise InvalidArgument(f"Path {str(rel)!r} resolves outside the volume")
         return target
+
+    def link_itself(self, rel: PurePosixPath) -> Path:
+        """The entry at `rel` itself, not what it links to: only its parent must resolve inside the volume,
+        so a symlink pointing out of the volume can still be removed (unlinking it never touches its target)."""
+        return self.host(rel.parent) / rel.name
 
     def _entry(self, path: Path) -> api_pb2.FileEntry:
         st = path.lstat()
@@ -143,7 +150,7 @@ class VolumeDir:
         rel = relative(path)
         if rel == PurePosixPath("."):
             raise InvalidArgument("The volume root cannot be removed; delete the volume instead")
-        target = self.host(rel)
+        target = self.link_itself(rel)
         if not os.path.lexists(target):
             raise NotFound(f"No such file or directory: {path}")
         if target.is_dir() and not target.is_symlink():
