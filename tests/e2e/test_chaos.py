@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import APPS, BIN, BerthServer, modal, start_server, stop_server, wait_for
+from tests.reliability.record import note
 
 
 class Servers:
@@ -93,12 +94,27 @@ def test_a_container_killed_mid_input_fails_that_input_clearly_and_no_other(serv
     results = _map_with_a_killed_container(servers.current, "fragile", tmp_path)
     assert [r for i, r in enumerate(results) if i != 3] == [i * i for i in range(8) if i != 3]
     assert isinstance(results[3], str) and "exited with code" in results[3], results  # the kill, named
+    note(
+        "container SIGKILL mid-input, no retries",
+        faults=1,
+        outputs_checked=len(results),
+        errors=1,
+        outcome=f"7 outputs once; the killed input's caller got: {results[3][:80]}",
+    )
 
 
 def test_a_container_killed_mid_input_is_retried_and_every_output_arrives_once(
     servers: Servers, tmp_path: Path
 ) -> None:
-    assert _map_with_a_killed_container(servers.current, "sturdy", tmp_path) == [i * i for i in range(8)]
+    results = _map_with_a_killed_container(servers.current, "sturdy", tmp_path)
+    assert results == [i * i for i in range(8)]
+    note(
+        "container SIGKILL mid-input, retries=2",
+        faults=1,
+        outputs_checked=len(results),
+        errors=0,
+        outcome="every output exactly once, in order",
+    )
 
 
 def test_a_server_killed_mid_deploy_completes_or_fails_clearly_and_a_redeploy_is_consistent(servers: Servers) -> None:
@@ -120,18 +136,33 @@ def test_a_server_killed_mid_deploy_completes_or_fails_clearly_and_a_redeploy_is
     assert [a["state"] for a in listed] == ["deployed"], listed
     called = modal(server, "run", "chaos_app.py::slow_square", "--x", "7")
     assert called.returncode == 0, called.output
+    note(
+        "server SIGKILL mid-deploy",
+        faults=1,
+        outputs_checked=1,
+        errors=0 if rc == 0 else 1,
+        outcome=("the deploy completed" if rc == 0 else "the deploy failed clearly")
+        + "; redeploy after restart consistent",
+    )
 
 
 def test_a_server_killed_mid_volume_upload_never_leaves_a_torn_file(servers: Servers, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    expected = {f"f{i:03d}.bin": os.urandom(1024 + i * 997) for i in range(150)}
+    expected = {f"f{i:03d}.bin": os.urandom(1024 + i * 997) for i in range(300)}
     for name, data in expected.items():
         (src / name).write_bytes(data)
     assert modal(servers.current, "volume", "create", "e2e-chaos-vol").returncode == 0
+    blocks = servers.current.data_dir / "volumes" / ".blocks"
+    held = set(blocks.iterdir()) if blocks.exists() else set()
     put = Background(servers.current, "volume", "put", "e2e-chaos-vol", str(src), "/d")
     try:
-        time.sleep(0.5)  # the upload is under way (the CLI starts in ~1 s; a put that already finished is fine)
+        # Kill it once the first blocks have arrived: the upload is under way, its files not yet assembled.
+        wait_for(
+            lambda: (blocks.exists() and set(blocks.iterdir()) - held) or put.proc.poll() is not None,
+            "the upload to start",
+            120,
+        )
         server = servers.kill_and_restart()
         put.wait(120)
     finally:
@@ -148,10 +179,17 @@ def test_a_server_killed_mid_volume_upload_never_leaves_a_torn_file(servers: Ser
         assert torn == [], f"files differ from what was uploaded: {torn}"
         return len(found)
 
-    check_whole()
+    first = check_whole()
     again = modal(server, "volume", "put", "--force", "e2e-chaos-vol", str(src), "/d")
     assert again.returncode == 0, again.output
     assert check_whole() == len(expected)
+    note(
+        "server SIGKILL mid-volume-upload",
+        faults=1,
+        outputs_checked=len(expected),
+        errors=0,
+        outcome=f"{first} of {len(expected)} files there after the restart, none torn; the re-put completed",
+    )
 
 
 def test_a_client_killed_mid_map_and_mid_log_stream_leaves_the_server_serving_and_frees_its_work(
@@ -180,3 +218,10 @@ def test_a_client_killed_mid_map_and_mid_log_stream_leaves_the_server_serving_an
     wait_for(stopped, "the dead client's app to be stopped", 90)
     wait_for(lambda: "ta-" not in modal(server, "container", "list").stdout, "its containers to stop", 60)
     wait_for(lambda: fds(server.proc.pid) <= baseline + 5, f"the server's fds back near {baseline}", 60)
+    note(
+        "client SIGKILL mid-map and mid-log-stream",
+        faults=2,
+        outputs_checked=20,
+        errors=0,
+        outcome=f"other caller unaffected; app stopped, containers gone; fds {baseline} → {fds(server.proc.pid)}",
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BerthServer, modal, sdk, start_server, stop_server
+from tests.reliability.record import note
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop mounts need root")
 
@@ -95,3 +96,10 @@ def test_a_full_data_disk_refuses_writes_clearly_and_serves_again_when_space_ret
     assert "{'dict': 'ok', 'volume': 'ok'}" in sdk(small_disk, WRITE.replace("sys.argv[1]", "'after'"))
     assert "{'dict': True, 'volume': True}" in sdk(small_disk, READ)
     assert "Internal error" not in small_disk.log()
+    note(
+        "data disk full (loop-mounted ext4)",
+        faults=1,
+        outputs_checked=4,
+        errors=0,
+        outcome="dict and volume writes RESOURCE_EXHAUSTED 'data disk is full'; reads on; writes again after",
+    )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import BerthServer, modal, start_server, stop_server
+from tests.reliability.record import note
 
 MAX_BODY = 1024 * 1024
 
@@ -84,6 +85,9 @@ def test_ambiguous_framing_is_refused_and_nothing_is_smuggled(door: tuple[BerthS
     assert status(answer) == 400, answer[:300]
     assert answer.count(b"HTTP/1.") == 1, f"a second request was answered on the connection: {answer!r}"
     assert served(port)["path"] == "/ok"
+    note(
+        f"front door: {attack}", faults=1, outputs_checked=1, errors=0, outcome="400, nothing smuggled, server serving"
+    )
 
 
 def test_a_response_header_with_cr_lf_from_the_app_gets_502_not_a_split_response(
@@ -100,6 +104,13 @@ def test_a_response_header_with_cr_lf_from_the_app_gets_502_not_a_split_response
     answer = raw(port, get("/inject?hex=" + b"plain; value=1".hex()))
     assert status(answer) == 200 and b"x-reflected: plain; value=1" in answer.lower()
     assert "answered 502" in server.log()
+    note(
+        "front door: CR/LF in a response header from the app",
+        faults=1,
+        outputs_checked=2,
+        errors=0,
+        outcome="502, no injected header; a plain value passes",
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,6 +127,7 @@ def test_an_oversized_header_block_gets_431(door: tuple[BerthServer, int], what:
     assert status(answer) == 431, (what, answer[:300])
     assert b"Request Header Fields Too Large" in answer
     assert served(port)["path"] == "/ok"
+    note(f"front door: {what}", faults=1, outputs_checked=1, errors=0, outcome="431, server serving")
 
 
 def test_a_body_over_the_limit_gets_413_whether_announced_or_chunked(door: tuple[BerthServer, int]) -> None:
@@ -136,6 +148,13 @@ def test_a_body_over_the_limit_gets_413_whether_announced_or_chunked(door: tuple
         port, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(small) + small
     )
     assert status(answer) == 200 and b'"body_bytes": %d' % len(small) in answer, answer[:300]
+    note(
+        "front door: bodies over the limit",
+        faults=2,
+        outputs_checked=3,
+        errors=0,
+        outcome="413 announced and chunked; a body under the limit arrives whole",
+    )
 
 
 def test_headers_reach_the_app_as_sent_without_the_proxy_auth_pair(door: tuple[BerthServer, int]) -> None:

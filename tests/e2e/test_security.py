@@ -13,6 +13,7 @@ from grpclib.exceptions import GRPCError
 from modal_proto import api_grpc, api_pb2
 
 from tests.e2e.conftest import APPS, BerthServer, last_json, modal, sdk, wait_for
+from tests.reliability.record import note
 
 
 def _heartbeat(berth: BerthServer, headers: str) -> str:
@@ -99,6 +100,13 @@ def test_volume_cli_paths_stay_inside_the_volume(berth: BerthServer, tmp_path: P
     # The link survives its refusals: nothing was removed or rewritten through it.
     rm = modal(berth, "volume", "rm", name, "passwd-link")
     assert rm.returncode == 0 and Path("/etc/passwd").read_text() == passwd
+    note(
+        "volume CLI path traversal",
+        faults=len(refused) + 2,
+        outputs_checked=len(refused) + 2,
+        errors=0,
+        outcome="'..', symlinks out: refused; absolute paths rooted at the volume",
+    )
 
 
 def test_volume_and_mount_paths_with_nul_are_invalid_not_internal(berth: BerthServer) -> None:
