@@ -39,6 +39,7 @@ BEGIN, END = "<!-- rpc-fuzz -->", "<!-- /rpc-fuzz -->"
 # The tests whose faults and figures the chaos section reports (each notes them, tests/reliability/record.py).
 CHAOS_TESTS = [
     "tests/e2e/test_chaos.py",
+    "tests/e2e/test_build_chaos.py",
     "tests/e2e/test_disk_full.py",
     "tests/e2e/test_front_door.py",
     "tests/e2e/test_security.py::test_volume_cli_paths_stay_inside_the_volume",

@@ -138,3 +138,11 @@ def test_volume_and_mount_paths_with_nul_are_invalid_not_internal(berth: BerthSe
     for what in ("list", "read", "remove", "upload"):
         assert f"{what} refused:" in out and "NUL" in out, out
     assert "ALLOWED" not in out and "OTHER" not in out, out
+
+
+def test_a_presented_token_secret_is_never_echoed_in_errors_or_logs(berth: BerthServer) -> None:
+    wrong = f"as-wrong-{uuid.uuid4().hex}"
+    run = modal(berth, "app", "list", env={"MODAL_TOKEN_SECRET": wrong})
+    assert run.returncode != 0 and "token" in run.output.lower(), run.output
+    assert wrong not in run.output
+    assert wrong not in berth.log()
