@@ -38,6 +38,7 @@ DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- rpc-fuzz -->", "<!-- /rpc-fuzz -->"
 # The tests whose faults and figures the chaos section reports (each notes them, tests/reliability/record.py).
 CHAOS_TESTS = [
+    "tests/e2e/test_restart.py",
     "tests/e2e/test_chaos.py",
     "tests/e2e/test_build_chaos.py",
     "tests/e2e/test_disk_full.py",
