@@ -146,3 +146,42 @@ def test_a_presented_token_secret_is_never_echoed_in_errors_or_logs(berth: Berth
     assert run.returncode != 0 and "token" in run.output.lower(), run.output
     assert wrong not in run.output
     assert wrong not in berth.log()
+
+
+def test_mount_file_names_and_blob_ids_cannot_climb_out(berth: BerthServer) -> None:
+    """Mount file names ('..', relative, NUL) are INVALID_ARGUMENT before anything is written, and a blob id
+    that is a path is refused by the blob URLs."""
+    import requests
+
+    env = berth.env
+    md = {
+        "x-modal-client-type": "1",
+        "x-modal-client-version": "1.6.4",
+        "x-modal-token-id": env["MODAL_TOKEN_ID"],
+        "x-modal-token-secret": env["MODAL_TOKEN_SECRET"],
+    }
+    sha = "0" * 64
+
+    async def mount(filename: str) -> str:
+        ch = Channel("127.0.0.1", berth.port)
+        try:
+            req = api_pb2.MountGetOrCreateRequest(
+                object_creation_type=api_pb2.OBJECT_CREATION_TYPE_EPHEMERAL,
+                files=[api_pb2.MountFile(filename=filename, sha256_hex=sha)],
+            )
+            await api_grpc.ModalClientStub(ch).MountGetOrCreate(req, metadata=md, timeout=30)
+            return "OK"
+        except GRPCError as exc:
+            return f"{exc.status.name} {exc.message}"
+        finally:
+            ch.close()
+
+    for name in ("/root/../../etc/cron.d/x", "relative/x.py", "/root/a\0b"):
+        answer = asyncio.run(mount(name))
+        assert answer.startswith("INVALID_ARGUMENT") and "absolute and normalized" in answer, (name, answer)
+    base = f"http://127.0.0.1:{berth.port + 1}/blobs/"
+    for blob_id in ("..%2F..%2Fberth.db", "bl-..%2F..%2Fberth.db", "bl-a%00b"):
+        got = requests.get(base + blob_id, timeout=30)
+        put = requests.put(base + blob_id, data=b"x", timeout=30)
+        assert got.status_code in (400, 404) and put.status_code in (400, 404), (blob_id, got.text, put.text)
+        assert b"SQLite" not in got.content
