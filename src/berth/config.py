@@ -82,6 +82,8 @@ class Settings:
     # This server among the replicas sharing one database; a restart under the same name takes over at once
     # from its earlier incarnation. Empty: HOSTNAME:PORT.
     replica_name: str = ""
+    # The largest request body the web front door takes (413 beyond it, before the body reaches the app).
+    web_max_body_bytes: int = field(default_factory=lambda: _env_int("BERTH_WEB_MAX_BODY_BYTES", 4 * 1024**3))
     max_object_bytes: int = 2 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
 

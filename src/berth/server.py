@@ -81,7 +81,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     services = await build_services(settings)
     await ensure_token(services)
     await recover(services)
-    web_front_door = await start_front_door(services.web, settings.container_host, firewall)
+    web_front_door = await start_front_door(
+        services.web, settings.container_host, firewall, settings.web_max_body_bytes
+    )
     handlers = [_Grpc(services)]
     # The client-facing sockets outlive this process (berth.listeners): a restart keeps clients waiting
     # in their backlog instead of refusing them.

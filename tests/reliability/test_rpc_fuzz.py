@@ -204,6 +204,17 @@ def test_a_body_announced_over_the_limit_is_refused_before_it_is_read(target: Be
     assert rss_mib(target.proc.pid) - before < 100
 
 
+@pytest.mark.parametrize("rpc_name", ["WorkspaceBillingSummary", "WorkspaceBillingReport", "EnvironmentBillingSummary"])
+def test_a_timestamp_protobuf_cannot_represent_is_invalid_not_internal(target: BerthServer, rpc_name: str) -> None:
+    """Nanos outside [0, 1e9) made ToDatetime raise ValueError: INTERNAL, found by the full fuzz run."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    rpc = next(r for r in ALL if r.name == rpc_name)
+    req = rpc.request(start_timestamp=Timestamp(seconds=0, nanos=-1))
+    out = run(lambda: _one(target, rpc, req))
+    assert out.status == "INVALID_ARGUMENT" and "Invalid timestamp" in out.message, out
+
+
 async def _one(server: BerthServer, rpc: Rpc, request: object) -> Outcome:
     ch = Channel("127.0.0.1", server.port)
     try:

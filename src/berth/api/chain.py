@@ -19,7 +19,7 @@ from grpclib.server import Stream
 
 from berth import client_warnings
 from berth.api.caller import Caller, current_caller
-from berth.errors import BerthError
+from berth.errors import BerthError, disk_full
 
 log = logging.getLogger("berth.api")
 
@@ -147,6 +147,9 @@ def _map_error(caller: Caller, exc: BaseException) -> GRPCError:
         return exc
     if isinstance(exc, BerthError):
         return GRPCError(exc.status, _bounded(exc.message))
+    if (full := disk_full(exc)) is not None:
+        log.warning("request %s (%s) refused: %s", caller.request_id, caller.rpc, exc)
+        return GRPCError(full.status, full.message)
     log.exception("request %s (%s) failed", caller.request_id, caller.rpc)
     return GRPCError(Status.INTERNAL, f"Internal error in {caller.rpc} (request id {caller.request_id})")
 

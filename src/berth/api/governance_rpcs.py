@@ -30,6 +30,16 @@ def _timestamp(ts: float) -> Timestamp:
     return out
 
 
+def _when(ts: Timestamp) -> datetime:
+    """A request's timestamp; INVALID_ARGUMENT for one protobuf cannot represent (nanos outside [0, 1e9),
+    seconds outside years 1-9999), which ToDatetime refuses with ValueError."""
+    try:
+        when: datetime = ts.ToDatetime(UTC)
+        return when
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"Invalid timestamp: {exc}") from None
+
+
 def _audit_item(e: AuditEntry) -> api_pb2.AuditLogEntry:
     actor_type = "token" if e.actor.startswith("ak-") else ("container" if e.actor.startswith("ta-") else "user")
     return api_pb2.AuditLogEntry(
@@ -46,8 +56,8 @@ def _audit_item(e: AuditEntry) -> api_pb2.AuditLogEntry:
 
 def _range(since: Timestamp, until: Timestamp | None, now: float) -> tuple[float, float]:
     """A [since, until) window in unix seconds, until now when open; minute buckets that start inside it count."""
-    start = since.ToDatetime(UTC).timestamp()
-    end = until.ToDatetime(UTC).timestamp() if until is not None else now + 1
+    start = _when(since).timestamp()
+    end = _when(until).timestamp() if until is not None else now + 1
     if end <= start:
         raise InvalidArgument("`since` must be before `until`")
     return start - start % 60, end
@@ -72,7 +82,7 @@ class GovernanceRpcs:
     async def WorkspaceBillingReport(
         self, req: api_pb2.WorkspaceBillingReportRequest, caller: Caller
     ) -> AsyncIterator[api_pb2.WorkspaceBillingReportItem]:
-        start, end = req.start_timestamp.ToDatetime(UTC), req.end_timestamp.ToDatetime(UTC)
+        start, end = _when(req.start_timestamp), _when(req.end_timestamp)
         if req.HasField("end_timestamp") and end <= start:
             raise InvalidArgument("The report's end must come after its start")
         environments = {e.removeprefix("en-") for e in req.environment_ids} or None
@@ -100,7 +110,7 @@ class GovernanceRpcs:
     async def WorkspaceBillingSummary(
         self, req: api_pb2.WorkspaceBillingSummaryRequest, caller: Caller
     ) -> api_pb2.WorkspaceBillingSummaryResponse:
-        start = req.start_timestamp.ToDatetime(UTC).timestamp()
+        start = _when(req.start_timestamp).timestamp()
         end, breakdown = await self.s.billing.summary(start, caller.environment)
         total = _text(sum(breakdown.values(), Decimal(0)))
         return api_pb2.WorkspaceBillingSummaryResponse(
@@ -117,7 +127,7 @@ class GovernanceRpcs:
         environment = req.environment_id.removeprefix("en-")
         environment = self.s.accounts.scope(environment, caller.environment)
         await self.s.accounts.require_environment(environment)
-        start = req.start_timestamp.ToDatetime(UTC).timestamp()
+        start = _when(req.start_timestamp).timestamp()
         end, breakdown = await self.s.billing.summary(start, environment)
         return api_pb2.EnvironmentBillingSummaryResponse(
             start_timestamp=_timestamp(start),

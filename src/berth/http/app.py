@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from berth.errors import BerthError, InvalidArgument, NotFound, Unavailable
-from berth.http.volumes import add_volume_routes
+from berth.http.volumes import add_volume_routes, insufficient_storage
 from berth.services.volumes import VolumeService
 from berth.store.blob_keys import check_blob_id
 from berth.store.ports import BlobStore
@@ -35,7 +35,10 @@ def build_http_app(
         except BerthError as exc:
             return web.Response(status=400, text=exc.message)
         data = await request.read()
-        etag = await blobs.write_blob(blob_id, data)
+        try:
+            etag = await blobs.write_blob(blob_id, data)
+        except OSError as exc:
+            return insufficient_storage(exc)
         return web.Response(status=200, headers={"ETag": f'"{etag}"'})
 
     async def get_blob(request: web.Request) -> web.StreamResponse:

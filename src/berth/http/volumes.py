@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.errors import BerthError, InvalidArgument, NotFound, PermissionDenied
+from berth.errors import BerthError, DiskFull, InvalidArgument, NotFound, PermissionDenied, disk_full
 from berth.services.volumes import BLOCK_SIZE, VolumeService
 
-_STATUS = {NotFound: 404, PermissionDenied: 403, InvalidArgument: 400}
+_STATUS = {NotFound: 404, PermissionDenied: 403, InvalidArgument: 400, DiskFull: 507}
+
+
+def insufficient_storage(exc: BaseException) -> web.Response:
+    """507 for a write the full data disk refused; re-raises anything else."""
+    full = disk_full(exc)
+    if full is None:
+        raise exc
+    return web.Response(status=507, text=full.message)
 
 
 def _error(exc: BerthError) -> web.Response:
@@ -26,6 +34,8 @@ def add_volume_routes(app: web.Application, volumes: VolumeService) -> None:
             body = await volumes.store_block(request.match_info["sha256"], q.get("expires", ""), q.get("sig", ""), data)
         except BerthError as exc:
             return _error(exc)
+        except OSError as exc:
+            return insufficient_storage(exc)
         return web.Response(status=200, body=body.encode())
 
     async def get_block(request: web.Request) -> web.Response:

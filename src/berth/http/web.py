@@ -1,6 +1,11 @@
 """The web front door's HTTP side: one listening socket per endpoint, each request turned into an ASGI
 scope and a function call (berth.services.web), the app's ASGI messages streamed back as the response
-or as websocket frames. A client that goes away cancels its input."""
+or as websocket frames. A client that goes away cancels its input.
+
+The edge is strict where a proxy must be: aiohttp's parser refuses ambiguous framing (Content-Length with
+Transfer-Encoding, duplicate Content-Length, CR or LF inside a header), header blocks over its limits get 431,
+bodies over `max_body_bytes` get 413, and a response header with CR, LF or NUL from the app gets 502 instead
+of being written out."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import socket
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
 from berth.errors import NotFound
 from berth.services.web import BODY_CHUNK_BYTES, Message, WebCall, WebService
@@ -21,9 +28,44 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgra
 _AUTH_HEADERS = frozenset({b"modal-key", b"modal-secret"})
 # How long a cancelled call may take to report its result before its data is dropped anyway.
 _CLEANUP_WAIT_S = 60.0
+# Bytes that would end a header line early (response splitting) if written into one.
+_HEADER_BREAKERS = frozenset(b"\r\n\0")
 
 
-def build_scope(request: web.Request, kind: str) -> Message:
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _FrontHandler(RequestHandler):
+    """aiohttp's connection handler, except that a header block over the parser's limits (8190 bytes a line,
+    128 headers) is answered 431, as RFC 6585 asks, rather than a bare 400."""
+
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if isinstance(exc, LineTooLong) or (isinstance(exc, BadHttpMessage) and "Too many headers" in exc.message):
+            status = 431
+            message = (
+                "Request Header Fields Too Large: a line of the request head is over 8190 bytes, "
+                "or it has too many headers\n"
+            )
+        return super().handle_error(request, status, exc, message)
+
+
+class _FrontServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _FrontHandler(self, loop=self._loop, **self._kwargs)
+
+
+def _invalid_header(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The name of the first header whose name or value would break the response's framing."""
+    for name, value in headers:
+        if not name or _HEADER_BREAKERS.intersection(name) or _HEADER_BREAKERS.intersection(value) or b":" in name:
+            return name
+    return None
+
+
+def build_scope(request: web.BaseRequest, kind: str) -> Message:
     """The ASGI connection scope of a request, as an app behind Modal's front door sees it."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -52,13 +94,16 @@ def build_scope(request: web.Request, kind: str) -> Message:
 class WebFrontDoor:
     """Implements berth.services.web.Listeners on aiohttp: every endpoint port shares one application."""
 
-    def __init__(self, service: WebService, host: str, firewall: ServerFirewall | None = None) -> None:
+    def __init__(
+        self, service: WebService, host: str, firewall: ServerFirewall | None = None, max_body_bytes: int = 4 * 1024**3
+    ) -> None:
         self._service = service
         self._host = host
         self._firewall = firewall  # opens each endpoint port to containers on the bridge
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+        self._max_body = max_body_bytes
+        # Every path of every port goes to one handler: a low-level server, no router.
+        server = _FrontServer(self._handle, handler_cancellation=True, access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         self._sites: dict[int, web.BaseSite] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -88,7 +133,7 @@ class WebFrontDoor:
             task.cancel()
         await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         try:
             endpoint = await self._service.resolve(int(sockname[1]) if sockname else 0)
@@ -104,6 +149,8 @@ class WebFrontDoor:
             kind = "websocket"
         else:
             kind = "http"
+        if request.content_length is not None and request.content_length > self._max_body:
+            return self._too_large()
         call = await self._service.open_call(endpoint, build_scope(request, kind))
         try:
             if kind == "websocket":
@@ -116,18 +163,36 @@ class WebFrontDoor:
                 self._spawn(self._finish(call))
             raise
 
-    async def _http(self, request: web.Request, call: WebCall) -> web.StreamResponse:
+    def _too_large(self) -> web.Response:
+        resp = web.Response(
+            status=413, text=f"Request body too large: this endpoint takes at most {self._max_body} bytes\n"
+        )
+        resp.force_close()  # the rest of the body is never read
+        return resp
+
+    def _response_start(self, msg: Message, call: WebCall) -> web.StreamResponse | None:
+        """The response the app started; None when a header of it would break the response's framing."""
+        if (bad := _invalid_header(msg["headers"])) is not None:
+            log.warning("web call %s: the app sent header %r with CR, LF or NUL; answered 502", call.call_id, bad[:100])
+            self._spawn(self._finish(call))
+            return None
+        resp = web.StreamResponse(status=msg["status"])
+        for name, value in msg["headers"]:
+            key = name.decode("latin-1")
+            if key.lower() not in _HOP_BY_HOP:
+                resp.headers.add(key, value.decode("latin-1"))
+        return resp
+
+    async def _http(self, request: web.BaseRequest, call: WebCall) -> web.StreamResponse:
         pump = asyncio.create_task(self._pump_body(request, call))
         resp: web.StreamResponse | None = None
         written = 0
         try:
             async for msg in call.messages():
                 if msg["type"] == "http.response.start" and resp is None:
-                    resp = web.StreamResponse(status=msg["status"])
-                    for name, value in msg["headers"]:
-                        key = name.decode("latin-1")
-                        if key.lower() not in _HOP_BY_HOP:
-                            resp.headers.add(key, value.decode("latin-1"))
+                    resp = self._response_start(msg, call)
+                    if resp is None:
+                        return web.Response(status=502, text="Bad Gateway: the app's response had an invalid header\n")
                     await resp.prepare(request)
                 elif msg["type"] == "http.response.body" and resp is not None:
                     if msg["body"]:
@@ -141,6 +206,9 @@ class WebFrontDoor:
                         break
         finally:
             pump.cancel()
+        if resp is None and pump.done() and not pump.cancelled() and isinstance(pump.exception(), _BodyTooLarge):
+            await call.close()
+            return self._too_large()
         if call.responded:
             # The response is complete; the call's result follows on its own, then its data goes.
             self._spawn(self._finish(call))
@@ -156,10 +224,12 @@ class WebFrontDoor:
             request.transport.close()
         return resp
 
-    async def _pump_body(self, request: web.Request, call: WebCall) -> None:
+    async def _pump_body(self, request: web.BaseRequest, call: WebCall) -> None:
         """Forward the body as it arrives: each message carries what is buffered now (up to a chunk), so
-        the first one reaches the app at once even when the client uploads slowly."""
+        the first one reaches the app at once even when the client uploads slowly. A chunked body that
+        grows past the limit cancels the call."""
         content = request.content
+        total = 0
         while True:
             data = await content.read(BODY_CHUNK_BYTES)
             buffer = bytearray(data)
@@ -169,12 +239,16 @@ class WebFrontDoor:
                 and (more := content.read_nowait(BODY_CHUNK_BYTES - len(buffer)))
             ):
                 buffer += more
+            total += len(buffer)
+            if total > self._max_body:
+                await call.cancel()  # before the app could answer a body it never saw the end of
+                raise _BodyTooLarge
             done = not data or content.at_eof()
             await call.send({"type": "http.request", "body": bytes(buffer), "more_body": not done})
             if done:
                 return
 
-    async def _websocket(self, request: web.Request, call: WebCall) -> web.StreamResponse:
+    async def _websocket(self, request: web.BaseRequest, call: WebCall) -> web.StreamResponse:
         await call.send({"type": "websocket.connect"})
         ws: web.WebSocketResponse | None = None
         reader: asyncio.Task[None] | None = None
@@ -242,8 +316,10 @@ def api_status(result: Any) -> str:
     return f"status {int(result.status)}: {result.exception or 'no exception'}"
 
 
-async def start_front_door(service: WebService, host: str, firewall: ServerFirewall | None = None) -> WebFrontDoor:
-    front = WebFrontDoor(service, host, firewall)
+async def start_front_door(
+    service: WebService, host: str, firewall: ServerFirewall | None = None, max_body_bytes: int = 4 * 1024**3
+) -> WebFrontDoor:
+    front = WebFrontDoor(service, host, firewall, max_body_bytes)
     await front.setup()
     service.listeners = front
     await service.start()

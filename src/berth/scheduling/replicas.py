@@ -18,6 +18,7 @@ import logging
 from typing import Protocol
 
 from berth.clock import Clock
+from berth.errors import disk_full
 from berth.ids import new_id
 from berth.scheduling.tasks import TaskManager
 from berth.services.inputs import SCHEDULER_KEY, function_key
@@ -79,9 +80,12 @@ class Replicas:
         while True:
             try:
                 await self.beat()
-            except Exception:
+            except Exception as exc:
                 self._healthy_since = None
-                log.exception("replica beat failed")
+                if disk_full(exc) is not None:
+                    log.warning("replica beat failed: the data disk is full")
+                else:
+                    log.exception("replica beat failed")
             await asyncio.sleep(self._beat_s)
 
     async def beat(self) -> None:

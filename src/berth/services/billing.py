@@ -177,7 +177,10 @@ class BillingService:
         begin = datetime.fromtimestamp(start, UTC)
         if begin.day != 1 or begin.time() != datetime.min.time():
             raise InvalidArgument("A billing summary starts on the first of a month (UTC)")
-        end = month_after(begin).timestamp()
+        try:
+            end = month_after(begin).timestamp()
+        except (ValueError, OverflowError):
+            raise InvalidArgument("A billing summary starts before December of year 9999") from None
         rates = await self.rates()
         breakdown: dict[str, Decimal] = {}
         for row in await self._metering.rows(start, end):

@@ -52,6 +52,13 @@ log = logging.getLogger("berth.images")
 IMAGE_BUILDER_VERSION = "2025.06"
 _JOIN_TIMEOUT_S = 55.0
 # Records beside an image's own object, under ids of their own (an object id names one object of any kind):
+_STARTED = "image_build_started"
+# A build that was under way when its server stopped: nothing of it was kept, and the next run builds it again.
+_INTERRUPTED = api_pb2.GenericResult(
+    status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
+    exception="The Berth server restarted while this image was being built; nothing of the unfinished build "
+    "is used. Run again to build it.",
+)
 _DELETED = "image_deleted"  # a deleted image's tombstone, id '<image id>/deleted'
 _BUILD_STEP = "image_build"  # when an image was built and by which app (its logs are that app's), '<image id>/build'
 
@@ -165,6 +172,8 @@ class ImageService:
         build = _Build(new_id("im"), key, req.app_id)
         self._builds[build.image_id] = build
         self._building[key] = build.image_id
+        # Kept in the store so that a server that restarts mid-build can tell the client what happened.
+        await self._store.put_object(_STARTED, f"{build.image_id}/started", b"", self._clock.now())
         build.task = asyncio.create_task(self._run_build(build, req, force))
         return api_pb2.ImageGetOrCreateResponse(image_id=build.image_id)
 
@@ -350,6 +359,9 @@ class ImageService:
         build = self._notices.get(image_id) or self._builds.get(image_id)
         if build is None:
             if await self._store.get_object("image", image_id) is None:
+                if await self._store.get_object(_STARTED, f"{image_id}/started") is not None:
+                    yield api_pb2.ImageJoinStreamingResponse(result=_INTERRUPTED, eof=True)
+                    return
                 raise NotFound(f"Image {image_id} not found")
             info = self._worker.image_info(image_id) if self._worker.builds_images else None
             yield api_pb2.ImageJoinStreamingResponse(result=_success(), metadata=self.metadata(info), eof=True)

@@ -117,7 +117,7 @@ class ObjectService:
     async def mount_get_or_create(self, req: api_pb2.MountGetOrCreateRequest) -> api_pb2.MountGetOrCreateResponse:
         files = list(req.files)
         for f in files:
-            if not f.filename.startswith("/") or ".." in f.filename.split("/"):
+            if not f.filename.startswith("/") or ".." in f.filename.split("/") or "\0" in f.filename:
                 raise InvalidArgument(f"Mount file path must be absolute and normalized: {f.filename!r}")
         missing = set(await self.missing_files([f.sha256_hex for f in files]))
         for f in files:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from modal_proto import api_pb2
 
-from berth.errors import AlreadyExists, InvalidArgument, NotFound
+from berth.errors import AlreadyExists, DiskFull, InvalidArgument, NotFound
 from berth.ids import new_id
 
 FileEntry = api_pb2.FileEntry
@@ -19,10 +20,31 @@ FileEntry = api_pb2.FileEntry
 
 def relative(path: str) -> PurePosixPath:
     """A client path ('/a/b', 'a/b', '') as a path relative to the volume root ('.' for the root)."""
+    if "\0" in path:
+        raise InvalidArgument(f"Path {path!r} contains a NUL byte")
     parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
     if ".." in parts:
         raise InvalidArgument(f"Path {path!r} is outside the volume: '..' is not allowed")
     return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def ensure_room(directory: Path, nbytes: int) -> None:
+    """DiskFull before a write of `nbytes` that the disk under `directory` has no room for: a client that
+    retries block uploads for minutes learns at once instead."""
+    free = shutil.disk_usage(directory).free
+    if free < nbytes:
+        raise DiskFull(f"{nbytes} bytes to write, {free} free")
+
+
+def _replace_or_discard(tmp: Path, target: Path, write: Callable[[], None]) -> None:
+    """Run `write` (which fills tmp) and rename tmp over target; a write that fails (a full disk) leaves
+    neither a partial target nor the temp file."""
+    try:
+        write()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
 
 
 class VolumeDir:
@@ -38,6 +60,11 @@ class VolumeDir:
         if real != real_root and not real.startswith(real_root + os.sep):
             raise InvalidArgument(f"Path {str(rel)!r} resolves outside the volume")
         return target
+
+    def link_itself(self, rel: PurePosixPath) -> Path:
+        """The entry at `rel` itself, not what it links to: only its parent must resolve inside the volume,
+        so a symlink pointing out of the volume can still be removed (unlinking it never touches its target)."""
+        return self.host(rel.parent) / rel.name
 
     def _entry(self, path: Path) -> api_pb2.FileEntry:
         st = path.lstat()
@@ -98,26 +125,32 @@ class VolumeDir:
         """Writes the concatenation of sources to target atomically (temp file, then rename)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp / new_id("vf")
-        with open(tmp, "wb") as out:
-            for src in sources:
-                with open(src, "rb") as f:
-                    shutil.copyfileobj(f, out, 1024 * 1024)
-        os.chmod(tmp, (mode & 0o7777) or 0o644)
-        os.replace(tmp, target)
+
+        def write() -> None:
+            with open(tmp, "wb") as out:
+                for src in sources:
+                    with open(src, "rb") as f:
+                        shutil.copyfileobj(f, out, 1024 * 1024)
+            os.chmod(tmp, (mode & 0o7777) or 0o644)
+
+        _replace_or_discard(tmp, target, write)
 
     def write_bytes(self, target: Path, data: bytes, mode: int = 0o644) -> None:
         """Writes data to target atomically (temp file, then rename), so a reader never sees half a file."""
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp / new_id("vf")
-        tmp.write_bytes(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+
+        def write() -> None:
+            tmp.write_bytes(data)
+            os.chmod(tmp, mode)
+
+        _replace_or_discard(tmp, target, write)
 
     def remove(self, path: str, recursive: bool) -> None:
         rel = relative(path)
         if rel == PurePosixPath("."):
             raise InvalidArgument("The volume root cannot be removed; delete the volume instead")
-        target = self.host(rel)
+        target = self.link_itself(rel)
         if not os.path.lexists(target):
             raise NotFound(f"No such file or directory: {path}")
         if target.is_dir() and not target.is_symlink():

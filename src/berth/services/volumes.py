@@ -25,7 +25,7 @@ from berth.clock import Clock
 from berth.domain.spec import BindMount
 from berth.errors import InvalidArgument, PermissionDenied
 from berth.services.state_objects import NamedObjects, creation_info
-from berth.services.volume_fs import VolumeDir, relative
+from berth.services.volume_fs import VolumeDir, ensure_room, relative
 from berth.services.volume_heads import VolumeHeads
 from berth.store.ports import BlobStore, StateObjectStore
 from berth.store.records import StateObject
@@ -220,6 +220,9 @@ class VolumeService:
                     missing.append(
                         api_pb2.VolumePutFiles2Response.MissingBlock(file_index=fi, block_index=bi, put_url=put_url)
                     )
+        # The blocks still to come, then the files assembled from them.
+        need = sum(f.size for f in req.files) * (2 if missing else 1)
+        await _in_thread(lambda: ensure_room(vol.root, need))
         if missing:
             return api_pb2.VolumePutFiles2Response(missing_blocks=missing)
         async with self._writing(req.volume_id):
@@ -306,7 +309,11 @@ class VolumeService:
             raise InvalidArgument("Block content does not match its sha256")
         target = self.block_path(sha256_hex)
         tmp = self._tmp / f"blk-{secrets.token_hex(8)}"
-        await asyncio.to_thread(tmp.write_bytes, data)
+        try:
+            await asyncio.to_thread(tmp.write_bytes, data)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk keeps no partial block
+            raise
         os.replace(tmp, target)
         return sha256_hex
 

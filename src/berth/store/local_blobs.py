@@ -76,5 +76,9 @@ class LocalBlobStore:
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         tmp = self.root / "tmp" / new_id("tmp")
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk keeps no partial body
+            raise
         os.replace(tmp, path)

@@ -353,7 +353,8 @@ def _mkdirs(root: Path, path: str) -> None:
 
 def _place(root: Path, targets: list[CopyTarget]) -> None:
     for path, host, mode in targets:
-        dest = root / posixpath.normpath(path).lstrip("/")
+        # Anchored at "/" before normalizing, so no "..", however it got into the path, climbs out of the layer.
+        dest = root / posixpath.normpath("/" + path).lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(host, dest)
         if mode is not None and mode & 0o7777:

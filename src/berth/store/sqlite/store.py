@@ -29,7 +29,7 @@ from berth.store.records import (
     TokenRecord,
 )
 from berth.store.sqlite.activity import CALL_COLS, SqliteActivity, call_record
-from berth.store.sqlite.connection import transaction
+from berth.store.sqlite.connection import Connection, transaction
 from berth.store.sqlite.migrate import migrate
 
 _INPUT_COLS = "input_id, call_id, function_id, idx, state, holder, attempt, payload, created_at"
@@ -49,7 +49,7 @@ class SqliteStore(SqliteActivity):
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, factory=Connection)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
