@@ -58,7 +58,7 @@ def test_untrusted_code_cannot_reach_past_its_container(berth_oci: BerthServer, 
     for masked in ("kcore", "keys"):
         assert seen[masked] == 0 if Path("/proc", masked).exists() else seen[masked] == "ENOENT"
     # pid 1 is the container's own init, and the container sees only its own processes.
-    assert "modal._container_entrypoint" in str(seen["init_cmdline"])
+    assert "/__berth/loop.py" in str(seen["init_cmdline"])  # Berth's container loop (worker/berth_loop.py)
     pids = seen["pids"]
     assert isinstance(pids, list) and pids[0] == 1 and len(pids) < 20
     # The host's files are not there.

@@ -78,7 +78,7 @@ def test_hardening_holds_under_gvisor(berth_runsc: BerthServer, tmp_path: Path) 
     assert seen["unshare_user_ns"] == errno.EPERM
     assert seen["mount"] == errno.EPERM
     assert seen["init_module"] == errno.EPERM
-    assert "modal._container_entrypoint" in str(seen["init_cmdline"])
+    assert "/__berth/loop.py" in str(seen["init_cmdline"])  # Berth's container loop (worker/berth_loop.py)
     assert seen["host_paths"] == {str(marker): False}
 
 
