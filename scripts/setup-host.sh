@@ -4,8 +4,10 @@
 # `berth doctor` checks the same things and `berth doctor --fix` runs the same repairs.
 set -euo pipefail
 
-PACKAGES=(crun runc debootstrap uidmap iproute2 iptables skopeo umoci tini ca-certificates s3fs)
+PACKAGES=(crun runc debootstrap uidmap iproute2 iptables skopeo umoci tini ca-certificates s3fs gcc libc6-dev)
 # s3fs: the FUSE filesystem a worker mounts modal.CloudBucketMount buckets with.
+# gcc, libc6-dev: the worker builds berth-execd (src/berth/worker/execd.c, static) that sandbox execs go through;
+# without them execs fall back to `crun exec`.
 # Optional: gVisor for `berth up --runtime runsc`. A distribution without the package still gets the rest.
 OPTIONAL_PACKAGES=(runsc)
 
