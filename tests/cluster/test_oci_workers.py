@@ -82,9 +82,12 @@ def test_a_sandbox_on_a_remote_crun_worker_execs_through_that_workers_router(clu
     assert run.returncode == 0, run.stdout + run.stderr
     seen = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("SANDBOX "))[8:])
     assert seen["rc"] == 0 and seen["sb_rc"] == 137, seen
-    # Its own pid namespace (pid 1 is the container's init running the sandbox's command), root inside it,
-    # and its own root filesystem.
-    assert seen["out"] == "/__berth/init -s -- sleep 300\n0\nno-host-fs\n", seen
+    # Its own pid namespace (pid 1 is the container's init running the sandbox's command, through berth-execd
+    # where the worker could build it), root inside it, and its own root filesystem.
+    assert seen["out"] in (
+        "/__berth/init -s -- /__berth/execd -- sleep 300\n0\nno-host-fs\n",
+        "/__berth/init -s -- sleep 300\n0\nno-host-fs\n",
+    ), seen
 
 
 SNAPSHOT = """
