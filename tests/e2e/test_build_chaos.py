@@ -4,6 +4,7 @@ clearly, and the next run gets the whole image, built again, never the half-buil
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -18,8 +19,27 @@ from tests.reliability.record import note
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the crun runtime needs root")
 
+BUILDS = Path(os.environ.get("BERTH_IMAGE_CACHE", "/var/cache/berth")) / "layers" / "tmp"
+
+
+def _builds() -> set[str]:
+    return {p.name for p in BUILDS.iterdir()} if BUILDS.is_dir() else set()
+
+
+def _sweep_builds(names: set[str]) -> None:
+    """What the killed server's build left on the host: its step's container, overlay, network namespace and
+    scratch directory (a killed server cannot clean up after itself; the test must)."""
+    for name in names:
+        subprocess.run(["crun", "delete", "--force", f"berth-build-{name}"], capture_output=True)
+        merged = BUILDS / name / "merged"
+        if os.path.ismount(merged):
+            subprocess.run(["umount", "-l", str(merged)], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", f"berth-berth-build-{name}"], capture_output=True)
+        shutil.rmtree(BUILDS / name, ignore_errors=True)
+
 
 def test_a_server_killed_mid_image_build_never_serves_a_half_built_image(tmp_path: Path) -> None:
+    builds_before, killed_builds = _builds(), set()
     data_dir = tmp_path / "data"
     server = start_server(data_dir, extra_args=["--runtime", "crun"])
     mark = uuid.uuid4().hex[:12]
@@ -43,6 +63,7 @@ def test_a_server_killed_mid_image_build_never_serves_a_half_built_image(tmp_pat
         time.sleep(2)  # inside the step's sleep: its layer is half made
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait()
+        killed_builds = _builds() - builds_before  # the killed server's, left half made
         time.sleep(1)
         server = start_server(data_dir, extra_args=["--runtime", "crun"], port=server.port)
         rc = run.wait(600)
@@ -67,3 +88,4 @@ def test_a_server_killed_mid_image_build_never_serves_a_half_built_image(tmp_pat
         if run.poll() is None:
             run.kill()
         stop_server(server)
+        _sweep_builds(killed_builds)
