@@ -36,6 +36,7 @@ def _sweep_builds(names: set[str]) -> None:
             subprocess.run(["umount", "-l", str(merged)], capture_output=True)
         subprocess.run(["ip", "netns", "delete", f"berth-berth-build-{name}"], capture_output=True)
         shutil.rmtree(BUILDS / name, ignore_errors=True)
+        shutil.rmtree(f"/run/berth/bundles/berth-build-{name}", ignore_errors=True)
 
 
 def test_a_server_killed_mid_image_build_never_serves_a_half_built_image(tmp_path: Path) -> None:
