@@ -21,7 +21,8 @@ from typing import Any
 from berth_server import berth_server
 from peers import Peer
 from procfs import process_cpu_seconds
-from report import percentile, replace_section
+from report import percentile_ms as _ms
+from report import replace_section
 
 BIN = Path(sys.executable).parent
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -64,10 +65,6 @@ def measure(inputs: int, warm: int, spawn: int, workdir: Path) -> dict[str, dict
             log(f"spawn_map of {spawn:,}")
             results["berth"]["spawn"] = peer.request({"op": "spawn_map", "n": spawn}, 1800)
     return results
-
-
-def _ms(values: list[float], pct: int) -> float:
-    return (percentile([v * 1000 for v in values], pct) or 0.0) if values else 0.0
 
 
 def section(results: dict[str, dict[str, Any]], inputs: int, spawn: int) -> list[str]:

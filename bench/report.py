@@ -61,6 +61,11 @@ def percentile(values: list[float], pct: int) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
+def percentile_ms(seconds: list[float], pct: int) -> float:
+    """percentile() of durations in seconds, in milliseconds; 0 when there are none."""
+    return percentile([v * 1000 for v in seconds], pct) or 0.0
+
+
 def scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
 

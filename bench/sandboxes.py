@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from berth_server import berth_server
-from report import percentile, replace_section
+from report import percentile_ms as _ms
+from report import replace_section
 
 BIN = Path(sys.executable).parent
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -58,10 +59,6 @@ for _ in range({sandboxes}):
 print("RESULT=" + json.dumps({{"starts": starts, "trips": trips, "exec_path": exec_path}}))
 """
 POOL_PAUSE_S = 0.5
-
-
-def _ms(values: list[float], pct: int) -> float:
-    return percentile([v * 1000 for v in values], pct) or 0.0
 
 
 def measure(runtime: str, sandboxes: int, execs: int, root: Path, pooled: bool) -> dict[str, object]:

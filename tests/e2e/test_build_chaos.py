@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from berth.worker.runtime.oci import BUNDLE_ROOT
 from tests.e2e.conftest import APPS, BIN, modal, start_server, stop_server, wait_for
 from tests.reliability.record import note
 
@@ -36,7 +37,7 @@ def _sweep_builds(names: set[str]) -> None:
             subprocess.run(["umount", "-l", str(merged)], capture_output=True)
         subprocess.run(["ip", "netns", "delete", f"berth-berth-build-{name}"], capture_output=True)
         shutil.rmtree(BUILDS / name, ignore_errors=True)
-        shutil.rmtree(f"/run/berth/bundles/berth-build-{name}", ignore_errors=True)
+        shutil.rmtree(BUNDLE_ROOT / f"berth-build-{name}", ignore_errors=True)
 
 
 def test_a_server_killed_mid_image_build_never_serves_a_half_built_image(tmp_path: Path) -> None:

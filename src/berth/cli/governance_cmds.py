@@ -5,22 +5,17 @@ Rate and quota changes are audited."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from berth.cli.server_cmds import data_dir_of
+from berth.cli.server_cmds import store_command
 from berth.clock import SystemClock
-from berth.config import Settings
 from berth.errors import BerthError
 from berth.services.audit import AuditLog, local_actor
 from berth.services.billing import BillingService
 from berth.services.metering import MeteringService
 from berth.services.quotas import RESOURCES, QuotaService
-from berth.store.factory import open_stores
 from berth.store.ports import Stores
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -103,40 +98,25 @@ async def _quota(args: argparse.Namespace, stores: Stores) -> None:
         print(f"{q.scope}\t{q.resource}\t{q.limit}")
 
 
-def _runner(body: Callable[[argparse.Namespace, Stores], Awaitable[None]]) -> Callable[[argparse.Namespace], int]:
-    async def run(args: argparse.Namespace) -> int:
-        stores = await open_stores(Settings(data_dir=data_dir_of(args)))
-        try:
-            await body(args, stores)
-            return 0
-        except BerthError as exc:
-            print(f"berth: {exc.message}", file=sys.stderr)
-            return 1
-        finally:
-            await stores.close()
-
-    return lambda args: asyncio.run(run(args))
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rates = sub.add_parser("rates", help="show or set the rates usage is priced at (USD per second)")
     actions = rates.add_subparsers(dest="rates_command", required=True)
     set_ = actions.add_parser("set", help="set rates: cpu=R memory=R gpu=R gpu:TYPE=R (R=default resets one)")
     set_.add_argument("pairs", nargs="+", metavar="RESOURCE=RATE")
     show = actions.add_parser("show", help="the rates in force")
-    rates.set_defaults(func=_runner(_rates))
+    rates.set_defaults(func=store_command(_rates))
 
     usage = sub.add_parser("usage", help="metered CPU, memory and GPU use, summed per function, app, env or tag")
     usage.add_argument("--by", default="function", help="function (default), app, environment or tag:NAME")
     usage.add_argument("--since", default="24h", help="how far back (e.g. 30m, 24h, 7d; default 24h)")
     usage.add_argument("--json", action="store_true")
-    usage.set_defaults(func=_runner(_usage))
+    usage.set_defaults(func=store_command(_usage))
 
     audit = sub.add_parser("audit", help="the audit log: who did what administrative action, and when")
     audit.add_argument("--since", default="7d", help="how far back (e.g. 30m, 24h, 7d; default 7d)")
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--json", action="store_true")
-    audit.set_defaults(func=_runner(_audit))
+    audit.set_defaults(func=store_command(_audit))
     quota = sub.add_parser("quota", help="set and list quotas per environment or for the whole workspace")
     quota_actions = quota.add_subparsers(dest="quota_command", required=True)
     quota_set = quota_actions.add_parser(
@@ -145,6 +125,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     quota_set.add_argument("pairs", nargs="+", metavar="RESOURCE=N")
     quota_set.add_argument("--env", help="the environment the quotas are for (default: the whole workspace)")
     quota_list = quota_actions.add_parser("list", help="the quotas in force")
-    quota.set_defaults(func=_runner(_quota))
+    quota.set_defaults(func=store_command(_quota))
     for p in (rates, set_, show, usage, audit, quota, quota_set, quota_list):
         p.add_argument("--data-dir")

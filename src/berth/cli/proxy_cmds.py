@@ -5,20 +5,16 @@ does); the address must be one the workers' hosts own."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
-from collections.abc import Awaitable, Callable
 
-from berth.cli.server_cmds import data_dir_of
+from berth.cli.server_cmds import store_command
 from berth.clock import SystemClock
-from berth.config import Settings
-from berth.errors import BerthError
 from berth.services.proxies import ProxyService
-from berth.store.factory import open_stores
+from berth.store.ports import Stores
 
 
-async def _proxy(args: argparse.Namespace, proxies: ProxyService) -> None:
+async def _proxy(args: argparse.Namespace, stores: Stores) -> None:
+    proxies = ProxyService(stores.state, SystemClock())
     if args.proxy_command == "create":
         created = await proxies.create(args.name, args.env, args.source_ip)
         print(f"Created proxy {created.name} ({created.proxy_id}) with source address {args.source_ip}")
@@ -35,23 +31,6 @@ async def _proxy(args: argparse.Namespace, proxies: ProxyService) -> None:
             print(f"{p.name}\t{p.proxy_id}\t{p.proxy_ips[0].proxy_ip}")
 
 
-def _runner(body: Callable[[argparse.Namespace, ProxyService], Awaitable[None]]) -> Callable[[argparse.Namespace], int]:
-    async def run(args: argparse.Namespace) -> int:
-        settings = Settings(data_dir=data_dir_of(args))
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        stores = await open_stores(settings)
-        try:
-            await body(args, ProxyService(stores.state, SystemClock()))
-            return 0
-        except BerthError as exc:
-            print(f"berth: {exc.message}", file=sys.stderr)
-            return 1
-        finally:
-            await stores.close()
-
-    return lambda args: asyncio.run(run(args))
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     proxy = sub.add_parser("proxy", help="proxies: fixed source addresses for functions' outbound traffic")
     actions = proxy.add_subparsers(dest="proxy_command", required=True)
@@ -65,4 +44,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for p in (proxy, create, delete, list_):
         p.add_argument("--data-dir")
         p.add_argument("--env", default="main", help="the environment (default: main)")
-    proxy.set_defaults(func=_runner(_proxy))
+    proxy.set_defaults(func=store_command(_proxy))

@@ -13,14 +13,43 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from berth.config import Settings, default_data_dir, default_runtime
+
+if TYPE_CHECKING:
+    from berth.store.ports import Stores
 
 
 def data_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.data_dir).expanduser().resolve() if args.data_dir else default_data_dir()
+
+
+def store_command(
+    body: Callable[[argparse.Namespace, Stores], Awaitable[None]],
+) -> Callable[[argparse.Namespace], int]:
+    """An operator command that works on the data dir's stores directly: exit code 1 with Berth's message on a
+    BerthError, 0 otherwise; the stores are closed either way."""
+    from berth.errors import BerthError
+    from berth.store.factory import open_stores
+
+    async def run(args: argparse.Namespace) -> int:
+        settings = Settings(data_dir=data_dir_of(args))
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stores = await open_stores(settings)
+        try:
+            await body(args, stores)
+            return 0
+        except BerthError as exc:
+            print(f"berth: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await stores.close()
+
+    return lambda args: asyncio.run(run(args))
 
 
 def container_host(args: argparse.Namespace) -> str:

@@ -183,13 +183,22 @@ class ExecHelper:
         self.gone = False
         asyncio.get_running_loop().add_reader(bootstrap.fileno(), self._hello)
 
-    def _hello(self) -> None:
+    def _recv(self) -> tuple[bytes, list[int]] | None:
+        """One message from execd and the descriptors it passed; None when nothing is there yet, and an empty
+        message once the connection is gone."""
         try:
             data, fds, _, _ = socket.recv_fds(self._sock, _REPLY.size, 1)
         except BlockingIOError:
-            return
+            return None
         except OSError:
-            data, fds = b"", []
+            return b"", []
+        return data, fds
+
+    def _hello(self) -> None:
+        got = self._recv()
+        if got is None:
+            return
+        data, fds = got
         if len(data) < _REPLY.size or _REPLY.unpack(data)[0] != ord("H") or not fds:
             for fd in fds:
                 os.close(fd)
@@ -203,12 +212,10 @@ class ExecHelper:
         self._ready.set_result(None)
 
     def _readable(self) -> None:
-        try:
-            data, fds, _, _ = socket.recv_fds(self._sock, _REPLY.size, 1)
-        except BlockingIOError:
+        got = self._recv()
+        if got is None:
             return
-        except OSError:
-            data, fds = b"", []
+        data, fds = got
         if len(data) < _REPLY.size:
             self.close()
             return
