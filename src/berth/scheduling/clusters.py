@@ -54,16 +54,16 @@ def never_fits(workers: list[WorkerCapacity], size: int, memory_mb: int, cpu: fl
     slots = sum(w.slots for w in workers)
     if slots < size:
         return (
-            f"A cluster of {size} containers cannot be scheduled: the {_workers(workers)} connected to this server "
-            f"take {slots} containers in all"
+            f"A cluster of {size} containers cannot be scheduled: the workers connected to this server "
+            f"({_workers(workers)}) take {slots} containers in all"
         )
     hold = sum(room_for(w.slots, w.memory_mb or None, w.cpu, memory_mb, cpu) for w in workers)
     if hold < size:
         each = " and ".join(x for x in (f"{memory_mb} MiB" if memory_mb else "", f"{cpu:g} CPUs" if cpu else "") if x)
         return (
-            f"A cluster of {size} containers of {each} cannot be scheduled: the {_workers(workers)} connected to this "
-            f"server hold {hold} of them in all (memory {sum(w.memory_mb for w in workers)} MiB, "
-            f"{sum(w.cpu for w in workers):g} CPUs)"
+            f"A cluster of {size} containers of {each} cannot be scheduled: the workers connected to this server "
+            f"({_workers(workers)}, {sum(w.memory_mb for w in workers)} MiB and {sum(w.cpu for w in workers):g} CPUs "
+            f"in all) hold {hold} of them"
         )
     return None
 
