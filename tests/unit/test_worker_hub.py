@@ -238,7 +238,7 @@ async def test_a_cluster_spans_only_workers_that_the_others_can_reach(
     async with aiohttp.ClientSession() as session:
         w1 = await _join(session, server, "w1", "127.0.0.1")  # no address of their own to tunnel to
         w2 = await _join(session, server, "w2", "127.0.0.1")
-        with pytest.raises(NoCapacity):
+        with pytest.raises(NoCapacity, match="advertise an address of their own"):
             hub.reserve_cluster("cu-1", ["ta-c0", "ta-c1", "ta-c2"], [], 0, 0.0)
         hub.reserve_cluster("cu-2", ["ta-d0", "ta-d1"], [], 0, 0.0)  # one worker holds it all: no link to span
         assert sorted(w.slots_used for w in hub.capacity()) == [0, 2]

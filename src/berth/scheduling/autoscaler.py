@@ -186,7 +186,8 @@ class Autoscaler:
                 return
             try:
                 await self._tasks.launch_cluster(function_id, fn)
-            except NoCapacity:
+            except NoCapacity as exc:  # the workers' room went meanwhile, or cannot be joined into one cluster
+                self._placement_blocked(function_id, app_id, fn, live, str(exc))
                 return
             except Exception:
                 log.exception("launching a cluster for %s failed", function_id)

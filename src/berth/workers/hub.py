@@ -170,8 +170,14 @@ class WorkerHub:
         ]
         ranks = place(whole[:1] or spans, len(task_ids))
         if ranks is None:
+            n = len(task_ids)
             blocker = self.placement_blocker(requests, memory_mb, cpu)
-            raise NoCapacity(blocker or f"the workers have no room for all {len(task_ids)} containers of a cluster")
+            if blocker is None and place(list(room.items()), n) is not None:
+                blocker = (
+                    f"Waiting for one worker with room for all {n} containers of a cluster: a cluster spans only "
+                    "workers that advertise an address of their own (berth worker --advertise)"
+                )
+            raise NoCapacity(blocker or f"Waiting for room for all {n} containers of a cluster on the workers")
         homes = [self._members[w] for w in ranks]
         for task_id, member in zip(task_ids, homes, strict=True):
             member.held[task_id] = (cluster_id, memory_mb, cpu)
