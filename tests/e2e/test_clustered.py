@@ -1,6 +1,7 @@
 """Gang scheduling through the stock client: `@modal.clustered(size=2)` starts both containers together, each
 learns its rank and its peers' addresses (TaskClusterHello), they reach each other on the cluster's private link
-(IPv6) while an ordinary container cannot, and a cluster no worker could hold fails with a clear error."""
+(IPv6) while an ordinary container cannot, and a cluster the workers together could never hold fails with a
+clear error. A cluster spread over several workers: tests/cluster/test_gang.py."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_every_rank_runs_every_input_and_the_caller_gets_rank_0s_results(berth_s
     assert seen == ["0:1", "0:2", "0:3", "1:1", "1:2", "1:3"]
 
 
-def test_cluster_larger_than_any_worker_fails_with_a_clear_error(berth_small: BerthServer) -> None:
+def test_cluster_larger_than_all_workers_together_fails_with_a_clear_error(berth_small: BerthServer) -> None:
     out = _run(
         berth_small,
         """
@@ -95,4 +96,4 @@ def test_cluster_larger_than_any_worker_fails_with_a_clear_error(berth_small: Be
     )
     message = ast.literal_eval(out)
     assert "cluster of 40 containers cannot be scheduled" in message
-    assert "largest worker takes 8 containers" in message
+    assert "the workers connected to this server (1 worker) take 8 containers in all" in message

@@ -17,7 +17,7 @@ from berth.domain.cluster import ClusterSpec
 from berth.domain.spec import TaskSpec, WorkerInventory
 from berth.domain.usage import UsageSample
 from berth.workers.hub import WorkerHub
-from berth.workers.port import WORKER_LOST
+from berth.workers.port import WORKER_LOST, NoCapacity
 
 
 class Events:
@@ -48,11 +48,13 @@ async def hub_server() -> AsyncIterator[tuple[WorkerHub, Events, TestServer]]:
     await server.close()
 
 
-async def _join(session: aiohttp.ClientSession, server: TestServer, name: str) -> aiohttp.ClientWebSocketResponse:
+async def _join(
+    session: aiohttp.ClientSession, server: TestServer, name: str, address: str = ""
+) -> aiohttp.ClientWebSocketResponse:
     ws = await session.ws_connect(
         server.make_url("/workers/connect"), headers={"Authorization": "Bearer wt-good:secret"}
     )
-    inventory = WorkerInventory(name, 2, 1.0, 1024, "process", False)
+    inventory = WorkerInventory(name, 2, 1.0, 1024, "process", False, tunnel_host=address)
     await ws.send_json({"type": "hello", "inventory": codec.encode(inventory)})
     assert (await ws.receive_json())["type"] == "welcome"
     return ws
@@ -168,16 +170,77 @@ async def test_a_clusters_containers_all_go_to_one_worker_with_room_for_all(
 ) -> None:
     hub, _, server = hub_server
     async with aiohttp.ClientSession() as session:
-        w1 = await _join(session, server, "w1")
-        w2 = await _join(session, server, "w2")
+        w1 = await _join(session, server, "w1", "10.0.0.1")
+        w2 = await _join(session, server, "w2", "10.0.0.2")
         started = asyncio.ensure_future(hub.start(TaskSpec("ta-solo", "fu-1", "ap-1", b"", "", "s")))
         await _answer_start(w1)  # the least loaded, first by name: w1 now has one slot left
         await started
-        for rank in (0, 1):  # rank 1 would go to w1 (as loaded as w2, first by name) but for its cluster
+        hub.reserve_cluster("cu-1", ["ta-c0", "ta-c1"], [], 0, 0.0)
+        for rank in (0, 1):
             spec = TaskSpec(f"ta-c{rank}", "fu-2", "ap-1", b"", "", "s", cluster=ClusterSpec("cu-1", rank, 2))
             started = asyncio.ensure_future(hub.start(spec))
-            await asyncio.wait_for(_answer_start(w2), 5)  # a start sent to w1 instead times out here
+            call = await asyncio.wait_for(_answer_start(w2), 5)  # a start sent to w1 instead times out here
+            assert call["spec"]["cluster"]["peers"] == []  # all of it on one worker: no link to span
             await started
-        assert "w2" in hub._homes["ta-c0"].worker_id and "w2" in hub._homes["ta-c1"].worker_id
+        hub.release_cluster("cu-1")
+        assert hub._homes["ta-c0"].worker_id == hub._homes["ta-c1"].worker_id == "w2"
+        for ws in (w1, w2):
+            await ws.close()
+
+
+async def test_a_cluster_no_worker_can_hold_alone_is_held_on_several_before_any_starts_and_told_its_peers(
+    hub_server: tuple[WorkerHub, Events, TestServer],
+) -> None:
+    hub, _, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        w1 = await _join(session, server, "w1", "10.0.0.1")
+        w2 = await _join(session, server, "w2", "10.0.0.2")
+        ids = ["ta-c0", "ta-c1", "ta-c2"]
+        hub.reserve_cluster("cu-1", ids, [], 0, 0.0)
+        # Held before any starts: what is left cannot take another cluster of 2, nor does the room go twice.
+        assert sorted(w.slots_used for w in hub.capacity()) == [1, 2]
+        with pytest.raises(NoCapacity):
+            hub.reserve_cluster("cu-2", ["ta-d0", "ta-d1"], [], 0, 0.0)
+        calls = []
+        for rank, ws in ((0, w1), (1, w1), (2, w2)):  # ranks in a row on each worker, the roomiest first
+            spec = TaskSpec(ids[rank], "fu-2", "ap-1", b"", "", "s", cluster=ClusterSpec("cu-1", rank, 3))
+            started = asyncio.ensure_future(hub.start(spec))
+            calls.append(await asyncio.wait_for(_answer_start(ws), 5))
+            await started
+        hub.release_cluster("cu-1")
+        assert [c["spec"]["cluster"]["peers"] for c in calls] == [["10.0.0.2"], ["10.0.0.2"], ["10.0.0.1"]]
+        assert sorted(w.slots_used for w in hub.capacity()) == [1, 2]  # now held by the running members
+        for ws in (w1, w2):
+            await ws.close()
+
+
+async def test_room_held_for_a_cluster_that_did_not_start_is_given_back(
+    hub_server: tuple[WorkerHub, Events, TestServer],
+) -> None:
+    hub, _, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        w1 = await _join(session, server, "w1", "10.0.0.1")
+        w2 = await _join(session, server, "w2", "10.0.0.2")
+        hub.reserve_cluster("cu-1", ["ta-c0", "ta-c1", "ta-c2", "ta-c3"], [], 0, 0.0)
+        assert hub.free_slots() == 0
+        hub.release_cluster("cu-1")
+        assert hub.free_slots() == 4
+        with pytest.raises(NoCapacity, match="room held for its cluster is gone"):
+            await hub.start(TaskSpec("ta-c0", "fu-2", "ap-1", b"", "", "s", cluster=ClusterSpec("cu-1", 0, 4)))
+        for ws in (w1, w2):
+            await ws.close()
+
+
+async def test_a_cluster_spans_only_workers_that_the_others_can_reach(
+    hub_server: tuple[WorkerHub, Events, TestServer],
+) -> None:
+    hub, _, server = hub_server
+    async with aiohttp.ClientSession() as session:
+        w1 = await _join(session, server, "w1", "127.0.0.1")  # no address of their own to tunnel to
+        w2 = await _join(session, server, "w2", "127.0.0.1")
+        with pytest.raises(NoCapacity, match="advertise an address of their own"):
+            hub.reserve_cluster("cu-1", ["ta-c0", "ta-c1", "ta-c2"], [], 0, 0.0)
+        hub.reserve_cluster("cu-2", ["ta-d0", "ta-d1"], [], 0, 0.0)  # one worker holds it all: no link to span
+        assert sorted(w.slots_used for w in hub.capacity()) == [0, 2]
         for ws in (w1, w2):
             await ws.close()

@@ -166,8 +166,9 @@ class Autoscaler:
     async def _scale_up_clusters(
         self, function_id: str, app_id: str, fn: api_pb2.Function, want: int, live: list[TaskInfo]
     ) -> None:
-        """Whole clusters (`want` counts them: `live` holds their rank 0s), each placed on one worker at once. A
-        cluster no worker could ever hold fails what waits for it instead of queueing it forever."""
+        """Whole clusters (`want` counts them: `live` holds their rank 0s), each placed all at once (on one worker,
+        or spread over several). A cluster the workers could never hold fails what waits for it instead of
+        queueing it forever."""
         size = cluster_size(fn)
         settings = await self.overrides.effective(function_id, fn)
         want = min(want, max(1, max_containers(settings, self._default_max) // size) - len(live))
@@ -184,8 +185,9 @@ class Autoscaler:
                 self._placement_blocked(function_id, app_id, fn, live, reason)
                 return
             try:
-                await self._tasks.launch_cluster(function_id, size)
-            except NoCapacity:
+                await self._tasks.launch_cluster(function_id, fn)
+            except NoCapacity as exc:  # the workers' room went meanwhile, or cannot be joined into one cluster
+                self._placement_blocked(function_id, app_id, fn, live, str(exc))
                 return
             except Exception:
                 log.exception("launching a cluster for %s failed", function_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
-from berth.domain.cluster import MAX_CLUSTER_SIZE, ClusterSpec, ipv4_address
+from berth.domain.cluster import MAX_CLUSTER_SIZE, ClusterSpec, ipv4_address, place, room_for
 from berth.domain.spec import WorkerCapacity
 from berth.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from berth.services.notify import Notifier
@@ -46,35 +46,48 @@ async def check_cluster_definition(app_id: str, function_id: str, fn: api_pb2.Fu
     check_definition(fn)
 
 
-def never_fits(workers: list[WorkerCapacity], size: int, memory_mb: int) -> str | None:
-    """Why no worker, even empty, could hold all of a cluster's containers at once (Berth places a cluster on one
-    worker); None when one could, or while no worker is known."""
+def never_fits(workers: list[WorkerCapacity], size: int, memory_mb: int, cpu: float = 0.0) -> str | None:
+    """Why the workers together, even empty, could never hold all of a cluster's containers at once (a cluster
+    may span workers); None when they could, or while no worker is known."""
     if not workers:
         return None
-    if not any(w.slots >= size for w in workers):
-        largest = max(w.slots for w in workers)
+    slots = sum(w.slots for w in workers)
+    if slots < size:
         return (
-            f"A cluster of {size} containers cannot be scheduled: Berth places a cluster's containers on one "
-            f"worker, and the largest worker takes {largest} containers"
+            f"A cluster of {size} containers cannot be scheduled: the workers connected to this server "
+            f"({_workers(workers)}) take {slots} containers in all"
         )
-    known = [w.memory_mb for w in workers if w.memory_mb]
-    if memory_mb and known and not any(m >= size * memory_mb for m in known):
+    hold = sum(room_for(w.slots, w.memory_mb or None, w.cpu, memory_mb, cpu) for w in workers)
+    if hold < size:
+        each = " and ".join(x for x in (f"{memory_mb} MiB" if memory_mb else "", f"{cpu:g} CPUs" if cpu else "") if x)
         return (
-            f"A cluster of {size} containers of {memory_mb} MiB cannot be scheduled: Berth places a cluster on one "
-            f"worker, and the largest has {max(known)} MiB"
+            f"A cluster of {size} containers of {each} cannot be scheduled: the workers connected to this server "
+            f"({_workers(workers)}, {sum(w.memory_mb for w in workers)} MiB and {sum(w.cpu for w in workers):g} CPUs "
+            f"in all) hold {hold} of them"
         )
     return None
 
 
+def _workers(workers: list[WorkerCapacity]) -> str:
+    return "1 worker" if len(workers) == 1 else f"{len(workers)} workers"
+
+
 def room_now(workers: list[WorkerCapacity], size: int, memory_mb: int, cpu: float) -> bool:
-    """Whether one worker can take all `size` containers now."""
-    for w in workers:
-        slots = w.slots - w.slots_used
-        memory = w.memory_mb - w.memory_used_mb if w.memory_mb else size * memory_mb
-        cpus = w.cpu - w.cpu_used
-        if slots >= size and memory >= size * memory_mb and cpus >= size * cpu:
-            return True
-    return False
+    """Whether the workers can take all `size` containers now, on one worker or spread over several."""
+    room = [
+        (
+            w.worker_id,
+            room_for(
+                w.slots - w.slots_used,
+                w.memory_mb - w.memory_used_mb if w.memory_mb else None,
+                w.cpu - w.cpu_used,
+                memory_mb,
+                cpu,
+            ),
+        )
+        for w in workers
+    ]
+    return place(room, size) is not None
 
 
 @dataclass

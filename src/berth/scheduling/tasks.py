@@ -195,31 +195,40 @@ class TaskManager:
         return task is not None and secret_matches(task.secret_hash, secret)
 
     def cluster_blocker(self, fn: api_pb2.Function) -> str | None:
-        """Why a whole cluster of `fn` cannot start on one worker now; None when it can. Unplaceable when no
-        worker could ever hold it."""
+        """Why a whole cluster of `fn` cannot start now (on one worker or spread over several); None when it can.
+        Unplaceable when the workers together could never hold it."""
         size, memory, cpu = cluster_size(fn), fn.resources.memory_mb, fn.resources.milli_cpu / 1000
         workers = self._worker.capacity()
-        never = cluster_never_fits(workers, size, memory)
+        never = cluster_never_fits(workers, size, memory, cpu)
         if never is not None:
             raise Unplaceable(never)
         if not workers:
             return "Waiting for a worker: none is connected to this server"
         if cluster_room_now(workers, size, memory, cpu):
             return None
-        return f"Waiting for a worker with room for all {size} containers of a cluster"
+        return f"Waiting for room for all {size} containers of a cluster on the workers"
 
-    async def launch_cluster(self, function_id: str, size: int) -> list[TaskInfo]:
-        """Start `size` containers of a clustered function, all or none: one that cannot start stops the others."""
+    async def launch_cluster(self, function_id: str, fn: api_pb2.Function) -> list[TaskInfo]:
+        """Start the containers of one cluster of `fn`, all or none: room for every member is held on the workers
+        before any starts (NoCapacity when there is none now), and one that cannot start stops the others."""
+        size = cluster_size(fn)
         record = Cluster(new_id("cu"), function_id, "", size, self._clock.now())
         record.task_ids = [new_id("ta") for _ in range(size)]
-        self.clusters.add(record)
-        results = await asyncio.gather(
-            *(
-                self.launch(function_id, spec, task_id)
-                for spec, task_id in zip(record.specs(), record.task_ids, strict=True)
-            ),
-            return_exceptions=True,
+        requests = self.gpu_requests(fn)
+        self._worker.reserve_cluster(
+            record.cluster_id, record.task_ids, requests, fn.resources.memory_mb, fn.resources.milli_cpu / 1000
         )
+        self.clusters.add(record)
+        try:
+            results = await asyncio.gather(
+                *(
+                    self.launch(function_id, spec, task_id)
+                    for spec, task_id in zip(record.specs(), record.task_ids, strict=True)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            self._worker.release_cluster(record.cluster_id)
         started = [r for r in results if isinstance(r, TaskInfo)]
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:

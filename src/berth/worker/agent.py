@@ -31,7 +31,7 @@ from berth.worker.session import TaskSession
 from berth.worker.snapshots import pack_upper
 from berth.worker.tunnels import NoTunnels, Tunnels
 from berth.worker.usage import UsageMeter, UsageSink
-from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, BuildLog
+from berth.workers.port import SANDBOX_IDLE, SANDBOX_TIMEOUT, BuildLog, NoCapacity
 
 log = logging.getLogger("berth.worker")
 
@@ -93,6 +93,7 @@ class LocalWorker:
         self._on_exit = on_exit
         self._running: dict[str, _Running] = {}
         self._starting: dict[str, asyncio.Future[Container]] = {}
+        self._held: dict[str, str] = {}  # task → its cluster: a slot held for a member that has not started yet
         self._closing = False
         self._clock = clock or SystemClock()
         self.sessions: dict[str, TaskSession] = {}
@@ -208,7 +209,20 @@ class LocalWorker:
         return self.images is not None
 
     def free_slots(self) -> int:
-        return self.slots - len(self._running) - len(self._starting)
+        return self.slots - len(self._running) - len(self._starting) - len(self._held)
+
+    def reserve_cluster(
+        self, cluster_id: str, task_ids: list[str], requests: list[tuple[str, int]], memory_mb: int, cpu: float
+    ) -> None:
+        """All of a cluster's members run on this one worker: a slot is held for each until it starts."""
+        free = self.free_slots()
+        if free < len(task_ids):
+            raise NoCapacity(f"this worker has room for {free} of the cluster's {len(task_ids)} containers")
+        self._held.update(dict.fromkeys(task_ids, cluster_id))
+
+    def release_cluster(self, cluster_id: str) -> None:
+        for task_id in [t for t, c in self._held.items() if c == cluster_id]:
+            del self._held[task_id]
 
     def placement_blocker(self, requests: list[tuple[str, int]], memory_mb: int, cpu: float = 0.0) -> str | None:
         return self.gpus.blocker(requests)
@@ -277,6 +291,7 @@ class LocalWorker:
         # that came up is then registered, so shutdown() stops it instead of leaving it running.
         starting = asyncio.ensure_future(self.runtime.start(spec, workdir, env))
         self._starting[spec.task_id] = starting
+        self._held.pop(spec.task_id, None)  # its slot now counts as starting
         try:
             container = await asyncio.shield(starting)
         except asyncio.CancelledError:

@@ -5,7 +5,13 @@ other containers are not on it (their only link is berth0, whose ports are isola
 names the member's own IPv6 address, as the modal client expects.
 
 The bridge is shared by the cluster's members on this worker: the first to join creates it and the last to
-leave removes it, under one lock file per cluster."""
+leave removes it, under one lock file per cluster.
+
+A cluster spread over several workers (ClusterSpec.peers: the other workers' addresses) has its bridges joined
+by a VXLAN of its own (its VNI from the cluster id, UDP port VXLAN_PORT): one more port on each worker's bridge,
+with one flood entry per peer worker, so frames for members elsewhere (and broadcasts, ARP and neighbour
+discovery) are tunnelled to those workers and to no other. The members' link then has the VXLAN's MTU (the
+underlay's less its 50 bytes of headers), so nothing they send needs fragmenting."""
 
 from __future__ import annotations
 
@@ -19,7 +25,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.domain.cluster import IPV4_PREFIXLEN, IPV6_PREFIXLEN, ClusterSpec, ipv4_address, ipv6_address
+from berth.domain.cluster import (
+    IPV4_PREFIXLEN,
+    IPV6_PREFIXLEN,
+    VXLAN_OVERHEAD,
+    VXLAN_PORT,
+    ClusterSpec,
+    ipv4_address,
+    ipv6_address,
+    vni,
+)
 
 _LOCKS = Path("/run/berth/clusters")
 INTERFACE = "i6pn0"
@@ -47,6 +62,40 @@ def names(cluster_id: str, task_id: str) -> tuple[str, str]:
     bridge = "bk" + hashlib.sha256(cluster_id.encode()).hexdigest()[:12]
     veth = "bq" + hashlib.sha256(task_id.encode()).hexdigest()[:12]
     return bridge, veth
+
+
+def vxlan_of(bridge: str) -> str:
+    """The VXLAN that joins the cluster's bridge to its other workers' (named after the bridge)."""
+    return "vk" + bridge[2:]
+
+
+def _mtu(ifname: str) -> int:
+    found = re.search(r" mtu (\d+) ", _run(["ip", "-o", "link", "show", ifname]).stdout)
+    return int(found[1]) if found else 0
+
+
+def _span(cluster: ClusterSpec, bridge: str) -> int:
+    """Under the cluster's lock: its VXLAN on this worker, towards every peer worker, as a port of its bridge;
+    returns the MTU of the link it makes."""
+    vx = vxlan_of(bridge)
+    if _run(["ip", "link", "show", vx]).returncode != 0:
+        route = re.search(r" dev (\S+)", _run(["ip", "-o", "route", "get", cluster.peers[0]]).stdout)
+        if route is None:
+            raise ClusterNetError(f"cannot span cluster {cluster.cluster_id}: no route to worker {cluster.peers[0]}")
+        lower = route[1]
+        argv = ["ip", "link", "add", vx, "type", "vxlan", "id", str(vni(cluster.cluster_id))]
+        argv += ["dstport", str(VXLAN_PORT), "dev", lower]
+        made = _run(argv)
+        if made.returncode != 0:
+            raise ClusterNetError(f"cannot span cluster {cluster.cluster_id} over VXLAN: {made.stderr.strip()}")
+        _run(["ip", "link", "set", vx, "mtu", str(_mtu(lower) - VXLAN_OVERHEAD)])
+        for peer in cluster.peers:
+            _run(["bridge", "fdb", "append", "00:00:00:00:00:00", "dev", vx, "dst", peer])
+        _no_ipv6(vx)
+        out = _run(["ip", "-batch", "-"], f"link set {vx} master {bridge}\nlink set {vx} up\n")
+        if out.returncode != 0:
+            raise ClusterNetError(f"cannot span cluster {cluster.cluster_id} over VXLAN: {out.stderr.strip()}")
+    return _mtu(vx)
 
 
 @contextlib.contextmanager
@@ -78,8 +127,13 @@ def _join(cluster: ClusterSpec, task_id: str, netns: str) -> ClusterLink:
                 raise ClusterNetError(f"cannot create the cluster link {bridge}: {made.stderr.strip()}")
         _no_ipv6(bridge)
         _run(["ip", "link", "set", bridge, "up"])
-        host = f"link add {veth} type veth peer name {INTERFACE} netns {netns}\nlink set {veth} master {bridge}\n"
-        out = _run(["ip", "-batch", "-"], host)
+        try:
+            mtu = _span(cluster, bridge) if cluster.peers else 0
+        except ClusterNetError:
+            _remove_if_idle(bridge)
+            raise
+        host = f"link add {veth} {f'mtu {mtu} ' if mtu else ''}type veth peer name {INTERFACE} netns {netns}\n"
+        out = _run(["ip", "-batch", "-"], host + f"link set {veth} master {bridge}\n")
         if out.returncode == 0:
             _no_ipv6(veth)
             out = _run(["ip", "link", "set", veth, "up"])
@@ -88,7 +142,7 @@ def _join(cluster: ClusterSpec, task_id: str, netns: str) -> ClusterLink:
             [
                 f"addr add {link.ipv6}/{IPV6_PREFIXLEN} dev {INTERFACE} nodad",
                 f"addr add {link.ipv4}/{IPV4_PREFIXLEN} dev {INTERFACE}",
-                f"link set {INTERFACE} up",
+                f"link set {INTERFACE} {f'mtu {mtu} ' if mtu else ''}up",
                 "",
             ]
         )
@@ -100,9 +154,12 @@ def _join(cluster: ClusterSpec, task_id: str, netns: str) -> ClusterLink:
 
 
 def _remove_if_idle(bridge: str) -> None:
-    """Under the cluster's lock: a bridge with no member left goes (a joining member holds the lock)."""
+    """Under the cluster's lock: a bridge with no member left goes, with its VXLAN (a joining member holds the
+    lock)."""
     ports = _run(["ip", "-o", "link", "show", "master", bridge])
-    if ports.returncode == 0 and not ports.stdout.strip():
+    members = [line for line in ports.stdout.splitlines() if f": {vxlan_of(bridge)}:" not in line]
+    if ports.returncode == 0 and not members:
+        _run(["ip", "link", "del", vxlan_of(bridge)])
         _run(["ip", "link", "del", bridge])
 
 
@@ -127,6 +184,13 @@ def remove_idle_bridges() -> None:
         with _lock(name):
             _remove_if_idle(name)
         _forget_lock(name)
+    vxlans = _run(["ip", "-o", "link", "show", "type", "vxlan"]).stdout
+    for name in re.findall(r"^\d+: (vk[0-9a-f]{12})[:@]", vxlans, re.MULTILINE):
+        bridge = "bk" + name[2:]
+        with _lock(bridge):
+            if _run(["ip", "link", "show", bridge]).returncode != 0:  # left when its bridge went
+                _run(["ip", "link", "del", name])
+        _forget_lock(bridge)
 
 
 async def join(cluster: ClusterSpec, task_id: str, netns: str) -> ClusterLink:

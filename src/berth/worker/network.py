@@ -10,6 +10,7 @@ Isolation (untrusted code must not touch the host or its neighbours):
   bridged, and FORWARD rejects what is routed from berth0 back to berth0;
 - from berth0 the host accepts only the ports a live Berth server opened for its containers (its API,
   its HTTP side and its web endpoints, on 172.21.0.1) and rejects the rest, on every host address;
+- forwarded traffic to the VXLAN port (a cluster's link between workers) is rejected wherever it goes;
 - forwarded traffic to private and link-local networks is rejected, except the host's own upstream
   (its DNS resolvers, proxies and Debian mirror) when those are on such addresses; IPv6 from berth0
   is rejected (containers have no IPv6 route; this stops link-local access to the host).
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
+
+from berth.domain.cluster import VXLAN_PORT
 
 BRIDGE = "berth0"
 HOST_IP = "172.21.0.1"
@@ -358,6 +361,9 @@ def base_rules() -> str:
         # Routed back onto the bridge: another container (bridged frames between ports are already
         # stopped by the isolated ports; with br_netfilter they also show up here).
         f"-A {FORWARD_CHAIN} -o {BRIDGE} -j REJECT --reject-with icmp-host-prohibited",
+        # VXLAN, anywhere: a container must not send frames into a cluster's link that spans workers (the
+        # workers take them from each other's addresses, which a container's traffic leaves from after NAT).
+        f"-A {FORWARD_CHAIN} -p udp --dport {VXLAN_PORT} -j REJECT --reject-with icmp-port-unreachable",
     ]
     for proto, addr, port in upstreams():
         if addr in local:

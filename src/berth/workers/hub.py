@@ -1,7 +1,10 @@
 """Remote workers, seen from the control plane. Workers on other hosts connect to the server's HTTP side
 (`/workers/connect`, a WebSocket, authenticated by a join token) and the hub serves the worker port over
 them: it places each container on a worker with room for it (slots, memory, GPUs; the least loaded
-first), forwards signals and stops, and turns the workers' events back into output and exits.
+first), forwards signals and stops, and turns the workers' events back into output and exits. A gang-scheduled
+cluster is placed whole before any member starts (reserve_cluster: one worker when one has room for all, else
+several), and each member is told the addresses of the other workers that hold members (ClusterSpec.peers),
+which is all a worker needs to join its part of the cluster's link to theirs.
 
 A worker that goes away (killed, or cut off longer than the heartbeat allows) loses its tasks: each is
 reported with the WORKER_LOST exit code, so what they held is requeued and runs elsewhere. When the worker
@@ -25,6 +28,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from berth.domain import codec
+from berth.domain.cluster import place, room_for
 from berth.domain.gpu import Gpu, GpuRequestError, assign, matches
 from berth.domain.images import BuildError, ImageBuildSpec, ImageInfo
 from berth.domain.spec import TaskSpec, TunnelAddress, TunnelRequest, WorkerCapacity, WorkerInventory
@@ -57,19 +61,31 @@ class _Member:
     images: dict[str, ImageInfo] = field(default_factory=dict)
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     build_logs: dict[int, BuildLog] = field(default_factory=dict)
+    # Room held for cluster members that have not started yet: task → (its cluster, memory MiB, CPUs).
+    held: dict[str, tuple[str, int, float]] = field(default_factory=dict)
 
     @property
     def worker_id(self) -> str:
         return self.inventory.worker_id
 
+    @property
+    def address(self) -> str:
+        """Where the other workers reach this one (what it advertises; by default its address facing the server)."""
+        return self.inventory.tunnel_host
+
     def free_slots(self) -> int:
-        return self.inventory.slots - len(self.tasks)
+        return self.inventory.slots - len(self.tasks) - len(self.held)
 
     def free_memory_mb(self) -> int:
-        return self.inventory.memory_mb - sum(s.memory_mb for s in self.tasks.values())
+        held = sum(m for _, m, _ in self.held.values())
+        return self.inventory.memory_mb - sum(s.memory_mb for s in self.tasks.values()) - held
 
     def free_cpu(self) -> float:
-        return self.inventory.cpu - sum(s.cpu for s in self.tasks.values())
+        return self.inventory.cpu - sum(s.cpu for s in self.tasks.values()) - sum(c for _, _, c in self.held.values())
+
+    def load(self) -> tuple[float, str]:
+        """The least loaded first; ties by id, so placement is deterministic."""
+        return ((self.inventory.slots - self.free_slots()) / max(1, self.inventory.slots), self.worker_id)
 
     def free_gpus(self) -> list[Gpu]:
         held = {g.uuid for gpus in self.gpus_held.values() for g in gpus}
@@ -84,6 +100,7 @@ class WorkerHub:
         self._members: dict[str, _Member] = {}
         self._homes: dict[str, _Member] = {}  # task id → the worker it runs on
         self._image_specs: dict[str, ImageBuildSpec] = {}  # how to build an image on a worker that lacks it
+        self._cluster_homes: dict[str, list[_Member]] = {}  # cluster → the worker of each rank, until all started
         self._ids = itertools.count(1)
         self._closing = False
         self._grant_key = b""  # handed to every worker in its welcome, for its command router
@@ -109,7 +126,7 @@ class WorkerHub:
             WorkerCapacity(
                 m.worker_id,
                 m.inventory.slots,
-                len(m.tasks),
+                m.inventory.slots - m.free_slots(),
                 m.inventory.cpu,
                 m.inventory.cpu - m.free_cpu(),
                 m.inventory.memory_mb,
@@ -138,14 +155,48 @@ class WorkerHub:
             return f"Waiting for gpu={asked}: all matching GPUs are in use; the call stays queued until one is free"
         return None
 
+    def reserve_cluster(
+        self, cluster_id: str, task_ids: list[str], requests: list[tuple[str, int]], memory_mb: int, cpu: float
+    ) -> None:
+        members = sorted(self._members.values(), key=_Member.load)
+        room = {m.worker_id: self._cluster_room(m, requests, memory_mb, cpu) for m in members}
+        whole = [(w, n) for w, n in room.items() if n >= len(task_ids)]
+        # Spread over workers only where the link can join them: each reached at an address of its own.
+        addresses = [m.address for m in members]
+        spans = [
+            (m.worker_id, room[m.worker_id])
+            for m in members
+            if m.address and not m.address.startswith("127.") and addresses.count(m.address) == 1
+        ]
+        ranks = place(whole[:1] or spans, len(task_ids))
+        if ranks is None:
+            n = len(task_ids)
+            blocker = self.placement_blocker(requests, memory_mb, cpu)
+            if blocker is None and place(list(room.items()), n) is not None:
+                blocker = (
+                    f"Waiting for one worker with room for all {n} containers of a cluster: a cluster spans only "
+                    "workers that advertise an address of their own (berth worker --advertise)"
+                )
+            raise NoCapacity(blocker or f"Waiting for room for all {n} containers of a cluster on the workers")
+        homes = [self._members[w] for w in ranks]
+        for task_id, member in zip(task_ids, homes, strict=True):
+            member.held[task_id] = (cluster_id, memory_mb, cpu)
+        self._cluster_homes[cluster_id] = homes
+
+    def release_cluster(self, cluster_id: str) -> None:
+        for member in {m.worker_id: m for m in self._cluster_homes.pop(cluster_id, [])}.values():
+            for task_id in [t for t, (c, _, _) in member.held.items() if c == cluster_id]:
+                del member.held[task_id]
+
     async def start(self, spec: TaskSpec) -> None:
         requests = list(spec.gpu_requests)
-        candidates = [m for m in self._members.values() if self._fits(m, requests, spec.memory_mb, spec.cpu)]
-        if spec.cluster is not None:  # a cluster's containers share one worker, where its private link is
-            candidates = self._cluster_home(spec, candidates)
-        if not candidates:
-            raise NoCapacity(self.placement_blocker(requests, spec.memory_mb, spec.cpu) or "every worker is full")
-        member = min(candidates, key=lambda m: (len(m.tasks) / max(1, m.inventory.slots), m.worker_id))
+        if spec.cluster is not None:  # placed with its whole cluster by reserve_cluster
+            member, spec = self._cluster_member(spec)
+        else:
+            candidates = [m for m in self._members.values() if self._fits(m, requests, spec.memory_mb, spec.cpu)]
+            if not candidates:
+                raise NoCapacity(self.placement_blocker(requests, spec.memory_mb, spec.cpu) or "every worker is full")
+            member = min(candidates, key=_Member.load)
         if requests:
             gpus = self._take_gpus(member, requests)
             member.gpus_held[spec.task_id] = gpus
@@ -255,13 +306,32 @@ class WorkerHub:
             return False
         return not requests or self._fits_gpus(member.free_gpus(), requests)
 
-    def _cluster_home(self, spec: TaskSpec, candidates: list[_Member]) -> list[_Member]:
+    def _cluster_room(self, member: _Member, requests: list[tuple[str, int]], memory_mb: int, cpu: float) -> int:
+        """How many members of a cluster the worker takes now."""
+        room = room_for(member.free_slots(), member.free_memory_mb(), member.free_cpu(), memory_mb, cpu)
+        free, sets = member.free_gpus(), 0
+        while requests and sets < room:  # each member needs GPUs of its own
+            got = next((g for g in (self._try_assign(t, n, free) for t, n in requests) if g), None)
+            if got is None:
+                return sets
+            free, sets = [g for g in free if g not in got], sets + 1
+        return room
+
+    @staticmethod
+    def _try_assign(gpu_type: str, count: int, free: list[Gpu]) -> list[Gpu]:
+        with contextlib.suppress(GpuRequestError):
+            return assign(gpu_type, count, free)
+        return []
+
+    def _cluster_member(self, spec: TaskSpec) -> tuple[_Member, TaskSpec]:
+        """The worker whose room was held for this member, and its spec with the other workers of its cluster."""
         assert spec.cluster is not None
-        cluster_id = spec.cluster.cluster_id
-        for member in self._members.values():
-            if any(t.cluster is not None and t.cluster.cluster_id == cluster_id for t in member.tasks.values()):
-                return [member] if member in candidates else []
-        return [m for m in candidates if m.free_slots() >= spec.cluster.size]
+        homes = self._cluster_homes.get(spec.cluster.cluster_id, [])
+        member = next((m for m in homes if m.held.pop(spec.task_id, None) is not None), None)
+        if member is None or self._members.get(member.worker_id) is not member:
+            raise NoCapacity("the room held for its cluster is gone (its worker left)")
+        peers = tuple(sorted({m.address for m in homes if m is not member}))
+        return member, replace(spec, cluster=replace(spec.cluster, peers=peers))
 
     @staticmethod
     def _take_gpus(member: _Member, requests: list[tuple[str, int]]) -> list[Gpu]:

@@ -55,6 +55,16 @@ class WorkerPort(Protocol):
         """Start the task's container; NoCapacity when no worker has room after all, other errors when
         the container cannot start."""
 
+    def reserve_cluster(
+        self, cluster_id: str, task_ids: list[str], requests: list[tuple[str, int]], memory_mb: int, cpu: float
+    ) -> None:
+        """Hold room for every member of a gang-scheduled cluster (`task_ids`, by rank) before any of them starts,
+        all or none: NoCapacity when the workers cannot take them all now. start() then puts each member where
+        its room is held, and tells it which other workers hold members (ClusterSpec.peers)."""
+
+    def release_cluster(self, cluster_id: str) -> None:
+        """Give back the room still held for members of the cluster that did not start."""
+
     def signal(self, task_id: str, signum: int) -> None: ...
 
     async def stop(self, task_id: str, grace_s: float) -> None:
