@@ -38,7 +38,6 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.errors import InvalidArgument
 from berth.worker import (
     berth_loop,
     buckets,
@@ -825,17 +824,12 @@ class OciRuntime:
         own environment, with `env` on top. A sandbox's berth-execd forks it there (berth.worker.execd);
         otherwise (function containers, runsc, no helper) it is a `crun exec`. With a tty, the terminal is
         allocated inside the container (so it is the command's controlling terminal there, and `tty` names
-        it): by execd, or by crun, which hands its master over the console socket."""
+        it): by execd, or by crun, which hands its master over the console socket. runsc (2022) hands a
+        console only to a detached exec, but takes the stdio of one it waits for as the command's terminal
+        when process.terminal is set: there the worker's own pty slave is that stdio."""
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
-        if tty is not None and self.gvisor:
-            # runsc (2022) ignores process.terminal for an exec that it waits for, and hands a console only
-            # to a detached one: the command would run without a terminal, so the request is refused.
-            raise InvalidArgument(
-                "Sandbox exec with pty=True (a terminal, as `modal shell` uses) is not supported on the runsc "
-                "runtime; use crun or runc for terminal sessions"
-            )
         if sandbox.helper is not None:
             started = await self._helper_exec(sandbox, sandbox.helper, argv, env, cwd, tty)
             if started is not None:
@@ -860,9 +854,9 @@ class OciRuntime:
         # of SIGKILL alone; the pid inside gVisor (--internal-pid-file) is signalled with `runsc kill --pid`.
         pid_flag = "--internal-pid-file" if self.gvisor else "--pid-file"
         args = ["exec", pid_flag, str(pid_file), "--process", str(process_file)]
-        if tty is None:
+        if tty is None or self.gvisor:
             command = self._control(sandbox, *args, sandbox.container_id)
-            proc = await asyncio.create_subprocess_exec(*command, **exec_stdio(None))
+            proc = await asyncio.create_subprocess_exec(*command, **exec_stdio(tty.slave if tty else None))
         else:
             proc = await self._exec_with_terminal(args, sandbox, sandbox.bundle / f"{name}.sock", tty)
         if self.gvisor:
