@@ -379,16 +379,8 @@ def test_blocked_network_reaches_nothing(server: BerthServer) -> None:
 # --- bombs --------------------------------------------------------------------------------------
 
 
-def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(
-    server: BerthServer, request: pytest.FixtureRequest
-) -> None:
-    if server.runtime == "runsc":  # type: ignore[attr-defined]
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=RUNSC_CGROUP_LAYOUT,
-                strict=False,
-            )
-        )
+def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(server: BerthServer) -> None:
+    # crun: the pids cgroup; runsc: RLIMIT_NPROC inside gVisor's kernel (oci.gvisor_nproc_limit)
     seen = run(
         server,
         "escape-fork",

@@ -100,6 +100,11 @@ PIDS_LIMIT = 16384
 # the pids limit with EAGAIN before it has filled its memory, and each process keeps room to run.
 SANDBOX_PIDS_PER_MB = 4
 SANDBOX_MIN_PIDS = 512
+# runsc: a sandbox's processes are capped inside gVisor, at one per RUNSC_MB_PER_PROCESS MiB of memory=
+# (see gvisor_nproc_limit).
+RUNSC_MB_PER_PROCESS = 6
+RUNSC_MIN_PROCESSES = 16
+RUNSC_HOST_TASKS_PER_PROCESS = 8
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
 OOM_EXIT = 137
@@ -204,6 +209,16 @@ def sandbox_pids_limit(memory_mb: int) -> int:
     if memory_mb <= 0:
         return PIDS_LIMIT
     return min(PIDS_LIMIT, max(SANDBOX_MIN_PIDS, memory_mb * SANDBOX_PIDS_PER_MB))
+
+
+def gvisor_nproc_limit(memory_mb: int) -> int:
+    """The process limit inside a gVisor sandbox (RLIMIT_NPROC, which gVisor's kernel enforces with EAGAIN at
+    fork). On the ptrace platform each of its processes is host memory and host threads of gVisor's own
+    (about 3.6 MiB and 5 threads), so the host's pids and memory cgroup would stop a fork bomb only by
+    killing the whole sandbox: this stops it first, well inside both."""
+    if memory_mb <= 0:
+        return PIDS_LIMIT // RUNSC_HOST_TASKS_PER_PROCESS
+    return max(RUNSC_MIN_PROCESSES, memory_mb // RUNSC_MB_PER_PROCESS)
 
 
 def umount(path: Path) -> None:
@@ -495,6 +510,7 @@ class OciRuntime:
                 cpu=sandbox.limits.cpu,
                 pids_limit=sandbox_pids_limit(sandbox.limits.memory_mb) if spec.sandbox else PIDS_LIMIT,
                 nofile=nofile_limit(),
+                nproc=gvisor_nproc_limit(sandbox.limits.memory_mb) if self.gvisor and spec.sandbox else 0,
                 binds=binds,
                 devices=[device_entry(d) for d in gpu.container_devices(gpus)] if gpus else [],
                 inherit_network=self.gvisor,
