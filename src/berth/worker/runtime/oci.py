@@ -25,6 +25,7 @@ import os
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,6 +78,8 @@ STATE_ROOT = "/run/berth/oci"
 RUNSC_STATE_ROOT = "/run/berth/runsc"
 # --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
 # --oci-seccomp: apply the spec's seccomp profile inside the sandbox too, so code sees the same denials.
+# What `runsc exec` says (exit 128) when the sandbox ends while it waits for the command.
+RUNSC_SANDBOX_GONE = b'urpc method "containerManager.WaitPID" failed'
 RUNSC_FLAGS = ["--platform=ptrace", "--network=host", "--overlay2=none", "--oci-seccomp"]
 # config.json carries the container's environment, secret values included: keep bundles in memory
 # (a private tmpfs), never on disk under the data dir.
@@ -1005,11 +1008,15 @@ class OciRuntime:
 
     @staticmethod
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
-        """crun exits 255 (runsc 128) for a command it cannot find; a shell (and the client) expects 127."""
+        """crun exits 255 (runsc 128) for a command it cannot find; a shell (and the client) expects 127.
+        runsc also exits 128 when the sandbox ends under a running exec (its wait loses the sandbox): the
+        command was killed with it, which is what crun's exec reports then (SIGKILL, 137)."""
         if code == 255 and b"executable file" in stderr_head and b"not found" in stderr_head:
             return COMMAND_NOT_FOUND
         if code == 128 and b"error finding executable" in stderr_head:
             return COMMAND_NOT_FOUND
+        if code == 128 and RUNSC_SANDBOX_GONE in stderr_head:
+            return 128 + signal.SIGKILL
         return code
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
