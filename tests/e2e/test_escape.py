@@ -451,8 +451,8 @@ def test_filling_the_disk_stops_at_the_sandboxs_cap(server: BerthServer) -> None
 
 
 def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer) -> None:
-    # The fresh sandbox checks its files with the shell's `test` and python3, not coreutils' ls/stat: those
-    # pass AT_NO_AUTOMOUNT to statx, which runsc 20221219 answers with EINVAL for every path (README).
+    # (On runsc, a fresh sandbox once seemed to miss /usr/bin/python3: that was `ls`, whose statx runsc
+    # 20221219 refused for every path; see berth.worker.gvisor_statx. The check here needs no coreutils.)
     seen = run(
         server,
         "escape-rm",

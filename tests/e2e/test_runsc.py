@@ -118,6 +118,7 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
         data = bytes(range(256)) * 1000
         fs.write_bytes(data, "/tmp/bin")
         missing = sb.exec("no-such-command")
+        coreutils = sb.exec("sh", "-c", "ls -l /usr/bin/python3 && stat -c %F /etc && cat /etc/ld.so.preload")
         t0 = time.monotonic()
         slow = sb.exec("sleep", "300", timeout=2)
         slow_rc = slow.wait()
@@ -129,7 +130,8 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
                           "text": fs.read_text("/tmp/a/b.txt"), "same": fs.read_bytes("/tmp/bin") == data,
                           "via_exec": sb.exec("cat", "/tmp/a/b.txt").stdout.read(),
                           "missing": missing.wait(), "slow_rc": slow_rc, "took": took,
-                          "left": count.stdout.read().strip()}))
+                          "left": count.stdout.read().strip(),
+                          "coreutils": [coreutils.stdout.read(), coreutils.stderr.read(), coreutils.wait()]}))
         sb.terminate()
         """,
     )
@@ -139,6 +141,10 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
     assert seen["missing"] == 127
     assert seen["slow_rc"] in (-1, 124) and seen["took"] < 10
     assert seen["left"] == "0"  # killed inside gVisor (by its pid there), not just the `runsc exec` on the host
+    # coreutils 9's statx(AT_NO_AUTOMOUNT), which this runsc refuses, through the shim (berth.worker.gvisor_statx)
+    out, err, code = seen["coreutils"]
+    assert code == 0 and "/usr/bin/python3 -> python3.11\n" in out and "\ndirectory\n" in out, seen["coreutils"]
+    assert out.endswith("\n/__berth/gvisor-statx.so\n"), out
 
 
 def test_pty_exec_under_gvisor(berth_runsc: BerthServer) -> None:

@@ -48,6 +48,7 @@ from berth.worker import (
     execd,
     fs_tools,
     gpu,
+    gvisor_statx,
     network,
     seccomp,
     userns,
@@ -396,6 +397,7 @@ class OciRuntime:
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[Any]] = set()
         self._execd: asyncio.Future[Path | None] | None = None
+        self._statx: asyncio.Future[Path | None] | None = None
         network.ensure_bridge()
         ensure_private_tmpfs(BUNDLE_ROOT)
         self._prewarm_client()
@@ -408,6 +410,17 @@ class OciRuntime:
         if self._execd is None:
             self._execd = asyncio.ensure_future(asyncio.to_thread(execd.build, BUNDLE_ROOT / "execd"))
         return await asyncio.shield(self._execd)
+
+    async def _statx_binds(self, sandbox: Sandbox) -> list[Bind]:
+        """runsc containers: the statx shim and an ld.so.preload that loads it (berth.worker.gvisor_statx)."""
+        if self._statx is None:
+            self._statx = asyncio.ensure_future(asyncio.to_thread(gvisor_statx.build, BUNDLE_ROOT / "gvisor-statx"))
+        shim = await asyncio.shield(self._statx)
+        if shim is None:
+            return []
+        preload = sandbox.bundle / "ld.so.preload"
+        await asyncio.to_thread(gvisor_statx.write_preload, sandbox.rootfs, preload)
+        return [Bind(str(shim), gvisor_statx.IN_CONTAINER), Bind(str(preload), gvisor_statx.PRELOAD)]
 
     def _prewarm_client(self) -> None:
         """Install the modal client for the host's Python series now, not on the first container start
@@ -496,6 +509,7 @@ class OciRuntime:
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
+            binds += await self._statx_binds(sandbox) if self.gvisor else []
             helper = await self._execd_binary() if spec.sandbox is not None else None
             command = container_loop.command(spec, LOOP_PATH)
             if helper is not None:
