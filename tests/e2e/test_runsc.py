@@ -259,4 +259,11 @@ def test_modal_shell_and_container_exec_with_a_terminal_under_gvisor(berth_runsc
         term.start(f"modal container exec {made['task']} -- sh -c 'stty size; echo TERM=$TERM; uname -r; exit 4'")
         screen = term.wait_for("COMMAND-EXIT=")
         assert screen.startswith(f"{ROWS} {COLS}\nTERM={TERM}\n4.4.0\nCOMMAND-EXIT=0\n"), screen  # gVisor's kernel
+        # raw mode set inside gVisor reaches the terminal: one key, no Enter, is read at once and not echoed
+        raw = "stty raw -echo; echo READY; k=$(dd bs=1 count=1 2>/dev/null); stty sane; echo; echo got=$k"
+        term.start(f"modal container exec {made['task']} -- sh -c '{raw}'")
+        term.wait_for("READY")
+        term.type("x")
+        screen = term.wait_for("COMMAND-EXIT=")
+        assert screen.startswith("READY\n\ngot=x\nCOMMAND-EXIT=0\n"), screen  # (an echoed x would stand alone)
     sdk(berth_runsc, SANDBOX_HEAD.format(app="shell-runsc") + f"modal.Sandbox.from_id({made['id']!r}).terminate()")
