@@ -77,10 +77,10 @@ CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
 CLONE_NEWUTS = 0x04000000
 STATE_ROOT = "/run/berth/oci"
 RUNSC_STATE_ROOT = "/run/berth/runsc"
-# --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
-# --oci-seccomp: apply the spec's seccomp profile inside the sandbox too, so code sees the same denials.
 # What `runsc exec` says (exit 128) when the sandbox ends while it waits for the command.
 RUNSC_SANDBOX_GONE = b'urpc method "containerManager.WaitPID" failed'
+# --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
+# --oci-seccomp: apply the spec's seccomp profile inside the sandbox too, so code sees the same denials.
 RUNSC_FLAGS = ["--platform=ptrace", "--network=host", "--overlay2=none", "--oci-seccomp"]
 # config.json carries the container's environment, secret values included: keep bundles in memory
 # (a private tmpfs), never on disk under the data dir.
