@@ -108,7 +108,7 @@ SANDBOX_MIN_PIDS = 512
 # (see gvisor_nproc_limit).
 RUNSC_MB_PER_PROCESS = 6
 RUNSC_MIN_PROCESSES = 16
-RUNSC_HOST_TASKS_PER_PROCESS = 8
+RUNSC_PROCESSES = 1024  # without memory=: about 4 GiB of gVisor's host memory, 5k host threads
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
 OOM_EXIT = 137
@@ -221,7 +221,7 @@ def gvisor_nproc_limit(memory_mb: int) -> int:
     (about 3.6 MiB and 5 threads), so the host's pids and memory cgroup would stop a fork bomb only by
     killing the whole sandbox: this stops it first, well inside both."""
     if memory_mb <= 0:
-        return PIDS_LIMIT // RUNSC_HOST_TASKS_PER_PROCESS
+        return RUNSC_PROCESSES
     return max(RUNSC_MIN_PROCESSES, memory_mb // RUNSC_MB_PER_PROCESS)
 
 
