@@ -152,20 +152,6 @@ except OSError as exc:
 """
 
 
-# Known gaps on runsc, run and reported as expected failures (not skipped) until fixed.
-RUNSC_CGROUP_LAYOUT = (
-    "runsc: the test reads the sandbox's pids/memory cgroup where crun puts it; gVisor's sandbox cgroup is laid "
-    "out otherwise (not yet adapted)"
-)
-RUNSC_RM_RF_DEFECT = (
-    "OPEN DEFECT on runsc: after `rm -rf /` in one gVisor sandbox, a fresh sandbox of the same image misses "
-    "/usr/bin/python3. Not the layers: right after the rm, a fresh overlay over the same lower dirs mounted on "
-    "the host lists /usr/bin/python3; inside the fresh sandbox every path of its 9p root, / included, fails "
-    "with EINVAL, while its bind mounts (/pkg, /etc/resolv.conf) are there. So runsc serves the fresh root "
-    "badly; cause not found yet"
-)
-
-
 def run(server: BerthServer, app: str, body: str, timeout: float = 300) -> dict[str, Any]:
     return last_json(sdk(server, HEAD.format(app=app) + textwrap.dedent(body), timeout=timeout))
 
@@ -386,16 +372,8 @@ def test_blocked_network_reaches_nothing(server: BerthServer) -> None:
 # --- bombs --------------------------------------------------------------------------------------
 
 
-def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(
-    server: BerthServer, request: pytest.FixtureRequest
-) -> None:
-    if server.runtime == "runsc":  # type: ignore[attr-defined]
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=RUNSC_CGROUP_LAYOUT,
-                strict=False,
-            )
-        )
+def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(server: BerthServer) -> None:
+    # crun: the pids cgroup; runsc: RLIMIT_NPROC inside gVisor's kernel (oci.gvisor_nproc_limit)
     seen = run(
         server,
         "escape-fork",
@@ -419,14 +397,7 @@ def test_fork_bomb_hits_the_pids_limit_and_the_host_is_fine(
     _host_is_fine(server)
 
 
-def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer, request: pytest.FixtureRequest) -> None:
-    if server.runtime == "runsc":  # type: ignore[attr-defined]
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=RUNSC_CGROUP_LAYOUT,
-                strict=False,
-            )
-        )
+def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer) -> None:
     seen = run(
         server,
         "escape-oom",
@@ -439,13 +410,21 @@ def test_memory_exhaustion_oom_kills_the_sandbox_only(server: BerthServer, reque
         p = keeper.exec("python3", "-c", hog)
         exec_rc = p.wait()
         alive = keeper.poll() is None
-        ok = keeper.exec("echo", "still-here").stdout.read()
+        ok = keeper.exec("echo", "still-here").stdout.read() if alive else None
         keeper.terminate()
-        print(json.dumps({"rc": rc, "err": err[-300:], "exec_rc": exec_rc, "alive": alive, "ok": ok}))
+        keeper.wait(raise_on_termination=False)
+        print(json.dumps({"rc": rc, "err": err[-300:], "exec_rc": exec_rc, "alive": alive, "ok": ok,
+                          "keeper_rc": keeper.returncode, "keeper_err": keeper.stderr.read()[-300:]}))
         """,
     )
-    assert seen["rc"] == 137, seen  # what Modal reports for an OOM-killed sandbox
-    assert seen["exec_rc"] == 137 and seen["alive"] and seen["ok"] == "still-here\n", seen
+    assert seen["rc"] == 137 and "OOM-killed" in seen["err"], seen  # what Modal reports for an OOM-killed sandbox
+    assert seen["exec_rc"] == 137, seen
+    if server.runtime == "runsc":  # type: ignore[attr-defined]
+        # gVisor's kernel is one host process that holds all its processes' memory: the host's OOM killer
+        # ends the whole sandbox, not the exec alone (README: runsc)
+        assert not seen["alive"] and seen["keeper_rc"] == 137 and "OOM-killed" in seen["keeper_err"], seen
+    else:
+        assert seen["alive"] and seen["ok"] == "still-here\n", seen
     _host_is_fine(server)
 
 
@@ -471,14 +450,9 @@ def test_filling_the_disk_stops_at_the_sandboxs_cap(server: BerthServer) -> None
     assert shutil.disk_usage(server.data_dir).free > before - 2 * DISK_MB * (1 << 20)
 
 
-def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer, request: pytest.FixtureRequest) -> None:
-    if server.runtime == "runsc":  # type: ignore[attr-defined]
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=RUNSC_RM_RF_DEFECT,
-                strict=False,
-            )
-        )
+def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer) -> None:
+    # (On runsc, a fresh sandbox once seemed to miss /usr/bin/python3: that was `ls`, whose statx runsc
+    # 20221219 refused for every path; see berth.worker.gvisor_statx. The check here needs no coreutils.)
     seen = run(
         server,
         "escape-rm",
@@ -487,8 +461,8 @@ def test_rm_rf_root_changes_only_that_sandbox(server: BerthServer, request: pyte
         p = sb.exec("sh", "-c", "rm -rf --no-preserve-root / 2>/dev/null; ls /usr/bin | wc -l")
         out, rc = p.stdout.read(), p.wait()
         sb.terminate()
-        fresh = modal.Sandbox.create("sh", "-c", "ls /usr/bin/python3 /bin/sh && python3 -c 'print(42)'",
-                                     app=app, image=image)
+        fresh = modal.Sandbox.create("sh", "-c", "test -x /usr/bin/python3 && test -x /bin/sh && test -s /etc/passwd"
+                                     " && python3 -c 'print(42)'", app=app, image=image)
         fresh.wait()
         print(json.dumps({"out": out, "rc": rc, "fresh": fresh.stdout.read(), "fresh_rc": fresh.returncode}))
         """,

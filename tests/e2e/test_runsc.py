@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.conftest import BerthServer, modal, sdk, start_server, stop_server
 from tests.e2e.test_hardening import CAP_NET_RAW, CAP_SYS_ADMIN, call
 from tests.e2e.test_isolation import _task_traces
+from tests.e2e.test_shell import COLS, ROWS, TERM, _drive_shell, _pty_exec_checks, _terminal
 
 RUNSC_ROOT = "/run/berth/runsc"
 SANDBOX_HEAD = """
@@ -117,11 +118,7 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
         data = bytes(range(256)) * 1000
         fs.write_bytes(data, "/tmp/bin")
         missing = sb.exec("no-such-command")
-        try:
-            sb.exec("tty", pty=True).wait()
-            pty = None
-        except InvalidError as exc:
-            pty = str(exc)
+        coreutils = sb.exec("sh", "-c", "ls -l /usr/bin/python3 && stat -c %F /etc && cat /etc/ld.so.preload")
         t0 = time.monotonic()
         slow = sb.exec("sleep", "300", timeout=2)
         slow_rc = slow.wait()
@@ -133,7 +130,8 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
                           "text": fs.read_text("/tmp/a/b.txt"), "same": fs.read_bytes("/tmp/bin") == data,
                           "via_exec": sb.exec("cat", "/tmp/a/b.txt").stdout.read(),
                           "missing": missing.wait(), "slow_rc": slow_rc, "took": took,
-                          "left": count.stdout.read().strip(), "pty": pty}))
+                          "left": count.stdout.read().strip(),
+                          "coreutils": [coreutils.stdout.read(), coreutils.stderr.read(), coreutils.wait()]}))
         sb.terminate()
         """,
     )
@@ -141,9 +139,22 @@ def test_sandbox_exec_stdin_and_files_under_gvisor(berth_runsc: BerthServer) -> 
     assert seen["cat"] == "to the exec\n" and seen["cat_rc"] == 0
     assert seen["text"] == "written\n" == seen["via_exec"] and seen["same"] is True
     assert seen["missing"] == 127
-    assert "pty=True" in seen["pty"] and "runsc" in seen["pty"]  # refused by name, not run without a terminal
     assert seen["slow_rc"] in (-1, 124) and seen["took"] < 10
     assert seen["left"] == "0"  # killed inside gVisor (by its pid there), not just the `runsc exec` on the host
+    # coreutils 9's statx(AT_NO_AUTOMOUNT), which this runsc refuses, through the shim (berth.worker.gvisor_statx)
+    out, err, code = seen["coreutils"]
+    assert code == 0 and "/usr/bin/python3 -> python3.11\n" in out and "\ndirectory\n" in out, seen["coreutils"]
+    assert out.endswith("\n/__berth/gvisor-statx.so\n"), out
+
+
+def test_pty_exec_under_gvisor(berth_runsc: BerthServer) -> None:
+    """`runsc exec` with the worker's pty slave as its stdio and process.terminal set: gVisor makes that host
+    terminal the command's controlling terminal (size, TERM, echo, ^D, the exit code)."""
+    seen = _pty_exec_checks(berth_runsc, "pty-exec-runsc")
+    assert seen["first"] == "33 111\r\nTERM=xterm-berth\r\nstdin-is-a-tty\r\n"
+    assert (seen["code"], seen["cat_code"]) == (5, 0)
+    assert seen["cat"] == "typed-line\r\ntyped-line\r\n"
+    assert seen["missing"][0] == 127 and "no-such-command-here" in seen["missing"][1], seen["missing"]
 
 
 def test_sandbox_terminate_wait_and_timeout_under_gvisor(berth_runsc: BerthServer) -> None:
@@ -227,3 +238,32 @@ def test_blocked_network_sandbox_under_gvisor(berth_runsc: BerthServer) -> None:
     assert seen["blocked"]["connect"].startswith("OSError"), seen
     assert " lo:" in seen["blocked"]["links"] and "eth0" not in seen["blocked"]["links"], seen
     assert "eth0" in seen["open"]["links"], seen
+
+
+def test_modal_shell_and_container_exec_with_a_terminal_under_gvisor(berth_runsc: BerthServer, tmp_path: Path) -> None:
+    """`modal shell` into a gVisor sandbox in a real terminal (tmux): size, TERM, job control (^C ends the
+    foreground job, not the shell), `exit`; and `modal container exec` with a terminal, its exit code."""
+    made = _sandbox_json(
+        berth_runsc,
+        "shell-runsc",
+        """
+        sb = modal.Sandbox.create("sleep", "600", app=app, image=image)
+        print(json.dumps({"id": sb.object_id, "task": sb._get_task_id()}))
+        """,
+    )
+    with _terminal(berth_runsc, tmp_path) as term:
+        term.start(f"modal shell {made['id']}")
+        screen = _drive_shell(term)
+        assert f"\n{ROWS} {COLS}\n" in screen and f"\nTERM={TERM}\n" in screen, screen
+        assert "no job control" not in screen and "\nNOT-INTERRUPTED\n" not in screen, screen
+        term.start(f"modal container exec {made['task']} -- sh -c 'stty size; echo TERM=$TERM; uname -r; exit 4'")
+        screen = term.wait_for("COMMAND-EXIT=")
+        assert screen.startswith(f"{ROWS} {COLS}\nTERM={TERM}\n4.4.0\nCOMMAND-EXIT=0\n"), screen  # gVisor's kernel
+        # raw mode set inside gVisor reaches the terminal: one key, no Enter, is read at once and not echoed
+        raw = "stty raw -echo; echo READY; k=$(dd bs=1 count=1 2>/dev/null); stty sane; echo; echo got=$k"
+        term.start(f"modal container exec {made['task']} -- sh -c '{raw}'")
+        term.wait_for("READY")
+        term.type("x")
+        screen = term.wait_for("COMMAND-EXIT=")
+        assert screen.startswith("READY\n\ngot=x\nCOMMAND-EXIT=0\n"), screen  # (an echoed x would stand alone)
+    sdk(berth_runsc, SANDBOX_HEAD.format(app="shell-runsc") + f"modal.Sandbox.from_id({made['id']!r}).terminate()")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from berth.worker import seccomp, userns
 from berth.worker.oci_config import ContainerConfig, build_config
-from berth.worker.runtime.oci import PIDS_LIMIT, sandbox_pids_limit
+from berth.worker.runtime.oci import PIDS_LIMIT, gvisor_nproc_limit, sandbox_pids_limit
 
 
 def test_every_container_gets_seccomp_few_capabilities_and_no_new_privileges() -> None:
@@ -56,3 +56,18 @@ def test_a_sandboxs_pids_limit_follows_its_memory() -> None:
     assert sandbox_pids_limit(64) == 512  # at least enough to run
     assert sandbox_pids_limit(1024) == 4096
     assert sandbox_pids_limit(1 << 20) == PIDS_LIMIT
+
+
+def test_a_gvisor_sandboxs_process_limit_fits_inside_its_host_limits() -> None:
+    """runsc: RLIMIT_NPROC in the spec, low enough that gVisor's own host memory and threads per process
+    (about 3.6 MiB and 5 threads each) stay inside the sandbox's memory and pids cgroups."""
+    rlimits = build_config(ContainerConfig(args=["true"], env={}, rootfs="/r", nproc=42))["process"]["rlimits"]
+    assert {"type": "RLIMIT_NPROC", "hard": 42, "soft": 42} in rlimits
+    plain = build_config(ContainerConfig(args=["true"], env={}, rootfs="/r"))["process"]["rlimits"]
+    assert [r["type"] for r in plain] == ["RLIMIT_NOFILE"]  # crun keeps the pids cgroup alone
+    for memory_mb in (0, 64, 256, 1024, 8192):
+        processes = gvisor_nproc_limit(memory_mb)
+        assert processes >= 16
+        assert 64 + 6 * processes <= sandbox_pids_limit(memory_mb)  # gVisor's base threads, then ~5 each
+        if memory_mb >= 256:
+            assert 25 + 4 * processes <= memory_mb  # gVisor's base MiB, then ~3.6 each

@@ -69,6 +69,7 @@ class ContainerConfig:
     cpu: float = 0.0  # cores; 0 = no quota
     pids_limit: int = 0
     nofile: int = 1024
+    nproc: int = 0  # RLIMIT_NPROC of the container's processes (per user); 0: none
     binds: list[Bind] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
     seccomp: dict[str, Any] | None = field(default_factory=seccomp.profile)  # None: no filter
@@ -157,7 +158,10 @@ def build_config(c: ContainerConfig) -> dict[str, Any]:
             "cwd": c.cwd,
             # No inheritable (nor ambient) capabilities: an exec'd file capability cannot pick them up.
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": c.nofile, "soft": c.nofile}],
+            "rlimits": [
+                {"type": "RLIMIT_NOFILE", "hard": c.nofile, "soft": c.nofile},
+                *([{"type": "RLIMIT_NPROC", "hard": c.nproc, "soft": c.nproc}] if c.nproc > 0 else []),
+            ],
             # setuid binaries and file capabilities cannot raise privileges past what the container has.
             "noNewPrivileges": True,
         },

@@ -25,6 +25,7 @@ import os
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +39,6 @@ from typing import Any
 from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
-from berth.errors import InvalidArgument
 from berth.worker import (
     berth_loop,
     buckets,
@@ -48,6 +48,7 @@ from berth.worker import (
     execd,
     fs_tools,
     gpu,
+    gvisor_statx,
     network,
     seccomp,
     userns,
@@ -76,6 +77,8 @@ CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
 CLONE_NEWUTS = 0x04000000
 STATE_ROOT = "/run/berth/oci"
 RUNSC_STATE_ROOT = "/run/berth/runsc"
+# What `runsc exec` says (exit 128) when the sandbox ends while it waits for the command.
+RUNSC_SANDBOX_GONE = b'urpc method "containerManager.WaitPID" failed'
 # --overlay2=none: the root's writes go to the container's own overlay upper dir on the host, as on crun.
 # --oci-seccomp: apply the spec's seccomp profile inside the sandbox too, so code sees the same denials.
 RUNSC_FLAGS = ["--platform=ptrace", "--network=host", "--overlay2=none", "--oci-seccomp"]
@@ -101,6 +104,11 @@ PIDS_LIMIT = 16384
 # the pids limit with EAGAIN before it has filled its memory, and each process keeps room to run.
 SANDBOX_PIDS_PER_MB = 4
 SANDBOX_MIN_PIDS = 512
+# runsc: a sandbox's processes are capped inside gVisor, at one per RUNSC_MB_PER_PROCESS MiB of memory=
+# (see gvisor_nproc_limit).
+RUNSC_MB_PER_PROCESS = 6
+RUNSC_MIN_PROCESSES = 16
+RUNSC_PROCESSES = 1024  # without memory=: about 4 GiB of gVisor's host memory, 5k host threads
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
 OOM_EXIT = 137
@@ -205,6 +213,16 @@ def sandbox_pids_limit(memory_mb: int) -> int:
     if memory_mb <= 0:
         return PIDS_LIMIT
     return min(PIDS_LIMIT, max(SANDBOX_MIN_PIDS, memory_mb * SANDBOX_PIDS_PER_MB))
+
+
+def gvisor_nproc_limit(memory_mb: int) -> int:
+    """The process limit inside a gVisor sandbox (RLIMIT_NPROC, which gVisor's kernel enforces with EAGAIN at
+    fork). On the ptrace platform each of its processes is host memory and host threads of gVisor's own
+    (about 3.6 MiB and 5 threads), so the host's pids and memory cgroup would stop a fork bomb only by
+    killing the whole sandbox: this stops it first, well inside both."""
+    if memory_mb <= 0:
+        return RUNSC_PROCESSES
+    return max(RUNSC_MIN_PROCESSES, memory_mb // RUNSC_MB_PER_PROCESS)
 
 
 def umount(path: Path) -> None:
@@ -379,6 +397,7 @@ class OciRuntime:
         self.oom_killed: set[str] = set()
         self._background: set[asyncio.Future[Any]] = set()
         self._execd: asyncio.Future[Path | None] | None = None
+        self._statx: asyncio.Future[Path | None] | None = None
         network.ensure_bridge()
         ensure_private_tmpfs(BUNDLE_ROOT)
         self._prewarm_client()
@@ -391,6 +410,17 @@ class OciRuntime:
         if self._execd is None:
             self._execd = asyncio.ensure_future(asyncio.to_thread(execd.build, BUNDLE_ROOT / "execd"))
         return await asyncio.shield(self._execd)
+
+    async def _statx_binds(self, sandbox: Sandbox) -> list[Bind]:
+        """runsc containers: the statx shim and an ld.so.preload that loads it (berth.worker.gvisor_statx)."""
+        if self._statx is None:
+            self._statx = asyncio.ensure_future(asyncio.to_thread(gvisor_statx.build, BUNDLE_ROOT / "gvisor-statx"))
+        shim = await asyncio.shield(self._statx)
+        if shim is None:
+            return []
+        preload = sandbox.bundle / "ld.so.preload"
+        await asyncio.to_thread(gvisor_statx.write_preload, sandbox.rootfs, preload)
+        return [Bind(str(shim), gvisor_statx.IN_CONTAINER), Bind(str(preload), gvisor_statx.PRELOAD)]
 
     def _prewarm_client(self) -> None:
         """Install the modal client for the host's Python series now, not on the first container start
@@ -479,6 +509,7 @@ class OciRuntime:
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
+            binds += await self._statx_binds(sandbox) if self.gvisor else []
             helper = await self._execd_binary() if spec.sandbox is not None else None
             command = container_loop.command(spec, LOOP_PATH)
             if helper is not None:
@@ -496,6 +527,7 @@ class OciRuntime:
                 cpu=sandbox.limits.cpu,
                 pids_limit=sandbox_pids_limit(sandbox.limits.memory_mb) if spec.sandbox else PIDS_LIMIT,
                 nofile=nofile_limit(),
+                nproc=gvisor_nproc_limit(sandbox.limits.memory_mb) if self.gvisor and spec.sandbox else 0,
                 binds=binds,
                 devices=[device_entry(d) for d in gpu.container_devices(gpus)] if gpus else [],
                 inherit_network=self.gvisor,
@@ -825,17 +857,12 @@ class OciRuntime:
         own environment, with `env` on top. A sandbox's berth-execd forks it there (berth.worker.execd);
         otherwise (function containers, runsc, no helper) it is a `crun exec`. With a tty, the terminal is
         allocated inside the container (so it is the command's controlling terminal there, and `tty` names
-        it): by execd, or by crun, which hands its master over the console socket."""
+        it): by execd, or by crun, which hands its master over the console socket. runsc (2022) hands a
+        console only to a detached exec, but takes the stdio of one it waits for as the command's terminal
+        when process.terminal is set: there the worker's own pty slave is that stdio."""
         sandbox = self._sandboxes.get(spec.task_id)
         if sandbox is None:
             raise RuntimeUnavailable(f"container {spec.task_id} is not running")
-        if tty is not None and self.gvisor:
-            # runsc (2022) ignores process.terminal for an exec that it waits for, and hands a console only
-            # to a detached one: the command would run without a terminal, so the request is refused.
-            raise InvalidArgument(
-                "Sandbox exec with pty=True (a terminal, as `modal shell` uses) is not supported on the runsc "
-                "runtime; use crun or runc for terminal sessions"
-            )
         if sandbox.helper is not None:
             started = await self._helper_exec(sandbox, sandbox.helper, argv, env, cwd, tty)
             if started is not None:
@@ -860,9 +887,9 @@ class OciRuntime:
         # of SIGKILL alone; the pid inside gVisor (--internal-pid-file) is signalled with `runsc kill --pid`.
         pid_flag = "--internal-pid-file" if self.gvisor else "--pid-file"
         args = ["exec", pid_flag, str(pid_file), "--process", str(process_file)]
-        if tty is None:
+        if tty is None or self.gvisor:
             command = self._control(sandbox, *args, sandbox.container_id)
-            proc = await asyncio.create_subprocess_exec(*command, **exec_stdio(None))
+            proc = await asyncio.create_subprocess_exec(*command, **exec_stdio(tty.slave if tty else None))
         else:
             proc = await self._exec_with_terminal(args, sandbox, sandbox.bundle / f"{name}.sock", tty)
         if self.gvisor:
@@ -995,11 +1022,15 @@ class OciRuntime:
 
     @staticmethod
     def exec_exit_code(code: int, stderr_head: bytes) -> int:
-        """crun exits 255 (runsc 128) for a command it cannot find; a shell (and the client) expects 127."""
+        """crun exits 255 (runsc 128) for a command it cannot find; a shell (and the client) expects 127.
+        runsc also exits 128 when the sandbox ends under a running exec (its wait loses the sandbox): the
+        command was killed with it, which is what crun's exec reports then (SIGKILL, 137)."""
         if code == 255 and b"executable file" in stderr_head and b"not found" in stderr_head:
             return COMMAND_NOT_FOUND
         if code == 128 and b"error finding executable" in stderr_head:
             return COMMAND_NOT_FOUND
+        if code == 128 and RUNSC_SANDBOX_GONE in stderr_head:
+            return 128 + signal.SIGKILL
         return code
 
     async def cleanup(self, spec: TaskSpec, workdir: Path) -> None:
