@@ -19,6 +19,12 @@ Everything else (enter/exit hooks, generators, web endpoints, @concurrent, @batc
 modal's code. @batched functions and single-use containers keep modal's own loop, and so does any modal
 version but the one this was written against. BERTH_CONTAINER_LOOP=stock on the worker turns it off.
 
+**Standby** (`--standby`, a pooled function container, berth.worker.sandbox_pool): the loop imports modal and
+its container entrypoint first, says STANDBY_READY on stdout and waits for its task on stdin: one JSON line
+with the task's whole environment and working directory, sent by the worker at hand-over. It makes that
+environment its own (nothing of the standby's is left), reads stdin from /dev/null from then on, and runs
+modal's entrypoint as a fresh container would, only without the imports' time.
+
 This file runs inside containers with only modal importable: it must not import berth.
 """
 
@@ -258,6 +264,8 @@ async def _heartbeat_handle_cancellations(manager: Any) -> bool:
 def install() -> bool:
     """Replace the manager's methods; False (and modal's own loop) where this modal is not the one we know."""
     global _modal
+    if _modal is not None:  # installed already (a standby loop, before its task came)
+        return True
     try:
         import modal
 
@@ -276,6 +284,10 @@ def install() -> bool:
     return True
 
 
+STANDBY_FLAG = "--standby"
+STANDBY_READY = b"berth-standby-ready\n"
+
+
 def main() -> None:
     import runpy
 
@@ -283,5 +295,33 @@ def main() -> None:
     runpy.run_module("modal._container_entrypoint", run_name="__main__", alter_sys=True)
 
 
-if __name__ == "__main__":
+def standby() -> None:
+    """Import what a container's start imports, then wait for the task (see the module's docstring)."""
+    import importlib
+    import json
+
+    install()
+    importlib.import_module("modal._container_entrypoint")  # its imports, not its main
+    sys.stdout.buffer.write(STANDBY_READY)
+    sys.stdout.flush()
+    line = sys.stdin.buffer.readline()
+    if not line:  # the worker discarded this container
+        sys.exit(0)
+    task = json.loads(line)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.environ.clear()
+    os.environ.update(task["env"])
+    os.chdir(task["cwd"])
+    sys.path[0] = os.getcwd()
+    importlib.invalidate_caches()  # the task's files were written under /root after the imports
     main()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == [STANDBY_FLAG]:
+        del sys.argv[1:]
+        standby()
+    else:
+        main()

@@ -53,7 +53,7 @@ from berth.worker import (
     userns,
 )
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.execd import ExecHelper, HelperGone
+from berth.worker.execd import ExecHelper, HelperGone, HelperProcess
 from berth.worker.execs import (
     COMMAND_NOT_FOUND,
     FS_TOOLS_PATH,
@@ -67,7 +67,15 @@ from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.pty import Pty
 from berth.worker.rootfs import RootfsCache
-from berth.worker.sandbox_pool import REFILL_DELAY_S, PoolBook, PoolKey, PoolSettings, pool_key
+from berth.worker.sandbox_pool import (
+    FUNCTION_REFILL_DELAY_S,
+    REFILL_DELAY_S,
+    PoolBook,
+    PoolKey,
+    PoolSettings,
+    function_pool_key,
+    pool_key,
+)
 from berth.worker.scratch import ScratchDisks
 
 log = logging.getLogger("berth.oci")
@@ -103,6 +111,8 @@ SANDBOX_PIDS_PER_MB = 4
 SANDBOX_MIN_PIDS = 512
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
+# How long a pooled function container's standby Python may take to import modal before it is given up.
+STANDBY_READY_S = 60.0
 OOM_EXIT = 137
 # Environment the worker passes that describes the host, not the container.
 _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
@@ -279,6 +289,7 @@ class Pooled:
     proc: asyncio.subprocess.Process
     pool_id: str
     taken: bool = False
+    standby: HelperProcess | None = None  # a function container's loop, waiting for its task (--standby)
 
 
 def set_hostname(pid: int, name: str) -> None:
@@ -360,9 +371,11 @@ class OciRuntime:
         files: FileSource,
         sandbox_disk_mb: int = SANDBOX_DISK_MB,
         pool: PoolSettings | None = None,
+        function_pool: PoolSettings | None = None,
     ) -> None:
         self._files = files
         self._pool: PoolBook[Pooled] = PoolBook(pool or PoolSettings(), time.monotonic)
+        self._function_pool: PoolBook[Pooled] = PoolBook(function_pool or PoolSettings(), time.monotonic)
         self._pool_jobs: set[asyncio.Future[Any]] = set()
         self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
@@ -451,10 +464,12 @@ class OciRuntime:
         image = self._images(spec.image_id)
         key = await self._pool_key(spec)
         if key is not None:
-            pooled = self._pool.take(key)
+            pooled = self._book(spec).take(key)
             self._fill_pool(key, spec, workdir)
             if pooled is not None:
                 try:
+                    if spec.sandbox is None:
+                        return await self._hand_over_function(pooled, spec, env, image)
                     return await self._hand_over(pooled, spec, env, image)
                 except Exception:
                     log.exception("could not hand pooled container %s over; starting one", pooled.sandbox.container_id)
@@ -479,7 +494,7 @@ class OciRuntime:
         try:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
-            helper = await self._execd_binary() if spec.sandbox is not None else None
+            helper = await self._execd_binary() if spec.sandbox is not None or waiting else None
             command = container_loop.command(spec, LOOP_PATH)
             if helper is not None:
                 binds.append(Bind(str(helper), execd.IN_CONTAINER))
@@ -532,17 +547,32 @@ class OciRuntime:
 
         return OciContainer(proc, on_exit, kill, stdio)
 
-    # the warm pool (berth.worker.sandbox_pool)
+    # the warm pools (berth.worker.sandbox_pool)
+    def _book(self, spec: TaskSpec) -> PoolBook[Pooled]:
+        return self._pool if spec.sandbox is not None else self._function_pool
+
     async def _pool_key(self, spec: TaskSpec) -> PoolKey | None:
-        if self.gvisor or self._pool.settings.per_image <= 0 or await self._execd_binary() is None:
+        book = self._book(spec)
+        if self.gvisor or book.settings.per_image <= 0:
+            return None
+        if spec.sandbox is None and not container_loop.enabled():  # the standby is Berth's loop
+            return None
+        if await self._execd_binary() is None:
             return None
         limits = task_limits(spec)
+        if spec.sandbox is None:
+            return function_pool_key(spec, limits.memory_mb, limits.cpu)
         return pool_key(spec, limits.memory_mb, limits.cpu)
 
     def _fill_pool(self, key: PoolKey, template: TaskSpec, workdir: Path) -> None:
-        for pooled in self._pool.drop_idle():
+        book = self._book(template)
+        for pooled in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
             self._background_job(self._discard(pooled))
-        while self._pool.to_start(key):
+        want = 0
+        if template.sandbox is None:  # a function's buffer_containers: that many ready, within the caps
+            args = api_pb2.ContainerArguments.FromString(template.container_arguments)
+            want = args.function_def.autoscaler_settings.buffer_containers
+        while book.to_start(key, want):
             self._background_job(self._start_pooled(key, template, workdir.parent))
 
     def _background_job(self, job: Coroutine[Any, Any, None]) -> None:
@@ -552,36 +582,66 @@ class OciRuntime:
 
     async def _start_pooled(self, key: PoolKey, template: TaskSpec, task_root: Path) -> None:
         """One container like `template`'s, with nothing of the request in it (no command, environment,
-        secrets or working directory: those come at hand-over)."""
-        assert template.sandbox is not None
-        await asyncio.sleep(REFILL_DELAY_S)
+        secrets, files or working directory: those come at hand-over). A function container's loop is started
+        in standby and is ready once it has imported modal."""
+        function = template.sandbox is None
+        await asyncio.sleep(FUNCTION_REFILL_DELAY_S if function else REFILL_DELAY_S)
         pool_id = f"pool-{secrets.token_hex(6)}"
-        spec = replace(
-            template,
-            task_id=pool_id,
-            env={},
-            sandbox=replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None),
-        )
+        if template.sandbox is not None:
+            spec = replace(
+                template,
+                task_id=pool_id,
+                env={},
+                sandbox=replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None),
+            )
+        else:
+            spec = replace(template, task_id=pool_id, env={}, files=[], container_arguments=b"", secret="")
+        kind = "function" if function else "sandbox"
         workdir = task_root / pool_id
         pooled: Pooled | None = None
+        image = self._images(spec.image_id)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
-            sandbox, proc = await self._launch(spec, workdir, {}, self._images(spec.image_id), waiting=True)
+            if function:  # bind-mounted at start; the task's arguments are written into it at hand-over
+                (workdir / "container_arguments.bin").write_bytes(b"")
+            sandbox, proc = await self._launch(spec, workdir, {}, image, waiting=True)
             pooled = Pooled(sandbox, proc, pool_id)
+            if function:
+                pooled.standby = await self._standby(sandbox, spec, image)
         except Exception:
-            log.exception("could not start a pooled sandbox container")
+            log.exception("could not start a pooled %s container", kind)
+            if pooled is not None:
+                await self._discard(pooled)
+                pooled = None
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        if not self._pool.started(key, pooled) and pooled is not None:
+        if not self._book(template).started(key, pooled) and pooled is not None:
             await self._discard(pooled)
         elif pooled is not None:
-            log.info("pooled sandbox container %s is ready (image %s)", pool_id, key.image_id)
+            log.info("pooled %s container %s is ready (image %s)", kind, pool_id, key.image_id)
             self._background_job(self._watch_pooled(pooled))
+
+    async def _standby(self, sandbox: Sandbox, spec: TaskSpec, image: ImageManifest) -> HelperProcess:
+        """Start a pooled function container's loop in standby (berth_loop --standby) and wait until it has
+        imported modal. Its environment is the image's and the container's own, with nothing of a task."""
+        helper = sandbox.helper
+        if helper is None:
+            raise RuntimeUnavailable("a pooled function container needs berth-execd")
+        sandbox.env = self._env(spec, {"PYTHONUNBUFFERED": "1"}, image)
+        argv = [*container_loop.command(spec, LOOP_PATH), berth_loop.STANDBY_FLAG]
+        standby = await helper.start_main(argv, sandbox.env, sandbox.cwd)
+        assert standby.stdout is not None
+        ready = await asyncio.wait_for(standby.stdout.readline(), STANDBY_READY_S)
+        if ready != berth_loop.STANDBY_READY:
+            err = await standby.stderr.read(4096) if standby.stderr is not None else b""
+            raise RuntimeUnavailable(f"the standby loop did not start: {(ready + err).decode(errors='replace')}")
+        return standby
 
     async def _watch_pooled(self, pooled: Pooled) -> None:
         """A pooled container that ends before anyone takes it leaves the pool."""
         await pooled.proc.wait()
         if not pooled.taken:
             self._pool.remove(pooled)
+            self._function_pool.remove(pooled)
             await self._discard(pooled)
 
     async def _discard(self, pooled: Pooled) -> None:
@@ -618,9 +678,37 @@ class OciRuntime:
         assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
         return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
 
+    async def _hand_over_function(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
+    ) -> OciContainer:
+        """Make a pooled function container this task's: its files, container arguments, name and hosts file
+        first, then its loop is sent the task's whole environment (its identity and secrets) and working
+        directory, and runs modal's entrypoint from there."""
+        standby = pooled.standby
+        assert standby is not None and standby.stdin is not None
+        assert standby.stdout is not None and standby.stderr is not None
+        log.info("function task %s starts in pooled container %s", spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.env = self._env(spec, env, image)
+        await asyncio.to_thread(place_files, spec.files, sandbox.rootfs, self._files)
+        # in place: the file is bind-mounted, a new inode would not be seen inside
+        (sandbox.workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
+        write_hosts(sandbox.rootfs, spec.task_id)
+        await asyncio.to_thread(set_hostname, container_init_pid(pooled.proc.pid), spec.task_id)
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        standby.stdin.write(json.dumps({"env": sandbox.env, "cwd": sandbox.cwd}).encode() + b"\n")
+        await standby.stdin.drain()
+        standby.stdin.close()
+        return self._container(sandbox, spec.task_id, pooled.proc, (standby.stdout, standby.stderr, standby.stdin))
+
     async def close(self) -> None:
         """The worker is stopping: the pooled containers go (running ones are stopped by the worker)."""
-        for pooled in self._pool.drop_all():
+        for pooled in [*self._pool.drop_all(), *self._function_pool.drop_all()]:
             await self._discard(pooled)
         for job in list(self._pool_jobs):
             job.cancel()
