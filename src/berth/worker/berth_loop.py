@@ -23,7 +23,9 @@ version but the one this was written against. BERTH_CONTAINER_LOOP=stock on the 
 its container entrypoint first, says STANDBY_READY on stdout and waits for its task on stdin: one JSON line
 with the task's whole environment and working directory, sent by the worker at hand-over. It makes that
 environment its own (nothing of the standby's is left), reads stdin from /dev/null from then on, and runs
-modal's entrypoint as a fresh container would, only without the imports' time.
+modal's entrypoint as a fresh container would, only without the imports' time. `--standby-snapshot` (a function
+with enable_memory_snapshot=True, berth.worker.standby) runs modal's entrypoint at once instead, through its
+snap=True hooks and checkpoint, and reads the task from stdin when modal's restore begins.
 
 This file runs inside containers with only modal importable: it must not import berth.
 """
@@ -285,6 +287,7 @@ def install() -> bool:
 
 
 STANDBY_FLAG = "--standby"
+SNAPSHOT_STANDBY_FLAG = "--standby-snapshot"
 STANDBY_READY = b"berth-standby-ready\n"
 
 
@@ -295,19 +298,11 @@ def main() -> None:
     runpy.run_module("modal._container_entrypoint", run_name="__main__", alter_sys=True)
 
 
-def standby() -> None:
-    """Import what a container's start imports, then wait for the task (see the module's docstring)."""
+def _take_task(task: dict[str, Any]) -> None:
+    """Become the task the worker handed over: its whole environment (nothing of the standby's is left), its
+    working directory, and stdin from /dev/null as in a fresh container."""
     import importlib
-    import json
 
-    install()
-    importlib.import_module("modal._container_entrypoint")  # its imports, not its main
-    sys.stdout.buffer.write(STANDBY_READY)
-    sys.stdout.flush()
-    line = sys.stdin.buffer.readline()
-    if not line:  # the worker discarded this container
-        sys.exit(0)
-    task = json.loads(line)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -316,12 +311,56 @@ def standby() -> None:
     os.chdir(task["cwd"])
     sys.path[0] = os.getcwd()
     importlib.invalidate_caches()  # the task's files were written under /root after the imports
+
+
+def _read_task() -> dict[str, Any] | None:
+    import json
+
+    line = sys.stdin.buffer.readline()
+    return json.loads(line) if line else None  # None: the worker discarded this container
+
+
+def standby() -> None:
+    """Import what a container's start imports, then wait for the task (see the module's docstring)."""
+    import importlib
+
+    install()
+    importlib.import_module("modal._container_entrypoint")  # its imports, not its main
+    sys.stdout.buffer.write(STANDBY_READY)
+    sys.stdout.flush()
+    task = _read_task()
+    if task is None:
+        sys.exit(0)
+    _take_task(task)
+    main()
+
+
+def standby_snapshot() -> None:
+    """A memory-snapshot standby (berth.worker.standby): modal's entrypoint runs at once, imports the function,
+    runs its snap=True enter hooks and checkpoints; its restore then waits for the task on stdin first, and
+    goes on with modal's own restore (the restore state the worker writes)."""
+    install()
+    from modal._runtime import task_lifecycle_manager as tlm
+
+    stock = tlm._TaskLifecycleManager.memory_restore
+
+    async def memory_restore(self: Any) -> None:
+        task = await asyncio.get_running_loop().run_in_executor(None, _read_task)
+        if task is None:
+            os._exit(0)
+        _take_task(task)
+        await stock(self)
+
+    tlm._TaskLifecycleManager.memory_restore = functools.wraps(stock)(memory_restore)  # type: ignore[method-assign]
     main()
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == [STANDBY_FLAG]:
-        del sys.argv[1:]
+    mode = sys.argv[1:]
+    del sys.argv[1:]
+    if mode == [STANDBY_FLAG]:
         standby()
+    elif mode == [SNAPSHOT_STANDBY_FLAG]:
+        standby_snapshot()
     else:
         main()

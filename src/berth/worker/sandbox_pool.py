@@ -22,9 +22,12 @@ there before the process starts (volumes, GPUs, bucket mounts, a proxy, a cluste
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from modal_proto import api_pb2
 
 from berth.domain.spec import TaskSpec
 
@@ -51,6 +54,9 @@ class PoolKey:
     image_id: str
     memory_mb: int
     cpu: float
+    # a memory-snapshot function's own standby containers (berth.worker.standby): what they were started for
+    # (its container arguments, but the task's, and its files), hashed
+    snapshot_of: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,23 @@ def function_pool_key(spec: TaskSpec, memory_mb: int, cpu: float) -> PoolKey | N
         return None
     if any(k.startswith(_STARTUP_ENV_PREFIXES) or k in _STARTUP_ENV for k in spec.env):
         return None
-    return PoolKey(spec.image_id, memory_mb, cpu)
+    args = api_pb2.ContainerArguments.FromString(spec.container_arguments)
+    if not args.function_def.checkpointing_enabled:
+        return PoolKey(spec.image_id, memory_mb, cpu)
+    return PoolKey(spec.image_id, memory_mb, cpu, snapshot_of(spec, args))
+
+
+def snapshot_of(spec: TaskSpec, args: api_pb2.ContainerArguments) -> str:
+    """What a memory-snapshot standby is a snapshot of: everything of its container arguments but the task's
+    own fields, and its files."""
+    general = api_pb2.ContainerArguments()
+    general.CopyFrom(args)
+    general.task_id = ""
+    general.checkpoint_id = ""
+    digest = hashlib.sha256(general.SerializeToString(deterministic=True))
+    for f in sorted(spec.files, key=lambda f: f.remote_path):
+        digest.update(f"{f.remote_path}\0{f.sha256}\0{f.mode}\0".encode())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -77,6 +77,9 @@ from berth.worker.sandbox_pool import (
     pool_key,
 )
 from berth.worker.scratch import ScratchDisks
+from berth.worker.standby import IN_CONTAINER as STANDBY_SOCKET
+from berth.worker.standby import SERVER_URL as STANDBY_URL
+from berth.worker.standby import StandbyServer
 
 log = logging.getLogger("berth.oci")
 
@@ -111,8 +114,11 @@ SANDBOX_PIDS_PER_MB = 4
 SANDBOX_MIN_PIDS = 512
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
-# How long a pooled function container's standby Python may take to import modal before it is given up.
+# How long a pooled function container's standby Python may take to import modal before it is given up, and
+# a memory-snapshot standby to run its function's imports and snap=True enter hooks.
 STANDBY_READY_S = 60.0
+SNAPSHOT_READY_S = 900.0
+RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
 OOM_EXIT = 137
 # Environment the worker passes that describes the host, not the container.
 _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
@@ -290,6 +296,7 @@ class Pooled:
     pool_id: str
     taken: bool = False
     standby: HelperProcess | None = None  # a function container's loop, waiting for its task (--standby)
+    server: StandbyServer | None = None  # a memory-snapshot standby's stand-in for the server
 
 
 def set_hostname(pid: int, name: str) -> None:
@@ -587,26 +594,29 @@ class OciRuntime:
         function = template.sandbox is None
         await asyncio.sleep(FUNCTION_REFILL_DELAY_S if function else REFILL_DELAY_S)
         pool_id = f"pool-{secrets.token_hex(6)}"
-        if template.sandbox is not None:
-            spec = replace(
-                template,
-                task_id=pool_id,
-                env={},
-                sandbox=replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None),
-            )
-        else:
-            spec = replace(template, task_id=pool_id, env={}, files=[], container_arguments=b"", secret="")
-        kind = "function" if function else "sandbox"
+        spec = self._pool_spec(key, template, pool_id)
+        kind = "memory-snapshot" if key.snapshot_of else "function" if function else "sandbox"
         workdir = task_root / pool_id
         pooled: Pooled | None = None
         image = self._images(spec.image_id)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
+            server = None
             if function:  # bind-mounted at start; the task's arguments are written into it at hand-over
-                (workdir / "container_arguments.bin").write_bytes(b"")
-            sandbox, proc = await self._launch(spec, workdir, {}, image, waiting=True)
-            pooled = Pooled(sandbox, proc, pool_id)
-            if function:
+                (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
+            if key.snapshot_of:
+                server = StandbyServer(workdir / "standby.sock")
+                await server.start()
+            try:
+                sandbox, proc = await self._launch(spec, workdir, {}, image, waiting=True)
+            except BaseException:
+                if server is not None:
+                    await server.close()
+                raise
+            pooled = Pooled(sandbox, proc, pool_id, server=server)
+            if server is not None:
+                pooled.standby = await self._snapshot_standby(sandbox, spec, image, server)
+            elif function:
                 pooled.standby = await self._standby(sandbox, spec, image)
         except Exception:
             log.exception("could not start a pooled %s container", kind)
@@ -619,6 +629,20 @@ class OciRuntime:
         elif pooled is not None:
             log.info("pooled %s container %s is ready (image %s)", kind, pool_id, key.image_id)
             self._background_job(self._watch_pooled(pooled))
+
+    @staticmethod
+    def _pool_spec(key: PoolKey, template: TaskSpec, pool_id: str) -> TaskSpec:
+        """What a pooled container is started with: `template` without the request's own parts."""
+        if template.sandbox is not None:
+            sandbox = replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None)
+            return replace(template, task_id=pool_id, env={}, sandbox=sandbox)
+        if not key.snapshot_of:
+            return replace(template, task_id=pool_id, env={}, files=[], container_arguments=b"", secret="")
+        # a memory-snapshot standby: the function's own files, arguments and environment, and no task's identity
+        args = api_pb2.ContainerArguments.FromString(template.container_arguments)
+        args.task_id, args.checkpoint_id = pool_id, f"ck-{pool_id}"
+        args.function_def.is_checkpointing_function = True  # as Modal's server marks a snapshotting task's
+        return replace(template, task_id=pool_id, container_arguments=args.SerializeToString(), secret="")
 
     async def _standby(self, sandbox: Sandbox, spec: TaskSpec, image: ImageManifest) -> HelperProcess:
         """Start a pooled function container's loop in standby (berth_loop --standby) and wait until it has
@@ -636,6 +660,38 @@ class OciRuntime:
             raise RuntimeUnavailable(f"the standby loop did not start: {(ready + err).decode(errors='replace')}")
         return standby
 
+    async def _snapshot_standby(
+        self, sandbox: Sandbox, spec: TaskSpec, image: ImageManifest, server: StandbyServer
+    ) -> HelperProcess:
+        """Start modal's entrypoint in a memory-snapshot standby (berth.worker.standby) and wait until it has
+        run the function's snap=True enter hooks and asked for its checkpoint."""
+        helper = sandbox.helper
+        if helper is None:
+            raise RuntimeUnavailable("a pooled function container needs berth-execd")
+        given = {
+            "PYTHONUNBUFFERED": "1",
+            "MODAL_SERVER_URL": STANDBY_URL,
+            "MODAL_IS_REMOTE": "1",
+            "MODAL_TASK_ID": spec.task_id,
+            "MODAL_ENABLE_SNAP_RESTORE": "1",
+        }
+        sandbox.env = self._env(spec, given, image)
+        argv = [*container_loop.command(spec, LOOP_PATH), berth_loop.SNAPSHOT_STANDBY_FLAG]
+        process = await helper.start_main(argv, sandbox.env, sandbox.cwd)
+        checkpointed = asyncio.ensure_future(server.checkpointed.wait())
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            await asyncio.wait({checkpointed, exited}, timeout=SNAPSHOT_READY_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            checkpointed.cancel()
+        if not server.checkpointed.is_set():
+            err = await process.stderr.read(8192) if process.stderr is not None and process.returncode else b""
+            raise RuntimeUnavailable(
+                f"the memory-snapshot standby did not reach its checkpoint: {err.decode(errors='replace')}"
+            )
+        return process
+
     async def _watch_pooled(self, pooled: Pooled) -> None:
         """A pooled container that ends before anyone takes it leaves the pool."""
         await pooled.proc.wait()
@@ -646,6 +702,8 @@ class OciRuntime:
 
     async def _discard(self, pooled: Pooled) -> None:
         pooled.taken = True
+        if pooled.server is not None:
+            await pooled.server.close()
         self._sandboxes.pop(pooled.pool_id, None)
         await self._teardown(pooled.sandbox)
         for point in await asyncio.to_thread(userns.mounts_under, pooled.sandbox.workdir):
@@ -693,7 +751,8 @@ class OciRuntime:
         self._sandboxes.pop(pooled.pool_id, None)
         self._sandboxes[spec.task_id] = sandbox
         sandbox.env = self._env(spec, env, image)
-        await asyncio.to_thread(place_files, spec.files, sandbox.rootfs, self._files)
+        if pooled.server is None:  # a memory-snapshot standby has the function's files already
+            await asyncio.to_thread(place_files, spec.files, sandbox.rootfs, self._files)
         # in place: the file is bind-mounted, a new inode would not be seen inside
         (sandbox.workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
         write_hosts(sandbox.rootfs, spec.task_id)
@@ -701,6 +760,13 @@ class OciRuntime:
         config = json.loads((sandbox.bundle / "config.json").read_text())
         config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
         (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        if pooled.server is not None:  # modal's restore: the task's ids (its environment comes on stdin)
+            await pooled.server.close()
+            state = {"task_id": spec.task_id, "function_id": spec.function_id}
+            restore = sandbox.rootfs / RESTORE_STATE
+            partial = restore.with_suffix(".partial")
+            partial.write_text(json.dumps(state))
+            partial.replace(restore)
         standby.stdin.write(json.dumps({"env": sandbox.env, "cwd": sandbox.cwd}).encode() + b"\n")
         await standby.stdin.drain()
         standby.stdin.close()
@@ -784,6 +850,8 @@ class OciRuntime:
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
             binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+            if (workdir / "standby.sock").exists():  # a memory-snapshot standby's (berth.worker.standby)
+                binds.append(Bind(str(workdir / "standby.sock"), STANDBY_SOCKET))
             if container_loop.enabled():
                 binds.append(Bind(str(_published(berth_loop.__file__, "berth-loop.py")), LOOP_PATH, readonly=True))
         else:  # the helper the client's Sandbox.filesystem API execs
