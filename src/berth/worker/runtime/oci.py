@@ -598,37 +598,44 @@ class OciRuntime:
         kind = "memory-snapshot" if key.snapshot_of else "function" if function else "sandbox"
         workdir = task_root / pool_id
         pooled: Pooled | None = None
-        image = self._images(spec.image_id)
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
-            server = None
-            if function:  # bind-mounted at start; the task's arguments are written into it at hand-over
-                (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
-            if key.snapshot_of:
-                server = StandbyServer(workdir / "standby.sock")
-                await server.start()
-            try:
-                sandbox, proc = await self._launch(spec, workdir, {}, image, waiting=True)
-            except BaseException:
-                if server is not None:
-                    await server.close()
-                raise
-            pooled = Pooled(sandbox, proc, pool_id, server=server)
-            if server is not None:
-                pooled.standby = await self._snapshot_standby(sandbox, spec, image, server)
-            elif function:
-                pooled.standby = await self._standby(sandbox, spec, image)
+            pooled = await self._launch_pooled(key, spec, workdir)
         except Exception:
             log.exception("could not start a pooled %s container", kind)
-            if pooled is not None:
-                await self._discard(pooled)
-                pooled = None
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         if not self._book(template).started(key, pooled) and pooled is not None:
             await self._discard(pooled)
         elif pooled is not None:
             log.info("pooled %s container %s is ready (image %s)", kind, pool_id, key.image_id)
             self._background_job(self._watch_pooled(pooled))
+
+    async def _launch_pooled(self, key: PoolKey, spec: TaskSpec, workdir: Path) -> Pooled:
+        """Start a pooled container (and a function container's standby loop); on any failure, or when the
+        worker stops meanwhile, nothing of it stays behind."""
+        image = self._images(spec.image_id)
+        function = spec.sandbox is None
+        workdir.mkdir(parents=True, exist_ok=True)
+        if function:  # bind-mounted at start; the task's arguments are written into it at hand-over
+            (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
+        server = StandbyServer(workdir / "standby.sock") if key.snapshot_of else None
+        if server is not None:
+            await server.start()
+        try:
+            sandbox, proc = await self._launch(spec, workdir, {}, image, waiting=True)
+        except BaseException:
+            if server is not None:
+                await server.close()
+            raise
+        pooled = Pooled(sandbox, proc, spec.task_id, server=server)
+        try:
+            if server is not None:
+                pooled.standby = await self._snapshot_standby(sandbox, spec, image, server)
+            elif function:
+                pooled.standby = await self._standby(sandbox, spec, image)
+        except BaseException:
+            await self._discard(pooled)
+            raise
+        return pooled
 
     @staticmethod
     def _pool_spec(key: PoolKey, template: TaskSpec, pool_id: str) -> TaskSpec:
