@@ -383,6 +383,8 @@ class OciRuntime:
         self._files = files
         self._pool: PoolBook[Pooled] = PoolBook(pool or PoolSettings(), time.monotonic)
         self._function_pool: PoolBook[Pooled] = PoolBook(function_pool or PoolSettings(), time.monotonic)
+        # memory-snapshot functions whose standby never reached its checkpoint: their containers start fresh
+        self._snapshot_failed: set[str] = set()
         self._pool_jobs: set[asyncio.Future[Any]] = set()
         self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
@@ -579,6 +581,8 @@ class OciRuntime:
         if template.sandbox is None:  # a function's buffer_containers: that many ready, within the caps
             args = api_pb2.ContainerArguments.FromString(template.container_arguments)
             want = args.function_def.autoscaler_settings.buffer_containers
+        if key.snapshot_of in self._snapshot_failed:
+            return
         while book.to_start(key, want):
             self._background_job(self._start_pooled(key, template, workdir.parent))
 
@@ -602,6 +606,8 @@ class OciRuntime:
             pooled = await self._launch_pooled(key, spec, workdir)
         except Exception:
             log.exception("could not start a pooled %s container", kind)
+            if key.snapshot_of:
+                self._snapshot_failed.add(key.snapshot_of)
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         if not self._book(template).started(key, pooled) and pooled is not None:
             await self._discard(pooled)
