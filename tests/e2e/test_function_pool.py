@@ -66,6 +66,7 @@ def test_a_function_served_from_the_pool_behaves_as_a_fresh_one(served: dict[str
         assert f"x-berth-task-id:{got['task']}," in got["headers"]  # its own identity (the server took it)
         assert (got["a"], got["b"]) == (None, "b-secret")  # its own secrets, not another function's
         assert got["cwd"] == "/root" and "function_pool.py" in got["root"]  # its app's source, placed
+        assert got["nice"] == 0  # the standby's low priority is not the task's
     assert len({a["task"], b1["task"], b2["task"]}) == 3  # a container each
 
 
@@ -85,3 +86,4 @@ def test_snap_true_enter_hooks_run_in_the_standby_and_snap_false_after_the_hand_
     assert (snap, after) == ("snap", "after")
     assert snap_task.startswith("pool-") and after_task == restored["task"]
     assert restored["weights"] == "loaded before the snapshot"  # what the snap=True hook set, seen by the input
+    assert restored["nice"] == 0

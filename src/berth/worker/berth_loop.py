@@ -289,6 +289,9 @@ def install() -> bool:
 STANDBY_FLAG = "--standby"
 SNAPSHOT_STANDBY_FLAG = "--standby-snapshot"
 STANDBY_READY = b"berth-standby-ready\n"
+# A standby prepares at the lowest priority, so it never takes the CPU from running containers; the worker puts
+# every thread of it back to 0 at hand-over (raising it again is not the container's to do).
+STANDBY_NICE = 19
 
 
 def main() -> None:
@@ -324,8 +327,12 @@ def standby() -> None:
     """Import what a container's start imports, then wait for the task (see the module's docstring)."""
     import importlib
 
+    os.nice(STANDBY_NICE)
     install()
-    importlib.import_module("modal._container_entrypoint")  # its imports, not its main
+    # Its imports, not its main; then out of sys.modules again, so that runpy runs it as __main__ as in a fresh
+    # container (and does not warn that it was imported already).
+    importlib.import_module("modal._container_entrypoint")
+    del sys.modules["modal._container_entrypoint"]
     sys.stdout.buffer.write(STANDBY_READY)
     sys.stdout.flush()
     task = _read_task()
@@ -339,6 +346,7 @@ def standby_snapshot() -> None:
     """A memory-snapshot standby (berth.worker.standby): modal's entrypoint runs at once, imports the function,
     runs its snap=True enter hooks and checkpoints; its restore then waits for the task on stdin first, and
     goes on with modal's own restore (the restore state the worker writes)."""
+    os.nice(STANDBY_NICE)
     install()
     from modal._runtime import task_lifecycle_manager as tlm
 

@@ -19,6 +19,7 @@ def seen() -> dict[str, object]:
         "cwd": os.getcwd(),
         "a": os.environ.get("POOL_A"),
         "b": os.environ.get("POOL_B"),
+        "nice": os.nice(0),
     }
 
 
@@ -47,4 +48,5 @@ class Snapshotted:
 
     @modal.method()
     def run(self) -> dict[str, object]:
-        return {"events": self.events, "weights": self.weights, "task": os.environ.get("MODAL_TASK_ID")}
+        task = os.environ.get("MODAL_TASK_ID")
+        return {"events": self.events, "weights": self.weights, "task": task, "nice": os.nice(0)}

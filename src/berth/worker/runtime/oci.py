@@ -324,6 +324,20 @@ def set_hostname(pid: int, name: str) -> None:
         raise failed[0]
 
 
+def reset_priority(init_pid: int) -> None:
+    """Every thread of a container's processes back to nice 0: a pooled function container's standby ran at
+    berth_loop.STANDBY_NICE until its hand-over (nice is per thread on Linux)."""
+    pending = [init_pid]
+    while pending:
+        pid = pending.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, int(task.name), 0)
+                with contextlib.suppress(OSError):
+                    pending += [int(child) for child in (task / "children").read_text().split()]
+
+
 def container_init_pid(runtime_pid: int) -> int:
     """The container's init: the child of `crun run` (the runtime's process stays as its parent)."""
     children = Path(f"/proc/{runtime_pid}/task/{runtime_pid}/children").read_text().split()
@@ -769,7 +783,9 @@ class OciRuntime:
         # in place: the file is bind-mounted, a new inode would not be seen inside
         (sandbox.workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
         write_hosts(sandbox.rootfs, spec.task_id)
-        await asyncio.to_thread(set_hostname, container_init_pid(pooled.proc.pid), spec.task_id)
+        init = container_init_pid(pooled.proc.pid)
+        await asyncio.to_thread(set_hostname, init, spec.task_id)
+        await asyncio.to_thread(reset_priority, init)
         config = json.loads((sandbox.bundle / "config.json").read_text())
         config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
         (sandbox.bundle / "config.json").write_text(json.dumps(config))
