@@ -78,9 +78,10 @@ def test_a_pooled_container_that_ended_leaves_the_pool() -> None:
     assert book.drop_all() == []
 
 
-def _function(snapshot: bool = False, task_id: str = "ta-1", **fields: object) -> TaskSpec:
+def _function(snapshot: bool = False, task_id: str = "ta-1", blocked: bool = False, **fields: object) -> TaskSpec:
     args = api_pb2.ContainerArguments(task_id=task_id, function_id="fu-1", checkpoint_id=f"ck-{task_id}")
     args.function_def.checkpointing_enabled = snapshot
+    args.function_def.block_network = blocked
     spec = TaskSpec(task_id, "fu-1", "ap-1", args.SerializeToString(), "", "", image_id="im-1")
     return replace(spec, **fields)  # type: ignore[arg-type]
 
@@ -96,6 +97,7 @@ def test_function_containers_that_need_setting_up_before_they_run_have_no_pool()
     assert function_pool_key(_function(files=[MountedFile("/opt/tool.py", "0" * 64)]), 0, 0.0) is None
     assert function_pool_key(_function(env={"PYTHONHASHSEED": "0"}), 0, 0.0) is None
     assert function_pool_key(_function(env={"LD_PRELOAD": "x.so"}), 0, 0.0) is None
+    assert function_pool_key(_function(blocked=True), 0, 0.0) is None
 
 
 def test_a_memory_snapshot_function_has_standby_containers_of_its_own() -> None:

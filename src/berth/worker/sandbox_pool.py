@@ -88,6 +88,8 @@ def function_pool_key(spec: TaskSpec, memory_mb: int, cpu: float) -> PoolKey | N
     if any(k.startswith(_STARTUP_ENV_PREFIXES) or k in _STARTUP_ENV for k in spec.env):
         return None
     args = api_pb2.ContainerArguments.FromString(spec.container_arguments)
+    if args.function_def.block_network:  # a network namespace with only lo is made at start
+        return None
     if not args.function_def.checkpointing_enabled:
         return PoolKey(spec.image_id, memory_mb, cpu)
     return PoolKey(spec.image_id, memory_mb, cpu, snapshot_of(spec, args))
