@@ -118,6 +118,7 @@ TINI = "/usr/bin/tini-static"
 # a memory-snapshot standby to run its function's imports and snap=True enter hooks.
 STANDBY_READY_S = 60.0
 SNAPSHOT_READY_S = 900.0
+IDLE_SWEEP_MIN_S = 1.0  # how often, at most, a waiting pooled container checks for idle pools
 RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
 OOM_EXIT = 137
 # Environment the worker passes that describes the host, not the container.
@@ -720,8 +721,16 @@ class OciRuntime:
         return process
 
     async def _watch_pooled(self, pooled: Pooled) -> None:
-        """A pooled container that ends before anyone takes it leaves the pool."""
-        await pooled.proc.wait()
+        """A pooled container that ends before anyone takes it leaves the pool. While it waits, pools whose image
+        (or function) has not been used for their idle time are emptied even when nothing else starts."""
+        every = max(IDLE_SWEEP_MIN_S, min(self._pool.settings.idle_s, self._function_pool.settings.idle_s) / 2)
+        while not pooled.taken:
+            try:
+                await asyncio.wait_for(asyncio.shield(pooled.proc.wait()), every)
+                break
+            except TimeoutError:
+                for idle in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
+                    self._background_job(self._discard(idle))
         if not pooled.taken:
             self._pool.remove(pooled)
             self._function_pool.remove(pooled)
