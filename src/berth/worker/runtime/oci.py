@@ -592,12 +592,12 @@ class OciRuntime:
         book = self._book(template)
         for pooled in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
             self._background_job(self._discard(pooled))
+        if key.snapshot_of in self._snapshot_failed:
+            return
         want = 0
         if template.sandbox is None:  # a function's buffer_containers: that many ready, within the caps
             args = api_pb2.ContainerArguments.FromString(template.container_arguments)
             want = args.function_def.autoscaler_settings.buffer_containers
-        if key.snapshot_of in self._snapshot_failed:
-            return
         while book.to_start(key, want):
             self._background_job(self._start_pooled(key, template, workdir.parent))
 
@@ -724,13 +724,14 @@ class OciRuntime:
         """A pooled container that ends before anyone takes it leaves the pool. While it waits, pools whose image
         (or function) has not been used for their idle time are emptied even when nothing else starts."""
         every = max(IDLE_SWEEP_MIN_S, min(self._pool.settings.idle_s, self._function_pool.settings.idle_s) / 2)
+        ended = asyncio.ensure_future(pooled.proc.wait())
         while not pooled.taken:
-            try:
-                await asyncio.wait_for(asyncio.shield(pooled.proc.wait()), every)
+            done, _ = await asyncio.wait({ended}, timeout=every)
+            if done:
                 break
-            except TimeoutError:
-                for idle in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
-                    self._background_job(self._discard(idle))
+            for idle in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
+                self._background_job(self._discard(idle))
+        ended.cancel()
         if not pooled.taken:
             self._pool.remove(pooled)
             self._function_pool.remove(pooled)
