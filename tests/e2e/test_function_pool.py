@@ -19,7 +19,7 @@ SCRIPT = """
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, ".")
-from function_pool import app, first, second, Snapshotted
+from function_pool import app, first, second, Snapshotted, SnapshotUsesApi
 LOG = Path({log!r})
 
 def count(what):
@@ -33,6 +33,7 @@ def wait_more(what, before):
 
 READY = "pooled function container"
 SNAP_READY = "pooled memory-snapshot container"
+FAILED = "could not start a pooled memory-snapshot container"
 with app.run():
     before = count(READY)
     a = first.remote(1)  # fresh, or from a pool earlier tests filled: either way the pool refills
@@ -45,7 +46,11 @@ with app.run():
     s1 = Snapshotted().run.remote()  # this function's first container: a fresh one, then its standbys
     wait_more(SNAP_READY, before)
     s2 = Snapshotted().run.remote()
-print(json.dumps({{"a": a, "b1": b1, "b2": b2, "s1": s1, "s2": s2}}))
+    before = count(FAILED)
+    u1 = SnapshotUsesApi().run.remote()  # fresh; then its standbys' snap=True hook is refused its Dict
+    wait_more(FAILED, before)
+    u2 = SnapshotUsesApi().run.remote()
+print(json.dumps({{"a": a, "b1": b1, "b2": b2, "s1": s1, "s2": s2, "u1": u1, "u2": u2}}))
 """
 
 
@@ -53,6 +58,7 @@ print(json.dumps({{"a": a, "b1": b1, "b2": b2, "s1": s1, "s2": s2}}))
 def served(berth_oci: BerthServer) -> dict[str, Any]:
     seen = last_json(sdk(berth_oci, SCRIPT.format(log=str(berth_oci.log_path)), timeout=300))
     log = berth_oci.log_path.read_text(errors="replace")
+    seen["log"] = log
     seen["pool_of"] = dict(re.findall(r"function task (ta-\w+) starts in pooled container (pool-\w+)", log))
     return seen
 
@@ -87,3 +93,12 @@ def test_snap_true_enter_hooks_run_in_the_standby_and_snap_false_after_the_hand_
     assert snap_task.startswith("pool-") and after_task == restored["task"]
     assert restored["weights"] == "loaded before the snapshot"  # what the snap=True hook set, seen by the input
     assert restored["nice"] == 0
+
+
+def test_a_snap_true_hook_that_calls_modal_is_refused_by_name_and_its_containers_start_fresh(
+    served: dict[str, Any],
+) -> None:
+    assert "DictGetOrCreate is not available before a memory snapshot on Berth" in served["log"]
+    u1, u2 = served["u1"], served["u2"]
+    assert u1.startswith("ta-") and u2.startswith("ta-") and u1 != u2
+    assert u1 not in served["pool_of"] and u2 not in served["pool_of"]  # both fresh, both served

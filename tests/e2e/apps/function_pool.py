@@ -50,3 +50,16 @@ class Snapshotted:
     def run(self) -> dict[str, object]:
         task = os.environ.get("MODAL_TASK_ID")
         return {"events": self.events, "weights": self.weights, "task": task, "nice": os.nice(0)}
+
+
+@app.cls(image=image, enable_memory_snapshot=True, single_use_containers=True)
+class SnapshotUsesApi:
+    """A snap=True hook that calls Modal's API: refused in a standby (it has no task yet); containers start fresh."""
+
+    @modal.enter(snap=True)
+    def load(self) -> None:
+        modal.Dict.from_name("function-pool-snap-api", create_if_missing=True)["seen"] = True
+
+    @modal.method()
+    def run(self) -> str | None:
+        return os.environ.get("MODAL_TASK_ID")
