@@ -114,9 +114,13 @@ SANDBOX_PIDS_PER_MB = 4
 SANDBOX_MIN_PIDS = 512
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
-# How long a pooled function container's standby Python may take to import modal before it is given up, and
-# a memory-snapshot standby to run its function's imports and snap=True enter hooks.
-STANDBY_READY_S = 60.0
+# How long a pooled function container's standby Python may take to import modal before it is given up (it
+# imports at nice 19: on a busy host that takes a while), and a memory-snapshot standby to run its function's
+# imports and snap=True enter hooks.
+STANDBY_READY_S = 300.0
+# After a function standby of a key failed, that key's containers start fresh for this long (a snapshot
+# function's, whose own code failed in the standby, for good).
+STANDBY_BACKOFF_S = 60.0
 SNAPSHOT_READY_S = 900.0
 IDLE_SWEEP_MIN_S = 1.0  # how often, at most, a waiting pooled container checks for idle pools
 RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
@@ -398,7 +402,8 @@ class OciRuntime:
         self._files = files
         self._pool: PoolBook[Pooled] = PoolBook(pool or PoolSettings(), time.monotonic)
         self._function_pool: PoolBook[Pooled] = PoolBook(function_pool or PoolSettings(), time.monotonic)
-        # memory-snapshot functions whose standby never reached its checkpoint: their containers start fresh
+        # function pools whose standby failed: when (memory-snapshot ones, keyed by what they are of: for good)
+        self._standby_failed: dict[PoolKey, float] = {}
         self._snapshot_failed: set[str] = set()
         self._pool_jobs: set[asyncio.Future[Any]] = set()
         self._disks = ScratchDisks(sandbox_disk_mb)
@@ -594,6 +599,8 @@ class OciRuntime:
             self._background_job(self._discard(pooled))
         if key.snapshot_of in self._snapshot_failed:
             return
+        if time.monotonic() - self._standby_failed.get(key, -STANDBY_BACKOFF_S) < STANDBY_BACKOFF_S:
+            return
         want = 0
         if template.sandbox is None:  # a function's buffer_containers: that many ready, within the caps
             args = api_pb2.ContainerArguments.FromString(template.container_arguments)
@@ -623,6 +630,8 @@ class OciRuntime:
             log.exception("could not start a pooled %s container", kind)
             if key.snapshot_of:
                 self._snapshot_failed.add(key.snapshot_of)
+            elif function:
+                self._standby_failed[key] = time.monotonic()
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         if not self._book(template).started(key, pooled) and pooled is not None:
             await self._discard(pooled)
