@@ -78,10 +78,13 @@ def test_a_pooled_container_that_ended_leaves_the_pool() -> None:
     assert book.drop_all() == []
 
 
-def _function(snapshot: bool = False, task_id: str = "ta-1", blocked: bool = False, **fields: object) -> TaskSpec:
+def _function(
+    snapshot: bool = False, task_id: str = "ta-1", blocked: bool = False, server: bool = False, **fields: object
+) -> TaskSpec:
     args = api_pb2.ContainerArguments(task_id=task_id, function_id="fu-1", checkpoint_id=f"ck-{task_id}")
     args.function_def.checkpointing_enabled = snapshot
     args.function_def.block_network = blocked
+    args.function_def.is_server = server
     spec = TaskSpec(task_id, "fu-1", "ap-1", args.SerializeToString(), "", "", image_id="im-1")
     return replace(spec, **fields)  # type: ignore[arg-type]
 
@@ -108,6 +111,7 @@ def test_a_memory_snapshot_function_has_standby_containers_of_its_own() -> None:
     assert function_pool_key(other_task, 0, 0.0) == key
     other_files = _function(snapshot=True, files=[MountedFile("/root/app.py", "1" * 64)])
     assert function_pool_key(other_files, 0, 0.0) != key
+    assert function_pool_key(_function(snapshot=True, server=True), 0, 0.0) == KEY  # a server never checkpoints
 
 
 def test_buffer_containers_ask_for_more_within_the_caps() -> None:

@@ -90,7 +90,8 @@ def function_pool_key(spec: TaskSpec, memory_mb: int, cpu: float) -> PoolKey | N
     args = api_pb2.ContainerArguments.FromString(spec.container_arguments)
     if args.function_def.block_network:  # a network namespace with only lo is made at start
         return None
-    if not args.function_def.checkpointing_enabled:
+    # a server (modal's run_server) never checkpoints: its containers take a plain standby
+    if not args.function_def.checkpointing_enabled or args.function_def.is_server:
         return PoolKey(spec.image_id, memory_mb, cpu)
     return PoolKey(spec.image_id, memory_mb, cpu, snapshot_of(spec, args))
 
