@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python bench/loop_ab.py
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/sandboxes.py
+	$(BIN)/python bench/coldpool.py
 	$(BIN)/python bench/cluster.py
 
 # A large experimental_spawn_map (1,000,000 inputs by default; SCALE_INPUTS=... for fewer): acceptance and run

@@ -46,6 +46,9 @@ class Settings:
     sandbox_pool_max: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_POOL_MAX", 8))
     sandbox_pool_mb: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_POOL_MB", 4096))
     sandbox_pool_idle_s: float = field(default_factory=lambda: float(_env_int("BERTH_SANDBOX_POOL_IDLE_SECONDS", 600)))
+    # The standby pool of function containers (berth.worker.sandbox_pool): this many per recently used image
+    # (and cpu/memory), more for a function's buffer_containers, within the sandbox pool's caps; 0: no pool.
+    function_pool: int = field(default_factory=lambda: _env_int("BERTH_FUNCTION_POOL", 2))
     # How long a sandbox create waits for a worker slot (idle function containers are retired for it first).
     sandbox_queue_s: float = field(default_factory=lambda: float(_env_int("BERTH_SANDBOX_QUEUE_SECONDS", 300)))
     # How long finished calls, their outputs and app logs are kept (Modal keeps spawned results ~7 days).

@@ -33,7 +33,12 @@ def make_runtime(name: str, settings: Settings, files: FileSource, images: Image
     pool = PoolSettings(
         settings.sandbox_pool, settings.sandbox_pool_max, settings.sandbox_pool_mb, settings.sandbox_pool_idle_s
     )
-    return make_oci_runtime(name, cache, images.manifest, _ca(settings), files, settings.task_dir, disk_mb, pool)
+    function_pool = PoolSettings(
+        settings.function_pool, settings.sandbox_pool_max, settings.sandbox_pool_mb, settings.sandbox_pool_idle_s
+    )
+    return make_oci_runtime(
+        name, cache, images.manifest, _ca(settings), files, settings.task_dir, disk_mb, pool, function_pool
+    )
 
 
 def _ca(settings: Settings) -> Path | None:

@@ -19,6 +19,14 @@ Everything else (enter/exit hooks, generators, web endpoints, @concurrent, @batc
 modal's code. @batched functions and single-use containers keep modal's own loop, and so does any modal
 version but the one this was written against. BERTH_CONTAINER_LOOP=stock on the worker turns it off.
 
+**Standby** (`--standby`, a pooled function container, berth.worker.sandbox_pool): the loop imports modal and
+its container entrypoint first, says STANDBY_READY on stdout and waits for its task on stdin: one JSON line
+with the task's whole environment and working directory, sent by the worker at hand-over. It makes that
+environment its own (nothing of the standby's is left), reads stdin from /dev/null from then on, and runs
+modal's entrypoint as a fresh container would, only without the imports' time. `--standby-snapshot` (a function
+with enable_memory_snapshot=True, berth.worker.standby) runs modal's entrypoint at once instead, through its
+snap=True hooks and checkpoint, and reads the task from stdin when modal's restore begins.
+
 This file runs inside containers with only modal importable: it must not import berth.
 """
 
@@ -258,6 +266,8 @@ async def _heartbeat_handle_cancellations(manager: Any) -> bool:
 def install() -> bool:
     """Replace the manager's methods; False (and modal's own loop) where this modal is not the one we know."""
     global _modal
+    if _modal is not None:  # installed already (a standby loop, before its task came)
+        return True
     try:
         import modal
 
@@ -276,6 +286,14 @@ def install() -> bool:
     return True
 
 
+STANDBY_FLAG = "--standby"
+SNAPSHOT_STANDBY_FLAG = "--standby-snapshot"
+STANDBY_READY = b"berth-standby-ready\n"
+# A standby prepares at the lowest priority, so it never takes the CPU from running containers; the worker puts
+# every thread of it back to 0 at hand-over (raising it again is not the container's to do).
+STANDBY_NICE = 19
+
+
 def main() -> None:
     import runpy
 
@@ -283,5 +301,74 @@ def main() -> None:
     runpy.run_module("modal._container_entrypoint", run_name="__main__", alter_sys=True)
 
 
-if __name__ == "__main__":
+def _take_task(task: dict[str, Any]) -> None:
+    """Become the task the worker handed over: its whole environment (nothing of the standby's is left), its
+    working directory, and stdin from /dev/null as in a fresh container."""
+    import importlib
+
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.environ.clear()
+    os.environ.update(task["env"])
+    os.chdir(task["cwd"])
+    sys.path[0] = os.getcwd()
+    importlib.invalidate_caches()  # the task's files were written under /root after the imports
+
+
+def _read_task() -> dict[str, Any] | None:
+    import json
+
+    line = sys.stdin.buffer.readline()
+    return json.loads(line) if line else None  # None: the worker discarded this container
+
+
+def standby() -> None:
+    """Import what a container's start imports, then wait for the task (see the module's docstring)."""
+    import importlib
+
+    os.nice(STANDBY_NICE)
+    install()
+    # Its imports, not its main; then out of sys.modules again, so that runpy runs it as __main__ as in a fresh
+    # container (and does not warn that it was imported already).
+    importlib.import_module("modal._container_entrypoint")
+    del sys.modules["modal._container_entrypoint"]
+    sys.stdout.buffer.write(STANDBY_READY)
+    sys.stdout.flush()
+    task = _read_task()
+    if task is None:
+        sys.exit(0)
+    _take_task(task)
     main()
+
+
+def standby_snapshot() -> None:
+    """A memory-snapshot standby (berth.worker.standby): modal's entrypoint runs at once, imports the function,
+    runs its snap=True enter hooks and checkpoints; its restore then waits for the task on stdin first, and
+    goes on with modal's own restore (the restore state the worker writes)."""
+    os.nice(STANDBY_NICE)
+    install()
+    from modal._runtime import task_lifecycle_manager as tlm
+
+    stock = tlm._TaskLifecycleManager.memory_restore
+
+    async def memory_restore(self: Any) -> None:
+        task = await asyncio.get_running_loop().run_in_executor(None, _read_task)
+        if task is None:
+            os._exit(0)
+        _take_task(task)
+        await stock(self)
+
+    tlm._TaskLifecycleManager.memory_restore = functools.wraps(stock)(memory_restore)  # type: ignore[method-assign]
+    main()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1:]
+    del sys.argv[1:]
+    if mode == [STANDBY_FLAG]:
+        standby()
+    elif mode == [SNAPSHOT_STANDBY_FLAG]:
+        standby_snapshot()
+    else:
+        main()

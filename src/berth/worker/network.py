@@ -42,6 +42,7 @@ from berth.domain.cluster import VXLAN_PORT
 
 BRIDGE = "berth0"
 HOST_IP = "172.21.0.1"
+BRIDGE_MAC = "02:42:ac:15:00:01"  # locally administered; see _fix_bridge_address
 SUBNET = ipaddress.ip_network("172.21.0.0/16")
 NETNS_DIR = Path("/var/run/netns")
 _LEASES = Path("/run/berth/net")
@@ -78,6 +79,7 @@ def ensure_bridge() -> None:
         added = _run(["ip", "addr", "add", f"{HOST_IP}/{SUBNET.prefixlen}", "dev", BRIDGE])
         if added.returncode != 0 and "exists" not in added.stderr:
             raise NetworkError(f"cannot address bridge {BRIDGE}: {added.stderr.strip()}")
+    _fix_bridge_address()
     _run(["ip", "link", "set", BRIDGE, "up"])
     with contextlib.suppress(OSError):
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
@@ -87,6 +89,19 @@ def ensure_bridge() -> None:
         if added.returncode != 0:
             raise NetworkError(f"cannot add the NAT rule for {SUBNET}: {added.stderr.strip()}")
     ensure_isolation()
+
+
+def _fix_bridge_address() -> None:
+    """Give the bridge a MAC address of its own. Left alone, a Linux bridge takes the lowest MAC of its ports,
+    which changes whenever a container's veth comes or goes: containers that cached the old one for
+    172.21.0.1 then lose the server for seconds (until their ARP entry is refreshed), and a call in flight
+    can time out. Set once (addr_assign_type 3: set by the user), it stays."""
+    try:
+        assigned = Path(f"/sys/class/net/{BRIDGE}/addr_assign_type").read_text().strip()
+    except OSError:
+        return
+    if assigned != "3":
+        _run(["ip", "link", "set", BRIDGE, "address", BRIDGE_MAC])
 
 
 def names_for(container_id: str) -> tuple[str, str]:

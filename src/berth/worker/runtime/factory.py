@@ -68,9 +68,10 @@ def make_oci_runtime(
     task_root: Path | None = None,
     sandbox_disk_mb: int = SANDBOX_DISK_MB,
     pool: PoolSettings | None = None,
+    function_pool: PoolSettings | None = None,
 ) -> Runtime:
     check_runtime_name(name)
-    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle, files, sandbox_disk_mb, pool)
+    runtime = OciRuntime(name, RootfsCache(cache_dir), images, ca_bundle, files, sandbox_disk_mb, pool, function_pool)
     if task_root is not None:
         runtime.remove_orphans(task_root)
     return runtime

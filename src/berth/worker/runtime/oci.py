@@ -54,7 +54,7 @@ from berth.worker import (
     userns,
 )
 from berth.worker.cgroups import ContainerCgroup
-from berth.worker.execd import ExecHelper, HelperGone
+from berth.worker.execd import ExecHelper, HelperGone, HelperProcess
 from berth.worker.execs import (
     COMMAND_NOT_FOUND,
     FS_TOOLS_PATH,
@@ -68,8 +68,19 @@ from berth.worker.layers import ImageManifest
 from berth.worker.oci_config import Bind, ContainerConfig, build_config
 from berth.worker.pty import Pty
 from berth.worker.rootfs import RootfsCache
-from berth.worker.sandbox_pool import REFILL_DELAY_S, PoolBook, PoolKey, PoolSettings, pool_key
+from berth.worker.sandbox_pool import (
+    FUNCTION_REFILL_DELAY_S,
+    REFILL_DELAY_S,
+    PoolBook,
+    PoolKey,
+    PoolSettings,
+    function_pool_key,
+    pool_key,
+)
 from berth.worker.scratch import ScratchDisks
+from berth.worker.standby import IN_CONTAINER as STANDBY_SOCKET
+from berth.worker.standby import SERVER_URL as STANDBY_URL
+from berth.worker.standby import StandbyServer
 
 log = logging.getLogger("berth.oci")
 
@@ -111,6 +122,16 @@ RUNSC_MIN_PROCESSES = 16
 RUNSC_PROCESSES = 1024  # without memory=: about 4 GiB of gVisor's host memory, 5k host threads
 SANDBOX_DISK_MB = 10240
 TINI = "/usr/bin/tini-static"
+# How long a pooled function container's standby Python may take to import modal before it is given up (it
+# imports at nice 19: on a busy host that takes a while), and a memory-snapshot standby to run its function's
+# imports and snap=True enter hooks.
+STANDBY_READY_S = 300.0
+# After a function standby of a key failed, that key's containers start fresh for this long (a snapshot
+# function's, whose own code failed in the standby, for good).
+STANDBY_BACKOFF_S = 60.0
+SNAPSHOT_READY_S = 900.0
+IDLE_SWEEP_MIN_S = 1.0  # how often, at most, a waiting pooled container checks for idle pools
+RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
 OOM_EXIT = 137
 # Environment the worker passes that describes the host, not the container.
 _HOST_ONLY = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
@@ -297,6 +318,8 @@ class Pooled:
     proc: asyncio.subprocess.Process
     pool_id: str
     taken: bool = False
+    standby: HelperProcess | None = None  # a function container's loop, waiting for its task (--standby)
+    server: StandbyServer | None = None  # a memory-snapshot standby's stand-in for the server
 
 
 def set_hostname(pid: int, name: str) -> None:
@@ -322,6 +345,20 @@ def set_hostname(pid: int, name: str) -> None:
     thread.join()
     if failed:
         raise failed[0]
+
+
+def reset_priority(init_pid: int) -> None:
+    """Every thread of a container's processes back to nice 0: a pooled function container's standby ran at
+    berth_loop.STANDBY_NICE until its hand-over (nice is per thread on Linux)."""
+    pending = [init_pid]
+    while pending:
+        pid = pending.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, int(task.name), 0)
+                with contextlib.suppress(OSError):
+                    pending += [int(child) for child in (task / "children").read_text().split()]
 
 
 def container_init_pid(runtime_pid: int) -> int:
@@ -378,9 +415,14 @@ class OciRuntime:
         files: FileSource,
         sandbox_disk_mb: int = SANDBOX_DISK_MB,
         pool: PoolSettings | None = None,
+        function_pool: PoolSettings | None = None,
     ) -> None:
         self._files = files
         self._pool: PoolBook[Pooled] = PoolBook(pool or PoolSettings(), time.monotonic)
+        self._function_pool: PoolBook[Pooled] = PoolBook(function_pool or PoolSettings(), time.monotonic)
+        # function pools whose standby failed: when (memory-snapshot ones, keyed by what they are of: for good)
+        self._standby_failed: dict[PoolKey, float] = {}
+        self._snapshot_failed: set[str] = set()
         self._pool_jobs: set[asyncio.Future[Any]] = set()
         self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
@@ -481,10 +523,12 @@ class OciRuntime:
         image = self._images(spec.image_id)
         key = await self._pool_key(spec)
         if key is not None:
-            pooled = self._pool.take(key)
+            pooled = self._book(spec).take(key)
             self._fill_pool(key, spec, workdir)
             if pooled is not None:
                 try:
+                    if spec.sandbox is None:
+                        return await self._hand_over_function(pooled, spec, env, image)
                     return await self._hand_over(pooled, spec, env, image)
                 except Exception:
                     log.exception("could not hand pooled container %s over; starting one", pooled.sandbox.container_id)
@@ -510,7 +554,7 @@ class OciRuntime:
             binds = await self._prepare(spec, workdir, image, sandbox)
             binds += [Bind(lib, lib) for lib in (gpu.driver_libraries() if gpus else [])]
             binds += await self._statx_binds(sandbox) if self.gvisor else []
-            helper = await self._execd_binary() if spec.sandbox is not None else None
+            helper = await self._execd_binary() if spec.sandbox is not None or waiting else None
             command = container_loop.command(spec, LOOP_PATH)
             if helper is not None:
                 binds.append(Bind(str(helper), execd.IN_CONTAINER))
@@ -564,17 +608,36 @@ class OciRuntime:
 
         return OciContainer(proc, on_exit, kill, stdio)
 
-    # the warm pool (berth.worker.sandbox_pool)
+    # the warm pools (berth.worker.sandbox_pool)
+    def _book(self, spec: TaskSpec) -> PoolBook[Pooled]:
+        return self._pool if spec.sandbox is not None else self._function_pool
+
     async def _pool_key(self, spec: TaskSpec) -> PoolKey | None:
-        if self.gvisor or self._pool.settings.per_image <= 0 or await self._execd_binary() is None:
+        book = self._book(spec)
+        if self.gvisor or book.settings.per_image <= 0:
+            return None
+        if spec.sandbox is None and not container_loop.enabled():  # the standby is Berth's loop
+            return None
+        if await self._execd_binary() is None:
             return None
         limits = task_limits(spec)
+        if spec.sandbox is None:
+            return function_pool_key(spec, limits.memory_mb, limits.cpu)
         return pool_key(spec, limits.memory_mb, limits.cpu)
 
     def _fill_pool(self, key: PoolKey, template: TaskSpec, workdir: Path) -> None:
-        for pooled in self._pool.drop_idle():
+        book = self._book(template)
+        for pooled in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
             self._background_job(self._discard(pooled))
-        while self._pool.to_start(key):
+        if key.snapshot_of in self._snapshot_failed:
+            return
+        if time.monotonic() - self._standby_failed.get(key, -STANDBY_BACKOFF_S) < STANDBY_BACKOFF_S:
+            return
+        want = 0
+        if template.sandbox is None:  # a function's buffer_containers: that many ready, within the caps
+            args = api_pb2.ContainerArguments.FromString(template.container_arguments)
+            want = args.function_def.autoscaler_settings.buffer_containers
+        while book.to_start(key, want):
             self._background_job(self._start_pooled(key, template, workdir.parent))
 
     def _background_job(self, job: Coroutine[Any, Any, None]) -> None:
@@ -584,40 +647,141 @@ class OciRuntime:
 
     async def _start_pooled(self, key: PoolKey, template: TaskSpec, task_root: Path) -> None:
         """One container like `template`'s, with nothing of the request in it (no command, environment,
-        secrets or working directory: those come at hand-over)."""
-        assert template.sandbox is not None
-        await asyncio.sleep(REFILL_DELAY_S)
+        secrets, files or working directory: those come at hand-over). A function container's loop is started
+        in standby and is ready once it has imported modal."""
+        function = template.sandbox is None
+        await asyncio.sleep(FUNCTION_REFILL_DELAY_S if function else REFILL_DELAY_S)
         pool_id = f"pool-{secrets.token_hex(6)}"
-        spec = replace(
-            template,
-            task_id=pool_id,
-            env={},
-            sandbox=replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None),
-        )
+        spec = self._pool_spec(key, template, pool_id)
+        kind = "memory-snapshot" if key.snapshot_of else "function" if function else "sandbox"
         workdir = task_root / pool_id
         pooled: Pooled | None = None
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
-            sandbox, proc = await self._launch(spec, workdir, {}, self._images(spec.image_id), waiting=True)
-            pooled = Pooled(sandbox, proc, pool_id)
+            pooled = await self._launch_pooled(key, spec, workdir)
         except Exception:
-            log.exception("could not start a pooled sandbox container")
+            log.exception("could not start a pooled %s container", kind)
+            if key.snapshot_of:
+                self._snapshot_failed.add(key.snapshot_of)
+            elif function:
+                self._standby_failed[key] = time.monotonic()
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        if not self._pool.started(key, pooled) and pooled is not None:
+        if not self._book(template).started(key, pooled) and pooled is not None:
             await self._discard(pooled)
         elif pooled is not None:
-            log.info("pooled sandbox container %s is ready (image %s)", pool_id, key.image_id)
+            log.info("pooled %s container %s is ready (image %s)", kind, pool_id, key.image_id)
             self._background_job(self._watch_pooled(pooled))
 
+    async def _launch_pooled(self, key: PoolKey, spec: TaskSpec, workdir: Path) -> Pooled:
+        """Start a pooled container (and a function container's standby loop); on any failure, or when the
+        worker stops meanwhile, nothing of it stays behind."""
+        image = self._images(spec.image_id)
+        function = spec.sandbox is None
+        workdir.mkdir(parents=True, exist_ok=True)
+        if function:  # bind-mounted at start; the task's arguments are written into it at hand-over
+            (workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
+        server = StandbyServer(workdir / "standby.sock") if key.snapshot_of else None
+        if server is not None:
+            await server.start()
+        try:
+            sandbox, proc = await self._launch(spec, workdir, {}, image, waiting=True)
+        except BaseException:
+            if server is not None:
+                await server.close()
+            raise
+        pooled = Pooled(sandbox, proc, spec.task_id, server=server)
+        try:
+            if server is not None:
+                pooled.standby = await self._snapshot_standby(sandbox, spec, image, server)
+            elif function:
+                pooled.standby = await self._standby(sandbox, spec, image)
+        except BaseException:
+            await self._discard(pooled)
+            raise
+        return pooled
+
+    @staticmethod
+    def _pool_spec(key: PoolKey, template: TaskSpec, pool_id: str) -> TaskSpec:
+        """What a pooled container is started with: `template` without the request's own parts."""
+        if template.sandbox is not None:
+            sandbox = replace(template.sandbox, sandbox_id="", entrypoint=(), workdir="", readiness_probe=None)
+            return replace(template, task_id=pool_id, env={}, sandbox=sandbox)
+        if not key.snapshot_of:
+            return replace(template, task_id=pool_id, env={}, files=[], container_arguments=b"", secret="")
+        # a memory-snapshot standby: the function's own files, arguments and environment, and no task's identity
+        args = api_pb2.ContainerArguments.FromString(template.container_arguments)
+        args.task_id, args.checkpoint_id = pool_id, f"ck-{pool_id}"
+        args.function_def.is_checkpointing_function = True  # as Modal's server marks a snapshotting task's
+        return replace(template, task_id=pool_id, container_arguments=args.SerializeToString(), secret="")
+
+    async def _standby(self, sandbox: Sandbox, spec: TaskSpec, image: ImageManifest) -> HelperProcess:
+        """Start a pooled function container's loop in standby (berth_loop --standby) and wait until it has
+        imported modal. Its environment is the image's and the container's own, with nothing of a task."""
+        helper = sandbox.helper
+        if helper is None:
+            raise RuntimeUnavailable("a pooled function container needs berth-execd")
+        sandbox.env = self._env(spec, {"PYTHONUNBUFFERED": "1"}, image)
+        argv = [*container_loop.command(spec, LOOP_PATH), berth_loop.STANDBY_FLAG]
+        standby = await helper.start_main(argv, sandbox.env, sandbox.cwd)
+        assert standby.stdout is not None
+        ready = await asyncio.wait_for(standby.stdout.readline(), STANDBY_READY_S)
+        if ready != berth_loop.STANDBY_READY:
+            err = await standby.stderr.read(4096) if standby.stderr is not None else b""
+            raise RuntimeUnavailable(f"the standby loop did not start: {(ready + err).decode(errors='replace')}")
+        return standby
+
+    async def _snapshot_standby(
+        self, sandbox: Sandbox, spec: TaskSpec, image: ImageManifest, server: StandbyServer
+    ) -> HelperProcess:
+        """Start modal's entrypoint in a memory-snapshot standby (berth.worker.standby) and wait until it has
+        run the function's snap=True enter hooks and asked for its checkpoint."""
+        helper = sandbox.helper
+        if helper is None:
+            raise RuntimeUnavailable("a pooled function container needs berth-execd")
+        given = {
+            "PYTHONUNBUFFERED": "1",
+            "MODAL_SERVER_URL": STANDBY_URL,
+            "MODAL_IS_REMOTE": "1",
+            "MODAL_TASK_ID": spec.task_id,
+            "MODAL_ENABLE_SNAP_RESTORE": "1",
+        }
+        sandbox.env = self._env(spec, given, image)
+        argv = [*container_loop.command(spec, LOOP_PATH), berth_loop.SNAPSHOT_STANDBY_FLAG]
+        process = await helper.start_main(argv, sandbox.env, sandbox.cwd)
+        checkpointed = asyncio.ensure_future(server.checkpointed.wait())
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            await asyncio.wait({checkpointed, exited}, timeout=SNAPSHOT_READY_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            checkpointed.cancel()
+        if not server.checkpointed.is_set():
+            err = await process.stderr.read(8192) if process.stderr is not None and process.returncode else b""
+            raise RuntimeUnavailable(
+                f"the memory-snapshot standby did not reach its checkpoint: {err.decode(errors='replace')}"
+            )
+        return process
+
     async def _watch_pooled(self, pooled: Pooled) -> None:
-        """A pooled container that ends before anyone takes it leaves the pool."""
-        await pooled.proc.wait()
+        """A pooled container that ends before anyone takes it leaves the pool. While it waits, pools whose image
+        (or function) has not been used for their idle time are emptied even when nothing else starts."""
+        every = max(IDLE_SWEEP_MIN_S, min(self._pool.settings.idle_s, self._function_pool.settings.idle_s) / 2)
+        ended = asyncio.ensure_future(pooled.proc.wait())
+        while not pooled.taken:
+            done, _ = await asyncio.wait({ended}, timeout=every)
+            if done:
+                break
+            for idle in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
+                self._background_job(self._discard(idle))
+        ended.cancel()
         if not pooled.taken:
             self._pool.remove(pooled)
+            self._function_pool.remove(pooled)
             await self._discard(pooled)
 
     async def _discard(self, pooled: Pooled) -> None:
         pooled.taken = True
+        if pooled.server is not None:
+            await pooled.server.close()
         self._sandboxes.pop(pooled.pool_id, None)
         await self._teardown(pooled.sandbox)
         for point in await asyncio.to_thread(userns.mounts_under, pooled.sandbox.workdir):
@@ -650,9 +814,47 @@ class OciRuntime:
         assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
         return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
 
+    async def _hand_over_function(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
+    ) -> OciContainer:
+        """Make a pooled function container this task's: its files, container arguments, name and hosts file
+        first, then its loop is sent the task's whole environment (its identity and secrets) and working
+        directory, and runs modal's entrypoint from there."""
+        standby = pooled.standby
+        assert standby is not None and standby.stdin is not None
+        assert standby.stdout is not None and standby.stderr is not None
+        log.info("function task %s starts in pooled container %s", spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.env = self._env(spec, env, image)
+        if pooled.server is None:  # a memory-snapshot standby has the function's files already
+            await asyncio.to_thread(place_files, spec.files, sandbox.rootfs, self._files)
+        # in place: the file is bind-mounted, a new inode would not be seen inside
+        (sandbox.workdir / "container_arguments.bin").write_bytes(spec.container_arguments)
+        write_hosts(sandbox.rootfs, spec.task_id)
+        init = container_init_pid(pooled.proc.pid)
+        await asyncio.to_thread(set_hostname, init, spec.task_id)
+        await asyncio.to_thread(reset_priority, init)
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        if pooled.server is not None:  # modal's restore: the task's ids (its environment comes on stdin)
+            await pooled.server.close()
+            state = {"task_id": spec.task_id, "function_id": spec.function_id}
+            restore = sandbox.rootfs / RESTORE_STATE
+            partial = restore.with_suffix(".partial")
+            partial.write_text(json.dumps(state))
+            partial.replace(restore)
+        standby.stdin.write(json.dumps({"env": sandbox.env, "cwd": sandbox.cwd}).encode() + b"\n")
+        await standby.stdin.drain()
+        standby.stdin.close()
+        return self._container(sandbox, spec.task_id, pooled.proc, (standby.stdout, standby.stderr, standby.stdin))
+
     async def close(self) -> None:
         """The worker is stopping: the pooled containers go (running ones are stopped by the worker)."""
-        for pooled in self._pool.drop_all():
+        for pooled in [*self._pool.drop_all(), *self._function_pool.drop_all()]:
             await self._discard(pooled)
         for job in list(self._pool_jobs):
             job.cancel()
@@ -728,6 +930,8 @@ class OciRuntime:
         binds += [Bind(str(pkg), "/pkg"), Bind(str(deps), "/__modal/deps")]
         if spec.sandbox is None:
             binds.append(Bind(str(workdir / "container_arguments.bin"), f"{INNER}/container_arguments.bin"))
+            if (workdir / "standby.sock").exists():  # a memory-snapshot standby's (berth.worker.standby)
+                binds.append(Bind(str(workdir / "standby.sock"), STANDBY_SOCKET))
             if container_loop.enabled():
                 binds.append(Bind(str(_published(berth_loop.__file__, "berth-loop.py")), LOOP_PATH, readonly=True))
         else:  # the helper the client's Sandbox.filesystem API execs
