@@ -115,6 +115,23 @@ def test_a_session_whose_processes_are_gone_keeps_what_its_leader_used_after_the
     assert 0.55 <= cpu < 5.0 and memory == 0
 
 
+def test_what_the_leader_used_after_a_cached_pass_still_counts_once_it_is_gone() -> None:
+    # A reading may come from a pass over /proc up to half a second old; the leader's CPU since that pass
+    # must not fall between that reading and the leader's exit.
+    burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.8: pass"
+    proc = subprocess.Popen([sys.executable, "-c", burn], start_new_session=True)
+    counter = SessionCpu(proc.pid)
+    assert process_tree_usage(proc.pid) is not None  # a pass while it has barely started, cached
+    time.sleep(0.3)  # burning, within the pass's lifetime
+    first = counter.read()  # from the cached pass
+    assert first[0] < 0.3
+    while proc.poll() is None:
+        counter.poll_leader()
+        time.sleep(0.02)
+    cpu, _ = counter.read()
+    assert 0.75 <= cpu < 5.0
+
+
 class _Records:
     async def get_app(self, app_id: str) -> AppRecord | None:
         return AppRecord(app_id, "shop", "", 1, "prod", 0.0)

@@ -61,18 +61,20 @@ class SessionCpu:
             self.leader_latest = max(self.leader_latest, cpu)
 
     def read(self) -> Reading:
-        reading = process_tree_usage(self.session)
-        if reading is None:
+        scanned = session_scan(self.session)
+        if scanned is None:
             return self.tree_cpu + max(0.0, self.leader_latest - self.leader_at_scan), 0
-        self.poll_leader()
-        self.tree_cpu, self.leader_at_scan = reading[0], self.leader_latest
-        return reading
+        # The leader's counter as that same pass saw it: a pass can be up to _SCAN_TTL_S old, and what the
+        # leader used since then is not in tree_cpu yet, so it must still count once the leader is gone.
+        self.tree_cpu, rss, self.leader_at_scan = scanned
+        self.leader_latest = max(self.leader_latest, self.leader_at_scan)
+        return self.tree_cpu, rss
 
 
-def session_usages(proc: Path = Path("/proc")) -> dict[int, tuple[int, int]]:
-    """(CPU ticks, resident pages) of every session on the host, from one pass over /proc: each live process's
-    own time and that of the children it reaped."""
-    usages: dict[int, tuple[int, int]] = {}
+def session_usages(proc: Path = Path("/proc")) -> dict[int, tuple[int, int, int]]:
+    """(CPU ticks, resident pages, the leader's own CPU ticks) of every session on the host, from one pass over
+    /proc: each live process's own time and that of the children it reaped."""
+    usages: dict[int, tuple[int, int, int]] = {}
     for name in os.listdir(proc):
         if not name.isdigit():
             continue
@@ -83,19 +85,20 @@ def session_usages(proc: Path = Path("/proc")) -> dict[int, tuple[int, int]]:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
         session = int(fields[3])  # field 6 of stat: the session id
-        cpu, rss = usages.get(session, (0, 0))
-        usages[session] = (cpu + sum(int(f) for f in fields[11:15]), rss + int(fields[21]))  # utime..cstime, rss
+        cpu, rss, leader = usages.get(session, (0, 0, 0))
+        ticks = sum(int(f) for f in fields[11:15])  # utime..cstime
+        usages[session] = (cpu + ticks, rss + int(fields[21]), ticks if int(name) == session else leader)
     return usages
 
 
 _SCAN_TTL_S = 0.5
-_scan: tuple[float, dict[int, tuple[int, int]]] = (-1e9, {})
+_scan: tuple[float, dict[int, tuple[int, int, int]]] = (-1e9, {})
 
 
-def process_tree_usage(session_id: int, proc: Path = Path("/proc")) -> Reading | None:
+def session_scan(session_id: int, proc: Path = Path("/proc")) -> tuple[float, int, float] | None:
     """CPU seconds and resident memory of every process in a session (the process runtime starts each
-    container as a session of its own); None once no process of the session is left. One pass over /proc
-    serves every container's reading of the same second."""
+    container as a session of its own), and its leader's own CPU seconds in the same pass; None once no
+    process of the session is left. One pass over /proc serves every container's reading of the same second."""
     global _scan
     now = time.monotonic()
     found = _scan[1].get(session_id) if now - _scan[0] <= _SCAN_TTL_S and proc == Path("/proc") else None
@@ -104,7 +107,14 @@ def process_tree_usage(session_id: int, proc: Path = Path("/proc")) -> Reading |
         found = _scan[1].get(session_id)
     if found is None:
         return None
-    return found[0] / os.sysconf("SC_CLK_TCK"), found[1] * os.sysconf("SC_PAGE_SIZE")
+    tick = os.sysconf("SC_CLK_TCK")
+    return found[0] / tick, found[1] * os.sysconf("SC_PAGE_SIZE"), found[2] / tick
+
+
+def process_tree_usage(session_id: int, proc: Path = Path("/proc")) -> Reading | None:
+    """CPU seconds and resident memory of every process in a session; None once none is left."""
+    scanned = session_scan(session_id, proc)
+    return None if scanned is None else (scanned[0], scanned[1])
 
 
 def gpu_type(spec: TaskSpec) -> str:
