@@ -122,6 +122,15 @@ def benchmark(plan: Plan, workdir: Path) -> tuple[PeerResults, PeerResults, list
     return berth, ray, notes + server_notes(workdir / "berth_server.log")
 
 
+def other_sections(doc: Path) -> str:
+    """What the page holds after this script's own sections (from the first `## ` heading after its
+    Methodology): the other bench scripts' sections and their notes, kept as they are."""
+    text = doc.read_text() if doc.exists() else ""
+    own_end = text.find("## Methodology")
+    later = text.find("\n## ", own_end + 1) if own_end >= 0 else -1
+    return "\n" + text[later + 1 :] if later >= 0 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     plan, write = parse_args(argv)
     machine = machine_lines()
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in notes + [f"- {p.name} error: {e}" for p in (berth, ray) for e in p.errors]:
         print(line)
     if write:
-        DOC.write_text(render_document(plan, machine, berth, ray, notes))
+        DOC.write_text(render_document(plan, machine, berth, ray, notes) + other_sections(DOC))
         log(f"wrote {DOC.relative_to(ROOT)}")
     return 1 if berth.errors or not berth.cold else 0
 
