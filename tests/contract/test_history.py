@@ -36,12 +36,14 @@ async def test_listed_apps_skip_initializing_ones_and_running_apps_are_the_live_
 
 async def test_deployments_of_an_app_are_listed_by_version(stores: Stores) -> None:
     history = stores.history
-    v2 = DeploymentRecord("ap-1", 2, 20.0, "t2", "1.6.4", 1, b"", b"snap2")
-    v1 = DeploymentRecord("ap-1", 1, 10.0, "t1", "1.6.4", 0, b"commit", b"snap1")
+    v3 = DeploymentRecord("ap-1", 3, 30.0, "", "1.6.4", 2, b"", b"snap2", api_pb2.DEPLOYMENT_TYPE_PROMOTION)
+    v2 = DeploymentRecord("ap-1", 2, 20.0, "t2", "1.6.4", 0, b"", b"snap2", api_pb2.DEPLOYMENT_TYPE_STAGED)
+    v1 = DeploymentRecord("ap-1", 1, 10.0, "t1", "1.6.4", 0, b"commit", b"snap1", api_pb2.DEPLOYMENT_TYPE_STANDARD)
     await history.add_deployment(v2)
+    await history.add_deployment(v3)
     await history.add_deployment(v1)
-    await history.add_deployment(DeploymentRecord("ap-2", 1, 1.0, "", "", 0, b"", b"s"))
-    assert await history.deployments("ap-1") == [v1, v2]
+    await history.add_deployment(DeploymentRecord("ap-2", 1, 1.0, "", "", 0, b"", b"s", 1))
+    assert await history.deployments("ap-1") == [v1, v2, v3]
     assert await history.deployments("ap-missing") == []
 
 

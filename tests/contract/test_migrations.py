@@ -4,6 +4,7 @@ applied once by replicas that start together, and a SQLite data dir from before 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from berth.config import Settings
 from berth.store import migrations
 from berth.store.factory import open_stores
 from berth.store.postgres import Database
-from berth.store.records import AppRecord
+from berth.store.records import AppRecord, DeploymentRecord
 from berth.store.sqlite.migrate import migrate as sqlite_migrate
 
 LATEST = migrations.latest("sqlite")
@@ -139,3 +140,31 @@ async def test_a_sqlite_data_dir_made_before_versioned_migrations_opens_at_the_l
     finally:
         await stores.close()
     assert await _versions(settings) == list(range(1, LATEST + 1))
+
+
+async def test_deployments_from_before_0011_get_their_type_from_the_version_they_refer_to(
+    empty_settings: Settings, tmp_path: Path
+) -> None:
+    backend = "postgres" if empty_settings.database_url else "sqlite"
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for migration in sorted(_packaged(backend).glob("00*.sql")):
+        if int(migration.name[:4]) <= 10:
+            shutil.copy(migration, folder)
+    blob = "'\\x73'::bytea" if empty_settings.database_url else "x'73'"
+    # v1 deployed, v2 rolled over (refers to v1), v3 rolled back to v1, v4 deployed: rows as 0010 stored them.
+    rows = ", ".join(
+        f"('ap-1', {v}, {v}.0, '', '', {back}, {blob}, {blob})" for v, back in [(1, 0), (2, 1), (3, 1), (4, 0)]
+    )
+    (folder / "0010_queued_index.sql").write_text(
+        (folder / "0010_queued_index.sql").read_text() + f"\nINSERT INTO deployments VALUES {rows};\n"
+    )
+    assert await _migrate(empty_settings, folder) == list(range(1, 11))
+    stores = await open_stores(empty_settings)
+    try:
+        found = [(d.version, d.deployment_type) for d in await stores.history.deployments("ap-1")]
+        await stores.history.add_deployment(DeploymentRecord("ap-1", 5, 5.0, "", "", 0, b"", b"s", 5))
+        assert (await stores.history.deployments("ap-1"))[-1].deployment_type == 5
+    finally:
+        await stores.close()
+    assert found == [(1, 1), (2, 3), (3, 2), (4, 1)]  # standard, rollover, rollback, standard

@@ -175,6 +175,7 @@ class DeploymentRecord:
     rollback_version: int
     commit_info: bytes
     snapshot: bytes  # api_pb2.AppLayout plus function definitions, see services/deployments.py
+    deployment_type: int  # api_pb2.DeploymentType; a STAGED version never went live
 
 
 @dataclass

@@ -20,7 +20,9 @@ from berth.store.records import ENVIRONMENT_TABLES, AppRecord, DeploymentRecord
 log = logging.getLogger("berth.store.postgres")
 
 _DEPLOYED = api_pb2.APP_STATE_DEPLOYED
-_DEPLOY_COLS = "app_id, version, deployed_at, tag, client_version, rollback_version, commit_info, snapshot"
+_DEPLOY_COLS = (
+    "app_id, version, deployed_at, tag, client_version, rollback_version, commit_info, snapshot, deployment_type"
+)
 
 
 class PostgresHistoryStore:
@@ -68,7 +70,7 @@ class PostgresHistoryStore:
     # deployments
     async def add_deployment(self, rec: DeploymentRecord) -> None:
         await self._db.write(
-            f"INSERT INTO deployments({_DEPLOY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            f"INSERT INTO deployments({_DEPLOY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             rec.app_id,
             rec.version,
             rec.deployed_at,
@@ -77,11 +79,12 @@ class PostgresHistoryStore:
             rec.rollback_version,
             rec.commit_info,
             rec.snapshot,
+            rec.deployment_type,
         )
 
     async def deployments(self, app_id: str) -> list[DeploymentRecord]:
         rows = await self._db.fetch(f"SELECT {_DEPLOY_COLS} FROM deployments WHERE app_id=$1 ORDER BY version", app_id)
-        return [DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), bytes(r[7])) for r in rows]
+        return [DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), bytes(r[7]), r[8]) for r in rows]
 
     # environments
     async def add_environment(self, name: str, now: float) -> bool:

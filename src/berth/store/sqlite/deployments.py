@@ -10,6 +10,9 @@ from berth.store.records import APP_COLS, ENVIRONMENT_TABLES, AppRecord, Deploym
 from berth.store.sqlite.connection import transaction
 
 _DEPLOYED = api_pb2.APP_STATE_DEPLOYED
+_DEPLOY_COLS = (
+    "app_id, version, deployed_at, tag, client_version, rollback_version, commit_info, snapshot, deployment_type"
+)
 
 
 class DeploymentStore:
@@ -47,7 +50,7 @@ class DeploymentStore:
 
     async def add_deployment(self, rec: DeploymentRecord) -> None:
         self._db.execute(
-            "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT INTO deployments({_DEPLOY_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 rec.app_id,
                 rec.version,
@@ -57,12 +60,15 @@ class DeploymentStore:
                 rec.rollback_version,
                 rec.commit_info,
                 rec.snapshot,
+                rec.deployment_type,
             ),
         )
 
     async def deployments(self, app_id: str) -> list[DeploymentRecord]:
-        rows = self._db.execute("SELECT * FROM deployments WHERE app_id=? ORDER BY version", (app_id,)).fetchall()
-        return [DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), bytes(r[7])) for r in rows]
+        rows = self._db.execute(
+            f"SELECT {_DEPLOY_COLS} FROM deployments WHERE app_id=? ORDER BY version", (app_id,)
+        ).fetchall()
+        return [DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), bytes(r[7]), r[8]) for r in rows]
 
     # environments
     async def add_environment(self, name: str, now: float) -> bool:
