@@ -1,6 +1,5 @@
 """`modal app rollover` (rolling and recreate) replaces an app's containers with new ones running the same
-version; `modal app promote` and `modal deploy --staged` are refused by name, and a refused staged deploy
-leaves the live version serving."""
+version; `modal deploy --staged` records a version that does not serve until `modal app promote` deploys it."""
 
 from __future__ import annotations
 
@@ -8,9 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import APPS, BerthServer, modal, run_cmd
+from modal_proto import api_pb2
+
+from tests.e2e.conftest import APPS, BerthServer, last_json, modal, run_cmd, sdk
 
 APP = "e2e-rollover"
+STANDARD, ROLLOVER = api_pb2.DEPLOYMENT_TYPE_STANDARD, api_pb2.DEPLOYMENT_TYPE_ROLLOVER
+PROMOTION, STAGED = api_pb2.DEPLOYMENT_TYPE_PROMOTION, api_pb2.DEPLOYMENT_TYPE_STAGED
 
 
 def _whoami(berth: BerthServer) -> tuple[str, str]:
@@ -27,9 +30,29 @@ def _app_containers(berth: BerthServer) -> set[str]:
     return {c["container_id"] for c in json.loads(listed.stdout) if c["app_name"] == APP}
 
 
-def test_rollover_replaces_containers_and_promote_and_staged_deploys_are_refused(
-    berth: BerthServer, tmp_path: Path
-) -> None:
+def _history(berth: BerthServer) -> list[list[int]]:
+    """[version, deployment_type, rollback_version] of each row of the app's history, in the server's order."""
+    out = sdk(
+        berth,
+        f"""
+        import asyncio, json
+        from modal.client import _Client
+        from modal_proto import api_pb2
+
+        async def main():
+            client = await _Client.from_env()
+            app = await client._stub.AppGetByDeploymentName(api_pb2.AppGetByDeploymentNameRequest(name="{APP}"))
+            req = api_pb2.AppDeploymentHistoryRequest(app_id=app.app_id)
+            rows = (await client._stub.AppDeploymentHistory(req)).app_deployment_histories
+            print(json.dumps({{"rows": [[r.version, r.deployment_type, r.rollback_version] for r in rows]}}))
+
+        asyncio.run(main())
+        """,
+    )
+    return list(last_json(out)["rows"])
+
+
+def test_rollover_replaces_containers(berth: BerthServer) -> None:
     deployed = modal(berth, "deploy", str(APPS / "rollover_app.py"), timeout=120)
     assert deployed.returncode == 0, deployed.output
     try:
@@ -48,16 +71,48 @@ def test_rollover_replaces_containers_and_promote_and_staged_deploys_are_refused
         assert recreated.returncode == 0 and "recreate strategy" in recreated.output, recreated.output
         assert second not in _app_containers(berth)  # stopped before the command returned
         assert _whoami(berth)[1] not in (first, second)
+    finally:
+        stopped = modal(berth, "app", "stop", "--yes", APP, timeout=60)
+        assert stopped.returncode == 0, stopped.output
 
-        promoted = modal(berth, "app", "promote", APP, "v1", timeout=60)
-        assert promoted.returncode != 0 and "staged deployments" in promoted.output, promoted.output
 
+def test_a_staged_deploy_serves_nothing_until_promoted(berth: BerthServer, tmp_path: Path) -> None:
+    source = (APPS / "rollover_app.py").read_text()
+    never = tmp_path / "never_deployed.py"
+    never.write_text(source.replace(f'"{APP}"', '"e2e-staged-first"'))
+    first = modal(berth, "deploy", "--staged", str(never), timeout=120)
+    assert first.returncode != 0 and "deploy it first" in first.output, first.output
+
+    deployed = modal(berth, "deploy", str(APPS / "rollover_app.py"), timeout=120)
+    assert deployed.returncode == 0, deployed.output
+    try:
+        assert _whoami(berth)[0] == "v1"
         staged_app = tmp_path / "rollover_app.py"
-        staged_app.write_text((APPS / "rollover_app.py").read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+        staged_app.write_text(source.replace('VERSION = "v1"', 'VERSION = "v2"'))
         staged = modal(berth, "deploy", "--staged", str(staged_app), timeout=120)
-        assert staged.returncode != 0 and "staged deployments" in staged.output, staged.output
-        modal(berth, "app", "rollover", APP, "--strategy", "recreate", timeout=120)
-        assert _whoami(berth)[0] == "v1"  # new containers still run the live version's code
+        assert staged.returncode == 0 and f"modal app promote {APP} v2" in staged.output, staged.output
+        assert _whoami(berth)[0] == "v1"
+        # A rollover redeploys the live version, not the newer staged one: new containers, same code.
+        rolled = modal(berth, "app", "rollover", APP, "--strategy", "recreate", timeout=120)
+        assert rolled.returncode == 0, rolled.output
+        assert _whoami(berth)[0] == "v1"
+        assert _history(berth) == [[3, ROLLOVER, 1], [2, STAGED, 0], [1, STANDARD, 0]]  # the live one first
+
+        refused = modal(berth, "app", "promote", APP, "v3", timeout=60)
+        assert refused.returncode != 0 and "v3" in refused.output, refused.output
+        assert "not a staged version" in refused.output, refused.output
+        missing = modal(berth, "app", "promote", APP, "v9", timeout=60)
+        assert missing.returncode != 0 and "no deployment version v9" in missing.output, missing.output
+        rollback = modal(berth, "app", "rollback", APP, "v2", timeout=60)
+        assert rollback.returncode != 0 and "has never been live" in rollback.output, rollback.output
+
+        promoted = modal(berth, "app", "promote", APP, "v2", timeout=120)
+        assert promoted.returncode == 0 and "Promoted App to v2" in promoted.output, promoted.output
+        assert _whoami(berth)[0] == "v2"
+        assert _history(berth)[0] == [4, PROMOTION, 2]
+        history = modal(berth, "app", "history", APP, "--json", timeout=60)
+        assert history.returncode == 0, history.output
+        assert [row["version"] for row in json.loads(history.stdout)] == ["v4", "v3", "v2", "v1"]
     finally:
         stopped = modal(berth, "app", "stop", "--yes", APP, timeout=60)
         assert stopped.returncode == 0, stopped.output

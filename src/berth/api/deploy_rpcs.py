@@ -52,14 +52,13 @@ class DeploymentRpcs:
         return await self.s.deployments.history(req.app_id)
 
     async def AppRollback(self, req: api_pb2.AppRollbackRequest, caller: Caller) -> api_pb2.AppRollbackResponse:
-        await self.s.deployments.rollback(req.app_id, req.version)
-        return api_pb2.AppRollbackResponse()
+        return await self.s.deployments.rollback(req.app_id, req.version)
 
     async def AppRollover(self, req: api_pb2.AppRolloverRequest, caller: Caller) -> api_pb2.AppRolloverResponse:
         return await self.s.deployments.rollover(req.app_id)
 
     async def AppPromote(self, req: api_pb2.AppPromoteRequest, caller: Caller) -> api_pb2.AppPromoteResponse:
-        return await self.s.deployments.promote(req.app_id)
+        return await self.s.deployments.promote(req.app_id, req.version)
 
     async def AppFetchLogs(self, req: api_pb2.AppFetchLogsRequest, caller: Caller) -> api_pb2.AppFetchLogsResponse:
         await self.s.apps.get(req.app_id)

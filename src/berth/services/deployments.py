@@ -1,4 +1,9 @@
-"""Deployed apps: publishing a version, looking objects up by app name, history and rollback."""
+"""Deployed apps: publishing a version, looking objects up by app name, history, rollback and staged versions.
+
+A staged version (`modal deploy --staged`) is recorded in the history with its definitions but never served:
+the live version is the newest one that is not staged, until `modal app promote APP vN` deploys the staged
+vN as a new PROMOTION version. `modal app rollback` without a version counts back over live versions only,
+and refuses a staged one by number (promote it instead), so a rollback never serves code that was never live."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from modal._utils.name_utils import is_valid_object_name
 from modal_proto import api_pb2
 
 from berth.clock import Clock
-from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from berth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from berth.services.apps import AppService
 from berth.services.catalog import Catalog, function_data, handle_metadata
 from berth.store.ports import DeploymentStore
@@ -20,11 +25,12 @@ _STOPPED = frozenset({api_pb2.APP_STATE_STOPPED, api_pb2.APP_STATE_STOPPING})
 
 RollOver = Callable[[str], Awaitable[None]]
 
-NO_STAGING = (
-    "Berth does not support staged deployments (`modal deploy --staged`, `modal app promote`): every deploy "
-    "goes live at once, so there is no staged version to promote. Use `modal app rollback APP vN` to redeploy "
-    "a version from the app's history."
-)
+_STAGED = api_pb2.DEPLOYMENT_TYPE_STAGED
+
+
+def _live(history: list[DeploymentRecord]) -> list[DeploymentRecord]:
+    """The versions that went live, oldest first: the last one is what the app serves."""
+    return [d for d in history if d.deployment_type != _STAGED]
 
 
 def _check_name(name: str) -> None:
@@ -64,8 +70,8 @@ class DeploymentService:
         app = await self._apps.get(app_id)
         history = await self._deployments.deployments(app_id)
         lc = api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, created_by="berth")  # type: ignore[arg-type]
-        if history:
-            lc.deployed_at, lc.version, lc.deployed_by = history[-1].deployed_at, history[-1].version, "berth"
+        if live := _live(history):
+            lc.deployed_at, lc.version, lc.deployed_by = live[-1].deployed_at, live[-1].version, "berth"
         if app.stopped_at:
             lc.stopped_at, lc.stopped_by = app.stopped_at, "berth"
         return lc
@@ -89,8 +95,7 @@ class DeploymentService:
         _check_name(req.name)
         app = await self._apps.get(req.app_id)
         if req.staged:
-            await self._restore_live_definitions(req.app_id)
-            raise Unimplemented(NO_STAGING)
+            return await self._stage(req, client_version)
         holder = await self._deployments.deployed_app(app.environment, req.name)
         if holder is not None and holder.app_id != req.app_id:
             raise AlreadyExists(f"App '{req.name}' is already deployed in environment '{app.environment}'")
@@ -107,6 +112,7 @@ class DeploymentService:
                 0,
                 req.commit_info.SerializeToString(),
                 await self._snapshot(req.app_id),
+                api_pb2.DEPLOYMENT_TYPE_STANDARD,
             )
         )
         if was_deployed and self.roll_over is not None:
@@ -123,40 +129,87 @@ class DeploymentService:
                     found.extend((await self._apps.layout(app.app_id)).function_ids.values())
         return found
 
-    async def _restore_live_definitions(self, app_id: str) -> None:
-        """A refused deploy already replaced the definitions of the app's existing functions (FunctionCreate
-        comes before AppPublish): put back those of the live version."""
-        history = await self._deployments.deployments(app_id)
-        if history:
-            await self._apply_snapshot(app_id, history[-1].snapshot)
+    async def _stage(self, req: api_pb2.AppPublishRequest, client_version: str) -> api_pb2.AppPublishResponse:
+        """`modal deploy --staged`: record the new definitions as a STAGED version and keep serving the live
+        one. FunctionCreate already replaced the definitions of the app's existing functions (it comes before
+        AppPublish), so those of the live version are put back; the layout is left as it is."""
+        app = await self._apps.get(req.app_id)
+        history = await self._deployments.deployments(req.app_id)
+        live = _live(history)
+        if app.state != api_pb2.APP_STATE_DEPLOYED or not live:
+            raise FailedPrecondition(
+                f"App '{req.name}' has no live version to stage a new one next to: deploy it first with "
+                "`modal deploy` (without --staged)"
+            )
+        layout = api_pb2.AppLayout()
+        layout.function_ids.update(req.function_ids)
+        layout.class_ids.update(req.class_ids)
+        snapshot = await self._snapshot(req.app_id, layout)
+        await self._apply_snapshot(req.app_id, live[-1].snapshot)
+        version, now = history[-1].version + 1, self._clock.now()
+        await self._deployments.add_deployment(
+            DeploymentRecord(
+                req.app_id,
+                version,
+                now,
+                req.deployment_tag,
+                client_version,
+                0,
+                req.commit_info.SerializeToString(),
+                snapshot,
+                _STAGED,
+            )
+        )
+        warning = api_pb2.Warning(
+            message=f"Staged as v{version}; v{live[-1].version} stays live. "
+            f"Run `modal app promote {req.name} v{version}` to deploy it."
+        )
+        return api_pb2.AppPublishResponse(
+            url=self._apps.page_url(req.app_id), deployed_at=now, server_warnings=[warning]
+        )
 
     async def rollover(self, app_id: str) -> api_pb2.AppRolloverResponse:
         """`modal app rollover`: deploy the current version again, as a new version that refers back to it, so
         new containers replace the running ones (those finish their inputs first)."""
         app = await self._apps.get(app_id)
         history = await self._deployments.deployments(app_id)
-        if app.state != api_pb2.APP_STATE_DEPLOYED or not history:
+        live = _live(history)
+        if app.state != api_pb2.APP_STATE_DEPLOYED or not live:
             raise FailedPrecondition(f"App {app_id} is not deployed")
-        current, now = history[-1], self._clock.now()
+        current, now = live[-1], self._clock.now()
         await self._deployments.add_deployment(
             DeploymentRecord(
                 app_id,
-                current.version + 1,
+                history[-1].version + 1,
                 now,
                 current.tag,
                 current.client_version,
                 current.version,
                 current.commit_info,
                 current.snapshot,
+                api_pb2.DEPLOYMENT_TYPE_ROLLOVER,
             )
         )
         if self.roll_over is not None:
             await self.roll_over(app_id)
         return api_pb2.AppRolloverResponse(url=self._apps.page_url(app_id), deployed_at=now)
 
-    async def promote(self, app_id: str) -> api_pb2.AppPromoteResponse:
-        await self._apps.get(app_id)
-        raise Unimplemented(NO_STAGING)
+    async def promote(self, app_id: str, version: int) -> api_pb2.AppPromoteResponse:
+        """`modal app promote APP vN`: deploy the staged vN as a new PROMOTION version that refers back to it."""
+        app = await self._apps.get(app_id)
+        history = await self._deployments.deployments(app_id)
+        if app.state != api_pb2.APP_STATE_DEPLOYED or not _live(history):
+            raise FailedPrecondition(f"App {app_id} is not deployed")
+        target = next((d for d in history if d.version == version), None)
+        if target is None:
+            raise NotFound(f"App {app_id} has no deployment version v{version}")
+        if target.deployment_type != _STAGED:
+            raise FailedPrecondition(
+                f"Version v{version} of App {app_id} is not a staged version: only versions deployed with "
+                f"`modal deploy --staged` can be promoted (use `modal app rollback APP v{version}` to redeploy it)"
+            )
+        now = await self._redeploy(app_id, history, target, api_pb2.DEPLOYMENT_TYPE_PROMOTION)
+        return api_pb2.AppPromoteResponse(url=self._apps.page_url(app_id), deployed_at=now)
 
     async def _apply_snapshot(self, app_id: str, snapshot: bytes) -> api_pb2.AppLayout:
         snap = json.loads(snapshot)
@@ -166,8 +219,9 @@ class DeploymentService:
             await self._catalog.put(FunctionRecord(function_id, app_id, tag, base64.b64decode(definition)))
         return layout
 
-    async def _snapshot(self, app_id: str) -> bytes:
-        layout = await self._apps.layout(app_id)
+    async def _snapshot(self, app_id: str, layout: api_pb2.AppLayout | None = None) -> bytes:
+        """The app's layout (or this one) and the definitions of its functions."""
+        layout = layout or await self._apps.layout(app_id)
         functions = {}
         for function_id in layout.function_ids.values():
             rec = await self._catalog.record(function_id)
@@ -175,15 +229,31 @@ class DeploymentService:
         body = {"layout": base64.b64encode(layout.SerializeToString()).decode(), "functions": functions}
         return json.dumps(body).encode()
 
-    async def rollback(self, app_id: str, version: int) -> None:
+    async def rollback(self, app_id: str, version: int) -> api_pb2.AppRollbackResponse:
+        """`modal app rollback APP [vN]`: without a version (-1, -2...) count back over the versions that went
+        live; a staged version, never live, is refused by number (`modal app promote` deploys it)."""
         history = await self._deployments.deployments(app_id)
-        if not history:
+        live = _live(history)
+        if not live:
             raise NotFound(f"App {app_id} has no deployments")
         target = next((d for d in history if d.version == version), None) if version > 0 else None
-        if target is None and version <= 0 and len(history) >= 2:
-            target = history[version - 2] if -version < len(history) - 1 else None
+        if target is None and version <= 0 and len(live) >= 2:
+            target = live[version - 2] if -version < len(live) - 1 else None
         if target is None:
             raise NotFound(f"App {app_id} has no deployment version {version}")
+        if target.deployment_type == _STAGED:
+            raise FailedPrecondition(
+                f"Version v{version} of App {app_id} is staged and has never been live: deploy it with "
+                f"`modal app promote APP v{version}`"
+            )
+        now = await self._redeploy(app_id, history, target, api_pb2.DEPLOYMENT_TYPE_ROLLBACK)
+        return api_pb2.AppRollbackResponse(url=self._apps.page_url(app_id), deployed_at=now)
+
+    async def _redeploy(
+        self, app_id: str, history: list[DeploymentRecord], target: DeploymentRecord, deployment_type: int
+    ) -> float:
+        """Serve `target`'s definitions as a new version that refers back to it; new containers replace the
+        running ones. Returns when it was deployed."""
         layout = await self._apply_snapshot(app_id, target.snapshot)
         app = await self._apps.get(app_id)
         await self._apps.publish(
@@ -195,26 +265,33 @@ class DeploymentService:
                 class_ids=layout.class_ids,
             )
         )
+        now = self._clock.now()
         await self._deployments.add_deployment(
             DeploymentRecord(
                 app_id,
                 history[-1].version + 1,
-                self._clock.now(),
+                now,
                 target.tag,
                 target.client_version,
                 target.version,
                 target.commit_info,
                 target.snapshot,
+                deployment_type,
             )
         )
         if self.roll_over is not None:
             await self.roll_over(app_id)
+        return now
 
     async def history(self, app_id: str) -> api_pb2.AppDeploymentHistoryResponse:
+        """Newest first, except that the live version leads: `modal app history` highlights the first row
+        (and sorts the table by version itself)."""
         await self._apps.get(app_id)
         records = await self._deployments.deployments(app_id)
+        live = _live(records)
         resp = api_pb2.AppDeploymentHistoryResponse()
-        for rec in reversed(records):
+        production = live[-1].version if live else 0
+        for rec in sorted(reversed(records), key=lambda d: d.version != production):
             resp.app_deployment_histories.add(
                 app_id=app_id,
                 version=rec.version,
@@ -222,12 +299,13 @@ class DeploymentService:
                 tag=rec.tag,
                 client_version=rec.client_version,
                 rollback_version=rec.rollback_version,
-                rollback_allowed=True,
+                rollback_allowed=rec.deployment_type != _STAGED,
                 commit_info=api_pb2.CommitInfo.FromString(rec.commit_info),
                 deployed_by="berth",
+                deployment_type=rec.deployment_type,
             )
-        if records:
-            resp.production_app_version = records[-1].version
+        if live:
+            resp.production_app_version = live[-1].version
         return resp
 
     async def _deployed(self, environment: str, app_name: str) -> api_pb2.AppLayout:
