@@ -4,6 +4,7 @@ version; `modal deploy --staged` records a version that does not serve until `mo
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -52,6 +53,13 @@ def _history(berth: BerthServer) -> list[list[int]]:
     return list(last_json(out)["rows"])
 
 
+def _scheduled(berth: BerthServer) -> int:
+    """How many of the app's functions have a schedule registered (a staged version's must not be)."""
+    with sqlite3.connect(berth.data_dir / "berth.db") as db:
+        query = "SELECT count(*) FROM schedules s JOIN apps a ON a.app_id = s.app_id WHERE a.name = ? AND a.state = ?"
+        return int(db.execute(query, (APP, api_pb2.APP_STATE_DEPLOYED)).fetchone()[0])
+
+
 def test_rollover_replaces_containers(berth: BerthServer) -> None:
     deployed = modal(berth, "deploy", str(APPS / "rollover_app.py"), timeout=120)
     assert deployed.returncode == 0, deployed.output
@@ -88,10 +96,14 @@ def test_a_staged_deploy_serves_nothing_until_promoted(berth: BerthServer, tmp_p
     try:
         assert _whoami(berth)[0] == "v1"
         staged_app = tmp_path / "rollover_app.py"
-        staged_app.write_text(source.replace('VERSION = "v1"', 'VERSION = "v2"'))
+        # v2 also runs every hour: a schedule that must start only once v2 is promoted.
+        v2 = source.replace('VERSION = "v1"', 'VERSION = "v2"')
+        staged_app.write_text(
+            v2.replace("(scaledown_window=120)", "(scaledown_window=120, schedule=modal.Period(hours=1))")
+        )
         staged = modal(berth, "deploy", "--staged", str(staged_app), timeout=120)
         assert staged.returncode == 0 and f"modal app promote {APP} v2" in staged.output, staged.output
-        assert _whoami(berth)[0] == "v1"
+        assert _whoami(berth)[0] == "v1" and _scheduled(berth) == 0
         # A rollover redeploys the live version, not the newer staged one: new containers, same code.
         rolled = modal(berth, "app", "rollover", APP, "--strategy", "recreate", timeout=120)
         assert rolled.returncode == 0, rolled.output
@@ -108,7 +120,7 @@ def test_a_staged_deploy_serves_nothing_until_promoted(berth: BerthServer, tmp_p
 
         promoted = modal(berth, "app", "promote", APP, "v2", timeout=120)
         assert promoted.returncode == 0 and "Promoted App to v2" in promoted.output, promoted.output
-        assert _whoami(berth)[0] == "v2"
+        assert _whoami(berth)[0] == "v2" and _scheduled(berth) == 1
         assert _history(berth)[0] == [4, PROMOTION, 2]
         history = modal(berth, "app", "history", APP, "--json", timeout=60)
         assert history.returncode == 0, history.output

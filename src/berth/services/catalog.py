@@ -145,6 +145,15 @@ class Catalog:
         await self._store.put_function(rec)
         self._remember(rec)
 
+    async def redefine(self, rec: FunctionRecord) -> None:
+        """Put back a definition FunctionCreate once accepted (a rollback, a promotion, or the live version after
+        a staged deploy replaced it): the definition hooks run again, so the function's schedule, web URLs
+        and autoscaler settings are those of the definition it now has."""
+        fn = api_pb2.Function.FromString(rec.definition)
+        for hook in self.definition_hooks:
+            await hook(rec.app_id, rec.function_id, fn, True)
+        await self.put(FunctionRecord(rec.function_id, rec.app_id, rec.tag, fn.SerializeToString()))
+
     async def definition(self, function_id: str) -> api_pb2.Function:
         """The parsed definition, shared and cached: callers must not modify it."""
         fn = self._parsed.get(function_id)

@@ -216,7 +216,7 @@ class DeploymentService:
         layout: api_pb2.AppLayout = api_pb2.AppLayout.FromString(base64.b64decode(snap["layout"]))
         for function_id, definition in snap["functions"].items():
             tag = next((t for t, fid in layout.function_ids.items() if fid == function_id), "")
-            await self._catalog.put(FunctionRecord(function_id, app_id, tag, base64.b64decode(definition)))
+            await self._catalog.redefine(FunctionRecord(function_id, app_id, tag, base64.b64decode(definition)))
         return layout
 
     async def _snapshot(self, app_id: str, layout: api_pb2.AppLayout | None = None) -> bytes:
