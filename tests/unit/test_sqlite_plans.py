@@ -9,6 +9,7 @@ from pathlib import Path
 
 from berth.config import Settings
 from berth.store.factory import open_stores
+from berth.store.sqlite.store import CLAIM_HEAD_SQL, CLAIM_SQL
 
 
 def _plan(db: Path, sql: str) -> str:
@@ -16,13 +17,25 @@ def _plan(db: Path, sql: str) -> str:
         return " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
 
 
-def test_the_per_tick_queue_queries_use_the_index_of_queued_inputs(tmp_path: Path) -> None:
+def _migrated(tmp_path: Path) -> Path:
     async def migrate() -> None:
         stores = await open_stores(Settings(data_dir=tmp_path / "data"))
         await stores.close()
 
     asyncio.run(migrate())
     (db,) = (tmp_path / "data").glob("*.db")
+    return db
+
+
+def test_a_claim_reads_the_queue_in_order_without_sorting_it(tmp_path: Path) -> None:
+    db = _migrated(tmp_path)
+    for sql in (CLAIM_HEAD_SQL, CLAIM_SQL):
+        plan = _plan(db, sql.replace("?", "1"))
+        assert "inputs_queue " in plan + " " and "TEMP B-TREE" not in plan, plan
+
+
+def test_the_per_tick_queue_queries_use_the_index_of_queued_inputs(tmp_path: Path) -> None:
+    db = _migrated(tmp_path)
     counts = "SELECT function_id, count(*) FROM inputs WHERE state='queued' AND not_before<=1 GROUP BY function_id"
     future = "SELECT min(not_before) FROM inputs WHERE state='queued' AND not_before>1"
     assert "inputs_queued" in _plan(db, counts)

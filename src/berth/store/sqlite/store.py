@@ -40,6 +40,21 @@ def _input_state(row: Sequence[Any]) -> InputState:
     return InputState(input_id, call_id, function_id, idx, state, holder, attempt, bytes(payload), created_at)
 
 
+
+# Claims read the queue in seq order through inputs_queue(function_id, state, seq), named: left to itself,
+# SQLite picks inputs_queued(function_id, not_before) for the not_before range and then sorts every queued
+# input of the function for each claim (a million queued inputs drained at 150 a second).
+CLAIM_HEAD_SQL = (
+    "SELECT method_name FROM inputs INDEXED BY inputs_queue WHERE function_id=? AND state='queued' "
+    "AND not_before<=? ORDER BY seq LIMIT 1"
+)
+CLAIM_SQL = (
+    "UPDATE inputs SET state='leased', holder=?, deadline=?, started_at=? WHERE seq IN ("
+    " SELECT seq FROM inputs INDEXED BY inputs_queue WHERE function_id=? AND state='queued' AND not_before<=?"
+    " AND method_name=? ORDER BY seq LIMIT ?) "
+    "RETURNING input_id, call_id, function_id, idx, payload, attempt, seq"
+)
+
 class SqliteStore(SqliteActivity):
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -400,21 +415,11 @@ class SqliteStore(SqliteActivity):
         self, function_id: str, holder: str, limit: int, now: float, timeout_s: float | None
     ) -> list[InputLease]:
         """Atomically lease up to `limit` queued inputs, all for the same method (as @batched requires)."""
-        first = self._one(
-            "SELECT method_name FROM inputs WHERE function_id=? AND state='queued' AND not_before<=? "
-            "ORDER BY seq LIMIT 1",
-            (function_id, now),
-        )
+        first = self._one(CLAIM_HEAD_SQL, (function_id, now))
         if first is None:
             return []
         deadline = now + timeout_s if timeout_s else None
-        rows = self._all(
-            "UPDATE inputs SET state='leased', holder=?, deadline=?, started_at=? WHERE seq IN ("
-            " SELECT seq FROM inputs WHERE function_id=? AND state='queued' AND not_before<=? AND method_name=?"
-            " ORDER BY seq LIMIT ?) "
-            "RETURNING input_id, call_id, function_id, idx, payload, attempt, seq",
-            (holder, deadline, now, function_id, now, first[0], limit),
-        )
+        rows = self._all(CLAIM_SQL, (holder, deadline, now, function_id, now, first[0], limit))
         rows.sort(key=lambda r: r[6])
         call_types = self._call_invocation_types({r[1] for r in rows})
         return [
