@@ -5,6 +5,8 @@
  *   tini -s -- /__berth/execd -- COMMAND...      (fd 3: a SOCK_SEQPACKET socket whose peer the worker holds)
  *   execd --fd3 FD crun run --preserve-fds 1 ... (on the host: FD becomes fd 3, then crun runs)
  *   tini -s -- /__berth/execd --wait             (a pooled container: the entrypoint comes later, as 'M')
+ *   tini -s -- /__berth/execd --hold             (a pooled runsc container: holds it until it is killed; the
+ *                                                 entrypoint comes later, as a `runsc exec`)
  *
  * It makes a fresh socket pair and hands one end to the worker over fd 3 ('H', the end attached): crun
  * keeps fd 3 open for as long as the container runs, so only the fresh pair tells the worker when execd is
@@ -289,9 +291,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "berth: cannot run %s: %s\n", argv[3], strerror(errno));
         return 127;
     }
+    if (argc == 2 && strcmp(argv[1], "--hold") == 0) {
+        for (;;) pause();
+    }
     int wait_mode = argc == 2 && strcmp(argv[1], "--wait") == 0;
     if (!wait_mode && (argc < 3 || strcmp(argv[1], "--") != 0)) {
-        fprintf(stderr, "usage: execd -- COMMAND...  |  execd --wait  |  execd --fd3 FD COMMAND...\n");
+        fprintf(stderr, "usage: execd -- COMMAND...  |  execd --wait  |  execd --hold  |  execd --fd3 FD COMMAND...\n");
         return 2;
     }
     int pair[2];

@@ -130,6 +130,7 @@ STANDBY_READY_S = 300.0
 # function's, whose own code failed in the standby, for good).
 STANDBY_BACKOFF_S = 60.0
 SNAPSHOT_READY_S = 900.0
+POOLED_RUNSC_READY_S = 60.0  # how long a pooled runsc container may take to boot gVisor (on a busy host)
 IDLE_SWEEP_MIN_S = 1.0  # how often, at most, a waiting pooled container checks for idle pools
 RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
 OOM_EXIT = 137
@@ -259,10 +260,15 @@ def standard_binds(ca_bundle: Path | None) -> list[Bind]:
     return binds
 
 
-def write_hosts(rootfs: Path, hostname: str) -> None:
+def write_hosts(rootfs: Path, *hostnames: str) -> None:
     etc = rootfs / "etc"
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n")
+    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{' '.join(hostnames)}\n")
+
+
+def runsc_pool_enabled() -> bool:
+    """Whether runsc sandboxes take from the warm pool (BERTH_RUNSC_SANDBOX_POOL=0 turns it off)."""
+    return os.environ.get("BERTH_RUNSC_SANDBOX_POOL", "1") != "0"
 
 
 class OciContainer:
@@ -272,10 +278,14 @@ class OciContainer:
         on_exit: Callable[[int], str | None],
         kill: Callable[[int], None],
         stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
+        exit_code: Callable[[int, bytes], int] | None = None,
     ) -> None:
-        """`stdio`: the entrypoint's own pipes (a pooled container's, from execd), instead of crun's."""
+        """`stdio`: the entrypoint's own pipes (a pooled container's, from execd), instead of crun's.
+        `exit_code`: the sandbox's return code from `proc`'s and the end of its stderr (a pooled runsc
+        container's entrypoint, a `runsc exec`)."""
         self._proc = proc
         self._kill = kill
+        self._exit_code = exit_code
         stdin: StdinWriter | None
         if stdio is None:
             assert proc.stdout is not None and proc.stderr is not None
@@ -290,9 +300,13 @@ class OciContainer:
 
     async def _relay(self, src: asyncio.StreamReader) -> int:
         """Copy the container's stderr, then append why it died when the runtime knows (e.g. OOM)."""
+        tail = b""
         while chunk := await src.read(65536):
             self.stderr.feed_data(chunk)
+            tail = (tail + chunk)[-1024:]
         code = await self._proc.wait()
+        if self._exit_code is not None:
+            code = self._exit_code(code, tail)
         note = self._on_exit(code)
         if note:
             self.stderr.feed_data(note.encode())
@@ -446,9 +460,13 @@ class OciRuntime:
 
     async def _execd_binary(self) -> Path | None:
         """berth-execd for sandboxes (built once, at the first sandbox); None: execs use `<runtime> exec`.
-        runsc's 2022 build can't hand the container an fd (--preserve-fds), so its execs stay `runsc exec`."""
+        runsc's 2022 build can't hand the container an fd (--preserve-fds), so its execs stay `runsc exec`
+        (a pooled runsc container runs execd only as its holder, `execd --hold`: see _hand_over_gvisor)."""
         if self.gvisor:
             return None
+        return await self._execd_build()
+
+    async def _execd_build(self) -> Path | None:
         if self._execd is None:
             self._execd = asyncio.ensure_future(asyncio.to_thread(execd.build, BUNDLE_ROOT / "execd"))
         return await asyncio.shield(self._execd)
@@ -529,6 +547,8 @@ class OciRuntime:
                 try:
                     if spec.sandbox is None:
                         return await self._hand_over_function(pooled, spec, env, image)
+                    if self.gvisor:
+                        return await self._hand_over_gvisor(pooled, spec, env, image)
                     return await self._hand_over(pooled, spec, env, image)
                 except Exception:
                     log.exception("could not hand pooled container %s over; starting one", pooled.sandbox.container_id)
@@ -559,6 +579,12 @@ class OciRuntime:
             if helper is not None:
                 binds.append(Bind(str(helper), execd.IN_CONTAINER))
                 command = [execd.IN_CONTAINER, "--wait"] if waiting else [execd.IN_CONTAINER, "--", *command]
+            elif waiting and self.gvisor:  # a pooled runsc sandbox: held until its entrypoint is exec'd
+                holder = await self._execd_build()
+                if holder is None:
+                    raise RuntimeUnavailable("a pooled runsc container needs berth-execd")
+                binds.append(Bind(str(holder), execd.IN_CONTAINER))
+                command = [execd.IN_CONTAINER, "--hold"]
             sandbox.env = {**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})}
             config = ContainerConfig(
                 args=[*self._init(binds), *command],
@@ -593,6 +619,13 @@ class OciRuntime:
         proc: asyncio.subprocess.Process,
         stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
     ) -> OciContainer:
+        def kill(signum: int) -> None:
+            argv = self._control(sandbox, "kill", sandbox.container_id, str(signum))
+            self._spawn(argv, lambda: proc.returncode is not None)
+
+        return OciContainer(proc, self._oom_note(sandbox, task_id), kill, stdio)
+
+    def _oom_note(self, sandbox: Sandbox, task_id: str) -> Callable[[int], str | None]:
         def on_exit(code: int) -> str | None:
             if code == OOM_EXIT and sandbox.cgroup.oom_killed():
                 self.oom_killed.add(task_id)
@@ -602,11 +635,7 @@ class OciRuntime:
                 )
             return None
 
-        def kill(signum: int) -> None:
-            argv = self._control(sandbox, "kill", sandbox.container_id, str(signum))
-            self._spawn(argv, lambda: proc.returncode is not None)
-
-        return OciContainer(proc, on_exit, kill, stdio)
+        return on_exit
 
     # the warm pools (berth.worker.sandbox_pool)
     def _book(self, spec: TaskSpec) -> PoolBook[Pooled]:
@@ -614,11 +643,13 @@ class OciRuntime:
 
     async def _pool_key(self, spec: TaskSpec) -> PoolKey | None:
         book = self._book(spec)
-        if self.gvisor or book.settings.per_image <= 0:
+        if book.settings.per_image <= 0:
+            return None
+        if self.gvisor and (spec.sandbox is None or not runsc_pool_enabled()):  # no function standby on runsc
             return None
         if spec.sandbox is None and not container_loop.enabled():  # the standby is Berth's loop
             return None
-        if await self._execd_binary() is None:
+        if await self._execd_build() is None:
             return None
         limits = task_limits(spec)
         if spec.sandbox is None:
@@ -690,6 +721,8 @@ class OciRuntime:
             raise
         pooled = Pooled(sandbox, proc, spec.task_id, server=server)
         try:
+            if self.gvisor:  # its entrypoint will be a `runsc exec`: ready once the container runs
+                await self._until_running(sandbox, POOLED_RUNSC_READY_S)
             if server is not None:
                 pooled.standby = await self._snapshot_standby(sandbox, spec, image, server)
             elif function:
@@ -813,6 +846,44 @@ class OciRuntime:
         entry = await helper.start_main(list(spec.command), sandbox.env, sandbox.cwd)
         assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
         return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
+
+    async def _hand_over_gvisor(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
+    ) -> OciContainer:
+        """Make a pooled runsc container this sandbox's. runsc (2022) passes no fd in, so there is no execd
+        to send the entrypoint to: it is a `runsc exec` with the sandbox's environment and working directory,
+        and the sandbox lives as long as that exec. Its init (`execd --hold`) only holds the container, and is
+        killed when the entrypoint ends, so the container ends with it as a fresh one does. Its hostname stays
+        the pooled container's own (a fresh `pool-...` name, nothing of another sandbox: `runsc exec` can't set
+        it, and gVisor's UTS namespace is not the host's to enter); /etc/hosts names both."""
+        assert spec.sandbox is not None
+        log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
+        sandbox.env = self._env(spec, env, image)
+        write_hosts(sandbox.rootfs, spec.task_id, pooled.pool_id)
+        # execs (this entrypoint's too) start from the bundle's process: the sandbox's, from now on
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        entry, signal_entry = await self._runtime_exec(sandbox, list(spec.command), {}, None, None)
+        assert isinstance(entry, asyncio.subprocess.Process)
+        oom_note = self._oom_note(sandbox, spec.task_id)
+        holder = self._control(sandbox, "kill", sandbox.container_id, str(int(signal.SIGKILL)))
+
+        def on_exit(code: int) -> str | None:
+            self._spawn(holder, lambda: True)  # the holder, and whatever the entrypoint left running
+            return oom_note(code)
+
+        def exit_code(code: int, stderr_tail: bytes) -> int:
+            if code < 0:  # `runsc exec` itself killed (before gVisor's pid of the entrypoint was known)
+                return 128 - code
+            return self.exec_exit_code(code, stderr_tail)
+
+        return OciContainer(entry, on_exit, signal_entry, exit_code=exit_code)
 
     async def _hand_over_function(
         self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
@@ -1072,6 +1143,12 @@ class OciRuntime:
             if started is not None:
                 return started
         await self._until_running(sandbox)
+        return await self._runtime_exec(sandbox, argv, env, cwd, tty)
+
+    async def _runtime_exec(
+        self, sandbox: Sandbox, argv: list[str], env: dict[str, str], cwd: str | None, tty: Pty | None
+    ) -> tuple[RunningCommand, Callable[[int], None]]:
+        """`crun exec` / `runsc exec` of a command in a running container (see exec)."""
         name = f"exec-{secrets.token_hex(8)}"
         pid_file = sandbox.bundle / f"{name}.pid"
         # The container's own process (user, capabilities, limits, environment) with this command: written
