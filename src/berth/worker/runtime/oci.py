@@ -278,14 +278,10 @@ class OciContainer:
         on_exit: Callable[[int], str | None],
         kill: Callable[[int], None],
         stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
-        exit_code: Callable[[int, bytes], int] | None = None,
     ) -> None:
-        """`stdio`: the entrypoint's own pipes (a pooled container's, from execd), instead of crun's.
-        `exit_code`: the sandbox's return code from `proc`'s and the end of its stderr (a pooled runsc
-        container's entrypoint, a `runsc exec`)."""
+        """`stdio`: the entrypoint's own pipes (a pooled container's, from execd), instead of crun's."""
         self._proc = proc
         self._kill = kill
-        self._exit_code = exit_code
         stdin: StdinWriter | None
         if stdio is None:
             assert proc.stdout is not None and proc.stderr is not None
@@ -300,13 +296,9 @@ class OciContainer:
 
     async def _relay(self, src: asyncio.StreamReader) -> int:
         """Copy the container's stderr, then append why it died when the runtime knows (e.g. OOM)."""
-        tail = b""
         while chunk := await src.read(65536):
             self.stderr.feed_data(chunk)
-            tail = (tail + chunk)[-1024:]
         code = await self._proc.wait()
-        if self._exit_code is not None:
-            code = self._exit_code(code, tail)
         note = self._on_exit(code)
         if note:
             self.stderr.feed_data(note.encode())
@@ -579,12 +571,12 @@ class OciRuntime:
             if helper is not None:
                 binds.append(Bind(str(helper), execd.IN_CONTAINER))
                 command = [execd.IN_CONTAINER, "--wait"] if waiting else [execd.IN_CONTAINER, "--", *command]
-            elif waiting and self.gvisor:  # a pooled runsc sandbox: held until its entrypoint is exec'd
-                holder = await self._execd_build()
-                if holder is None:
+            elif waiting and self.gvisor:  # a pooled runsc sandbox: its entrypoint comes on stdin
+                reader = await self._execd_build()
+                if reader is None:
                     raise RuntimeUnavailable("a pooled runsc container needs berth-execd")
-                binds.append(Bind(str(holder), execd.IN_CONTAINER))
-                command = [execd.IN_CONTAINER, "--hold"]
+                binds.append(Bind(str(reader), execd.IN_CONTAINER))
+                command = [execd.IN_CONTAINER, "--stdin"]
             sandbox.env = {**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})}
             config = ContainerConfig(
                 args=[*self._init(binds), *command],
@@ -619,13 +611,6 @@ class OciRuntime:
         proc: asyncio.subprocess.Process,
         stdio: tuple[asyncio.StreamReader, asyncio.StreamReader, StdinWriter] | None = None,
     ) -> OciContainer:
-        def kill(signum: int) -> None:
-            argv = self._control(sandbox, "kill", sandbox.container_id, str(signum))
-            self._spawn(argv, lambda: proc.returncode is not None)
-
-        return OciContainer(proc, self._oom_note(sandbox, task_id), kill, stdio)
-
-    def _oom_note(self, sandbox: Sandbox, task_id: str) -> Callable[[int], str | None]:
         def on_exit(code: int) -> str | None:
             if code == OOM_EXIT and sandbox.cgroup.oom_killed():
                 self.oom_killed.add(task_id)
@@ -635,7 +620,11 @@ class OciRuntime:
                 )
             return None
 
-        return on_exit
+        def kill(signum: int) -> None:
+            argv = self._control(sandbox, "kill", sandbox.container_id, str(signum))
+            self._spawn(argv, lambda: proc.returncode is not None)
+
+        return OciContainer(proc, on_exit, kill, stdio)
 
     # the warm pools (berth.worker.sandbox_pool)
     def _book(self, spec: TaskSpec) -> PoolBook[Pooled]:
@@ -850,13 +839,14 @@ class OciRuntime:
     async def _hand_over_gvisor(
         self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
     ) -> OciContainer:
-        """Make a pooled runsc container this sandbox's. runsc (2022) passes no fd in, so there is no execd
-        to send the entrypoint to: it is a `runsc exec` with the sandbox's environment and working directory,
-        and the sandbox lives as long as that exec. Its init (`execd --hold`) only holds the container, and is
-        killed when the entrypoint ends, so the container ends with it as a fresh one does. Its hostname stays
-        the pooled container's own (a fresh `pool-...` name, nothing of another sandbox: `runsc exec` can't set
-        it, and gVisor's UTS namespace is not the host's to enter); /etc/hosts names both."""
-        assert spec.sandbox is not None
+        """Make a pooled runsc container this sandbox's. runsc (2022) passes no fd in, so its init is
+        `execd --stdin`, whose stdio is `runsc run`'s as in a fresh sandbox: the worker writes it the
+        entrypoint, environment and working directory (execd.entrypoint_message), and it execs the entrypoint
+        in its own place, keeping the seccomp filter, capabilities and limits `runsc run` gave it. The
+        hostname stays the pooled container's own (a fresh `pool-...` name, nothing of another sandbox): no
+        process in it may set it, and gVisor's UTS namespace is not the host's to enter; /etc/hosts names
+        both."""
+        assert spec.sandbox is not None and pooled.proc.stdin is not None
         log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
         pooled.taken = True
         sandbox = pooled.sandbox
@@ -865,25 +855,13 @@ class OciRuntime:
         sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
         sandbox.env = self._env(spec, env, image)
         write_hosts(sandbox.rootfs, spec.task_id, pooled.pool_id)
-        # execs (this entrypoint's too) start from the bundle's process: the sandbox's, from now on
+        # `runsc exec` starts from the bundle's process: the sandbox's, from now on
         config = json.loads((sandbox.bundle / "config.json").read_text())
         config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
         (sandbox.bundle / "config.json").write_text(json.dumps(config))
-        entry, signal_entry = await self._runtime_exec(sandbox, list(spec.command), {}, None, None)
-        assert isinstance(entry, asyncio.subprocess.Process)
-        oom_note = self._oom_note(sandbox, spec.task_id)
-        holder = self._control(sandbox, "kill", sandbox.container_id, str(int(signal.SIGKILL)))
-
-        def on_exit(code: int) -> str | None:
-            self._spawn(holder, lambda: True)  # the holder, and whatever the entrypoint left running
-            return oom_note(code)
-
-        def exit_code(code: int, stderr_tail: bytes) -> int:
-            if code < 0:  # `runsc exec` itself killed (before gVisor's pid of the entrypoint was known)
-                return 128 - code
-            return self.exec_exit_code(code, stderr_tail)
-
-        return OciContainer(entry, on_exit, signal_entry, exit_code=exit_code)
+        pooled.proc.stdin.write(execd.entrypoint_message(list(spec.command), sandbox.env, sandbox.cwd))
+        await pooled.proc.stdin.drain()
+        return self._container(sandbox, spec.task_id, pooled.proc)
 
     async def _hand_over_function(
         self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
@@ -937,7 +915,8 @@ class OciRuntime:
         """`crun run`; with the helper, the container's end of execd's socket goes in as fd 3. A waiting
         (pooled) container's entrypoint gets its stdio from execd at hand-over, not from crun."""
         argv = self._run_command(sandbox)
-        pipe = asyncio.subprocess.DEVNULL if waiting else asyncio.subprocess.PIPE
+        # a pooled runsc container's stdio is its entrypoint's, as a fresh one's (its entrypoint comes on stdin)
+        pipe = asyncio.subprocess.DEVNULL if waiting and not self.gvisor else asyncio.subprocess.PIPE
         stdio: dict[str, Any] = {
             "stdin": pipe if spec.sandbox else asyncio.subprocess.DEVNULL,
             "stdout": pipe,
@@ -1143,12 +1122,6 @@ class OciRuntime:
             if started is not None:
                 return started
         await self._until_running(sandbox)
-        return await self._runtime_exec(sandbox, argv, env, cwd, tty)
-
-    async def _runtime_exec(
-        self, sandbox: Sandbox, argv: list[str], env: dict[str, str], cwd: str | None, tty: Pty | None
-    ) -> tuple[RunningCommand, Callable[[int], None]]:
-        """`crun exec` / `runsc exec` of a command in a running container (see exec)."""
         name = f"exec-{secrets.token_hex(8)}"
         pid_file = sandbox.bundle / f"{name}.pid"
         # The container's own process (user, capabilities, limits, environment) with this command: written
