@@ -148,7 +148,8 @@ def main() -> int:
         f"`berth up` (this {os.cpu_count()}-core machine, load {load:.1f} when it started); in each, {args.execs} "
         "`exec('true')` round trips. Cold: `BERTH_SANDBOX_POOL=0`, every create starts a container (its disk, "
         "overlay, namespaces, cgroup and network). Warm pool: the default pool, creates 0.5 s apart (untimed) so "
-        "it has refilled. The targets of the Sandboxes issue on this machine are "
+        "it has refilled. A runsc sandbox's exec is a `runsc exec` (execd needs an fd passed in), most of its "
+        "create → first exec from the pool. The targets of the Sandboxes issue on this machine are "
         "100 ms p50 cold, 25 ms from a warm pool and 5 ms per exec round trip; Modal and E2B publish about "
         "200 ms to first exec, Daytona under 90 ms.",
         *(
