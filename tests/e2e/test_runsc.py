@@ -300,7 +300,8 @@ def test_a_pooled_gvisor_sandbox_behaves_as_a_fresh_one(berth_runsc: BerthServer
         sb.wait(raise_on_termination=False)
         filled(before)
         other = modal.Sandbox.create("sleep", "300", app=app, image=image)
-        p = other.exec("sh", "-c", "echo \\"$FOO$POOL_SECRET\\" $(hostname) $(pwd); touch /tmp/mine; exit 5")
+        shown = "echo \\"$FOO$POOL_SECRET\\" $(hostname) $(pwd) $(grep 127.0.1.1 /etc/hosts); exit 5"
+        p = other.exec("sh", "-c", shown)
         listing = p.stdout.read()
         exec_rc = p.wait()
         other.terminate()
@@ -313,6 +314,8 @@ def test_a_pooled_gvisor_sandbox_behaves_as_a_fresh_one(berth_runsc: BerthServer
     foo, secret, line, cwd, hostname = seen["out"].split()
     assert [foo, secret, line, cwd] == ["bar", "s3", "from-stdin", "/tmp"] and seen["rc"] == 7
     assert seen["err"] == "err\n" and hostname.startswith("pool-")  # taken from the pool
-    other_host, other_cwd = seen["exec"].split()  # nothing of the first's environment or secrets
+    # nothing of the first's environment or secrets; /etc/hosts names the task and the pooled container
+    other_host, other_cwd, address, task_name, pool_name = seen["exec"].split()
     assert other_host.startswith("pool-") and other_host != hostname and other_cwd == "/root"
+    assert address == "127.0.1.1" and task_name.startswith("ta-") and pool_name == other_host
     assert seen["exec_rc"] == 5 and seen["terminated"] == 137
