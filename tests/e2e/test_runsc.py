@@ -267,3 +267,55 @@ def test_modal_shell_and_container_exec_with_a_terminal_under_gvisor(berth_runsc
         screen = term.wait_for("COMMAND-EXIT=")
         assert screen.startswith("READY\n\ngot=x\nCOMMAND-EXIT=0\n"), screen  # (an echoed x would stand alone)
     sdk(berth_runsc, SANDBOX_HEAD.format(app="shell-runsc") + f"modal.Sandbox.from_id({made['id']!r}).terminate()")
+
+
+def test_a_pooled_gvisor_sandbox_behaves_as_a_fresh_one(berth_runsc: BerthServer) -> None:
+    """Once the image has had a sandbox, the next start in runsc containers made ahead (hostname `pool-...`,
+    the pooled container's own: see OciRuntime._hand_over_gvisor), with their own command, environment,
+    secrets, working directory, stdin, exit code, execs and terminate, and never another sandbox's container."""
+    seen = _sandbox_json(
+        berth_runsc,
+        "sb-runsc-pool",
+        f"""
+        from pathlib import Path
+        LOG = Path({str(berth_runsc.log_path)!r})
+
+        def filled(before):
+            deadline = time.monotonic() + 60
+            while LOG.read_text(errors="replace").count("is ready (image") <= before and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        before = LOG.read_text(errors="replace").count("is ready (image")
+        first = modal.Sandbox.create("sleep", "300", app=app, image=image)
+        filled(before)
+        before = LOG.read_text(errors="replace").count("is ready (image")
+        sb = modal.Sandbox.create(
+            "sh", "-c", "read line; echo \\"$FOO $POOL_SECRET $line $(pwd) $(hostname)\\"; echo err >&2; exit 7",
+            app=app, image=image, workdir="/tmp", secrets=[modal.Secret.from_dict({{"POOL_SECRET": "s3"}})],
+            env={{"FOO": "bar"}},
+        )
+        sb.stdin.write(b"from-stdin\\n")
+        sb.stdin.write_eof()
+        sb.stdin.drain()
+        sb.wait(raise_on_termination=False)
+        filled(before)
+        other = modal.Sandbox.create("sleep", "300", app=app, image=image)
+        shown = "echo \\"$FOO$POOL_SECRET\\" $(hostname) $(pwd) $(grep 127.0.1.1 /etc/hosts); exit 5"
+        p = other.exec("sh", "-c", shown)
+        listing = p.stdout.read()
+        exec_rc = p.wait()
+        other.terminate()
+        other.wait(raise_on_termination=False)
+        print(json.dumps({{"out": sb.stdout.read(), "err": sb.stderr.read(), "rc": sb.returncode,
+                          "exec": listing, "exec_rc": exec_rc, "terminated": other.returncode}}))
+        first.terminate()
+        """,
+    )
+    foo, secret, line, cwd, hostname = seen["out"].split()
+    assert [foo, secret, line, cwd] == ["bar", "s3", "from-stdin", "/tmp"] and seen["rc"] == 7
+    assert seen["err"] == "err\n" and hostname.startswith("pool-")  # taken from the pool
+    # nothing of the first's environment or secrets; /etc/hosts names the task and the pooled container
+    other_host, other_cwd, address, task_name, pool_name = seen["exec"].split()
+    assert other_host.startswith("pool-") and other_host != hostname and other_cwd == "/root"
+    assert address == "127.0.1.1" and task_name.startswith("ta-") and pool_name == other_host
+    assert seen["exec_rc"] == 5 and seen["terminated"] == 137

@@ -5,6 +5,8 @@
  *   tini -s -- /__berth/execd -- COMMAND...      (fd 3: a SOCK_SEQPACKET socket whose peer the worker holds)
  *   execd --fd3 FD crun run --preserve-fds 1 ... (on the host: FD becomes fd 3, then crun runs)
  *   tini -s -- /__berth/execd --wait             (a pooled container: the entrypoint comes later, as 'M')
+ *   tini -s -- /__berth/execd --stdin            (a pooled runsc container, where no fd can be passed in: the
+ *                                                 entrypoint comes on stdin, see read_entrypoint)
  *
  * It makes a fresh socket pair and hands one end to the worker over fd 3 ('H', the end attached): crun
  * keeps fd 3 open for as long as the container runs, so only the fresh pair tells the worker when execd is
@@ -278,6 +280,47 @@ static int serve(sigset_t *handled, sigset_t *old) {
     }
 }
 
+static int read_exactly(char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(0, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* --stdin: one message on stdin, read to its last byte and no further (what follows is the entrypoint's own
+ * stdin): u32 length, then u32 argc, u32 envc, NUL-terminated cwd, argv..., env... (little-endian). Then
+ * become the entrypoint, with the container's stdio. EOF first (the worker discarded the container): exit. */
+static int read_entrypoint(void) {
+    uint32_t len, counts[2];
+    if (read_exactly((char *)&len, sizeof len) < 0 || len < sizeof counts || len > MAX_MSG) return 0;
+    char *buf = malloc(len);
+    if (buf == NULL || read_exactly(buf, len) < 0) return 0;
+    memcpy(counts, buf, sizeof counts);
+    char *cursor = buf + sizeof counts, *end = buf + len;
+    char **args = calloc(counts[0] + 1, sizeof(char *)), **envp = calloc(counts[1] + 1, sizeof(char *));
+    char *cwd = next_string(&cursor, end);
+    int ok = args != NULL && envp != NULL && cwd != NULL && counts[0] > 0;
+    for (uint32_t i = 0; ok && i < counts[0]; i++) ok = (args[i] = next_string(&cursor, end)) != NULL;
+    for (uint32_t i = 0; ok && i < counts[1]; i++) ok = (envp[i] = next_string(&cursor, end)) != NULL;
+    if (!ok) {
+        fprintf(stderr, "berth: malformed entrypoint message\n");
+        return 126;
+    }
+    if (cwd[0] != 0 && chdir(cwd) < 0) {
+        fprintf(stderr, "berth: chdir to %s: %s\n", cwd, strerror(errno));
+        return 126;
+    }
+    environ = envp;
+    execvp(args[0], args);
+    int err = errno;
+    fprintf(stderr, "berth: cannot run %s: %s\n", args[0], strerror(err));
+    return err == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "--fd3") == 0) {
         /* on the host, before `crun run --preserve-fds 1`: put the container's end of the socket at fd 3 (the
@@ -289,9 +332,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "berth: cannot run %s: %s\n", argv[3], strerror(errno));
         return 127;
     }
+    if (argc == 2 && strcmp(argv[1], "--stdin") == 0) return read_entrypoint();
     int wait_mode = argc == 2 && strcmp(argv[1], "--wait") == 0;
     if (!wait_mode && (argc < 3 || strcmp(argv[1], "--") != 0)) {
-        fprintf(stderr, "usage: execd -- COMMAND...  |  execd --wait  |  execd --fd3 FD COMMAND...\n");
+        fprintf(stderr, "usage: execd -- COMMAND...  |  execd --wait  |  execd --stdin  |  execd --fd3 FD COMMAND...\n");
         return 2;
     }
     int pair[2];

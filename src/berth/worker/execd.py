@@ -69,6 +69,14 @@ def build(cache: Path) -> Path | None:
     return target
 
 
+def entrypoint_message(argv: list[str], env: dict[str, str], cwd: str) -> bytes:
+    """What `execd --stdin` (a pooled runsc container's init) reads before it becomes the entrypoint: u32
+    length, u32 argc, u32 envc, then NUL-terminated cwd, argv and env."""
+    strings = [cwd, *argv, *(f"{k}={v}" for k, v in env.items())]
+    body = struct.pack("<II", len(argv), len(env)) + b"".join(x.encode() + b"\0" for x in strings)
+    return struct.pack("<I", len(body)) + body
+
+
 def socket_pair() -> tuple[socket.socket, socket.socket]:
     """(the worker's end, the container's end): the container's end goes to `crun run` as fd 3."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -3,7 +3,8 @@ bookkeeping only; the OCI runtime starts, hands over and tears down the containe
 
 A pooled container is a sandbox container with everything a start does done (its disk, overlay, cgroup,
 network namespace and rules, `crun run`), whose berth-execd waits for its entrypoint (`execd --wait`) and
-then becomes it, as in a fresh sandbox.
+then becomes it, as in a fresh sandbox. On runsc, which can pass no fd in, execd reads the entrypoint from its
+stdin instead (`execd --stdin`, see OciRuntime._hand_over_gvisor).
 `Sandbox.create` then takes one and hands it the command, environment and working directory, so a create
 costs a message instead of a start. Each is used once: it ends with its sandbox, like any other.
 

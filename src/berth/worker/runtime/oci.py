@@ -130,6 +130,7 @@ STANDBY_READY_S = 300.0
 # function's, whose own code failed in the standby, for good).
 STANDBY_BACKOFF_S = 60.0
 SNAPSHOT_READY_S = 900.0
+POOLED_RUNSC_READY_S = 60.0  # how long a pooled runsc container may take to boot gVisor (on a busy host)
 IDLE_SWEEP_MIN_S = 1.0  # how often, at most, a waiting pooled container checks for idle pools
 RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
 OOM_EXIT = 137
@@ -259,10 +260,15 @@ def standard_binds(ca_bundle: Path | None) -> list[Bind]:
     return binds
 
 
-def write_hosts(rootfs: Path, hostname: str) -> None:
+def write_hosts(rootfs: Path, *hostnames: str) -> None:
     etc = rootfs / "etc"
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n")
+    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{' '.join(hostnames)}\n")
+
+
+def runsc_pool_enabled() -> bool:
+    """Whether runsc sandboxes take from the warm pool (BERTH_RUNSC_SANDBOX_POOL=0 turns it off)."""
+    return os.environ.get("BERTH_RUNSC_SANDBOX_POOL", "1") != "0"
 
 
 class OciContainer:
@@ -446,9 +452,13 @@ class OciRuntime:
 
     async def _execd_binary(self) -> Path | None:
         """berth-execd for sandboxes (built once, at the first sandbox); None: execs use `<runtime> exec`.
-        runsc's 2022 build can't hand the container an fd (--preserve-fds), so its execs stay `runsc exec`."""
+        runsc's 2022 build can't hand the container an fd (--preserve-fds), so its execs stay `runsc exec`
+        (a pooled runsc container runs execd only as its holder, `execd --hold`: see _hand_over_gvisor)."""
         if self.gvisor:
             return None
+        return await self._execd_build()
+
+    async def _execd_build(self) -> Path | None:
         if self._execd is None:
             self._execd = asyncio.ensure_future(asyncio.to_thread(execd.build, BUNDLE_ROOT / "execd"))
         return await asyncio.shield(self._execd)
@@ -529,6 +539,8 @@ class OciRuntime:
                 try:
                     if spec.sandbox is None:
                         return await self._hand_over_function(pooled, spec, env, image)
+                    if self.gvisor:
+                        return await self._hand_over_gvisor(pooled, spec, env, image)
                     return await self._hand_over(pooled, spec, env, image)
                 except Exception:
                     log.exception("could not hand pooled container %s over; starting one", pooled.sandbox.container_id)
@@ -559,6 +571,12 @@ class OciRuntime:
             if helper is not None:
                 binds.append(Bind(str(helper), execd.IN_CONTAINER))
                 command = [execd.IN_CONTAINER, "--wait"] if waiting else [execd.IN_CONTAINER, "--", *command]
+            elif waiting and self.gvisor:  # a pooled runsc sandbox: its entrypoint comes on stdin
+                reader = await self._execd_build()
+                if reader is None:
+                    raise RuntimeUnavailable("a pooled runsc container needs berth-execd")
+                binds.append(Bind(str(reader), execd.IN_CONTAINER))
+                command = [execd.IN_CONTAINER, "--stdin"]
             sandbox.env = {**self._env(spec, env, image), **(gpu.visible_devices_env(gpus) if gpus else {})}
             config = ContainerConfig(
                 args=[*self._init(binds), *command],
@@ -614,11 +632,13 @@ class OciRuntime:
 
     async def _pool_key(self, spec: TaskSpec) -> PoolKey | None:
         book = self._book(spec)
-        if self.gvisor or book.settings.per_image <= 0:
+        if book.settings.per_image <= 0:
+            return None
+        if self.gvisor and (spec.sandbox is None or not runsc_pool_enabled()):  # no function standby on runsc
             return None
         if spec.sandbox is None and not container_loop.enabled():  # the standby is Berth's loop
             return None
-        if await self._execd_binary() is None:
+        if await self._execd_build() is None:
             return None
         limits = task_limits(spec)
         if spec.sandbox is None:
@@ -690,6 +710,8 @@ class OciRuntime:
             raise
         pooled = Pooled(sandbox, proc, spec.task_id, server=server)
         try:
+            if self.gvisor:  # its entrypoint will be a `runsc exec`: ready once the container runs
+                await self._until_running(sandbox, POOLED_RUNSC_READY_S)
             if server is not None:
                 pooled.standby = await self._snapshot_standby(sandbox, spec, image, server)
             elif function:
@@ -814,6 +836,33 @@ class OciRuntime:
         assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
         return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
 
+    async def _hand_over_gvisor(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
+    ) -> OciContainer:
+        """Make a pooled runsc container this sandbox's. runsc (2022) passes no fd in, so its init is
+        `execd --stdin`, whose stdio is `runsc run`'s as in a fresh sandbox: the worker writes it the
+        entrypoint, environment and working directory (execd.entrypoint_message), and it execs the entrypoint
+        in its own place, keeping the seccomp filter, capabilities and limits `runsc run` gave it. The
+        hostname stays the pooled container's own (a fresh `pool-...` name, nothing of another sandbox): no
+        process in it may set it, and gVisor's UTS namespace is not the host's to enter; /etc/hosts names
+        both."""
+        assert spec.sandbox is not None and pooled.proc.stdin is not None
+        log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
+        sandbox.env = self._env(spec, env, image)
+        write_hosts(sandbox.rootfs, spec.task_id, pooled.pool_id)
+        # `runsc exec` starts from the bundle's process: the sandbox's, from now on
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        pooled.proc.stdin.write(execd.entrypoint_message(list(spec.command), sandbox.env, sandbox.cwd))
+        await pooled.proc.stdin.drain()
+        return self._container(sandbox, spec.task_id, pooled.proc)
+
     async def _hand_over_function(
         self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
     ) -> OciContainer:
@@ -866,7 +915,8 @@ class OciRuntime:
         """`crun run`; with the helper, the container's end of execd's socket goes in as fd 3. A waiting
         (pooled) container's entrypoint gets its stdio from execd at hand-over, not from crun."""
         argv = self._run_command(sandbox)
-        pipe = asyncio.subprocess.DEVNULL if waiting else asyncio.subprocess.PIPE
+        # a pooled runsc container's stdio is its entrypoint's, as a fresh one's (its entrypoint comes on stdin)
+        pipe = asyncio.subprocess.DEVNULL if waiting and not self.gvisor else asyncio.subprocess.PIPE
         stdio: dict[str, Any] = {
             "stdin": pipe if spec.sandbox else asyncio.subprocess.DEVNULL,
             "stdout": pipe,
