@@ -9,7 +9,7 @@ from pathlib import Path
 
 from berth.config import Settings
 from berth.store.factory import open_stores
-from berth.store.sqlite.store import CLAIM_HEAD_SQL, CLAIM_SQL
+from berth.store.sqlite.store import CLAIM_HEAD_SQL, CLAIM_SQL, LEASED_BY, RESTART_LEASES_SQL
 
 
 def _plan(db: Path, sql: str) -> str:
@@ -32,6 +32,14 @@ def test_a_claim_reads_the_queue_in_order_without_sorting_it(tmp_path: Path) -> 
     for sql in (CLAIM_HEAD_SQL, CLAIM_SQL):
         plan = _plan(db, sql.replace("?", "1"))
         assert "inputs_queue " in plan + " " and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_containers_leases_are_found_without_its_finished_inputs(tmp_path: Path) -> None:
+    db = _migrated(tmp_path)
+    restart = RESTART_LEASES_SQL.format(marks=",".join("'i'" for _ in range(16))).replace("?", "1")
+    assert "inputs_holder" not in _plan(db, restart) and "(input_id=?)" in _plan(db, restart)
+    held = f"SELECT input_id FROM inputs {LEASED_BY} WHERE holder='t' AND state='leased'"
+    assert "inputs_leased_by" in _plan(db, held)
 
 
 def test_the_per_tick_queue_queries_use_the_index_of_queued_inputs(tmp_path: Path) -> None:

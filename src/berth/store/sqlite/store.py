@@ -41,6 +41,15 @@ def _input_state(row: Sequence[Any]) -> InputState:
 
 
 
+# A container's leased inputs, by holder: inputs_holder(holder) also covers every input a container ever
+# held (the holder stays on finished rows, for the activity views), so a lookup through it grows with the
+# container's history; inputs_leased_by holds only the leases. A lease is updated by its input_id, the
+# holder and state only checked (`+` keeps SQLite from choosing inputs_holder for them).
+LEASED_BY = "INDEXED BY inputs_leased_by"
+RESTART_LEASES_SQL = (
+    "UPDATE inputs SET deadline=?, started_at=? WHERE input_id IN ({marks}) AND +state='leased' AND +holder=?"
+)
+
 # Claims read the queue in seq order through inputs_queue(function_id, state, seq), named: left to itself,
 # SQLite picks inputs_queued(function_id, not_before) for the not_before range and then sorts every queued
 # input of the function for each claim (a million queued inputs drained at 150 a second).
@@ -306,7 +315,9 @@ class SqliteStore(SqliteActivity):
             functions = [
                 r[0]
                 for r in self._all(
-                    f"SELECT DISTINCT function_id FROM inputs WHERE state='leased' AND holder IN ({orphans})", ()
+                    f"SELECT DISTINCT function_id FROM inputs {LEASED_BY} "
+                    f"WHERE state='leased' AND holder IN ({orphans})",
+                    (),
                 )
             ]
             self._write(
@@ -440,17 +451,14 @@ class SqliteStore(SqliteActivity):
     async def restart_leases(self, holder: str, input_ids: Sequence[str], now: float, deadline: float | None) -> None:
         if input_ids:
             marks = ",".join("?" * len(input_ids))
-            where = f"state='leased' AND holder=? AND input_id IN ({marks})"
-            self._write(
-                f"UPDATE inputs SET deadline=?, started_at=? WHERE {where}", (deadline, now, holder, *input_ids)
-            )
+            self._write(RESTART_LEASES_SQL.format(marks=marks), (deadline, now, *input_ids, holder))
 
     async def get_input(self, input_id: str) -> InputState | None:
         row = self._one(f"SELECT {_INPUT_COLS} FROM inputs WHERE input_id=?", (input_id,))
         return _input_state(row) if row else None
 
     async def inputs_held_by(self, holder: str) -> list[InputState]:
-        rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs WHERE holder=? AND state='leased'", (holder,))
+        rows = self._all(f"SELECT {_INPUT_COLS} FROM inputs {LEASED_BY} WHERE holder=? AND state='leased'", (holder,))
         return [_input_state(r) for r in rows]
 
     async def request_cancel(self, input_id: str, holder: str, terminate: bool) -> bool:
@@ -465,7 +473,7 @@ class SqliteStore(SqliteActivity):
     async def take_cancels(self, holder: str) -> list[tuple[str, bool]]:
         where = "WHERE holder=? AND cancel_for=? AND state='leased'"
         with self._tx():
-            rows = self._all(f"SELECT input_id, cancel_kind FROM inputs {where}", (holder, holder))
+            rows = self._all(f"SELECT input_id, cancel_kind FROM inputs {LEASED_BY} {where}", (holder, holder))
             self._write(f"UPDATE inputs SET cancel_for=NULL {where}", (holder, holder))
         return [(r[0], r[1] == 2) for r in rows]
 
