@@ -9,7 +9,14 @@ from pathlib import Path
 
 from berth.config import Settings
 from berth.store.factory import open_stores
-from berth.store.sqlite.store import CLAIM_HEAD_SQL, CLAIM_SQL, LEASED_BY, RESTART_LEASES_SQL
+from berth.store.sqlite.store import (
+    CLAIM_HEAD_SQL,
+    CLAIM_SQL,
+    LEASED_BY,
+    OUTPUTS_AFTER_SQL,
+    OUTPUTS_IN_SPAN_SQL,
+    RESTART_LEASES_SQL,
+)
 
 
 def _plan(db: Path, sql: str) -> str:
@@ -40,6 +47,13 @@ def test_a_containers_leases_are_found_without_its_finished_inputs(tmp_path: Pat
     assert "inputs_holder" not in _plan(db, restart) and "(input_id=?)" in _plan(db, restart)
     held = f"SELECT input_id FROM inputs {LEASED_BY} WHERE holder='t' AND state='leased'"
     assert "inputs_leased_by" in _plan(db, held)
+
+
+def test_a_window_of_a_calls_outputs_is_read_by_index_and_the_rest_in_order(tmp_path: Path) -> None:
+    db = _migrated(tmp_path)
+    assert "outputs_by_idx (call_id=? AND idx>? AND idx<?)" in _plan(db, OUTPUTS_IN_SPAN_SQL.replace("?", "1"))
+    after = _plan(db, OUTPUTS_AFTER_SQL.replace("?", "1"))
+    assert "outputs_call" in after and "TEMP B-TREE" not in after
 
 
 def test_the_per_tick_queue_queries_use_the_index_of_queued_inputs(tmp_path: Path) -> None:

@@ -50,6 +50,14 @@ RESTART_LEASES_SQL = (
     "UPDATE inputs SET deadline=?, started_at=? WHERE input_id IN ({marks}) AND +state='leased' AND +holder=?"
 )
 
+# A call's outputs after a cursor, in order; `FunctionCall.iter()` asks for windows of indexes with the cursor
+# at 0, which through outputs_call(call_id, seq) read every output of the call before the window, each time
+# (reading back a million outputs never ended): a window is read through outputs_by_idx(call_id, idx).
+_OUTPUTS = "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs {index} "
+_AFTER = "WHERE call_id=? AND seq>? AND idx BETWEEN ? AND ? ORDER BY seq LIMIT ?"
+OUTPUTS_AFTER_SQL = _OUTPUTS.format(index="INDEXED BY outputs_call") + _AFTER
+OUTPUTS_IN_SPAN_SQL = _OUTPUTS.format(index="INDEXED BY outputs_by_idx") + _AFTER
+
 # Claims read the queue in seq order through inputs_queue(function_id, state, seq), named: left to itself,
 # SQLite picks inputs_queued(function_id, not_before) for the not_before range and then sorts every queued
 # input of the function for each claim (a million queued inputs drained at 150 a second).
@@ -563,9 +571,7 @@ class SqliteStore(SqliteActivity):
     ) -> list[OutputRecord]:
         low, high = idx_range if idx_range is not None else (-1, 2**31 - 1)
         rows = self._all(
-            "SELECT seq, call_id, input_id, idx, result, data_format, retry_count FROM outputs "
-            "WHERE call_id=? AND seq>? AND idx BETWEEN ? AND ? ORDER BY seq LIMIT ?",
-            (call_id, cursor, low, high, limit),
+            OUTPUTS_IN_SPAN_SQL if idx_range is not None else OUTPUTS_AFTER_SQL, (call_id, cursor, low, high, limit)
         )
         return [OutputRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]
 
