@@ -63,7 +63,7 @@ def _all_reduce(value: int, rank: int, ips: list[str], bulk: int = 0) -> int:
             c.close()
         srv.close()
         return total
-    conn = _connect(ips[0], time.monotonic() + 60)
+    conn = _connect(ips[0], time.monotonic() + 180)  # rank 0's container may start well after this one under load
     conn.settimeout(60)
     conn.sendall(struct.pack("!q", value) + b"x" * bulk)
     total = struct.unpack("!q", _read(conn, 8))[0]
