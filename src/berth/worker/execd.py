@@ -18,17 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import itertools
 import logging
 import os
-import shutil
 import signal
 import socket
 import struct
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+from berth.worker import native
 
 log = logging.getLogger("berth.worker.execd")
 
@@ -48,25 +47,7 @@ class HelperGone(Exception):
 def build(cache: Path) -> Path | None:
     """The execd binary for this source, compiled once per host (static, so it runs in any image); None when
     there is no C compiler, and `crun exec` stays the path."""
-    source = SOURCE.read_bytes()
-    target = cache / f"execd-{hashlib.sha256(source).hexdigest()[:16]}"
-    if target.exists():
-        return target
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        log.warning("no C compiler: sandbox execs go through `crun exec` (slower)")
-        return None
-    cache.mkdir(parents=True, exist_ok=True)
-    os.chmod(cache, 0o755)
-    partial = target.with_suffix(f".{os.getpid()}.partial")
-    out = subprocess.run([compiler, "-static", "-O2", "-o", str(partial), str(SOURCE)], capture_output=True, text=True)
-    if out.returncode != 0:
-        log.warning("could not build berth-execd (%s); sandbox execs go through `crun exec`", out.stderr.strip())
-        partial.unlink(missing_ok=True)
-        return None
-    os.chmod(partial, 0o755)
-    partial.replace(target)
-    return target
+    return native.compile_once(SOURCE, cache, "execd", ["-static", "-O2"], "sandbox execs go through `crun exec`")
 
 
 def entrypoint_message(argv: list[str], env: dict[str, str], cwd: str) -> bytes:

@@ -10,14 +10,13 @@ binaries and musl (which reads no ld.so.preload) are untouched."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import platform
-import shutil
 import stat
-import subprocess
 from pathlib import Path
+
+from berth.worker import native
 
 log = logging.getLogger("berth.worker.gvisor_statx")
 
@@ -32,26 +31,8 @@ def build(cache: Path) -> Path | None:
     x86_64): runsc containers then run without it."""
     if platform.machine() != "x86_64" or not SOURCE.exists():
         return None
-    source = SOURCE.read_bytes()
-    target = cache / f"gvisor-statx-{hashlib.sha256(source).hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        log.warning("no C compiler: `ls` and `stat` fail in runsc containers (runsc's statx, see gvisor_statx)")
-        return None
-    cache.mkdir(parents=True, exist_ok=True)
-    os.chmod(cache, 0o755)
-    partial = target.with_suffix(f".{os.getpid()}.partial")
-    argv = [compiler, "-shared", "-fPIC", "-nostdlib", "-O2", "-o", str(partial), str(SOURCE)]
-    out = subprocess.run(argv, capture_output=True, text=True)
-    if out.returncode != 0:
-        log.warning("could not build the runsc statx shim (%s)", out.stderr.strip())
-        partial.unlink(missing_ok=True)
-        return None
-    os.chmod(partial, 0o755)
-    partial.replace(target)
-    return target
+    flags = ["-shared", "-fPIC", "-nostdlib", "-O2"]
+    return native.compile_once(SOURCE, cache, "gvisor-statx", flags, "`ls` and `stat` fail in runsc containers")
 
 
 def image_preload(rootfs: Path) -> str:

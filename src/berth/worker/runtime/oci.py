@@ -810,6 +810,26 @@ class OciRuntime:
             await asyncio.to_thread(umount, point)
         await asyncio.to_thread(shutil.rmtree, pooled.sandbox.workdir, True)
 
+    def _adopt(
+        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest, kind: str
+    ) -> Sandbox:
+        """A pooled container becomes the task's: taken from the pool, known by the task's id, with its env."""
+        log.info("%s %s starts in pooled container %s", kind, spec.task_id, pooled.pool_id)
+        pooled.taken = True
+        sandbox = pooled.sandbox
+        self._sandboxes.pop(pooled.pool_id, None)
+        self._sandboxes[spec.task_id] = sandbox
+        sandbox.env = self._env(spec, env, image)
+        return sandbox
+
+    @staticmethod
+    def _bundle_process(sandbox: Sandbox) -> None:
+        """The bundle's process gets the task's environment and working directory: `<runtime> exec` starts
+        from it, so later execs run as the task's, not as the pooled container's."""
+        config = json.loads((sandbox.bundle / "config.json").read_text())
+        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
+        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+
     async def _hand_over(
         self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest
     ) -> OciContainer:
@@ -817,21 +837,13 @@ class OciRuntime:
         entrypoint started by execd with pipes for its stdio."""
         helper = pooled.sandbox.helper
         assert spec.sandbox is not None and helper is not None
-        log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
-        pooled.taken = True
-        sandbox = pooled.sandbox
-        self._sandboxes.pop(pooled.pool_id, None)
-        self._sandboxes[spec.task_id] = sandbox
+        sandbox = self._adopt(pooled, spec, env, image, "sandbox")
         sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
-        sandbox.env = self._env(spec, env, image)
         write_hosts(sandbox.rootfs, spec.task_id)
         if sandbox.userns:
             os.chown(sandbox.rootfs / "etc" / "hosts", userns.HOST_BASE, userns.HOST_BASE)
         await asyncio.to_thread(set_hostname, container_init_pid(pooled.proc.pid), spec.task_id)
-        # `crun exec` (the fallback) starts from the bundle's process: the sandbox's, from now on
-        config = json.loads((sandbox.bundle / "config.json").read_text())
-        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
-        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        self._bundle_process(sandbox)  # `crun exec` (the fallback) starts from it
         entry = await helper.start_main(list(spec.command), sandbox.env, sandbox.cwd)
         assert entry.stdout is not None and entry.stderr is not None and entry.stdin is not None
         return self._container(sandbox, spec.task_id, pooled.proc, (entry.stdout, entry.stderr, entry.stdin))
@@ -847,18 +859,10 @@ class OciRuntime:
         process in it may set it, and gVisor's UTS namespace is not the host's to enter; /etc/hosts names
         both."""
         assert spec.sandbox is not None and pooled.proc.stdin is not None
-        log.info("sandbox %s starts in pooled container %s", spec.task_id, pooled.pool_id)
-        pooled.taken = True
-        sandbox = pooled.sandbox
-        self._sandboxes.pop(pooled.pool_id, None)
-        self._sandboxes[spec.task_id] = sandbox
+        sandbox = self._adopt(pooled, spec, env, image, "sandbox")
         sandbox.cwd = spec.sandbox.workdir or image.workdir or "/root"
-        sandbox.env = self._env(spec, env, image)
         write_hosts(sandbox.rootfs, spec.task_id, pooled.pool_id)
-        # `runsc exec` starts from the bundle's process: the sandbox's, from now on
-        config = json.loads((sandbox.bundle / "config.json").read_text())
-        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
-        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        self._bundle_process(sandbox)  # `runsc exec` starts from it
         pooled.proc.stdin.write(execd.entrypoint_message(list(spec.command), sandbox.env, sandbox.cwd))
         await pooled.proc.stdin.drain()
         return self._container(sandbox, spec.task_id, pooled.proc)
@@ -872,12 +876,7 @@ class OciRuntime:
         standby = pooled.standby
         assert standby is not None and standby.stdin is not None
         assert standby.stdout is not None and standby.stderr is not None
-        log.info("function task %s starts in pooled container %s", spec.task_id, pooled.pool_id)
-        pooled.taken = True
-        sandbox = pooled.sandbox
-        self._sandboxes.pop(pooled.pool_id, None)
-        self._sandboxes[spec.task_id] = sandbox
-        sandbox.env = self._env(spec, env, image)
+        sandbox = self._adopt(pooled, spec, env, image, "function task")
         if pooled.server is None:  # a memory-snapshot standby has the function's files already
             await asyncio.to_thread(place_files, spec.files, sandbox.rootfs, self._files)
         # in place: the file is bind-mounted, a new inode would not be seen inside
@@ -886,9 +885,7 @@ class OciRuntime:
         init = container_init_pid(pooled.proc.pid)
         await asyncio.to_thread(set_hostname, init, spec.task_id)
         await asyncio.to_thread(reset_priority, init)
-        config = json.loads((sandbox.bundle / "config.json").read_text())
-        config["process"].update(env=[f"{k}={v}" for k, v in sandbox.env.items()], cwd=sandbox.cwd)
-        (sandbox.bundle / "config.json").write_text(json.dumps(config))
+        self._bundle_process(sandbox)
         if pooled.server is not None:  # modal's restore: the task's ids (its environment comes on stdin)
             await pooled.server.close()
             state = {"task_id": spec.task_id, "function_id": spec.function_id}
