@@ -42,10 +42,22 @@ def test_cluster_of_two_all_reduces_over_its_private_link_which_others_cannot_re
     out = _run(
         berth_small,
         """
-        with app.run():
+        import queue, time
+        with modal.enable_output(), app.run():  # the containers' logs, a traceback included, reach the output
             with modal.Queue.ephemeral() as q:
                 call = all_reduce.spawn(q)
-                where = q.get(timeout=300)
+                deadline = time.monotonic() + 300
+                while True:  # until rank 0 says where it listens, or the call fails (its error, not queue.Empty)
+                    try:
+                        where = q.get(timeout=5)
+                        break
+                    except queue.Empty:
+                        if time.monotonic() > deadline:
+                            raise
+                        try:
+                            call.get(timeout=0)
+                        except TimeoutError:
+                            pass
                 probes = [reach.remote(where["ipv6"]), reach.remote(where["ipv4"])]
                 q.put("stop", partition="stop")
                 result = call.get(timeout=300)
