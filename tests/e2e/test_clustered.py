@@ -34,7 +34,7 @@ def berth_small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServe
 def _run(berth: BerthServer, body: str) -> str:
     code = "import sys; sys.path.insert(0, '.')\nimport modal\nfrom clustered import *\n" + textwrap.dedent(body)
     run = python(berth, "-c", code, timeout=600)
-    assert run.returncode == 0, run.output + "\n--- server log ---\n" + berth.log()[-4000:]
+    assert run.returncode == 0, run.output + "\n--- server log ---\n" + berth.log()[-12000:]
     return [x for x in run.stdout.splitlines() if x.startswith("RESULT=")][-1].removeprefix("RESULT=")
 
 

@@ -478,7 +478,9 @@ class TaskManager:
                 msg = f"Container {task.task_id} exited with code {code} while running this input"
                 await self._inputs.finish(state.input_id, task.task_id, failure(msg), api_pb2.DATA_FORMAT_PICKLE)
         result = _failure_result(task, code)
-        await self._store.end_task(task.task_id, "stopped", self._clock.now(), result, exit_reason(task, code))
+        reason = exit_reason(task, code)
+        log.info("container %s of function %s ended with code %s: %s", task.task_id, task.function_id, code, reason)
+        await self._store.end_task(task.task_id, "stopped", self._clock.now(), result, reason)
         self._logs.task_state(task.app_id, task.task_id, task.function_id, api_pb2.TASK_STATE_COMPLETED)
         if crashed_at_start:
             await self._startup_crash(task, code)
