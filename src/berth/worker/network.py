@@ -247,7 +247,20 @@ def _teardown(net: ContainerNet) -> None:
         _run(["ip", "link", "del", net.host_veth])
     _run(["ip", "netns", "del", net.netns])
     if net.address:
-        (_LEASES / net.address).unlink(missing_ok=True)
+        _release_address(net.address, net.netns)
+
+
+def _release_address(address: str, netns: str) -> None:
+    """Free an address only while it is still this namespace's: a second teardown of one container (a pooled
+    container discarded twice) must not free the address another container has leased since, which a third
+    would then get too, and two containers with one address each lose their connections to the server."""
+    lease = _LEASES / address
+    with contextlib.suppress(OSError):
+        owner = lease.read_text().strip()
+        if owner == netns:
+            lease.unlink()
+        else:
+            log.warning("not freeing address %s for %s: it is leased to %s now", address, netns, owner or "nobody")
 
 
 async def setup(container_id: str, source_ip: str = "") -> ContainerNet:
