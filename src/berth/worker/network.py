@@ -132,24 +132,30 @@ def _stale(lease: Path) -> bool:
     return bool(owner) and age > _LEASE_GRACE_S and not (NETNS_DIR / owner).exists()
 
 
-def _lease_address(netns: str) -> str:
-    """Reserve a free address across every process on the machine: one O_EXCL file per address."""
+@contextlib.contextmanager
+def _leases_locked() -> Iterator[None]:
+    """Every process on the machine leases and frees addresses one at a time. Without it, two containers started
+    together (a cluster's members) could both find the same dead container's lease, both take it over, and end up
+    with one address between them: each then loses its connections to the server."""
     _LEASES.mkdir(parents=True, exist_ok=True)
-    hosts = SUBNET.hosts()
-    next(hosts)  # .0.1 is the host
-    for addr in hosts:
-        lease = _LEASES / str(addr)
-        try:
-            fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if _stale(lease):
-                _drop_snat(str(addr))  # a proxy's rule its dead owner left
-                lease.unlink(missing_ok=True)  # its namespace is gone: reuse the address
-                return _lease_address(netns)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(netns)
-        return str(addr)
+    with open(_LEASES / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _lease_address(netns: str) -> str:
+    """Reserve a free address across every process on the machine: one file per address, naming its holder."""
+    with _leases_locked():
+        hosts = SUBNET.hosts()
+        next(hosts)  # .0.1 is the host
+        for addr in hosts:
+            lease = _LEASES / str(addr)
+            if lease.exists():
+                if not _stale(lease):
+                    continue
+                _drop_snat(str(addr))  # a proxy's rule its dead owner left; its namespace is gone: reuse the address
+            lease.write_text(netns)
+            return str(addr)
     raise NetworkError(f"no free address left in {SUBNET}")
 
 
@@ -255,7 +261,7 @@ def _release_address(address: str, netns: str) -> None:
     container discarded twice) must not free the address another container has leased since, which a third
     would then get too, and two containers with one address each lose their connections to the server."""
     lease = _LEASES / address
-    with contextlib.suppress(OSError):
+    with _leases_locked(), contextlib.suppress(OSError):
         owner = lease.read_text().strip()
         if owner == netns:
             lease.unlink()
