@@ -132,6 +132,22 @@ def test_what_the_leader_used_after_a_cached_pass_still_counts_once_it_is_gone()
     assert 0.75 <= cpu < 5.0
 
 
+def test_the_last_reading_counts_what_the_leader_used_after_a_cached_pass_that_still_saw_it() -> None:
+    # The worker's per-second pass over /proc saw the container just before it ended; the reading taken when
+    # it exited, within that pass's lifetime, must still count what the leader used in between.
+    burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\nprint(flush=True)\n"
+    burn += "t=time.process_time()\nwhile time.process_time()-t<0.3: pass"
+    proc = subprocess.Popen([sys.executable, "-c", burn], start_new_session=True, stdout=subprocess.PIPE)
+    counter = SessionCpu(proc.pid)
+    assert proc.stdout is not None and proc.stdout.readline() == b"\n"  # halfway
+    assert counter.read()[0] < 0.45  # a full pass, cached
+    while proc.poll() is None:
+        counter.poll_leader()
+        time.sleep(0.02)
+    cpu, _ = counter.read()  # within the pass's lifetime, which still lists the session
+    assert 0.55 <= cpu < 5.0
+
+
 class _Records:
     async def get_app(self, app_id: str) -> AppRecord | None:
         return AppRecord(app_id, "shop", "", 1, "prod", 0.0)

@@ -65,10 +65,11 @@ class SessionCpu:
         if scanned is None:
             return self.tree_cpu + max(0.0, self.leader_latest - self.leader_at_scan), 0
         # The leader's counter as that same pass saw it: a pass can be up to _SCAN_TTL_S old, and what the
-        # leader used since then is not in tree_cpu yet, so it must still count once the leader is gone.
+        # leader used since then is not in tree_cpu yet, so it counts on top, in this reading (the last one, when
+        # the container ends within the pass's lifetime) and in those after it once the leader is gone.
         self.tree_cpu, rss, self.leader_at_scan = scanned
         self.leader_latest = max(self.leader_latest, self.leader_at_scan)
-        return self.tree_cpu, rss
+        return self.tree_cpu + self.leader_latest - self.leader_at_scan, rss
 
 
 def session_usages(proc: Path = Path("/proc")) -> dict[int, tuple[int, int, int]]:
