@@ -131,6 +131,7 @@ STANDBY_READY_S = 300.0
 STANDBY_BACKOFF_S = 60.0
 SNAPSHOT_READY_S = 900.0
 POOLED_RUNSC_READY_S = 60.0  # how long a pooled runsc container may take to boot gVisor (on a busy host)
+POOL_CLOSE_WAIT_S = 30.0  # how long a stopping worker waits for pooled containers still starting
 IDLE_SWEEP_MIN_S = 1.0  # how often, at most, a waiting pooled container checks for idle pools
 RESTORE_STATE = "__modal/restore-state.json"  # modal's config restore_state_path, under the container's root
 OOM_EXIT = 137
@@ -326,6 +327,7 @@ class Pooled:
     taken: bool = False
     standby: HelperProcess | None = None  # a function container's loop, waiting for its task (--standby)
     server: StandbyServer | None = None  # a memory-snapshot standby's stand-in for the server
+    teardown: asyncio.Future[None] | None = None  # once it is being discarded (once only)
 
 
 def set_hostname(pid: int, name: str) -> None:
@@ -430,6 +432,9 @@ class OciRuntime:
         self._standby_failed: dict[PoolKey, float] = {}
         self._snapshot_failed: set[str] = set()
         self._pool_jobs: set[asyncio.Future[Any]] = set()
+        self._teardowns: set[asyncio.Future[None]] = set()  # pooled containers being torn down (never cancelled)
+        self._closing = False
+        self._watchers: set[asyncio.Future[None]] = set()  # one per ready pooled container, until it goes
         self._disks = ScratchDisks(sandbox_disk_mb)
         self.name = name
         self.binary = runtime_binary(name)
@@ -649,6 +654,8 @@ class OciRuntime:
         book = self._book(template)
         for pooled in [*self._pool.drop_idle(), *self._function_pool.drop_idle()]:
             self._background_job(self._discard(pooled))
+        if self._closing:
+            return
         if key.snapshot_of in self._snapshot_failed:
             return
         if time.monotonic() - self._standby_failed.get(key, -STANDBY_BACKOFF_S) < STANDBY_BACKOFF_S:
@@ -671,6 +678,9 @@ class OciRuntime:
         in standby and is ready once it has imported modal."""
         function = template.sandbox is None
         await asyncio.sleep(FUNCTION_REFILL_DELAY_S if function else REFILL_DELAY_S)
+        if self._closing:
+            self._book(template).started(key, None)
+            return
         pool_id = f"pool-{secrets.token_hex(6)}"
         spec = self._pool_spec(key, template, pool_id)
         kind = "memory-snapshot" if key.snapshot_of else "function" if function else "sandbox"
@@ -685,11 +695,13 @@ class OciRuntime:
             elif function:
                 self._standby_failed[key] = time.monotonic()
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        if not self._book(template).started(key, pooled) and pooled is not None:
+        if (not self._book(template).started(key, pooled) or self._closing) and pooled is not None:
             await self._discard(pooled)
         elif pooled is not None:
             log.info("pooled %s container %s is ready (image %s)", kind, pool_id, key.image_id)
-            self._background_job(self._watch_pooled(pooled))
+            watcher = asyncio.ensure_future(self._watch_pooled(pooled))
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
 
     async def _launch_pooled(self, key: PoolKey, spec: TaskSpec, workdir: Path) -> Pooled:
         """Start a pooled container (and a function container's standby loop); on any failure, or when the
@@ -801,7 +813,16 @@ class OciRuntime:
             await self._discard(pooled)
 
     async def _discard(self, pooled: Pooled) -> None:
+        """Tear a pooled container down, to the end even when the job that asked is cancelled (the worker
+        stopping cancels its pool's jobs): one torn down halfway left its mounts and loop disk behind."""
         pooled.taken = True
+        if pooled.teardown is None:
+            pooled.teardown = asyncio.ensure_future(self._tear_down_pooled(pooled))
+            self._teardowns.add(pooled.teardown)
+            pooled.teardown.add_done_callback(self._teardowns.discard)
+        await asyncio.shield(pooled.teardown)
+
+    async def _tear_down_pooled(self, pooled: Pooled) -> None:
         if pooled.server is not None:
             await pooled.server.close()
         self._sandboxes.pop(pooled.pool_id, None)
@@ -810,9 +831,7 @@ class OciRuntime:
             await asyncio.to_thread(umount, point)
         await asyncio.to_thread(shutil.rmtree, pooled.sandbox.workdir, True)
 
-    def _adopt(
-        self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest, kind: str
-    ) -> Sandbox:
+    def _adopt(self, pooled: Pooled, spec: TaskSpec, env: dict[str, str], image: ImageManifest, kind: str) -> Sandbox:
         """A pooled container becomes the task's: taken from the pool, known by the task's id, with its env."""
         log.info("%s %s starts in pooled container %s", kind, spec.task_id, pooled.pool_id)
         pooled.taken = True
@@ -899,12 +918,21 @@ class OciRuntime:
         return self._container(sandbox, spec.task_id, pooled.proc, (standby.stdout, standby.stderr, standby.stdin))
 
     async def close(self) -> None:
-        """The worker is stopping: the pooled containers go (running ones are stopped by the worker)."""
+        """The worker is stopping: the pooled containers go (running ones are stopped by the worker). Those still
+        starting finish first (and go), so none becomes ready after the pool was emptied and outlives the worker;
+        cancelled halfway, a start could leave behind a mount that a thread made after the cancellation."""
+        self._closing = True
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self._pool_jobs:
+            _, late = await asyncio.wait(set(self._pool_jobs), timeout=POOL_CLOSE_WAIT_S)
+            for job in late:
+                job.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for pooled in [*self._pool.drop_all(), *self._function_pool.drop_all()]:
             await self._discard(pooled)
-        for job in list(self._pool_jobs):
-            job.cancel()
-        await asyncio.gather(*self._pool_jobs, return_exceptions=True)
+        await asyncio.gather(*self._teardowns, return_exceptions=True)
 
     async def _run(
         self, sandbox: Sandbox, spec: TaskSpec, helper: Path | None, waiting: bool
