@@ -15,6 +15,10 @@ app = modal.App("e2e-chaos")
 def _work(i: int, marker_dir: str) -> int:
     pidfile = Path(marker_dir) / "pid"
     if i == 3 and not pidfile.exists():
+        # Berth's loop starts this input while the output of the one before it may still be on its way to the
+        # server (merged outputs); a kill in that moment fails that input too, as a container that dies before
+        # reporting any output does. The test means to kill this input alone: let that output land first.
+        time.sleep(2)
         pidfile.write_text(str(os.getpid()))  # the test kills this container now
         time.sleep(600)
     return i * i
